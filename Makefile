@@ -1,0 +1,48 @@
+# vmfault: the three things a user does are `make run`, `make test` and
+# `make gdb`.  Each installs what a fresh Debian machine lacks (QEMU, GRUB,
+# xorriso, mtools, gdb through apt-get; rust-src through rustup) or says
+# exactly what to install.
+#
+#   make run  [PAGING=2level|pae] [VMALLOC_FAULT=legacy|cli|sync|eager] [CMDLINE=...]
+#   make test [TEST=glob]         every test kernel, both paging modes
+#   make gdb  [PAGING=...] [VMALLOC_FAULT=...] [GDB_PORT=...]
+#   make iso                      target/vmfault.iso with the GRUB menu
+
+PAGING ?= 2level
+VMALLOC_FAULT ?=
+CMDLINE ?=
+TEST ?=
+PYTHON ?= python3
+RUNNER := $(PYTHON) tests/host/runner.py
+
+RUN_CMDLINE := $(strip $(if $(VMALLOC_FAULT),vmalloc_fault=$(VMALLOC_FAULT)) $(CMDLINE))
+
+.PHONY: all build run test iso gdb clippy fmt check clean
+
+all: build
+
+build:
+	cargo build
+
+run:
+	$(RUNNER) run --paging $(PAGING) --cmdline "$(RUN_CMDLINE)"
+
+test:
+	$(RUNNER) test $(if $(TEST),--filter '$(TEST)')
+
+iso:
+	$(RUNNER) iso
+
+gdb:
+	$(RUNNER) gdb --paging $(PAGING) --cmdline "$(RUN_CMDLINE)"
+
+clippy:
+	cargo clippy --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --check
+
+check: fmt clippy
+
+clean:
+	cargo clean

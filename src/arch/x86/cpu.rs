@@ -1,0 +1,178 @@
+//! The few named functions through which the kernel changes CPU state:
+//! control registers, the interrupt flag, halting.  Everything else calls
+//! these instead of writing inline assembly, so each hardware-state change
+//! has one place to read and one place to break on in gdb.
+
+use x86::bits32::eflags::{self, EFlags};
+use x86::controlregs;
+
+/// EFLAGS as saved by `save_flags`; Linux 2.4's `unsigned long flags`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flags(pub u32);
+
+impl Flags {
+    pub fn irqs_enabled(self) -> bool {
+        self.0 & EFlags::FLAGS_IF.bits() != 0
+    }
+}
+
+/// `__save_flags(flags)` of the seed's patch.
+#[inline(always)]
+pub fn save_flags() -> Flags {
+    // SAFETY: reading EFLAGS has no side effects.
+    Flags(unsafe { eflags::read() }.bits())
+}
+
+/// `__cli()`: mask maskable interrupts on this CPU.
+#[inline(always)]
+pub fn cli() {
+    // SAFETY: we run at CPL 0; masking interrupts cannot break memory safety.
+    unsafe { x86::irq::disable() }
+}
+
+/// `__sti()`: unmask maskable interrupts on this CPU.
+#[inline(always)]
+pub fn sti() {
+    // SAFETY: we run at CPL 0 with a valid IDT loaded.
+    unsafe { x86::irq::enable() }
+}
+
+/// `__restore_flags(flags)`: put IF back the way `save_flags` found it.
+#[inline(always)]
+pub fn restore_flags(flags: Flags) {
+    if flags.irqs_enabled() {
+        sti();
+    } else {
+        cli();
+    }
+}
+
+/// Linux's `local_irq_save`: save flags and cli in one step.
+#[inline(always)]
+pub fn local_irq_save() -> Flags {
+    let f = save_flags();
+    cli();
+    f
+}
+
+pub fn irqs_enabled() -> bool {
+    save_flags().irqs_enabled()
+}
+
+/// Halt until the next interrupt.
+pub fn hlt() {
+    // SAFETY: hlt only waits for an interrupt.
+    unsafe { core::arch::asm!("hlt", options(nomem, nostack)) }
+}
+
+/// Stop this CPU for good.
+pub fn halt_forever() -> ! {
+    loop {
+        cli();
+        hlt();
+    }
+}
+
+pub fn read_cr0() -> u32 {
+    // SAFETY: reading a control register at CPL 0 has no side effects.
+    unsafe { controlregs::cr0() }.bits() as u32
+}
+
+pub fn read_cr2() -> u32 {
+    // SAFETY: as above.
+    unsafe { controlregs::cr2() as u32 }
+}
+
+pub fn read_cr3() -> u32 {
+    // SAFETY: as above.
+    unsafe { controlregs::cr3() as u32 }
+}
+
+pub fn read_cr4() -> u32 {
+    // SAFETY: as above.
+    unsafe { controlregs::cr4() }.bits() as u32
+}
+
+/// Load a new page-table root.  This also flushes all non-global TLB
+/// entries and, in PAE mode, reloads the four PDPTEs the CPU caches.
+///
+/// # Safety
+/// `cr3` must point to page tables that map the running kernel.
+pub unsafe fn write_cr3(cr3: u32) {
+    // SAFETY: the caller guarantees the new tables map the kernel.
+    unsafe { controlregs::cr3_write(cr3 as u64) };
+    super::tss::note_cr3(cr3);
+}
+
+/// # Safety
+/// The new CR4 must be compatible with the current paging state.
+pub unsafe fn write_cr4(cr4: u32) {
+    // SAFETY: the caller guarantees compatibility.
+    unsafe { controlregs::cr4_write(controlregs::Cr4::from_bits_truncate(cr4 as usize)) }
+}
+
+/// Invalidate the TLB entry for one virtual address (`__flush_tlb_one`).
+pub fn flush_tlb_one(addr: usize) {
+    // SAFETY: invlpg only drops a cached translation.
+    unsafe { x86::tlb::flush(addr) }
+}
+
+/// Flush the whole non-global TLB (`__flush_tlb`).
+pub fn flush_tlb() {
+    // SAFETY: reloading CR3 with its own value keeps the same tables.
+    unsafe { write_cr3(read_cr3()) }
+}
+
+/// Read a model-specific register.
+///
+/// # Safety
+/// The MSR must exist on this CPU.
+pub unsafe fn rdmsr(msr: u32) -> u64 {
+    // SAFETY: the caller guarantees the MSR exists.
+    unsafe { x86::msr::rdmsr(msr) }
+}
+
+/// # Safety
+/// The MSR must exist and the value must be valid for it.
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: the caller guarantees validity.
+    unsafe { x86::msr::wrmsr(msr, value) }
+}
+
+/// CPU features the paging code cares about.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Features {
+    pub pse: bool,
+    pub pae: bool,
+    pub pge: bool,
+    pub apic: bool,
+    pub nx: bool,
+    pub tsc: bool,
+}
+
+pub fn features() -> Features {
+    use core::arch::x86::__cpuid;
+    let std = __cpuid(1);
+    // Leaf 0x80000000 reports the highest extended leaf.
+    let max_ext = __cpuid(0x8000_0000).eax;
+    let nx = if max_ext >= 0x8000_0001 {
+        __cpuid(0x8000_0001).edx & (1 << 20) != 0
+    } else {
+        false
+    };
+    Features {
+        pse: std.edx & (1 << 3) != 0,
+        tsc: std.edx & (1 << 4) != 0,
+        pae: std.edx & (1 << 6) != 0,
+        apic: std.edx & (1 << 9) != 0,
+        pge: std.edx & (1 << 13) != 0,
+        nx,
+    }
+}
+
+/// Read the time-stamp counter (secondary figures only: under TCG it is
+/// not a hardware clock).
+pub fn rdtsc() -> u64 {
+    // SAFETY: rdtsc has no side effects.
+    unsafe { x86::time::rdtsc() }
+}

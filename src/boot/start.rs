@@ -1,0 +1,92 @@
+//! `start_kernel`: called by boot/entry.s on the boot stack, paging on with
+//! the boot page directory, interrupts off.
+
+use multiboot2::BootInformation;
+use spin::Once;
+
+use crate::arch::x86::{gdt, idt, tss};
+use crate::cmdline::{self, Cmdline};
+use crate::mm::addr::__va;
+use crate::qemu::{exit, ExitCode};
+use crate::{console, pr_warn, println, symbols};
+
+/// Everything `kmain` needs from the boot.
+pub struct BootParams {
+    pub info: &'static BootInformation<'static>,
+    pub info_phys: u32,
+    pub raw_cmdline: &'static str,
+    pub cmdline: Cmdline<'static>,
+}
+
+static INFO: Once<BootInformation<'static>> = Once::new();
+static PARAMS: Once<BootParams> = Once::new();
+
+extern "Rust" {
+    /// Defined by each kernel binary through `vmfault::kernel_main!`.
+    fn __vmfault_kmain(params: &'static BootParams) -> !;
+}
+
+/// Stop the boot with a message the host runner and a user can read.
+pub fn boot_failure(msg: core::fmt::Arguments) -> ! {
+    println!("vmfault: boot stopped: {}", msg);
+    exit(ExitCode::Failed)
+}
+
+pub fn params() -> Option<&'static BootParams> {
+    PARAMS.get()
+}
+
+#[no_mangle]
+extern "C" fn start_kernel(magic: u32, info_phys: u32) -> ! {
+    console::init();
+    println!();
+    println!(
+        "vmfault {} (i386, Linux 2.4 lazy vmalloc PGD sync bench)",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    // Descriptor tables first, so that anything below that faults gets an
+    // oops report rather than a triple fault.
+    let (t, df) = tss::init();
+    gdt::init(t, df);
+    tss::load();
+    idt::init();
+
+    // SAFETY: the boot page directory maps the first GiB at PAGE_OFFSET,
+    // where GRUB leaves the information block; `load` checks its framing.
+    let info = match unsafe { crate::boot::info::load(magic, __va(info_phys)) } {
+        Ok(i) => INFO.call_once(|| i),
+        Err(e) => boot_failure(format_args!("{}", e)),
+    };
+    crate::boot::info::print(info, info_phys);
+
+    let raw = match info.command_line_tag().map(|t| t.cmdline()) {
+        Some(Ok(s)) => s,
+        Some(Err(_)) => boot_failure(format_args!("command line is not valid UTF-8")),
+        None => "",
+    };
+    println!("Kernel command line: {}", raw);
+    let cmdline = match cmdline::parse(raw, &mut |w| {
+        pr_warn!("vmfault: unknown command line parameter '{}' ignored", w)
+    }) {
+        Ok(c) => c,
+        Err(e) => boot_failure(format_args!("{}", e)),
+    };
+    if let Some(l) = cmdline.loglevel {
+        console::set_loglevel(l);
+    }
+
+    let nsyms = symbols::init(info);
+    if nsyms == 0 {
+        pr_warn!("vmfault: no symbol table from the loader; oops reports show raw addresses");
+    }
+
+    let params = PARAMS.call_once(|| BootParams {
+        info,
+        info_phys,
+        raw_cmdline: raw,
+        cmdline,
+    });
+    // SAFETY: every kernel binary defines this symbol via `kernel_main!`.
+    unsafe { __vmfault_kmain(params) }
+}

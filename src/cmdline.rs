@@ -1,0 +1,170 @@
+//! The kernel command line: `key=value` words separated by spaces, as GRUB
+//! passes them.  Known keys:
+//!
+//! | key | values | default |
+//! |---|---|---|
+//! | `paging=` | `2level`, `pae` | `2level` |
+//! | `vmalloc_fault=` | `legacy`, `cli`, `sync`, `eager` | `sync` |
+//! | `test=` | a glob over `suite.case` (`*`, `?`) | none: no tests run |
+//! | `loglevel=` | `0`..`8` | `7` |
+//!
+//! An unknown key is reported and ignored (Linux passes those on to init);
+//! a bad value for a known key is an error that stops the boot, naming the
+//! key and the values it takes.  Parsing is pure: no hardware, no heap, so
+//! the tests exercise exactly the code the boot runs.
+
+use core::fmt;
+
+/// Which i386 page-table format the kernel runs with (DESIGN.md section 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PagingMode {
+    /// 1024-entry PGD of 4 MiB, pmd folded into the pgd.
+    TwoLevel,
+    /// 4-entry PDPT, 512-entry PMD of 2 MiB, 512-entry PTE, 64-bit entries.
+    Pae,
+}
+
+impl PagingMode {
+    pub const ALLOWED: &'static str = "2level, pae";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PagingMode::TwoLevel => "2level",
+            PagingMode::Pae => "pae",
+        }
+    }
+
+    fn from_value(v: &str) -> Option<Self> {
+        match v {
+            "2level" => Some(PagingMode::TwoLevel),
+            "pae" => Some(PagingMode::Pae),
+            _ => None,
+        }
+    }
+}
+
+/// Which historical `vmalloc_fault` the page-fault path runs (DESIGN.md
+/// section 1 has the table of versions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmallocFaultVersion {
+    /// Linux 2.4.0/2.4.1.
+    Legacy,
+    /// The seed's patch (2.4.2aa).
+    Cli,
+    /// Linux 2.4.16+.
+    Sync,
+    /// Linux 5.8's eager `arch_sync_kernel_mappings`.
+    Eager,
+}
+
+impl VmallocFaultVersion {
+    pub const ALLOWED: &'static str = "legacy, cli, sync, eager";
+    pub const ALL: [Self; 4] = [Self::Legacy, Self::Cli, Self::Sync, Self::Eager];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Legacy => "legacy",
+            Self::Cli => "cli",
+            Self::Sync => "sync",
+            Self::Eager => "eager",
+        }
+    }
+
+    fn from_value(v: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.name() == v)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cmdline<'a> {
+    pub paging: PagingMode,
+    pub vmalloc_fault: VmallocFaultVersion,
+    /// `test=GLOB`: run the in-kernel suite, only the matching cases.
+    pub test: Option<&'a str>,
+    pub loglevel: Option<u8>,
+}
+
+impl Default for Cmdline<'_> {
+    fn default() -> Self {
+        Cmdline {
+            paging: PagingMode::TwoLevel,
+            vmalloc_fault: VmallocFaultVersion::Sync,
+            test: None,
+            loglevel: None,
+        }
+    }
+}
+
+/// A bad value for a known key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadValue<'a> {
+    pub key: &'static str,
+    pub value: &'a str,
+    pub allowed: &'static str,
+}
+
+impl fmt::Display for BadValue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "bad value '{}' for {}= (allowed: {})",
+            self.value, self.key, self.allowed
+        )
+    }
+}
+
+/// Parse `s`.  `unknown` is called with every word whose key is not known
+/// (the caller reports it); the first bad value of a known key is returned.
+pub fn parse<'a>(
+    s: &'a str,
+    unknown: &mut dyn FnMut(&'a str),
+) -> Result<Cmdline<'a>, BadValue<'a>> {
+    let mut c = Cmdline::default();
+    for word in s.split_ascii_whitespace() {
+        let (key, value) = match word.split_once('=') {
+            Some((k, v)) => (k, v),
+            None => (word, ""),
+        };
+        match key {
+            "paging" => {
+                c.paging = PagingMode::from_value(value).ok_or(BadValue {
+                    key: "paging",
+                    value,
+                    allowed: PagingMode::ALLOWED,
+                })?
+            }
+            "vmalloc_fault" => {
+                c.vmalloc_fault = VmallocFaultVersion::from_value(value).ok_or(BadValue {
+                    key: "vmalloc_fault",
+                    value,
+                    allowed: VmallocFaultVersion::ALLOWED,
+                })?
+            }
+            "test" => {
+                if value.is_empty() {
+                    return Err(BadValue {
+                        key: "test",
+                        value,
+                        allowed: "a non-empty glob over suite.case, e.g. test=* or test=boot.*",
+                    });
+                }
+                c.test = Some(value)
+            }
+            "loglevel" => {
+                c.loglevel = Some(
+                    value
+                        .parse::<u8>()
+                        .ok()
+                        .filter(|l| *l <= 8)
+                        .ok_or(BadValue {
+                            key: "loglevel",
+                            value,
+                            allowed: "0..8",
+                        })?,
+                )
+            }
+            _ => unknown(word),
+        }
+    }
+    Ok(c)
+}

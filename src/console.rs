@@ -1,0 +1,128 @@
+//! The serial console on COM1, through `uart_16550`, with printk-style log
+//! levels.  Everything the kernel says (boot log, KTAP, oops reports) goes
+//! here; the host side reads it from QEMU's serial log.
+
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use spin::Mutex;
+use uart_16550::backend::PioBackend;
+use uart_16550::{Config, Uart16550Tty};
+
+use crate::arch::x86::cpu;
+
+const COM1: u16 = 0x3f8;
+
+static CONSOLE: Mutex<Option<Uart16550Tty<PioBackend>>> = Mutex::new(None);
+
+/// printk levels, Linux's numbering: a message shows when its level is
+/// below `console_loglevel` (default 7: everything but debug).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Level {
+    Emerg = 0,
+    Alert = 1,
+    Crit = 2,
+    Err = 3,
+    Warning = 4,
+    Notice = 5,
+    Info = 6,
+    Debug = 7,
+}
+
+static CONSOLE_LOGLEVEL: AtomicU8 = AtomicU8::new(7);
+
+pub fn set_loglevel(level: u8) {
+    CONSOLE_LOGLEVEL.store(level.min(8), Ordering::Relaxed);
+}
+
+/// Whether COM1 came up (and passed its loopback self-test).
+pub fn present() -> bool {
+    CONSOLE.lock().is_some()
+}
+
+pub fn loglevel() -> u8 {
+    CONSOLE_LOGLEVEL.load(Ordering::Relaxed)
+}
+
+/// Bring up COM1.  Returns false if the UART failed its self-test (then
+/// output is dropped, and the host sees an empty log).
+pub fn init() -> bool {
+    // SAFETY: COM1's eight I/O ports belong to this driver alone.
+    match unsafe { Uart16550Tty::new_port(COM1, Config::default()) } {
+        Ok(tty) => {
+            *CONSOLE.lock() = Some(tty);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+#[doc(hidden)]
+pub fn _print(args: fmt::Arguments) {
+    // Interrupts off while the lock is held: an interrupt handler that
+    // prints must not spin on a lock its own CPU holds.
+    let flags = cpu::local_irq_save();
+    if let Some(tty) = CONSOLE.lock().as_mut() {
+        let _ = tty.write_fmt(args);
+    }
+    cpu::restore_flags(flags);
+}
+
+#[doc(hidden)]
+pub fn _printk(level: Level, args: fmt::Arguments) {
+    if (level as u8) < loglevel() {
+        _print(args);
+    }
+}
+
+/// For oops and panic paths only: the fault may have hit while this CPU
+/// held the console lock (inside a print), and waiting would hang forever.
+pub fn force_unlock() {
+    if CONSOLE.is_locked() {
+        // SAFETY: single CPU; whoever held the lock was interrupted by the
+        // fault that is being reported and will not run again unrecovered.
+        unsafe { CONSOLE.force_unlock() };
+    }
+}
+
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => ($crate::console::_print(format_args!($($arg)*)));
+}
+
+#[macro_export]
+macro_rules! println {
+    () => ($crate::print!("\n"));
+    ($($arg:tt)*) => ($crate::print!("{}\n", format_args!($($arg)*)));
+}
+
+#[macro_export]
+macro_rules! printk {
+    ($level:expr, $($arg:tt)*) => ($crate::console::_printk($level, format_args!($($arg)*)));
+}
+
+#[macro_export]
+macro_rules! pr_err {
+    ($($arg:tt)*) => ($crate::printk!($crate::console::Level::Err, "{}\n", format_args!($($arg)*)));
+}
+
+#[macro_export]
+macro_rules! pr_warn {
+    ($($arg:tt)*) => ($crate::printk!($crate::console::Level::Warning, "{}\n", format_args!($($arg)*)));
+}
+
+#[macro_export]
+macro_rules! pr_notice {
+    ($($arg:tt)*) => ($crate::printk!($crate::console::Level::Notice, "{}\n", format_args!($($arg)*)));
+}
+
+#[macro_export]
+macro_rules! pr_info {
+    ($($arg:tt)*) => ($crate::printk!($crate::console::Level::Info, "{}\n", format_args!($($arg)*)));
+}
+
+#[macro_export]
+macro_rules! pr_debug {
+    ($($arg:tt)*) => ($crate::printk!($crate::console::Level::Debug, "{}\n", format_args!($($arg)*)));
+}

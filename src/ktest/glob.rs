@@ -1,0 +1,38 @@
+//! KUnit's `filter_glob`: `*` matches any run of characters, `?` one.
+//! Matched against `suite.case`; a pattern without a dot also selects
+//! whole suites by name (`test=boot` = `test=boot.*`).
+
+pub fn glob_match(pat: &str, text: &str) -> bool {
+    let (p, t) = (pat.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == b'*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// Does `filter` select case `case` of suite `suite`?
+pub fn selects(filter: &str, suite: &str, case: &str) -> bool {
+    if !filter.contains('.') {
+        return glob_match(filter, suite);
+    }
+    let mut full = crate::fixed_buf::FixedBuf::<128>::new();
+    let _ = core::fmt::Write::write_fmt(&mut full, format_args!("{}.{}", suite, case));
+    glob_match(filter, full.as_str())
+}

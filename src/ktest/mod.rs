@@ -1,0 +1,213 @@
+//! The in-kernel test harness.  Suites of cases, each case a plain `fn()`
+//! that passes by returning and fails by panicking (`assert!`,
+//! `assert_eq!`), by taking an unexpected exception, or by a double fault;
+//! `recovery::skip` skips it.  Every case runs under its own recovery
+//! point, so one broken case never stops the next.
+//!
+//! Output is KTAP version 1 on the serial console, one two-space-indented
+//! subtest per suite, then QEMU exits through isa-debug-exit with the
+//! verdict.  To add a test: write the `fn` in a suite file under
+//! `ktest/suites/` and list it in that suite's `CASES` with `case!`.
+
+pub mod glob;
+pub mod recovery;
+pub mod suites;
+
+use recovery::{Caught, CaughtKind};
+
+pub struct Case {
+    pub name: &'static str,
+    pub func: fn(),
+}
+
+pub struct Suite {
+    pub name: &'static str,
+    pub cases: &'static [Case],
+}
+
+/// `case!(f)` registers `fn f()` under its own name.
+#[macro_export]
+macro_rules! case {
+    ($f:ident) => {
+        $crate::ktest::Case {
+            name: stringify!($f),
+            func: $f,
+        }
+    };
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    Fail,
+    Skip,
+}
+
+/// Where results go: the KTAP printer, or a recorder for the harness's own
+/// tests.
+pub trait Reporter {
+    fn suite_start(&mut self, suite: &Suite, planned: usize);
+    fn case_done(&mut self, n: usize, case: &Case, outcome: Outcome, why: Option<&Caught>);
+    fn suite_done(&mut self, n: usize, suite: &Suite, counts: &Counts);
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub pass: usize,
+    pub fail: usize,
+    pub skip: usize,
+}
+
+impl Counts {
+    fn add(&mut self, o: Outcome) {
+        match o {
+            Outcome::Pass => self.pass += 1,
+            Outcome::Fail => self.fail += 1,
+            Outcome::Skip => self.skip += 1,
+        }
+    }
+
+    pub fn total(&self) -> usize {
+        self.pass + self.fail + self.skip
+    }
+
+    fn outcome(&self) -> Outcome {
+        if self.fail > 0 {
+            Outcome::Fail
+        } else if self.pass == 0 && self.skip > 0 {
+            Outcome::Skip
+        } else {
+            Outcome::Pass
+        }
+    }
+}
+
+/// Run one case under its recovery point.
+pub fn run_case(case: &Case) -> (Outcome, Option<Caught>) {
+    let flags = crate::arch::x86::cpu::save_flags();
+    let r = recovery::catch(false, case.func);
+    // A case that died with interrupts masked must not leave them masked
+    // for the next one.
+    crate::arch::x86::cpu::restore_flags(flags);
+    match r {
+        Ok(()) => (Outcome::Pass, None),
+        Err(c) if c.kind == CaughtKind::Skip => (Outcome::Skip, Some(c)),
+        Err(c) => (Outcome::Fail, Some(c)),
+    }
+}
+
+/// Run the selected cases of `suite`; returns its counts.
+pub fn run_suite(n: usize, suite: &Suite, filter: &str, r: &mut dyn Reporter) -> Counts {
+    let planned = suite
+        .cases
+        .iter()
+        .filter(|c| glob::selects(filter, suite.name, c.name))
+        .count();
+    let mut counts = Counts::default();
+    r.suite_start(suite, planned);
+    let mut i = 0;
+    for case in suite
+        .cases
+        .iter()
+        .filter(|c| glob::selects(filter, suite.name, c.name))
+    {
+        i += 1;
+        let (o, why) = run_case(case);
+        counts.add(o);
+        r.case_done(i, case, o, why.as_ref());
+    }
+    r.suite_done(n, suite, &counts);
+    counts
+}
+
+/// KTAP version 1 on the serial console.
+pub struct Ktap;
+
+impl Reporter for Ktap {
+    fn suite_start(&mut self, suite: &Suite, planned: usize) {
+        crate::println!("  KTAP version 1");
+        crate::println!("  # Subtest: {}", suite.name);
+        crate::println!("  1..{}", planned);
+    }
+
+    fn case_done(&mut self, n: usize, case: &Case, outcome: Outcome, why: Option<&Caught>) {
+        match (outcome, why) {
+            (Outcome::Pass, _) => crate::println!("  ok {} {}", n, case.name),
+            (Outcome::Skip, w) => {
+                crate::println!(
+                    "  ok {} {} # SKIP {}",
+                    n,
+                    case.name,
+                    w.map(|c| c.msg.as_str()).unwrap_or("")
+                )
+            }
+            (Outcome::Fail, w) => {
+                if let Some(c) = w {
+                    // KTAP diagnostics are one `#` line each.
+                    for (i, line) in c.msg.as_str().lines().enumerate() {
+                        if i == 0 {
+                            crate::println!("    # {}: {}", case.name, line);
+                        } else {
+                            crate::println!("    # {}", line);
+                        }
+                    }
+                }
+                crate::println!("  not ok {} {}", n, case.name)
+            }
+        }
+    }
+
+    fn suite_done(&mut self, n: usize, suite: &Suite, c: &Counts) {
+        crate::println!(
+            "  # {}: pass:{} fail:{} skip:{} total:{}",
+            suite.name,
+            c.pass,
+            c.fail,
+            c.skip,
+            c.total()
+        );
+        match c.outcome() {
+            Outcome::Pass => crate::println!("ok {} {}", n, suite.name),
+            Outcome::Skip => crate::println!("ok {} {} # SKIP no case ran", n, suite.name),
+            Outcome::Fail => crate::println!("not ok {} {}", n, suite.name),
+        }
+    }
+}
+
+/// Run every suite that `filter` selects, print KTAP, and return totals.
+pub fn run(suites: &[&Suite], filter: &str) -> Counts {
+    let selected = |s: &&&Suite| {
+        s.cases
+            .iter()
+            .any(|c| glob::selects(filter, s.name, c.name))
+    };
+    let planned = suites.iter().filter(selected).count();
+    crate::println!("KTAP version 1");
+    crate::println!("1..{}", planned);
+    let mut total = Counts::default();
+    for (i, s) in suites.iter().filter(selected).enumerate() {
+        let c = run_suite(i + 1, s, filter, &mut Ktap);
+        total.pass += c.pass;
+        total.fail += c.fail;
+        total.skip += c.skip;
+    }
+    crate::println!(
+        "# Totals: pass:{} fail:{} skip:{} total:{}",
+        total.pass,
+        total.fail,
+        total.skip,
+        total.total()
+    );
+    total
+}
+
+/// Run the registered suites and leave QEMU with the verdict.
+pub fn run_and_exit(filter: &str) -> ! {
+    let total = run(suites::ALL, filter);
+    let code = if total.fail == 0 && total.total() > 0 {
+        crate::qemu::ExitCode::Success
+    } else {
+        crate::qemu::ExitCode::Failed
+    };
+    crate::qemu::exit(code)
+}

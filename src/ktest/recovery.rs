@@ -1,0 +1,187 @@
+//! Recovery points: each test case (and each deliberate fault inside one)
+//! runs under one, so an exception, a panic, a double fault or a skip ends
+//! that case only, and the harness goes on with the next.  They nest: the
+//! innermost point catches.  Outside any point, the same events end the
+//! run with a failure status, as a real kernel oops would.
+
+use core::fmt::Write;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::arch::x86::catch::{self, JmpBuf};
+use crate::arch::x86::entry::TrapFrame;
+use crate::arch::x86::{cpu, tss};
+use crate::fixed_buf::FixedBuf;
+use crate::racy_cell::RacyCell;
+
+/// What ended a case early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaughtKind {
+    Exception,
+    DoubleFault,
+    Panic,
+    Skip,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Caught {
+    pub kind: CaughtKind,
+    pub vector: u32,
+    pub error_code: u32,
+    pub cr2: u32,
+    pub eip: u32,
+    pub msg: FixedBuf<240>,
+}
+
+impl Caught {
+    fn new(kind: CaughtKind) -> Self {
+        Caught {
+            kind,
+            vector: 0,
+            error_code: 0,
+            cr2: 0,
+            eip: 0,
+            msg: FixedBuf::new(),
+        }
+    }
+
+    pub fn exception(frame: &TrapFrame, cr2: u32) -> Self {
+        let mut c = Caught::new(CaughtKind::Exception);
+        c.vector = frame.vector;
+        c.error_code = frame.error_code;
+        c.cr2 = cr2;
+        c.eip = frame.eip;
+        let name = crate::arch::x86::traps::TRAP_NAMES
+            .get(frame.vector as usize)
+            .copied()
+            .unwrap_or("interrupt");
+        let _ = write!(c.msg, "unexpected exception {} ({})", frame.vector, name);
+        if frame.vector == 14 {
+            let _ = write!(c.msg, " at virtual address {:08x}", cr2);
+        }
+        let _ = write!(c.msg, ", eip {:08x}", frame.eip);
+        if let Some(s) = crate::symbols::lookup(frame.eip) {
+            let _ = write!(c.msg, " ({})", s);
+        }
+        c
+    }
+
+    pub fn panic(info: &core::panic::PanicInfo) -> Self {
+        let mut c = Caught::new(CaughtKind::Panic);
+        let _ = write!(c.msg, "{}", info);
+        c
+    }
+}
+
+struct Point {
+    buf: JmpBuf,
+    quiet: bool,
+}
+
+const MAX_DEPTH: usize = 8;
+
+static POINTS: RacyCell<[*mut Point; MAX_DEPTH]> =
+    RacyCell::new([core::ptr::null_mut(); MAX_DEPTH]);
+static DEPTH: AtomicUsize = AtomicUsize::new(0);
+static CAUGHT: RacyCell<Option<Caught>> = RacyCell::new(None);
+
+/// Run `f` under a recovery point.  `quiet` shortens the oops report of a
+/// fault the caller expects to a single line.
+#[allow(clippy::result_large_err)] // a fixed buffer: the fault path must not allocate
+pub fn catch<F: FnOnce()>(quiet: bool, f: F) -> Result<(), Caught> {
+    let depth = DEPTH.load(Ordering::SeqCst);
+    assert!(depth < MAX_DEPTH, "recovery points nested too deep");
+    let mut point = Point {
+        buf: JmpBuf::new(),
+        quiet,
+    };
+    // SAFETY: the slot at `depth` is ours until DEPTH is restored below;
+    // `point` outlives every use of the pointer (popped before return).
+    unsafe { (*POINTS.get())[depth] = &mut point };
+    DEPTH.store(depth + 1, Ordering::SeqCst);
+    let code = catch::catch(&mut point.buf, f);
+    // A longjmp skips the pops of points nested inside `f`: restore ours.
+    DEPTH.store(depth, Ordering::SeqCst);
+    if code == 0 {
+        Ok(())
+    } else {
+        // SAFETY: written by the path that longjmp'd here, before it did.
+        Err(unsafe { (*CAUGHT.get()).take() }.expect("recovery without a record"))
+    }
+}
+
+/// Run `f`, expecting it to fault: returns what was caught, or `None` if
+/// it completed.  The oops report is one line.
+pub fn expect_fault<F: FnOnce()>(f: F) -> Option<Caught> {
+    catch(true, f).err()
+}
+
+pub fn armed() -> bool {
+    DEPTH.load(Ordering::SeqCst) > 0
+}
+
+/// Whether the innermost recovery point wants short oops reports.
+pub fn quiet() -> bool {
+    let d = DEPTH.load(Ordering::SeqCst);
+    // SAFETY: reading a pointer that the owning `catch` keeps alive.
+    d > 0 && unsafe { (*(*POINTS.get())[d - 1]).quiet }
+}
+
+fn top() -> *mut Point {
+    let d = DEPTH.load(Ordering::SeqCst);
+    // SAFETY: see `quiet`.
+    unsafe { (*POINTS.get())[d - 1] }
+}
+
+/// Hand `c` to the innermost recovery point, or end the run.
+pub fn recover_or_fail(c: Caught) -> ! {
+    crate::console::force_unlock();
+    if !armed() {
+        crate::println!("Kernel panic - not syncing: {}", c.msg);
+        crate::qemu::exit(crate::qemu::ExitCode::Failed);
+    }
+    cpu::cli();
+    // SAFETY: single CPU, interrupts off; `catch` reads it after the jump.
+    unsafe { *CAUGHT.get() = Some(c) };
+    // SAFETY: `top()` is a live point whose `arch_catch` frame is below
+    // us on this stack (points are popped before their frames return).
+    unsafe { catch::longjmp(&(*top()).buf, 1) }
+}
+
+/// End the current test case as skipped.
+pub fn skip(reason: &str) -> ! {
+    let mut c = Caught::new(CaughtKind::Skip);
+    let _ = c.msg.write_str(reason);
+    if !armed() {
+        panic!("skip outside a test case: {}", reason);
+    }
+    recover_or_fail(c)
+}
+
+/// Called in the double-fault task.  If a recovery point is armed, make the
+/// suspended kernel task resume there when the task gate irets back;
+/// otherwise end the run.
+pub fn recover_from_double_fault(state: &x86::bits32::task::TaskStateSegment) {
+    crate::console::force_unlock();
+    let eip = state.eip;
+    let esp = state.esp;
+    let mut c = Caught::new(CaughtKind::DoubleFault);
+    c.vector = 8;
+    c.eip = eip;
+    let _ = write!(c.msg, "double fault, eip {:08x}, esp {:08x}", eip, esp);
+    if !armed() {
+        crate::println!("Kernel panic - not syncing: double fault");
+        crate::qemu::exit(crate::qemu::ExitCode::Failed);
+    }
+    // SAFETY: the kernel task is suspended; nothing else runs.
+    unsafe {
+        *CAUGHT.get() = Some(c);
+        let buf = &(*top()).buf;
+        catch::DF_RESUME_BUF = buf;
+        catch::DF_RESUME_CODE = 1;
+        tss::redirect_interrupted(
+            catch::arch_longjmp_df as *const () as u32,
+            buf.esp(),
+            cpu::read_cr3(),
+        );
+    }
+}

@@ -1,0 +1,188 @@
+//! The boot information as the kernel received and parsed it, and the
+//! parser's handling of blocks a broken loader could hand over.
+
+use multiboot2::MemoryAreaType;
+
+use crate::boot::info::{self, BootInfoError, MULTIBOOT2_BOOTLOADER_MAGIC};
+use crate::boot::start::params;
+use crate::case;
+use crate::ktest::Suite;
+
+pub static SUITE: Suite = Suite {
+    name: "boot",
+    cases: &[
+        case!(memory_map_nonempty_and_sorted),
+        case!(usable_ram_matches_basic_meminfo),
+        case!(kernel_image_in_usable_ram),
+        case!(boot_loader_is_grub),
+        case!(cmdline_reparses_to_boot_params),
+        case!(wrong_magic_rejected),
+        case!(truncated_info_rejected),
+        case!(misaligned_info_rejected),
+        case!(info_without_memory_map_rejected),
+        case!(symbols_name_kernel_functions),
+    ],
+};
+
+fn p() -> &'static crate::BootParams {
+    params().expect("boot params")
+}
+
+fn memory_map_nonempty_and_sorted() {
+    let areas = p().info.memory_map_tag().unwrap().memory_areas();
+    assert!(!areas.is_empty(), "empty memory map");
+    assert!(areas.iter().any(|a| a.typ() == MemoryAreaType::Available));
+    for w in areas.windows(2) {
+        assert!(
+            w[0].end_address() <= w[1].start_address(),
+            "areas overlap or are unsorted: {:x?} {:x?}",
+            w[0],
+            w[1]
+        );
+    }
+}
+
+/// The memory map's usable total must agree with the loader's basic
+/// memory info (lower + upper, in KiB): at least the upper memory, at
+/// most everything below 4 GiB.
+fn usable_ram_matches_basic_meminfo() {
+    let usable = info::usable_bytes(p().info);
+    let basic = p().info.basic_memory_info_tag().expect("basic meminfo tag");
+    let upper = basic.memory_upper() as u64 * 1024;
+    let lower = basic.memory_lower() as u64 * 1024;
+    assert!(usable >= upper, "usable {} < upper {}", usable, upper);
+    assert!(
+        usable <= upper + lower + (1 << 20) + (3u64 << 30),
+        "usable {} implausible",
+        usable
+    );
+    assert!(usable >= 16 << 20, "less than 16 MiB usable: {}", usable);
+}
+
+fn kernel_image_in_usable_ram() {
+    extern "C" {
+        static __kernel_phys_start: u8;
+        static __kernel_phys_end: u8;
+    }
+    // SAFETY: linker symbols; only their addresses are used.
+    let (s, e) = unsafe {
+        (
+            &__kernel_phys_start as *const u8 as u64,
+            &__kernel_phys_end as *const u8 as u64,
+        )
+    };
+    assert_eq!(s, 0x10_0000, "kernel not loaded at 1 MiB");
+    let areas = p().info.memory_map_tag().unwrap().memory_areas();
+    assert!(
+        areas.iter().any(|a| a.typ() == MemoryAreaType::Available
+            && a.start_address() <= s
+            && e <= a.end_address()),
+        "kernel image {:#x}-{:#x} outside usable RAM",
+        s,
+        e
+    );
+}
+
+fn boot_loader_is_grub() {
+    let name = p()
+        .info
+        .boot_loader_name_tag()
+        .expect("no loader name")
+        .name()
+        .unwrap();
+    assert!(name.starts_with("GRUB"), "loader is {:?}", name);
+}
+
+fn cmdline_reparses_to_boot_params() {
+    let again = crate::cmdline::parse(p().raw_cmdline, &mut |_| {}).expect("boot cmdline parses");
+    assert_eq!(again, p().cmdline);
+}
+
+#[repr(C, align(8))]
+struct Block([u8; 64]);
+
+fn block(words: &[u32]) -> Block {
+    let mut b = Block([0; 64]);
+    for (i, w) in words.iter().enumerate() {
+        b.0[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    b
+}
+
+fn wrong_magic_rejected() {
+    let b = block(&[16, 0, 0, 8]);
+    // SAFETY: the block is 64 readable bytes.
+    let r = unsafe { info::load(0x2BAD_B002, b.0.as_ptr() as usize) };
+    assert!(
+        matches!(r, Err(BootInfoError::BadMagic(0x2BAD_B002))),
+        "{:?}",
+        r.err()
+    );
+    let msg = alloc_free_fmt(&r.err().unwrap());
+    assert!(
+        msg.as_str().contains("not booted by a multiboot2 loader"),
+        "{}",
+        msg
+    );
+}
+
+/// A header claiming 24 bytes whose last tag is not the end tag.
+fn truncated_info_rejected() {
+    let b = block(&[24, 0, 1, 16, 0, 0]);
+    // SAFETY: as above.
+    let r = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize) };
+    assert!(matches!(r, Err(BootInfoError::Load(_))), "{:?}", r.err());
+    let msg = alloc_free_fmt(&r.err().unwrap());
+    assert!(
+        msg.as_str().starts_with("malformed boot information"),
+        "{}",
+        msg
+    );
+}
+
+fn misaligned_info_rejected() {
+    let b = block(&[16, 0, 0, 8, 0]);
+    // SAFETY: as above; the pointer stays inside the block.
+    let r = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize + 4) };
+    assert!(
+        matches!(r, Err(BootInfoError::Misaligned(_))),
+        "{:?}",
+        r.err()
+    );
+}
+
+/// Well formed (header + end tag) but no memory map: unusable for a kernel.
+fn info_without_memory_map_rejected() {
+    let b = block(&[16, 0, 0, 8]);
+    // SAFETY: as above.
+    let r = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize) };
+    assert!(
+        matches!(r, Err(BootInfoError::NoMemoryMap)),
+        "{:?}",
+        r.err()
+    );
+}
+
+fn symbols_name_kernel_functions() {
+    assert!(
+        crate::symbols::loaded(),
+        "no symbol table: oops reports would show raw addresses"
+    );
+    let f = symbols_name_kernel_functions as *const () as u32;
+    let s = crate::symbols::lookup(f + 1).expect("own address resolves");
+    let mut buf = crate::fixed_buf::FixedBuf::<200>::new();
+    let _ = core::fmt::Write::write_fmt(&mut buf, format_args!("{}", s));
+    assert!(
+        buf.as_str().contains("symbols_name_kernel_functions+0x1/"),
+        "{}",
+        buf
+    );
+    let (addr, _) = crate::symbols::lookup_name("start_kernel").expect("start_kernel by name");
+    assert_eq!(crate::symbols::lookup(addr).map(|s| s.addr), Some(addr));
+}
+
+fn alloc_free_fmt(e: &BootInfoError) -> crate::fixed_buf::FixedBuf<200> {
+    let mut b = crate::fixed_buf::FixedBuf::new();
+    let _ = core::fmt::Write::write_fmt(&mut b, format_args!("{}", e));
+    b
+}

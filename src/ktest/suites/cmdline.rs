@@ -1,0 +1,131 @@
+//! The command-line parser and the test filter, as pure functions: the
+//! same code `start_kernel` runs, fed strings no boot could produce.
+
+use crate::case;
+use crate::cmdline::{parse, BadValue, Cmdline, PagingMode, VmallocFaultVersion};
+use crate::fixed_buf::FixedBuf;
+use crate::ktest::glob::{glob_match, selects};
+use crate::ktest::Suite;
+
+pub static SUITE: Suite = Suite {
+    name: "cmdline",
+    cases: &[
+        case!(empty_gives_defaults),
+        case!(every_good_value_parses),
+        case!(unknown_keys_reported_and_ignored),
+        case!(bad_paging_names_key_and_values),
+        case!(bad_vmalloc_fault_names_key_and_values),
+        case!(key_without_value_is_bad),
+        case!(loglevel_range_checked),
+        case!(last_value_wins),
+        case!(glob_matching),
+        case!(filter_selects_suites_and_cases),
+    ],
+};
+
+fn ok(s: &str) -> Cmdline<'_> {
+    parse(s, &mut |_| {}).unwrap_or_else(|e| panic!("{:?} rejected: {}", s, e))
+}
+
+fn bad(s: &str) -> BadValue<'_> {
+    match parse(s, &mut |_| {}) {
+        Ok(c) => panic!("{:?} accepted as {:?}", s, c),
+        Err(e) => e,
+    }
+}
+
+fn text(e: &BadValue) -> FixedBuf<200> {
+    let mut b = FixedBuf::new();
+    let _ = core::fmt::Write::write_fmt(&mut b, format_args!("{}", e));
+    b
+}
+
+fn empty_gives_defaults() {
+    let c = ok("");
+    assert_eq!(c.paging, PagingMode::TwoLevel);
+    assert_eq!(c.vmalloc_fault, VmallocFaultVersion::Sync);
+    assert_eq!(c.test, None);
+    assert_eq!(c.loglevel, None);
+    assert_eq!(ok("   "), c);
+}
+
+fn every_good_value_parses() {
+    assert_eq!(ok("paging=pae").paging, PagingMode::Pae);
+    assert_eq!(ok("paging=2level").paging, PagingMode::TwoLevel);
+    for v in VmallocFaultVersion::ALL {
+        let mut b = FixedBuf::<40>::new();
+        let _ = core::fmt::Write::write_fmt(&mut b, format_args!("vmalloc_fault={}", v.name()));
+        assert_eq!(ok(b.as_str()).vmalloc_fault, v);
+    }
+    let c = ok("paging=pae vmalloc_fault=legacy test=boot.* loglevel=4");
+    assert_eq!(c.test, Some("boot.*"));
+    assert_eq!(c.loglevel, Some(4));
+    assert_eq!(c.vmalloc_fault, VmallocFaultVersion::Legacy);
+}
+
+fn unknown_keys_reported_and_ignored() {
+    let mut seen = [""; 4];
+    let mut n = 0;
+    let c = parse("quiet paging=pae root=/dev/hda1 foo=", &mut |w| {
+        seen[n] = w;
+        n += 1;
+    })
+    .expect("unknown keys must not stop the boot");
+    assert_eq!(c.paging, PagingMode::Pae);
+    assert_eq!(&seen[..n], &["quiet", "root=/dev/hda1", "foo="]);
+}
+
+fn bad_paging_names_key_and_values() {
+    let e = bad("paging=3level");
+    assert_eq!(e, BadValue { key: "paging", value: "3level", allowed: "2level, pae" });
+    assert_eq!(text(&e).as_str(), "bad value '3level' for paging= (allowed: 2level, pae)");
+}
+
+fn bad_vmalloc_fault_names_key_and_values() {
+    let e = bad("paging=pae vmalloc_fault=lazy");
+    assert_eq!(e.key, "vmalloc_fault");
+    assert_eq!(e.value, "lazy");
+    assert!(text(&e).as_str().contains("allowed: legacy, cli, sync, eager"), "{}", text(&e));
+}
+
+fn key_without_value_is_bad() {
+    assert_eq!(bad("paging").key, "paging");
+    assert_eq!(bad("test=").key, "test");
+    assert_eq!(bad("vmalloc_fault=").value, "");
+}
+
+fn loglevel_range_checked() {
+    assert_eq!(ok("loglevel=0").loglevel, Some(0));
+    assert_eq!(ok("loglevel=8").loglevel, Some(8));
+    assert_eq!(bad("loglevel=9").key, "loglevel");
+    assert_eq!(bad("loglevel=-1").key, "loglevel");
+    assert_eq!(bad("loglevel=x").key, "loglevel");
+}
+
+/// Linux semantics: a repeated parameter's last value counts.
+fn last_value_wins() {
+    assert_eq!(ok("paging=pae paging=2level").paging, PagingMode::TwoLevel);
+    // ... but a bad value anywhere still stops the boot.
+    assert_eq!(bad("paging=bogus paging=pae").value, "bogus");
+}
+
+fn glob_matching() {
+    assert!(glob_match("*", ""));
+    assert!(glob_match("*", "boot.x"));
+    assert!(glob_match("boot.*", "boot.memory_map"));
+    assert!(!glob_match("boot.*", "bootx.memory_map"));
+    assert!(glob_match("b?ot.*map", "boot.memory_map"));
+    assert!(glob_match("*.*fault*", "traps.double_fault_reported"));
+    assert!(!glob_match("traps", "traps.x"));
+    assert!(!glob_match("?", ""));
+    assert!(glob_match("a*b*c", "aXXbYYc"));
+    assert!(!glob_match("a*b*c", "aXXbYY"));
+}
+
+fn filter_selects_suites_and_cases() {
+    assert!(selects("boot", "boot", "anything"));
+    assert!(!selects("boot", "traps", "boot"));
+    assert!(selects("traps.*fault*", "traps", "double_fault_reported"));
+    assert!(!selects("traps.*fault*", "traps", "invalid_opcode_caught"));
+    assert!(selects("*", "x", "y"));
+}

@@ -1,0 +1,15 @@
+//! Every suite the kernel carries, in the order they run.  A new suite is
+//! a file here plus one line in `ALL`.
+mod boot;
+mod cmdline;
+mod harness;
+mod traps;
+
+use super::Suite;
+
+pub static ALL: &[&Suite] = &[
+    &boot::SUITE,
+    &cmdline::SUITE,
+    &traps::SUITE,
+    &harness::SUITE,
+];

@@ -1,0 +1,192 @@
+//! Exceptions raised on purpose: each must reach `die`, print its oops,
+//! and be caught by the recovery point with the right vector, error code
+//! and CR2; a double fault must come through its task gate.
+
+use core::arch::asm;
+
+use crate::arch::x86::idt;
+use crate::case;
+use crate::ktest::recovery::{catch, expect_fault, Caught, CaughtKind};
+use crate::ktest::Suite;
+use crate::oops::{decode_pf_error, pf_headline};
+
+pub static SUITE: Suite = Suite {
+    name: "traps",
+    cases: &[
+        case!(divide_error_caught),
+        case!(invalid_opcode_caught),
+        case!(general_protection_caught),
+        case!(page_fault_read_caught_with_cr2),
+        case!(page_fault_write_caught_with_cr2),
+        case!(breakpoint_caught),
+        case!(fault_eip_names_the_function),
+        case!(oops_wording_matches_linux_2_4),
+        case!(double_fault_reported_through_task_gate),
+        case!(double_fault_twice),
+        case!(nested_recovery_points),
+        case!(idt_gate_types),
+    ],
+};
+
+/// An address no page table maps: user half, never used by the kernel.
+const UNMAPPED: u32 = 0x0BAD_0120;
+
+#[inline(never)]
+fn raise_divide_error() {
+    // SAFETY: faults on purpose; the recovery point resumes elsewhere.
+    unsafe {
+        asm!("xor %edx, %edx", "xor %eax, %eax", "xor %ecx, %ecx", "div %ecx", out("eax") _, out("edx") _, out("ecx") _, options(att_syntax))
+    }
+}
+
+#[inline(never)]
+fn raise_invalid_opcode() {
+    // SAFETY: as above.
+    unsafe { asm!("ud2") }
+}
+
+#[inline(never)]
+fn raise_general_protection() {
+    // Selector 0x1230 indexes far past the GDT's end: #GP(0x1230).
+    // SAFETY: as above; the load faults, so DS never changes.
+    unsafe { asm!("mov $0x1230, %ax", "mov %ax, %ds", out("eax") _, options(att_syntax)) }
+}
+
+#[inline(never)]
+fn raise_page_fault_read(addr: u32) -> u32 {
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile(addr as *const u32) }
+}
+
+#[inline(never)]
+fn raise_page_fault_write(addr: u32) {
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(addr as *mut u32, 0x5a5a5a5a) }
+}
+
+/// Point ESP at an unmapped page and fault: the CPU cannot push the #UD
+/// frame, nor then the #PF frame: a fault while delivering a page fault is
+/// a double fault.
+#[inline(never)]
+fn raise_double_fault() {
+    // SAFETY: never returns; the double-fault task sends us back to the
+    // recovery point, which restores ESP.
+    unsafe { asm!("mov ${}, %esp", "ud2", const UNMAPPED, options(att_syntax, noreturn)) }
+}
+
+fn expect(f: fn(), vector: u32) -> Caught {
+    let c = expect_fault(f).unwrap_or_else(|| panic!("no exception, expected vector {}", vector));
+    assert_eq!(c.kind, CaughtKind::Exception);
+    assert_eq!(c.vector, vector, "{}", c.msg);
+    c
+}
+
+fn divide_error_caught() {
+    let c = expect(raise_divide_error, 0);
+    assert_eq!(c.error_code, 0);
+}
+
+fn invalid_opcode_caught() {
+    expect(raise_invalid_opcode, 6);
+}
+
+fn general_protection_caught() {
+    let c = expect(raise_general_protection, 13);
+    assert_eq!(
+        c.error_code, 0x1230,
+        "error code must be the faulting selector"
+    );
+}
+
+fn page_fault_read_caught_with_cr2() {
+    let c = expect(
+        || {
+            raise_page_fault_read(UNMAPPED);
+        },
+        14,
+    );
+    assert_eq!(c.cr2, UNMAPPED);
+    assert_eq!(c.error_code, 0, "supervisor read of a not-present page");
+}
+
+fn page_fault_write_caught_with_cr2() {
+    let c = expect(|| raise_page_fault_write(UNMAPPED + 0x1000), 14);
+    assert_eq!(c.cr2, UNMAPPED + 0x1000);
+    assert_eq!(c.error_code, 2, "supervisor write of a not-present page");
+}
+
+fn breakpoint_caught() {
+    // SAFETY: int3 traps to the (unhandled, so fatal) #BP path.
+    let c = expect(|| unsafe { asm!("int3") }, 3);
+    assert_eq!(c.error_code, 0);
+}
+
+fn fault_eip_names_the_function() {
+    let c = expect(raise_invalid_opcode, 6);
+    let s = crate::symbols::lookup(c.eip).expect("faulting EIP has a symbol");
+    let mut b = crate::fixed_buf::FixedBuf::<200>::new();
+    let _ = core::fmt::Write::write_fmt(&mut b, format_args!("{}", s));
+    assert!(b.as_str().contains("raise_invalid_opcode+"), "{}", b);
+}
+
+fn oops_wording_matches_linux_2_4() {
+    assert_eq!(
+        pf_headline(0xc880_1000).as_str(),
+        "Unable to handle kernel paging request at virtual address c8801000"
+    );
+    assert_eq!(
+        pf_headline(0x10).as_str(),
+        "Unable to handle kernel NULL pointer dereference at virtual address 00000010"
+    );
+    assert_eq!(
+        decode_pf_error(0).as_str(),
+        "supervisor read, page not present"
+    );
+    assert_eq!(
+        decode_pf_error(3).as_str(),
+        "supervisor write, protection violation"
+    );
+    assert_eq!(
+        decode_pf_error(0x11).as_str(),
+        "supervisor instruction fetch, protection violation"
+    );
+    assert_eq!(decode_pf_error(4).as_str(), "user read, page not present");
+}
+
+fn double_fault_reported_through_task_gate() {
+    let c = catch(false, raise_double_fault).expect_err("no double fault");
+    assert_eq!(c.kind, CaughtKind::DoubleFault, "{}", c.msg);
+    assert_eq!(c.vector, 8);
+    let s = crate::symbols::lookup(c.eip).expect("symbol for the faulting EIP");
+    let mut b = crate::fixed_buf::FixedBuf::<200>::new();
+    let _ = core::fmt::Write::write_fmt(&mut b, format_args!("{}", s));
+    assert!(b.as_str().contains("raise_double_fault"), "{}", b);
+}
+
+/// The double-fault task irets back and must be ready for the next one.
+fn double_fault_twice() {
+    for _ in 0..2 {
+        let c = expect_fault(raise_double_fault).expect("no double fault");
+        assert_eq!(c.kind, CaughtKind::DoubleFault);
+    }
+    // And ordinary exceptions still work afterwards.
+    expect(raise_invalid_opcode, 6);
+}
+
+fn nested_recovery_points() {
+    let outer = catch(true, || {
+        let inner = expect_fault(raise_invalid_opcode).expect("inner fault");
+        assert_eq!(inner.vector, 6);
+        raise_divide_error();
+    });
+    let c = outer.expect_err("outer fault not caught");
+    assert_eq!(c.vector, 0, "the outer point caught the second fault");
+}
+
+/// At boot every exception has an interrupt gate and #DF a task gate.
+fn idt_gate_types() {
+    assert_eq!(idt::gate_kind(8), idt::GateKind::Task);
+    for v in [0u8, 6, 13] {
+        assert_eq!(idt::gate_kind(v), idt::GateKind::Interrupt, "vector {}", v);
+    }
+}

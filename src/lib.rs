@@ -1,0 +1,42 @@
+//! vmfault: a freestanding i386 kernel that rebuilds Linux 2.4's lazy vmalloc
+//! PGD sync (see `shared/seed/lkml-2001-02-23-vmalloc-pgd-race.txt`) and turns
+//! it into an experiment bench.
+//!
+//! Boot order (`start_kernel`): serial console, boot information and command
+//! line, GDT/IDT/TSS, symbols for oops reports, then the binary's `kmain`.
+#![no_std]
+
+pub mod arch;
+pub mod boot;
+pub mod cmdline;
+pub mod console;
+pub mod fixed_buf;
+pub mod ktest;
+pub mod mm;
+pub mod oops;
+pub mod panic;
+pub mod qemu;
+pub mod racy_cell;
+pub mod symbols;
+
+pub use boot::start::BootParams;
+
+/// Declares the function a kernel binary runs once the platform is up.
+///
+/// ```ignore
+/// vmfault::kernel_main!(kmain);
+/// fn kmain(params: &'static vmfault::BootParams) -> ! { ... }
+/// ```
+#[macro_export]
+macro_rules! kernel_main {
+    ($path:path) => {
+        #[no_mangle]
+        pub extern "Rust" fn __vmfault_kmain(params: &'static $crate::BootParams) -> ! {
+            let f: fn(&'static $crate::BootParams) -> ! = $path;
+            f(params)
+        }
+    };
+}
+
+core::arch::global_asm!(include_str!("../boot/multiboot2.s"), options(att_syntax));
+core::arch::global_asm!(include_str!("../boot/entry.s"), options(att_syntax));

@@ -1,0 +1,17 @@
+//! The vmfault kernel users boot: `make run` (two-level paging) or
+//! `make run PAGING=pae`.  It prints the boot log; with `test=GLOB` on the
+//! command line it also runs the in-kernel suite and exits QEMU.
+#![no_std]
+#![no_main]
+
+use vmfault::{println, BootParams};
+
+vmfault::kernel_main!(kmain);
+
+fn kmain(params: &'static BootParams) -> ! {
+    if let Some(filter) = params.cmdline.test {
+        vmfault::ktest::run_and_exit(filter);
+    }
+    println!("vmfault: boot complete; leave QEMU with Ctrl-A X");
+    vmfault::arch::x86::cpu::halt_forever()
+}

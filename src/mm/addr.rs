@@ -1,0 +1,31 @@
+//! Kernel virtual <-> physical for the direct map, Linux's `__pa`/`__va`.
+//! All RAM below `MAXMEM` (896 MiB, as 2.4's i386) is mapped at
+//! `PAGE_OFFSET + phys`.
+
+pub const PAGE_OFFSET: usize = 0xC000_0000;
+pub const PAGE_SIZE: usize = 4096;
+pub const PAGE_SHIFT: u32 = 12;
+/// Most physical memory the direct map can hold (Linux 2.4 `MAXMEM`).
+pub const MAXMEM: u64 = 896 << 20;
+
+/// Physical address of a direct-mapped kernel virtual address.
+#[allow(non_snake_case)]
+#[inline]
+pub fn __pa(vaddr: usize) -> u32 {
+    (vaddr - PAGE_OFFSET) as u32
+}
+
+/// Direct-mapped kernel virtual address of a physical address.
+#[allow(non_snake_case)]
+#[inline]
+pub fn __va(paddr: u32) -> usize {
+    paddr as usize + PAGE_OFFSET
+}
+
+pub const fn page_align_up(x: usize) -> usize {
+    (x + PAGE_SIZE - 1) & !(PAGE_SIZE - 1)
+}
+
+pub const fn page_align_down(x: usize) -> usize {
+    x & !(PAGE_SIZE - 1)
+}

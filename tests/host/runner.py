@@ -1,0 +1,473 @@
+#!/usr/bin/env python3
+"""Host side of vmfault: build kernels, wrap them in GRUB ISOs, boot them in
+qemu-system-i386 and judge what they print on COM1.
+
+  runner.py test            every test kernel in both paging modes, plus the
+                            host-side boot checks; ends with `N passed, N failed`
+  runner.py run [--paging pae] [--cmdline ARGS] [KERNEL]
+                            boot a kernel with the serial console on the terminal
+  runner.py iso [KERNEL]    build target/vmfault.iso with the boot/grub.cfg menu
+  runner.py cargo KERNEL    what `cargo run` / `cargo test` call (.cargo/config.toml)
+
+QEMU runs under TCG (KVM here is a software variant that hangs GRUB), with
+-no-reboot (a triple fault then exits with status 0, which never counts as a
+pass) and no stdin.  Each serial log is kept under target/ktest/.
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+TARGET = os.path.join(ROOT, "target")
+LOGDIR = os.path.join(TARGET, "ktest")
+sys.path.insert(0, os.path.dirname(__file__))
+import ktap  # noqa: E402
+
+EXIT_SUCCESS = (0x10 << 1) | 1  # 33
+EXIT_FAILED = (0x11 << 1) | 1  # 35
+MODES = ("2level", "pae")
+BOOT_TIMEOUT = int(os.environ.get("VMFAULT_BOOT_TIMEOUT", "240"))
+MEMORY = os.environ.get("VMFAULT_MEMORY", "128")
+
+APT_PACKAGES = ["qemu-system-x86", "grub-pc-bin", "grub-common", "xorriso", "mtools", "gdb", "binutils"]
+NEEDED = {
+    "qemu-system-i386": "qemu-system-x86",
+    "grub-mkrescue": "grub-common",
+    "grub-file": "grub-common",
+    "xorriso": "xorriso",
+    "mformat": "mtools",
+}
+
+
+# ---------------------------------------------------------------- setup
+
+def missing_tools():
+    miss = [pkg for tool, pkg in NEEDED.items() if shutil.which(tool) is None]
+    if not os.path.isdir("/usr/lib/grub/i386-pc"):
+        miss.append("grub-pc-bin")
+    return sorted(set(miss))
+
+
+def ensure_tools():
+    """Install what a fresh Debian machine lacks, or say exactly what to run."""
+    miss = missing_tools()
+    if miss:
+        cmd = "apt-get update && apt-get install -y " + " ".join(APT_PACKAGES)
+        if os.geteuid() == 0 and shutil.which("apt-get"):
+            print(f"runner: installing {' '.join(miss)}", flush=True)
+            env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+            subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+            r = subprocess.run(["apt-get", "install", "-y", "-qq"] + APT_PACKAGES, env=env)
+            if r.returncode != 0 or missing_tools():
+                sys.exit(f"runner: could not install {' '.join(missing_tools())}; run as root: {cmd}")
+        else:
+            sys.exit(f"runner: missing {' '.join(miss)}; install them with: sudo sh -c '{cmd}'")
+    r = subprocess.run(["rustup", "component", "list", "--installed", "--toolchain", "nightly"],
+                       capture_output=True, text=True, cwd=ROOT)
+    if r.returncode != 0 or "rust-src" not in r.stdout:
+        print("runner: adding rust-src to the nightly toolchain", flush=True)
+        subprocess.run(["rustup", "component", "add", "rust-src", "--toolchain", "nightly"],
+                       check=True, cwd=ROOT)
+
+
+# ---------------------------------------------------------------- building
+
+def cargo_artifacts(args):
+    """Run cargo with JSON messages; return [(name, path, is_test)]."""
+    cmd = ["cargo"] + args + ["--message-format=json-render-diagnostics"]
+    p = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        sys.exit(f"runner: `{' '.join(cmd)}` failed")
+    out = []
+    for line in p.stdout.splitlines():
+        try:
+            m = json.loads(line)
+        except ValueError:
+            continue
+        if m.get("reason") == "compiler-artifact" and m.get("executable"):
+            out.append((m["target"]["name"], m["executable"], m["profile"]["test"]))
+    return out
+
+
+def build_kernels(release=False):
+    extra = ["--release"] if release else []
+    bins = cargo_artifacts(["build", "--bins"] + extra)
+    tests = [t for t in cargo_artifacts(["test", "--no-run"] + extra) if t[2]]
+    return bins, tests
+
+
+def grub_cfg(cmdline, entries=None, timeout=0, default=0):
+    entries = entries or [("vmfault", cmdline)]
+    lines = [f"set timeout={timeout}", f"set default={default}"]
+    for title, args in entries:
+        lines += [f'menuentry "{title}" {{', f"    multiboot2 /boot/kernel {args}".rstrip(), "    boot", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def make_iso(kernel, out, cfg_text):
+    with tempfile.TemporaryDirectory() as d:
+        os.makedirs(os.path.join(d, "boot", "grub"))
+        shutil.copy(kernel, os.path.join(d, "boot", "kernel"))
+        with open(os.path.join(d, "boot", "grub", "grub.cfg"), "w") as f:
+            f.write(cfg_text)
+        r = subprocess.run(["grub-mkrescue", "-o", out, d], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"grub-mkrescue failed: {r.stderr.strip()}")
+    return out
+
+
+def qemu_cmd(iso, serial, extra=()):
+    return ["qemu-system-i386", "-accel", "tcg", "-m", MEMORY, "-cdrom", iso, "-boot", "d",
+            "-display", "none", "-no-reboot", "-serial", serial,
+            "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", *extra]
+
+
+# ---------------------------------------------------------------- booting
+
+class Boot:
+    """One QEMU run: its exit status (None on timeout) and serial log."""
+
+    def __init__(self, status, log, seconds, killed_on=None):
+        self.status, self.log, self.seconds, self.killed_on = status, log, seconds, killed_on
+
+    def verdict(self):
+        if self.killed_on:
+            return "stopped by the runner after its boot log"
+        if self.status is None:
+            return "hang: no exit within the timeout"
+        if self.status == 0:
+            return "reset or triple fault (QEMU exited 0 under -no-reboot)"
+        if self.status == EXIT_SUCCESS:
+            return "exit: success"
+        if self.status == EXIT_FAILED:
+            return "exit: failure"
+        return f"QEMU exited with unexpected status {self.status}"
+
+
+def boot(kernel, cmdline, logname, timeout=BOOT_TIMEOUT, until=None, extra=()):
+    """Boot `kernel` with `cmdline`.  With `until` (a regex), stop QEMU once
+    the serial log matches it (for kernels that idle instead of exiting)."""
+    os.makedirs(LOGDIR, exist_ok=True)
+    log = os.path.join(LOGDIR, logname + ".log")
+    with tempfile.TemporaryDirectory() as d:
+        iso = make_iso(kernel, os.path.join(d, "k.iso"), grub_cfg(cmdline))
+        if os.path.exists(log):
+            os.remove(log)
+        start = time.monotonic()
+        p = subprocess.Popen(qemu_cmd(iso, f"file:{log}", extra), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        status, killed_on = None, None
+        while True:
+            try:
+                status = p.wait(timeout=0.1)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if until and os.path.exists(log) and re.search(until, read_log(log), re.M):
+                killed_on = until
+                break
+            if time.monotonic() - start > timeout:
+                break
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        secs = time.monotonic() - start
+    return Boot(status, read_log(log), secs, killed_on)
+
+
+def read_log(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace").replace("\r", "")
+    except FileNotFoundError:
+        return ""
+
+
+# ---------------------------------------------------------------- judging
+
+class Results:
+    def __init__(self):
+        self.passed = self.failed = self.skipped = 0
+        self.failures = []
+
+    def record(self, name, outcome, why=""):
+        if outcome == "ok":
+            self.passed += 1
+            print(f"ok {name}", flush=True)
+        elif outcome == "skip":
+            self.skipped += 1
+            print(f"ok {name} # SKIP {why}", flush=True)
+        else:
+            self.failed += 1
+            self.failures.append((name, why))
+            print(f"not ok {name}", flush=True)
+            for line in str(why).splitlines()[:20]:
+                print(f"    # {line}", flush=True)
+
+    def summary(self):
+        s = f"{self.passed} passed, {self.failed} failed"
+        if self.skipped:
+            s += f", {self.skipped} skipped"
+        return s
+
+
+def expectations(kernel_name):
+    """`//! expect-exit:` and `//! expect-serial:` lines in tests/NAME.rs say
+    what a kernel that does not speak KTAP must do instead."""
+    src = os.path.join(ROOT, "tests", kernel_name + ".rs")
+    exp = {"exit": None, "serial": []}
+    if os.path.exists(src):
+        for line in open(src):
+            m = re.match(r"//!\s*expect-(exit|serial):\s*(.*\S)", line)
+            if m and m.group(1) == "exit":
+                exp["exit"] = m.group(2)
+            elif m:
+                exp["serial"].append(m.group(2))
+    return exp
+
+
+def judge_ktap(res, label, b):
+    """Record every case of a KTAP log, and a failure for a crash or hang."""
+    report = ktap.parse(b.log)
+    for case in report.cases:
+        name = f"{label} {case.suite}.{case.name}"
+        res.record(name, case.outcome, "\n".join(case.diagnostics))
+    problems = report.problems()
+    if b.status != EXIT_SUCCESS and not problems and report.failed == 0:
+        problems.append(f"kernel ended with {b.verdict()} although every case passed")
+    if b.status == EXIT_SUCCESS and report.failed:
+        problems.append("kernel exited with success although cases failed")
+    if b.status in (None, 0):
+        problems.append(f"{b.verdict()}; last lines:\n" + "\n".join(b.log.splitlines()[-12:]))
+    res.record(f"{label} run", "not ok" if problems else "ok", "\n".join(problems))
+    return report
+
+
+def judge_expect(res, label, b, exp):
+    want = {"success": EXIT_SUCCESS, "failure": EXIT_FAILED}[exp["exit"]]
+    why = []
+    if b.status != want:
+        why.append(f"expected exit {exp['exit']}, got {b.verdict()}")
+    for pat in exp["serial"]:
+        if pat not in b.log:
+            why.append(f"serial log lacks: {pat}")
+    res.record(label, "not ok" if why else "ok", "\n".join(why))
+
+
+def host_checks(main_kernel):
+    """Boots of the user-facing kernel that the in-kernel suite cannot do
+    itself: its boot log, and bad or unknown command-line input."""
+    checks = []
+
+    def boot_log_shows_memory_map(mode):
+        b = boot(main_kernel, f"paging={mode}", f"host-bootlog-{mode}", until=r"^vmfault: boot complete")
+        why = []
+        for pat in [r"^Boot loader: GRUB", r"^Physical RAM map \(multiboot2\):", r"^ mb2: 0000000000000000 - ",
+                    r"\(usable\)", rf"^Kernel command line: paging={mode}", r"^vmfault: boot complete"]:
+            if not re.search(pat, b.log, re.M):
+                why.append(f"boot log lacks /{pat}/")
+        if not b.killed_on:
+            why.append(b.verdict())
+        return why
+
+    def bad_value_stops_boot(mode):
+        b = boot(main_kernel, f"paging={mode} vmalloc_fault=lazy", f"host-badvalue-{mode}", timeout=60)
+        why = []
+        msg = "vmfault: boot stopped: bad value 'lazy' for vmalloc_fault= (allowed: legacy, cli, sync, eager)"
+        if msg not in b.log:
+            why.append(f"no message: {msg}")
+        if b.status != EXIT_FAILED:
+            why.append(f"expected exit failure, got {b.verdict()}")
+        return why
+
+    def bad_paging_stops_boot(mode):
+        b = boot(main_kernel, "paging=4level", f"host-badpaging-{mode}", timeout=60)
+        msg = "vmfault: boot stopped: bad value '4level' for paging= (allowed: 2level, pae)"
+        why = [] if msg in b.log else [f"no message: {msg}"]
+        if b.status != EXIT_FAILED:
+            why.append(f"expected exit failure, got {b.verdict()}")
+        return why
+
+    def unknown_key_ignored(mode):
+        b = boot(main_kernel, f"paging={mode} frobnicate=1", f"host-unknown-{mode}", until=r"^vmfault: boot complete")
+        why = []
+        if "unknown command line parameter 'frobnicate=1' ignored" not in b.log:
+            why.append("unknown key not reported")
+        if not b.killed_on:
+            why.append(f"boot did not complete: {b.verdict()}")
+        return why
+
+    for mode in MODES:
+        checks.append((f"host[{mode}] boot_log_shows_memory_map", boot_log_shows_memory_map, mode))
+        checks.append((f"host[{mode}] unknown_key_ignored", unknown_key_ignored, mode))
+    checks.append(("host bad_vmalloc_fault_value_stops_boot", bad_value_stops_boot, "2level"))
+    checks.append(("host bad_paging_value_stops_boot", bad_paging_stops_boot, "2level"))
+    return checks
+
+
+def serial_integrity(log):
+    """The harness suite prints 64 long lines and an end marker."""
+    lines = re.findall(r"^    # serial line (\d\d) (\S+)$", log, re.M)
+    pattern = "0123456789abcdef" * 4
+    why = []
+    if [int(n) for n, _ in lines] != list(range(64)):
+        why.append(f"expected serial lines 00..63, got {len(lines)}")
+    if any(p != pattern for _, p in lines):
+        why.append("a serial line arrived corrupted")
+    if "    # serial end marker" not in log:
+        why.append("end marker missing")
+    return why
+
+
+def cmd_test(args):
+    ensure_tools()
+    bins, tests = build_kernels()
+    main_kernel = next(p for n, p, _ in bins if n == "vmfault")
+    res = Results()
+    jobs = []
+    for name, path, _ in tests:
+        for mode in MODES:
+            cmdline = f"paging={mode}" + (f" test={args.filter}" if args.filter else "")
+            jobs.append((name, mode, path, cmdline))
+    if not args.filter:
+        checks = host_checks(main_kernel)
+    else:
+        checks = []
+
+    def run_job(j):
+        name, mode, path, cmdline = j
+        return j, boot(path, cmdline, f"{name}-{mode}")
+
+    first_ktap = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        for (name, mode, path, cmdline), b in pool.map(run_job, jobs):
+            label = f"{name}[{mode}]"
+            exp = expectations(name)
+            if exp["exit"]:
+                judge_expect(res, label, b, exp)
+            else:
+                judge_ktap(res, label, b)
+                if not args.filter:
+                    res.record(f"{label} host.serial_integrity", "not ok" if serial_integrity(b.log) else "ok",
+                               "\n".join(serial_integrity(b.log)))
+        futures = [(n, pool.submit(f, m)) for n, f, m in checks]
+        for n, fut in futures:
+            why = fut.result()
+            res.record(n, "not ok" if why else "ok", "\n".join(why))
+    print(f"logs: {os.path.relpath(LOGDIR, os.getcwd())}/")
+    print(res.summary())
+    return 1 if res.failed else 0
+
+
+def cmd_run(args):
+    ensure_tools()
+    kernel = args.kernel
+    if not kernel:
+        bins, _ = build_kernels()
+        kernel = next(p for n, p, _ in bins if n == "vmfault")
+    entries = [(f"vmfault ({m})", f"paging={m} {args.cmdline}".strip()) for m in MODES]
+    default = MODES.index(args.paging)
+    os.makedirs(TARGET, exist_ok=True)
+    iso = make_iso(kernel, os.path.join(TARGET, "run.iso"), grub_cfg(None, entries, 0, default))
+    extra = list(args.qemu or [])
+    cmd = qemu_cmd(iso, "mon:stdio", ["-nographic"] + extra)
+    cmd.remove("-display"); cmd.remove("none")
+    print("runner: " + " ".join(cmd), flush=True)
+    print("runner: leave QEMU with Ctrl-A X", flush=True)
+    return subprocess.call(cmd)
+
+
+def cmd_iso(args):
+    ensure_tools()
+    kernel = args.kernel
+    if not kernel:
+        bins, _ = build_kernels()
+        kernel = next(p for n, p, _ in bins if n == "vmfault")
+    with open(os.path.join(ROOT, "boot", "grub.cfg")) as f:
+        cfg = f.read()
+    out = make_iso(kernel, os.path.join(TARGET, "vmfault.iso"), cfg)
+    print(out)
+    return 0
+
+
+def gdb_port():
+    """A port per user, so two users on one machine do not collide."""
+    return int(os.environ.get("GDB_PORT", 20000 + os.getuid() % 10000))
+
+
+def cmd_gdb(args):
+    """QEMU halted at the first instruction with its gdb stub, and gdb
+    attached with the kernel's symbols."""
+    ensure_tools()
+    bins, _ = build_kernels()
+    kernel = next(p for n, p, _ in bins if n == "vmfault")
+    entries = [(f"vmfault ({m})", f"paging={m} {args.cmdline}".strip()) for m in MODES]
+    iso = make_iso(kernel, os.path.join(TARGET, "gdb.iso"), grub_cfg(None, entries, 0, MODES.index(args.paging)))
+    port = gdb_port()
+    log = os.path.join(TARGET, "gdb-serial.log")
+    q = subprocess.Popen(qemu_cmd(iso, f"file:{log}", ["-S", "-gdb", f"tcp:127.0.0.1:{port}"]),
+                         stdin=subprocess.DEVNULL)
+    print(f"runner: QEMU halted, gdb stub on 127.0.0.1:{port}; serial output in {log}", flush=True)
+    gdb = ["gdb", "-q", kernel, "-ex", f"target remote 127.0.0.1:{port}"]
+    for script in args.batch or []:
+        gdb += ["-batch", "-x", script]
+    try:
+        return subprocess.call(gdb)
+    finally:
+        if q.poll() is None:
+            q.kill()
+            q.wait()
+
+
+def cmd_cargo(args):
+    """Called by cargo as the target runner with the binary path."""
+    kernel = args.kernel
+    name = re.sub(r"-[0-9a-f]{16}$", "", os.path.basename(kernel))
+    if os.sep + "deps" + os.sep not in kernel:
+        args.kernel, args.paging, args.cmdline, args.qemu = kernel, "2level", "", []
+        return cmd_run(args)
+    ensure_tools()
+    res = Results()
+    for mode in MODES:
+        b = boot(kernel, f"paging={mode}", f"{name}-{mode}")
+        exp = expectations(name)
+        if exp["exit"]:
+            judge_expect(res, f"{name}[{mode}]", b, exp)
+        else:
+            judge_ktap(res, f"{name}[{mode}]", b)
+    print(res.summary())
+    return 1 if res.failed else 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("test")
+    t.add_argument("--filter", default=os.environ.get("TEST") or None, help="KTAP glob (test=)")
+    r = sub.add_parser("run")
+    r.add_argument("--paging", choices=MODES, default="2level")
+    r.add_argument("--cmdline", default="")
+    r.add_argument("--qemu", nargs=argparse.REMAINDER)
+    r.add_argument("kernel", nargs="?")
+    i = sub.add_parser("iso")
+    i.add_argument("kernel", nargs="?")
+    g = sub.add_parser("gdb")
+    g.add_argument("--paging", choices=MODES, default="2level")
+    g.add_argument("--cmdline", default="")
+    g.add_argument("--batch", action="append", help="run this gdb script in batch mode")
+    c = sub.add_parser("cargo")
+    c.add_argument("kernel")
+    c.add_argument("rest", nargs=argparse.REMAINDER)
+    args = ap.parse_args()
+    return {"test": cmd_test, "run": cmd_run, "iso": cmd_iso, "gdb": cmd_gdb, "cargo": cmd_cargo}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
