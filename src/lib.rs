@@ -11,12 +11,14 @@ pub mod boot;
 pub mod cmdline;
 pub mod console;
 pub mod fixed_buf;
+extern crate alloc;
 pub mod ktest;
 pub mod mm;
 pub mod oops;
 pub mod panic;
 pub mod qemu;
 pub mod racy_cell;
+pub mod sched;
 pub mod symbols;
 
 pub use boot::start::BootParams;

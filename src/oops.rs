@@ -199,11 +199,19 @@ fn show_registers(
 
 /// Name of the running task, for the `Process` line.
 pub fn current_comm() -> &'static str {
-    "swapper"
+    if crate::sched::is_initialised() {
+        crate::sched::current().name
+    } else {
+        "swapper"
+    }
 }
 
 pub fn current_pid() -> u32 {
-    0
+    if crate::sched::is_initialised() {
+        crate::sched::current().pid
+    } else {
+        0
+    }
 }
 
 /// Report an exception described by a trap frame.

@@ -87,6 +87,8 @@ extern "C" fn start_kernel(magic: u32, info_phys: u32) -> ! {
         raw_cmdline: raw,
         cmdline,
     });
+    crate::mm::init(params);
+
     // SAFETY: every kernel binary defines this symbol via `kernel_main!`.
     unsafe { __vmfault_kmain(params) }
 }

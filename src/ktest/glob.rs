@@ -1,6 +1,7 @@
 //! KUnit's `filter_glob`: `*` matches any run of characters, `?` one.
 //! Matched against `suite.case`; a pattern without a dot also selects
-//! whole suites by name (`test=boot` = `test=boot.*`).
+//! whole suites by name (`test=boot` = `test=boot.*`); commas separate
+//! alternatives.
 
 pub fn glob_match(pat: &str, text: &str) -> bool {
     let (p, t) = (pat.as_bytes(), text.as_bytes());
@@ -27,8 +28,13 @@ pub fn glob_match(pat: &str, text: &str) -> bool {
     pi == p.len()
 }
 
-/// Does `filter` select case `case` of suite `suite`?
+/// Does `filter` select case `case` of suite `suite`?  A comma separates
+/// alternatives: `test=frames.*,paging.*`.
 pub fn selects(filter: &str, suite: &str, case: &str) -> bool {
+    filter.split(',').any(|f| selects_one(f, suite, case))
+}
+
+fn selects_one(filter: &str, suite: &str, case: &str) -> bool {
     if !filter.contains('.') {
         return glob_match(filter, suite);
     }

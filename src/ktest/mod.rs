@@ -86,6 +86,8 @@ impl Counts {
 pub fn run_case(case: &Case) -> (Outcome, Option<Caught>) {
     let flags = crate::arch::x86::cpu::save_flags();
     let r = recovery::catch(false, case.func);
+    // Each case starts in init_mm: drop whatever mm swapper borrowed.
+    crate::sched::drop_lazy_mm();
     // A case that died with interrupts masked must not leave them masked
     // for the next one.
     crate::arch::x86::cpu::restore_flags(flags);
@@ -174,8 +176,19 @@ impl Reporter for Ktap {
     }
 }
 
+static FRAMES_AT_START: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Free frames when `run` started (for the leak check).
+pub fn frames_at_start() -> usize {
+    FRAMES_AT_START.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Run every suite that `filter` selects, print KTAP, and return totals.
 pub fn run(suites: &[&Suite], filter: &str) -> Counts {
+    FRAMES_AT_START.store(
+        crate::mm::frame::nr_free_frames(),
+        core::sync::atomic::Ordering::Relaxed,
+    );
     let selected = |s: &&&Suite| {
         s.cases
             .iter()

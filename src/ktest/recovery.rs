@@ -75,6 +75,9 @@ impl Caught {
 struct Point {
     buf: JmpBuf,
     quiet: bool,
+    /// The task that set the point: an oops in another task kills that
+    /// task and resumes this one.
+    task: *const crate::sched::Task,
 }
 
 const MAX_DEPTH: usize = 8;
@@ -93,6 +96,7 @@ pub fn catch<F: FnOnce()>(quiet: bool, f: F) -> Result<(), Caught> {
     let mut point = Point {
         buf: JmpBuf::new(),
         quiet,
+        task: crate::sched::current_ptr(),
     };
     // SAFETY: the slot at `depth` is ours until DEPTH is restored below;
     // `point` outlives every use of the pointer (popped before return).
@@ -140,6 +144,9 @@ pub fn recover_or_fail(c: Caught) -> ! {
         crate::qemu::exit(crate::qemu::ExitCode::Failed);
     }
     cpu::cli();
+    // SAFETY: `top()` is live (armed() above) and its task is the one
+    // that set the point, still in the task list.
+    unsafe { crate::sched::recover_to((*top()).task) };
     // SAFETY: single CPU, interrupts off; `catch` reads it after the jump.
     unsafe { *CAUGHT.get() = Some(c) };
     // SAFETY: `top()` is a live point whose `arch_catch` frame is below
@@ -174,6 +181,7 @@ pub fn recover_from_double_fault(state: &x86::bits32::task::TaskStateSegment) {
     }
     // SAFETY: the kernel task is suspended; nothing else runs.
     unsafe {
+        crate::sched::recover_to((*top()).task);
         *CAUGHT.get() = Some(c);
         let buf = &(*top()).buf;
         catch::DF_RESUME_BUF = buf;

@@ -1,4 +1,20 @@
 //! Memory management: addresses, frames, page tables, address spaces,
 //! vmalloc and the page-fault path.
 pub mod addr;
+pub mod dump;
+pub mod frame;
+pub mod heap;
+pub mod init;
+pub mod mm_struct;
+pub mod pgtable;
 pub mod probe;
+pub mod walk;
+
+/// Bring up memory management: heap, frames, `swapper_pg_dir` in the mode
+/// the command line chose.
+pub fn init(p: &crate::BootParams) {
+    heap::init();
+    init::paging_init(p);
+    let _ = mm_struct::init_mm();
+    crate::sched::init();
+}

@@ -4,5 +4,6 @@ pub mod cpu;
 pub mod entry;
 pub mod gdt;
 pub mod idt;
+pub mod switch;
 pub mod traps;
 pub mod tss;

@@ -77,15 +77,31 @@ fn unknown_keys_reported_and_ignored() {
 
 fn bad_paging_names_key_and_values() {
     let e = bad("paging=3level");
-    assert_eq!(e, BadValue { key: "paging", value: "3level", allowed: "2level, pae" });
-    assert_eq!(text(&e).as_str(), "bad value '3level' for paging= (allowed: 2level, pae)");
+    assert_eq!(
+        e,
+        BadValue {
+            key: "paging",
+            value: "3level",
+            allowed: "2level, pae"
+        }
+    );
+    assert_eq!(
+        text(&e).as_str(),
+        "bad value '3level' for paging= (allowed: 2level, pae)"
+    );
 }
 
 fn bad_vmalloc_fault_names_key_and_values() {
     let e = bad("paging=pae vmalloc_fault=lazy");
     assert_eq!(e.key, "vmalloc_fault");
     assert_eq!(e.value, "lazy");
-    assert!(text(&e).as_str().contains("allowed: legacy, cli, sync, eager"), "{}", text(&e));
+    assert!(
+        text(&e)
+            .as_str()
+            .contains("allowed: legacy, cli, sync, eager"),
+        "{}",
+        text(&e)
+    );
 }
 
 fn key_without_value_is_bad() {
@@ -128,4 +144,7 @@ fn filter_selects_suites_and_cases() {
     assert!(selects("traps.*fault*", "traps", "double_fault_reported"));
     assert!(!selects("traps.*fault*", "traps", "invalid_opcode_caught"));
     assert!(selects("*", "x", "y"));
+    assert!(selects("frames.*,paging.*", "paging", "pae_address_split"));
+    assert!(selects("frames.*,paging.*", "frames", "x"));
+    assert!(!selects("frames.*,paging.*", "sched", "x"));
 }

@@ -2,7 +2,11 @@
 //! a file here plus one line in `ALL`.
 mod boot;
 mod cmdline;
+mod frames;
 mod harness;
+mod leaks;
+mod paging;
+mod sched;
 mod traps;
 
 use super::Suite;
@@ -12,4 +16,9 @@ pub static ALL: &[&Suite] = &[
     &cmdline::SUITE,
     &traps::SUITE,
     &harness::SUITE,
+    &frames::SUITE,
+    &paging::SUITE,
+    &sched::SUITE,
+    // Last: checks what all the others gave back.
+    &leaks::SUITE,
 ];

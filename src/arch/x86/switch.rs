@@ -1,0 +1,53 @@
+//! `switch_to(prev, next)`: save the callee-saved registers on the old
+//! stack, switch ESP, and only then make `next` the current task, as
+//! Linux 2.4's i386 `switch_to` does (there `current` is derived from ESP).
+//! The scheduler has already loaded next's CR3 (`switch_mm`) before this
+//! runs: between the two, CR3 and `current` disagree.
+
+use core::arch::global_asm;
+
+extern "C" {
+    /// Save state on the current stack into `*prev_esp`, resume the task
+    /// whose saved stack pointer is `next_esp`, set `current = next`.
+    pub fn switch_to(prev_esp: *mut u32, next_esp: u32, next: *const u8);
+    /// Where a new kernel thread's first `switch_to` returns to.
+    pub fn kernel_thread_entry();
+}
+
+global_asm!(
+    r#"
+    .text
+    .globl switch_to
+    .type switch_to, @function
+switch_to:
+    movl 4(%esp), %eax
+    movl 8(%esp), %edx
+    movl 12(%esp), %ecx
+    pushl %ebp
+    pushl %ebx
+    pushl %esi
+    pushl %edi
+    movl %esp, (%eax)
+    movl %edx, %esp
+    .globl switch_to_set_current
+switch_to_set_current:
+    movl %ecx, CURRENT_TASK
+    popl %edi
+    popl %esi
+    popl %ebx
+    popl %ebp
+    ret
+    .size switch_to, . - switch_to
+
+    /* The first `ret` of switch_to in a new thread lands here, with the
+       Task pointer on top of the stack: the call makes it the argument. */
+    .globl kernel_thread_entry
+    .type kernel_thread_entry, @function
+kernel_thread_entry:
+    xorl %ebp, %ebp
+    call kernel_thread_start
+    ud2
+    .size kernel_thread_entry, . - kernel_thread_entry
+"#,
+    options(att_syntax)
+);

@@ -1,0 +1,146 @@
+//! The frame allocator, on the real memory map and on synthetic ones with
+//! the shapes a BIOS can hand over.
+
+extern crate alloc;
+
+use alloc::vec;
+
+use crate::case;
+use crate::ktest::Suite;
+use crate::mm::addr::{__va, MAXMEM, PAGE_SIZE};
+use crate::mm::frame::{self, FrameAllocator};
+
+pub static SUITE: Suite = Suite {
+    name: "frames",
+    cases: &[
+        case!(alloc_all_free_all_restores_count),
+        case!(allocated_frames_are_distinct_ram),
+        case!(frame_zero_and_kernel_are_reserved),
+        case!(map_with_hole_below_1mib),
+        case!(ram_above_896mib_ignored_with_count),
+        case!(unaligned_areas_keep_whole_frames_only),
+        case!(reservations_split_areas),
+        case!(exhaustion_is_none_and_double_free_refused),
+    ],
+};
+
+/// Chain every free frame through its own first word (no heap needed for
+/// 220k frames), check the count, then give them all back.
+fn alloc_all_free_all_restores_count() {
+    let before = frame::nr_free_frames();
+    let mut head: u32 = u32::MAX;
+    let mut n = 0usize;
+    while let Some(f) = frame::alloc_frame() {
+        // SAFETY: the frame is ours and in the direct map.
+        unsafe { core::ptr::write_volatile(__va(f) as *mut u32, head) };
+        head = f;
+        n += 1;
+    }
+    assert_eq!(n, before, "could not allocate every free frame");
+    assert_eq!(frame::nr_free_frames(), 0);
+    while head != u32::MAX {
+        // SAFETY: written above; the frame is still ours.
+        let next = unsafe { core::ptr::read_volatile(__va(head) as *const u32) };
+        frame::free_frame(head);
+        head = next;
+    }
+    assert_eq!(frame::nr_free_frames(), before);
+}
+
+fn allocated_frames_are_distinct_ram() {
+    let a = frame::alloc_frame().expect("frame");
+    let b = frame::alloc_frame().expect("frame");
+    assert_ne!(a, b);
+    assert_eq!(a as usize % PAGE_SIZE, 0);
+    assert!((a as u64) < MAXMEM && (b as u64) < MAXMEM);
+    // SAFETY: both frames are ours and direct-mapped.
+    unsafe {
+        core::ptr::write_volatile(__va(a) as *mut u32, 0xaaaa_aaaa);
+        core::ptr::write_volatile(__va(b) as *mut u32, 0x5555_5555);
+        assert_eq!(core::ptr::read_volatile(__va(a) as *const u32), 0xaaaa_aaaa);
+    }
+    assert!(!frame::is_frame_free(a));
+    frame::free_frame(a);
+    frame::free_frame(b);
+    assert!(frame::is_frame_free(a));
+}
+
+fn frame_zero_and_kernel_are_reserved() {
+    assert!(!frame::is_frame_free(0), "frame 0 handed out");
+    for pa in (0x100000u32..0x100000 + 0x40000).step_by(PAGE_SIZE) {
+        assert!(!frame::is_frame_free(pa), "kernel frame {:#x} is free", pa);
+    }
+    let info = crate::boot::start::params().unwrap().info_phys;
+    assert!(
+        !frame::is_frame_free(info & !0xfff),
+        "boot info frame is free"
+    );
+}
+
+fn small(limit: u64) -> alloc::vec::Vec<u32> {
+    vec![0u32; (limit as usize / PAGE_SIZE).div_ceil(32)]
+}
+
+fn map_with_hole_below_1mib() {
+    let mut bits = small(MAXMEM);
+    let mut fa = FrameAllocator::new(&mut bits, MAXMEM);
+    let s = fa.add_areas([(0, 0x9fc00), (0x100000, 0x800000)].into_iter());
+    assert_eq!(s.usable_frames, 159 + 1792);
+    assert_eq!(s.ignored_bytes, 0);
+    assert!(fa.is_frame_free(0x9e000));
+    assert!(
+        !fa.is_frame_free(0x9f000),
+        "partial frame under the EBDA counted"
+    );
+    assert!(!fa.is_frame_free(0xa0000), "VGA hole counted as RAM");
+    assert!(!fa.is_frame_free(0xff000));
+    assert!(fa.is_frame_free(0x100000));
+    assert!(!fa.is_frame_free(0x800000));
+}
+
+fn ram_above_896mib_ignored_with_count() {
+    let mut bits = small(MAXMEM);
+    let mut fa = FrameAllocator::new(&mut bits, MAXMEM);
+    let s = fa.add_areas([(0x100000, 0x4000_0000), (0x1_0000_0000, 0x1_1000_0000)].into_iter());
+    assert_eq!(
+        s.usable_frames,
+        ((MAXMEM - 0x100000) / PAGE_SIZE as u64) as usize
+    );
+    assert_eq!(s.ignored_bytes, (0x4000_0000 - MAXMEM) + 0x1000_0000);
+    assert!(fa.is_frame_free((MAXMEM - 4096) as u32));
+}
+
+fn unaligned_areas_keep_whole_frames_only() {
+    let mut bits = small(1 << 20);
+    let mut fa = FrameAllocator::new(&mut bits, 1 << 20);
+    let s = fa.add_areas([(0x1800, 0x5000), (0x7fff, 0x8001)].into_iter());
+    assert_eq!(s.usable_frames, 3, "only frames 2, 3, 4 are whole");
+    assert!(fa.is_frame_free(0x2000) && fa.is_frame_free(0x4000));
+    assert!(!fa.is_frame_free(0x1000) && !fa.is_frame_free(0x5000) && !fa.is_frame_free(0x7000));
+}
+
+fn reservations_split_areas() {
+    let mut bits = small(1 << 24);
+    let mut fa = FrameAllocator::new(&mut bits, 1 << 24);
+    fa.add_areas([(0, 0x400000)].into_iter());
+    fa.reserve(0, 0x1000);
+    fa.reserve(0x100000, 0x180800); // ends mid-frame: that frame is reserved too
+    assert_eq!(fa.nr_free(), 1024 - 1 - 0x81);
+    assert!(!fa.is_frame_free(0x180000));
+    assert!(fa.is_frame_free(0x181000));
+}
+
+fn exhaustion_is_none_and_double_free_refused() {
+    let mut bits = small(1 << 20);
+    let mut fa = FrameAllocator::new(&mut bits, 1 << 20);
+    fa.add_areas([(0x10000, 0x12000)].into_iter());
+    let a = fa.alloc().unwrap();
+    let b = fa.alloc().unwrap();
+    assert_eq!(fa.alloc(), None, "exhaustion must be None, not a panic");
+    assert_eq!(fa.free(a), Ok(()));
+    assert_eq!(fa.free(a), Err("double free of frame"));
+    assert_eq!(fa.free(0x123), Err("free of unaligned frame"));
+    assert_eq!(fa.free(0x200000), Err("free of unmanaged frame"));
+    assert_eq!(fa.free(b), Ok(()));
+    assert_eq!(fa.nr_free(), 2);
+}

@@ -1,0 +1,276 @@
+//! Both page-table formats: address splitting, the walker against real
+//! loads and stores, the direct map, and `init_mm` / `mm_alloc`.
+
+use crate::arch::x86::cpu;
+use crate::case;
+use crate::cmdline::PagingMode;
+use crate::ktest::recovery::{expect_fault, skip};
+use crate::ktest::Suite;
+use crate::mm::addr::{__va, PAGE_OFFSET, PAGE_SIZE};
+use crate::mm::frame;
+use crate::mm::init::{high_memory, swapper_pg_dir};
+use crate::mm::mm_struct::{init_mm, mm_alloc};
+use crate::mm::pgtable::*;
+use crate::mm::walk::{self, translate};
+
+pub static SUITE: Suite = Suite {
+    name: "paging",
+    cases: &[
+        case!(two_level_address_split),
+        case!(pae_address_split),
+        case!(mode_matches_cmdline_and_cr4),
+        case!(map_translate_unmap_agree_with_loads_and_stores),
+        case!(direct_map_covers_all_ram),
+        case!(new_mm_kernel_part_equals_swapper),
+        case!(kernel_pmd_shared_only_in_pae),
+        case!(new_kernel_pgd_slot_stale_only_in_two_level),
+        case!(pdpt_change_reloads_cr3),
+        case!(mm_alloc_free_1000_times_leaks_nothing),
+        case!(two_level_pgd_present_is_folded),
+    ],
+};
+
+/// Hand-computed: 0xC8812345 = 11 0010001000 0000010010 001101000101.
+fn two_level_address_split() {
+    let g = TWO_LEVEL;
+    let a = 0xC881_2345;
+    assert_eq!(g.pgd_index(a), 0x322);
+    assert_eq!(g.pmd_index(a), 0, "folded pmd has one entry");
+    assert_eq!(g.pte_index(a), 0x012);
+    assert_eq!(a & 0xfff, 0x345);
+    assert_eq!(g.user_ptrs_per_pgd(), 768);
+    assert_eq!(g.pgdir_size(), 4 << 20);
+    assert_eq!(g.pgd_index(0xFFFF_FFFF), 1023);
+}
+
+/// Same address in PAE: 11 | 001000100 | 000010010 | 001101000101.
+fn pae_address_split() {
+    let g = PAE;
+    let a = 0xC881_2345;
+    assert_eq!(g.pgd_index(a), 3);
+    assert_eq!(g.pmd_index(a), 0x044);
+    assert_eq!(g.pte_index(a), 0x012);
+    assert_eq!(g.user_ptrs_per_pgd(), 3);
+    assert_eq!(g.pmd_size(), 2 << 20);
+    assert_eq!(g.pmd_index(0xBFFF_FFFF), 511);
+    assert_eq!(g.pgd_index(0x4000_0000), 1);
+}
+
+fn mode_matches_cmdline_and_cr4() {
+    let want = crate::boot::start::params().unwrap().cmdline.paging;
+    assert_eq!(mode(), want);
+    let pae = cpu::read_cr4() & (1 << 5) != 0;
+    assert_eq!(
+        pae,
+        want == PagingMode::Pae,
+        "CR4.PAE disagrees with paging="
+    );
+    assert_eq!(cpu::read_cr3() & !0x1f, init_mm().pgd);
+    assert_eq!(init_mm().pgd, swapper_pg_dir());
+}
+
+const USER_VA: u32 = 0x4000_0000;
+
+fn map_translate_unmap_agree_with_loads_and_stores() {
+    let mm = mm_alloc().expect("mm");
+    let frame = mm.map_user_page(USER_VA + 0x3000).expect("map");
+    let w = mm.translate(USER_VA + 0x3abc);
+    assert_eq!(w.phys, Some(frame as u64 + 0xabc));
+    let flags = PteFlags::from_bits_truncate(w.pte.unwrap());
+    assert!(flags.contains(PteFlags::PRESENT | PteFlags::RW | PteFlags::USER));
+    let old = cpu::read_cr3();
+    // SAFETY: mm's directory maps the whole kernel.
+    unsafe { cpu::write_cr3(mm.pgd) };
+    // SAFETY: just mapped; the direct-map alias is the same frame.
+    unsafe {
+        core::ptr::write_volatile((USER_VA + 0x3abc) as *mut u32, 0xdead_beef);
+        assert_eq!(
+            core::ptr::read_volatile((__va(frame) + 0xabc) as *const u32),
+            0xdead_beef
+        );
+        core::ptr::write_volatile((__va(frame) + 0x10) as *mut u32, 0x1234_5678);
+        assert_eq!(
+            core::ptr::read_volatile((USER_VA + 0x3010) as *const u32),
+            0x1234_5678
+        );
+    }
+    assert!(mm.unmap_user_page(USER_VA + 0x3000));
+    assert_eq!(mm.translate(USER_VA + 0x3000).phys, None);
+    // SAFETY: faults on purpose inside a recovery point.
+    let c = expect_fault(|| unsafe {
+        core::ptr::read_volatile((USER_VA + 0x3010) as *const u32);
+    })
+    .expect("access after unmap did not fault");
+    // SAFETY: back to the directory we came with.
+    unsafe { cpu::write_cr3(old) };
+    assert_eq!((c.vector, c.cr2), (14, USER_VA + 0x3010));
+}
+
+fn direct_map_covers_all_ram() {
+    let p = crate::boot::start::params().unwrap();
+    let mut checked = 0;
+    for (s, e) in crate::mm::init::usable_areas(p) {
+        let e = e.min((high_memory() - PAGE_OFFSET) as u64);
+        let first = s.div_ceil(PAGE_SIZE as u64);
+        let last = e / PAGE_SIZE as u64;
+        for pfn in [first, (first + last) / 2, last.saturating_sub(1)] {
+            if pfn < first || pfn >= last {
+                continue;
+            }
+            let pa = (pfn as u32) << 12;
+            let w = translate(swapper_pg_dir(), __va(pa) as u32);
+            assert_eq!(w.phys, Some(pa as u64), "direct map of {:#x}", pa);
+            // SAFETY: the translation exists (checked above).
+            unsafe { core::ptr::read_volatile(__va(pa) as *const u32) };
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3);
+    assert_eq!(
+        translate(swapper_pg_dir(), high_memory() as u32).phys,
+        None,
+        "mapped past high_memory"
+    );
+}
+
+fn kernel_part(pgd: u32) -> (usize, usize) {
+    let g = geometry();
+    (
+        __va(pgd) + g.user_ptrs_per_pgd() * g.entry_size,
+        (g.ptrs_per_pgd - g.user_ptrs_per_pgd()) * g.entry_size,
+    )
+}
+
+fn new_mm_kernel_part_equals_swapper() {
+    let mm = mm_alloc().expect("mm");
+    let (a, n) = kernel_part(mm.pgd);
+    let (b, _) = kernel_part(swapper_pg_dir());
+    // SAFETY: both directories are live, direct-mapped pages.
+    let (x, y) = unsafe {
+        (
+            core::slice::from_raw_parts(a as *const u8, n),
+            core::slice::from_raw_parts(b as *const u8, n),
+        )
+    };
+    assert!(x == y, "kernel part differs from swapper_pg_dir");
+    assert_ne!(mm.pgd, swapper_pg_dir());
+}
+
+fn kernel_pmd_shared_only_in_pae() {
+    let a = mm_alloc().expect("mm");
+    let b = mm_alloc().expect("mm");
+    let k = PAGE_OFFSET as u32;
+    let (ea, eb) = (pgd_offset(a.pgd, k).read(), pgd_offset(b.pgd, k).read());
+    match mode() {
+        PagingMode::Pae => {
+            assert_eq!(entry_phys(ea), entry_phys(eb), "kernel PMD page not shared");
+            assert_eq!(
+                entry_phys(ea),
+                entry_phys(pgd_offset(swapper_pg_dir(), k).read())
+            );
+        }
+        PagingMode::TwoLevel => {
+            assert_ne!(a.pgd, b.pgd);
+            assert_eq!(ea, eb, "copied kernel PDEs should be equal");
+            assert_ne!(
+                pgd_offset(a.pgd, k).0,
+                pgd_offset(b.pgd, k).0,
+                "PGD pages shared"
+            );
+        }
+    }
+}
+
+/// The premise of the seed: a kernel mapping made in `init_mm` after an
+/// mm was created is missing from that mm in two-level mode (its PGD is a
+/// copy) and visible at once in PAE (the kernel PMD page is shared).
+fn new_kernel_pgd_slot_stale_only_in_two_level() {
+    let before = mm_alloc().expect("mm");
+    // A kernel address in a slot nothing uses yet: 4 MiB below 4 GiB.
+    let va = 0xFF80_0000u32;
+    assert_eq!(
+        translate(swapper_pg_dir(), va).phys,
+        None,
+        "test slot in use"
+    );
+    let f = frame::alloc_zeroed_frame().expect("frame");
+    walk::map_page(swapper_pg_dir(), va, f as u64, PteFlags::PAGE_KERNEL).expect("map");
+    let after = mm_alloc().expect("mm");
+    let seen_before = before.translate(va).phys;
+    let seen_after = after.translate(va).phys;
+    // Undo: unmap, free the page and the page table the map created.
+    walk::unmap_page(swapper_pg_dir(), va);
+    frame::free_frame(f);
+    let pmd = pmd_offset(pgd_offset(swapper_pg_dir(), va), va);
+    frame::free_frame(entry_phys(pmd.read()) as u32);
+    set_pmd(pmd, 0);
+    assert_eq!(
+        seen_after,
+        Some(f as u64),
+        "mm created after the mapping lacks it"
+    );
+    match mode() {
+        PagingMode::TwoLevel => assert_eq!(seen_before, None, "older mm saw a new PGD slot"),
+        PagingMode::Pae => assert_eq!(seen_before, Some(f as u64), "shared kernel PMD not shared"),
+    }
+}
+
+/// PAE: filling an empty PDPTE of the live directory must reload CR3 (the
+/// CPU caches PDPTEs at CR3 load).  QEMU's TCG does not model that cache,
+/// so the test checks the rule in the code path, not the hardware effect.
+fn pdpt_change_reloads_cr3() {
+    if mode() != PagingMode::Pae {
+        skip("no PDPT in two-level mode");
+    }
+    let swapper = swapper_pg_dir();
+    assert_eq!(cpu::read_cr3() & !0x1f, swapper);
+    assert!(
+        !pgd_present(pgd_offset(swapper, USER_VA).read()),
+        "PDPTE 1 of init_mm in use"
+    );
+    let reloads = walk::pdpt_reloads();
+    let f = frame::alloc_zeroed_frame().expect("frame");
+    walk::map_page(swapper, USER_VA, f as u64, PteFlags::PAGE_KERNEL).expect("map");
+    assert_eq!(
+        walk::pdpt_reloads(),
+        reloads + 1,
+        "new PDPTE without CR3 reload"
+    );
+    // SAFETY: mapped just above.
+    unsafe { core::ptr::write_volatile(USER_VA as *mut u32, 7) };
+    let freed = walk::free_user_tables(swapper, true);
+    cpu::flush_tlb();
+    assert_eq!(freed, 3, "page, PTE page and PMD page");
+}
+
+fn mm_alloc_free_1000_times_leaks_nothing() {
+    let before = frame::nr_free_frames();
+    let live = crate::mm::mm_struct::PGD_LIST.lock().len();
+    for i in 0..1000u32 {
+        let mm = mm_alloc().expect("mm_alloc failed");
+        if i % 100 == 0 {
+            mm.map_user_page(USER_VA + i * 4096).expect("map");
+        }
+    }
+    assert_eq!(frame::nr_free_frames(), before, "frames leaked");
+    assert_eq!(
+        crate::mm::mm_struct::PGD_LIST.lock().len(),
+        live,
+        "pgd_list keeps dead mms"
+    );
+}
+
+/// Linux 2.4 pgtable-2level.h: `pgd_present()` is 1 and `pmd_offset()`
+/// is the pgd slot.  The historical fault handlers rely on this.
+fn two_level_pgd_present_is_folded() {
+    if mode() != PagingMode::TwoLevel {
+        assert!(!pgd_present(0));
+        assert!(pgd_none(0));
+        return;
+    }
+    assert!(pgd_present(0), "two-level pgd_present must be constant 1");
+    assert!(!pgd_none(0));
+    let pgd = pgd_offset(swapper_pg_dir(), 0xC000_0000);
+    assert_eq!(pmd_offset(pgd, 0xC000_0000), pgd);
+    assert!(pmd_present(pmd_offset(pgd, 0xC000_0000).read()));
+}

@@ -1,0 +1,160 @@
+//! Kernel threads, `current`/`active_mm` and the CR3 switch.
+
+extern crate alloc;
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use crate::arch::x86::cpu;
+use crate::case;
+use crate::ktest::Suite;
+use crate::mm::addr::__va;
+use crate::mm::frame;
+use crate::mm::mm_struct::{init_mm, mm_alloc};
+use crate::sched::{self, current, join, kernel_thread, State};
+
+pub static SUITE: Suite = Suite {
+    name: "sched",
+    cases: &[
+        case!(thread_runs_and_is_reaped),
+        case!(two_mms_10000_switches_each_sees_own_page),
+        case!(kernel_thread_borrows_active_mm),
+        case!(oops_in_thread_kills_only_that_thread),
+    ],
+};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn bump(n: usize) {
+    for _ in 0..n {
+        COUNTER.fetch_add(1, Ordering::SeqCst);
+        sched::yield_now();
+    }
+}
+
+fn thread_runs_and_is_reaped() {
+    let frames = frame::nr_free_frames();
+    let tasks = sched::nr_tasks();
+    COUNTER.store(0, Ordering::SeqCst);
+    let t = kernel_thread("bump", bump, 10, None);
+    assert_ne!(t.pid, 0);
+    assert_eq!(join(&t), State::Zombie);
+    assert_eq!(COUNTER.load(Ordering::SeqCst), 10);
+    drop(t);
+    sched::yield_now(); // reaping happens after a switch
+    assert_eq!(sched::nr_tasks(), tasks);
+    assert_eq!(frame::nr_free_frames(), frames);
+    assert_eq!(current().pid, 0);
+}
+
+const VA: u32 = 0x4000_0000;
+const ROUNDS: u32 = 5000;
+static SEEN_WRONG: AtomicU32 = AtomicU32::new(0);
+static ROUNDS_DONE: AtomicU32 = AtomicU32::new(0);
+
+/// Each thread reads the word at VA in its own mm, expects its marker,
+/// then yields: ROUNDS times each.
+fn reader(marker: usize) {
+    for _ in 0..ROUNDS {
+        // SAFETY: VA is mapped in this thread's mm (set up by the test).
+        let v = unsafe { core::ptr::read_volatile(VA as *const u32) };
+        if v != marker as u32 || cpu::read_cr3() != current().mm.as_ref().unwrap().pgd {
+            SEEN_WRONG.fetch_add(1, Ordering::SeqCst);
+        }
+        ROUNDS_DONE.fetch_add(1, Ordering::SeqCst);
+        sched::yield_now();
+    }
+}
+
+fn two_mms_10000_switches_each_sees_own_page() {
+    let frames = frame::nr_free_frames();
+    SEEN_WRONG.store(0, Ordering::SeqCst);
+    ROUNDS_DONE.store(0, Ordering::SeqCst);
+    let switches = sched::context_switches();
+    {
+        let (a, b) = (mm_alloc().expect("mm"), mm_alloc().expect("mm"));
+        for (mm, marker) in [(&a, 0xAAAA_0001u32), (&b, 0xBBBB_0002)] {
+            let f = mm.map_user_page(VA).expect("map");
+            // SAFETY: fresh frame, direct-mapped.
+            unsafe { core::ptr::write_volatile(__va(f) as *mut u32, marker) };
+        }
+        let ta = kernel_thread("reader-a", reader, 0xAAAA_0001, Some(a));
+        let tb = kernel_thread("reader-b", reader, 0xBBBB_0002, Some(b));
+        join(&ta);
+        join(&tb);
+    }
+    sched::yield_now();
+    assert_eq!(ROUNDS_DONE.load(Ordering::SeqCst), 2 * ROUNDS);
+    assert_eq!(
+        SEEN_WRONG.load(Ordering::SeqCst),
+        0,
+        "a thread saw the other mm's page"
+    );
+    assert!(
+        sched::context_switches() - switches >= 2 * ROUNDS,
+        "fewer than 10,000 switches"
+    );
+    // Lazy TLB, as in 2.4: swapper has no mm, so it kept the last thread's
+    // mm as its active_mm (and in CR3) after switching back.
+    assert_eq!(current().pid, 0);
+    assert_eq!(cpu::read_cr3() & !0x1f, current().active_mm().pgd);
+    assert_ne!(
+        current().active_mm().pgd,
+        init_mm().pgd,
+        "swapper did not borrow"
+    );
+    sched::drop_lazy_mm();
+    assert_eq!(cpu::read_cr3() & !0x1f, init_mm().pgd);
+    assert_eq!(frame::nr_free_frames(), frames, "mms or stacks leaked");
+}
+
+static BORROWED: AtomicU32 = AtomicU32::new(u32::MAX);
+static BORROWED_CR3: AtomicU32 = AtomicU32::new(0);
+
+fn with_mm(_: usize) {
+    sched::yield_now();
+}
+
+fn lazy(_: usize) {
+    BORROWED.store(current().active_mm().id, Ordering::SeqCst);
+    BORROWED_CR3.store(cpu::read_cr3() & !0x1f, Ordering::SeqCst);
+}
+
+/// 2.4's lazy TLB: a kernel thread without an mm runs on the previous
+/// task's `active_mm` and does not touch CR3.
+fn kernel_thread_borrows_active_mm() {
+    let mm = mm_alloc().expect("mm");
+    let (id, pgd) = (mm.id, mm.pgd);
+    let a = kernel_thread("has-mm", with_mm, 0, Some(mm));
+    let b = kernel_thread("lazy", lazy, 0, None);
+    join(&a);
+    join(&b);
+    assert_eq!(
+        BORROWED.load(Ordering::SeqCst),
+        id,
+        "lazy thread did not borrow prev's mm"
+    );
+    assert_eq!(BORROWED_CR3.load(Ordering::SeqCst), pgd);
+    assert!(b.mm.is_none());
+}
+
+fn faulting(_: usize) {
+    // SAFETY: faults on purpose; the recovery point of the test case
+    // catches it and this thread dies.
+    unsafe { core::ptr::read_volatile(0x0BAD_B000 as *const u32) };
+}
+
+fn oops_in_thread_kills_only_that_thread() {
+    let t = kernel_thread("faulty", faulting, 0, None);
+    let c = crate::ktest::recovery::expect_fault(|| {
+        join(&t);
+    })
+    .expect("thread fault not caught");
+    assert_eq!(c.cr2, 0x0BAD_B000);
+    assert_eq!(t.state(), State::Dead);
+    assert_eq!(current().pid, 0, "recovery did not return to swapper");
+    // The scheduler still works.
+    COUNTER.store(0, Ordering::SeqCst);
+    let u = kernel_thread("bump", bump, 3, None);
+    join(&u);
+    assert_eq!(COUNTER.load(Ordering::SeqCst), 3);
+}

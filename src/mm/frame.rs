@@ -1,0 +1,198 @@
+//! The physical frame allocator: a bitmap over low memory, fed by the
+//! multiboot2 memory map.  Only RAM the direct map can reach (below
+//! `MAXMEM`, 896 MiB) is managed; more is reported and ignored, as a 2.4
+//! kernel without HIGHMEM does.  Running out is a normal `None`.
+
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use spin::Mutex;
+
+use super::addr::{MAXMEM, PAGE_SIZE};
+use crate::arch::x86::cpu;
+
+const MAX_FRAMES: usize = (MAXMEM as usize) / PAGE_SIZE;
+const WORDS: usize = MAX_FRAMES / 32;
+
+/// A bitmap allocator over frames `0..limit` (bit set = free).  Generic
+/// over its storage so tests can build small ones from synthetic maps.
+pub struct FrameAllocator<'a> {
+    bits: &'a mut [u32],
+    limit: usize,
+    free: usize,
+    hint: usize,
+}
+
+/// What `add_areas` made of a memory map.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapStats {
+    pub usable_frames: usize,
+    /// Usable bytes above the limit, ignored.
+    pub ignored_bytes: u64,
+}
+
+impl<'a> FrameAllocator<'a> {
+    /// An allocator with no free frames, managing `0..limit_bytes`.
+    pub fn new(bits: &'a mut [u32], limit_bytes: u64) -> Self {
+        let limit = ((limit_bytes as usize) / PAGE_SIZE).min(bits.len() * 32);
+        bits.iter_mut().for_each(|w| *w = 0);
+        FrameAllocator {
+            bits,
+            limit,
+            free: 0,
+            hint: 0,
+        }
+    }
+
+    /// Mark the whole frames inside each usable `(start, end)` free.
+    pub fn add_areas(&mut self, usable: impl Iterator<Item = (u64, u64)>) -> MapStats {
+        let mut s = MapStats::default();
+        let limit_bytes = (self.limit * PAGE_SIZE) as u64;
+        for (start, end) in usable {
+            if end > limit_bytes {
+                s.ignored_bytes += end - start.max(limit_bytes);
+            }
+            let first = start.div_ceil(PAGE_SIZE as u64) as usize;
+            let last = (end.min(limit_bytes) / PAGE_SIZE as u64) as usize;
+            for pfn in first..last.max(first) {
+                if !self.is_free(pfn) {
+                    self.set(pfn, true);
+                    s.usable_frames += 1;
+                }
+            }
+        }
+        s
+    }
+
+    /// Take `[start, end)` out of the pool (kernel image, boot info...).
+    pub fn reserve(&mut self, start: u64, end: u64) {
+        let first = (start / PAGE_SIZE as u64) as usize;
+        let last = (end.div_ceil(PAGE_SIZE as u64) as usize).min(self.limit);
+        for pfn in first..last.max(first) {
+            if self.is_free(pfn) {
+                self.set(pfn, false);
+            }
+        }
+    }
+
+    fn is_free(&self, pfn: usize) -> bool {
+        pfn < self.limit && self.bits[pfn / 32] & (1 << (pfn % 32)) != 0
+    }
+
+    fn set(&mut self, pfn: usize, free: bool) {
+        let (w, b) = (pfn / 32, 1u32 << (pfn % 32));
+        if free {
+            self.bits[w] |= b;
+            self.free += 1;
+        } else {
+            self.bits[w] &= !b;
+            self.free -= 1;
+        }
+    }
+
+    /// One frame, or `None` when memory is exhausted.
+    pub fn alloc(&mut self) -> Option<u32> {
+        let words = self.limit.div_ceil(32);
+        for i in 0..words {
+            let w = (self.hint + i) % words;
+            if self.bits[w] != 0 {
+                let pfn = w * 32 + self.bits[w].trailing_zeros() as usize;
+                if pfn >= self.limit {
+                    continue;
+                }
+                self.set(pfn, false);
+                self.hint = w;
+                return Some((pfn * PAGE_SIZE) as u32);
+            }
+        }
+        None
+    }
+
+    /// Give a frame back.  Freeing a free or unmanaged frame is refused:
+    /// the caller (`free_frame`) turns that into a panic, since it is a
+    /// kernel bug (Linux's "Bad page state").
+    pub fn free(&mut self, phys: u32) -> Result<(), &'static str> {
+        let pfn = phys as usize / PAGE_SIZE;
+        if !(phys as usize).is_multiple_of(PAGE_SIZE) {
+            return Err("free of unaligned frame");
+        }
+        if pfn >= self.limit {
+            return Err("free of unmanaged frame");
+        }
+        if self.is_free(pfn) {
+            return Err("double free of frame");
+        }
+        self.set(pfn, true);
+        Ok(())
+    }
+
+    pub fn nr_free(&self) -> usize {
+        self.free
+    }
+
+    pub fn is_frame_free(&self, phys: u32) -> bool {
+        self.is_free(phys as usize / PAGE_SIZE)
+    }
+}
+
+static BITMAP: Mutex<[u32; WORDS]> = Mutex::new([0; WORDS]);
+static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
+static TOTAL: AtomicUsize = AtomicUsize::new(0);
+
+/// Build the global allocator from the boot memory map and reservations.
+pub fn init(usable: impl Iterator<Item = (u64, u64)>, reserved: &[(u64, u64)]) -> MapStats {
+    // The bitmap lives in .bss for the kernel's whole life: leak the guard.
+    let bits: &'static mut [u32; WORDS] = spin::MutexGuard::leak(BITMAP.lock());
+    let mut fa = FrameAllocator::new(bits, MAXMEM);
+    let stats = fa.add_areas(usable);
+    for &(s, e) in reserved {
+        fa.reserve(s, e);
+    }
+    TOTAL.store(fa.nr_free(), Ordering::Relaxed);
+    *FRAMES.lock() = Some(fa);
+    stats
+}
+
+fn with<R>(f: impl FnOnce(&mut FrameAllocator<'static>) -> R) -> R {
+    // Interrupt handlers allocate too (page tables for vmalloc): the lock
+    // is taken with interrupts off so they never spin on their own CPU.
+    let flags = cpu::local_irq_save();
+    let r = f(FRAMES
+        .lock()
+        .as_mut()
+        .expect("frame allocator not initialised"));
+    cpu::restore_flags(flags);
+    r
+}
+
+/// `__get_free_page`: one frame (physical address), or `None`.
+pub fn alloc_frame() -> Option<u32> {
+    with(|fa| fa.alloc())
+}
+
+/// A zeroed frame (`get_zeroed_page`).
+pub fn alloc_zeroed_frame() -> Option<u32> {
+    let f = alloc_frame()?;
+    super::pgtable::clear_page(f);
+    Some(f)
+}
+
+/// `free_page`.
+pub fn free_frame(phys: u32) {
+    // Panic outside the lock, so a recovered test does not leave it held.
+    if let Err(e) = with(|fa| fa.free(phys)) {
+        panic!("{} {:#x}", e, phys);
+    }
+}
+
+pub fn nr_free_frames() -> usize {
+    with(|fa| fa.nr_free())
+}
+
+/// Free frames right after boot.
+pub fn nr_boot_free_frames() -> usize {
+    TOTAL.load(Ordering::Relaxed)
+}
+
+pub fn is_frame_free(phys: u32) -> bool {
+    with(|fa| fa.is_frame_free(phys))
+}

@@ -1,0 +1,231 @@
+//! `paging_init`: from the boot page directory to `swapper_pg_dir` in the
+//! mode the command line asked for.  The frame allocator is fed first,
+//! then the direct map of all low memory is built with 4 KiB pages in the
+//! new directory, and the CPU switches to it (through the low-memory
+//! `paging_switch` when PAE must be turned on).
+
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use multiboot2::MemoryAreaType;
+
+use super::addr::{__va, MAXMEM, PAGE_OFFSET, PAGE_SIZE};
+use super::frame::{self, alloc_zeroed_frame};
+use super::pgtable::*;
+use super::walk::map_page;
+use crate::arch::x86::cpu;
+use crate::boot::start::{boot_failure, BootParams};
+use crate::{pr_info, pr_warn, println};
+
+static HIGH_MEMORY: AtomicU32 = AtomicU32::new(0);
+static SWAPPER_PG_DIR: AtomicU32 = AtomicU32::new(0);
+static NX: AtomicBool = AtomicBool::new(false);
+
+/// End of the direct map, as a kernel virtual address (Linux's
+/// `high_memory`).
+pub fn high_memory() -> usize {
+    HIGH_MEMORY.load(Ordering::Relaxed) as usize
+}
+
+/// Physical address of `swapper_pg_dir` (the PGD page in two-level mode,
+/// the PDPT in PAE).
+pub fn swapper_pg_dir() -> u32 {
+    SWAPPER_PG_DIR.load(Ordering::Relaxed)
+}
+
+pub fn nx_enabled() -> bool {
+    NX.load(Ordering::Relaxed)
+}
+
+extern "C" {
+    static __kernel_phys_start: u8;
+    static __kernel_phys_end: u8;
+    fn paging_switch(cr3: u32, cr4: u32);
+}
+
+const CR4_PSE: u32 = 1 << 4;
+const CR4_PAE: u32 = 1 << 5;
+const MSR_EFER: u32 = 0xC000_0080;
+const EFER_NXE: u64 = 1 << 11;
+
+/// Physical ranges that must never be handed out.
+fn reserved_ranges(p: &BootParams, out: &mut [(u64, u64); 64]) -> usize {
+    let mut n = 0;
+    let mut add = |s: u64, e: u64| {
+        if n < out.len() && e > s {
+            out[n] = (s, e);
+            n += 1;
+        }
+    };
+    add(0, PAGE_SIZE as u64); // frame 0: real-mode IVT and BIOS data
+                              // SAFETY: linker symbols, only their addresses are taken.
+    let (ks, ke) = unsafe {
+        (
+            &__kernel_phys_start as *const u8 as u64,
+            &__kernel_phys_end as *const u8 as u64,
+        )
+    };
+    add(ks, ke);
+    add(
+        p.info_phys as u64,
+        p.info_phys as u64 + p.info.total_size() as u64,
+    );
+    for m in p.info.module_tags() {
+        add(m.start_address() as u64, m.end_address() as u64);
+    }
+    // Sections GRUB loaded outside the image (.symtab, .strtab, debug
+    // info): their sh_addr is physical.
+    if let Some(tag) = p.info.elf_sections_tag() {
+        for s in tag.sections() {
+            if s.sh_addr != 0 && s.sh_addr < PAGE_OFFSET as u64 && s.sh_size != 0 {
+                add(s.sh_addr, s.sh_addr + s.sh_size);
+            }
+        }
+    }
+    n
+}
+
+/// Usable areas of the memory map as `(start, end)`.
+pub fn usable_areas(p: &BootParams) -> impl Iterator<Item = (u64, u64)> + '_ {
+    p.info
+        .memory_map_tag()
+        .into_iter()
+        .flat_map(|m| m.memory_areas().iter())
+        .filter(|a| a.typ() == MemoryAreaType::Available)
+        .map(|a| (a.start_address(), a.end_address()))
+}
+
+pub fn paging_init(p: &BootParams) {
+    let mode = p.cmdline.paging;
+    let features = cpu::features();
+    if mode == PagingMode::Pae && !features.pae {
+        boot_failure(format_args!("paging=pae but this CPU has no PAE"));
+    }
+
+    let mut reserved = [(0u64, 0u64); 64];
+    let nres = reserved_ranges(p, &mut reserved);
+    let stats = frame::init(usable_areas(p), &reserved[..nres]);
+    if stats.ignored_bytes > 0 {
+        pr_warn!(
+            "{} MiB of RAM above {} MiB ignored: the direct map ends there (no HIGHMEM)",
+            stats.ignored_bytes >> 20,
+            MAXMEM >> 20
+        );
+    }
+    let top = usable_areas(p)
+        .map(|(_, e)| e.min(MAXMEM))
+        .max()
+        .unwrap_or(0)
+        & !(PAGE_SIZE as u64 - 1);
+    HIGH_MEMORY.store(__va(top as u32) as u32, Ordering::Relaxed);
+
+    set_mode(mode);
+    let pgd = alloc_zeroed_frame()
+        .unwrap_or_else(|| boot_failure(format_args!("no frame for swapper_pg_dir")));
+    if mode == PagingMode::Pae {
+        // The kernel PMD page: PDPT slot 3 covers PAGE_OFFSET..4 GiB and is
+        // shared by every address space (2.4 get_pgd_slow copies it).
+        let kpmd = alloc_zeroed_frame()
+            .unwrap_or_else(|| boot_failure(format_args!("no frame for the kernel pmd")));
+        set_pgd(
+            pgd_offset(pgd, PAGE_OFFSET as u32),
+            mk_entry(kpmd as u64, PteFlags::PDPTE),
+        );
+    }
+    let mut pa = 0u64;
+    while pa < top {
+        if let Err(e) = map_page(
+            pgd,
+            (PAGE_OFFSET as u64 + pa) as u32,
+            pa,
+            PteFlags::PAGE_KERNEL,
+        ) {
+            boot_failure(format_args!(
+                "building the direct map at {:#x}: {:?}",
+                pa, e
+            ));
+        }
+        pa += PAGE_SIZE as u64;
+    }
+    SWAPPER_PG_DIR.store(pgd, Ordering::Relaxed);
+    switch_to_swapper(mode, pgd, features.nx);
+
+    println!(
+        "Paging: {} ({}), swapper_pg_dir at {:#010x}, direct map {:#010x}-{:#010x} ({} MiB)",
+        if mode == PagingMode::Pae {
+            "PAE, three-level"
+        } else {
+            "two-level"
+        },
+        mode.name(),
+        pgd,
+        PAGE_OFFSET,
+        high_memory(),
+        top >> 20
+    );
+    println!(
+        "CPU features: PSE {}, PAE {}, PGE {}, NX {}, APIC {}{}",
+        yes(features.pse),
+        yes(features.pae),
+        yes(features.pge),
+        yes(features.nx),
+        yes(features.apic),
+        if nx_enabled() {
+            " (NX enabled: EFER.NXE)"
+        } else {
+            ""
+        }
+    );
+    pr_info!(
+        "Memory: {}k free of {}k usable",
+        frame::nr_free_frames() * 4,
+        stats.usable_frames * 4
+    );
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// Load the new directory.  Two-level to two-level is a CR3 write.
+/// Turning PAE on needs paging off for a moment (CR4.PAE may not change
+/// while CR0.PG is set), so the first 4 MiB are aliased 1:1 in the new
+/// tables for `paging_switch`, which runs from low memory.
+fn switch_to_swapper(mode: PagingMode, pgd: u32, has_nx: bool) {
+    let flags = cpu::local_irq_save();
+    match mode {
+        PagingMode::TwoLevel => {
+            // SAFETY: the new directory maps the kernel exactly where the
+            // boot directory did (the whole direct map).
+            unsafe { cpu::write_cr3(pgd) };
+        }
+        PagingMode::Pae => {
+            let low = Slot(__va(pgd));
+            let kpmd = entry_phys(pgd_offset(pgd, PAGE_OFFSET as u32).read()) as u32;
+            let alias = alloc_zeroed_frame()
+                .unwrap_or_else(|| boot_failure(format_args!("no frame for the boot alias")));
+            // Two 2 MiB pmd entries = the first 4 MiB, same PTE pages.
+            for i in 0..2 {
+                let e = Slot(__va(kpmd) + i * 8).read();
+                set_pmd(Slot(__va(alias) + i * 8), e);
+            }
+            set_pgd(low, mk_entry(alias as u64, PteFlags::PDPTE));
+            // SAFETY: the new tables map the kernel high and the first
+            // 4 MiB (where paging_switch lives) 1:1; interrupts are off.
+            unsafe { paging_switch(pgd, cpu::read_cr4() | CR4_PAE | CR4_PSE) };
+            crate::arch::x86::tss::note_cr3(pgd);
+            if has_nx {
+                // SAFETY: EFER exists on every CPU that reports NX.
+                unsafe { cpu::wrmsr(MSR_EFER, cpu::rdmsr(MSR_EFER) | EFER_NXE) };
+                NX.store(true, Ordering::Relaxed);
+            }
+            set_pgd(low, 0);
+            cpu::flush_tlb();
+            frame::free_frame(alias);
+        }
+    }
+    cpu::restore_flags(flags);
+}

@@ -1,0 +1,343 @@
+//! Kernel threads and a round-robin scheduler with explicit yield (timer
+//! preemption arrives with the interrupt work).  Each task has its own
+//! stack, an `mm` (or none: a pure kernel thread) and an `active_mm`, kept
+//! the way Linux 2.4's `schedule()` keeps them:
+//!
+//! ```text
+//! if (!mm) { next->active_mm = oldmm; /* lazy TLB: borrow */ }
+//! else     { switch_mm(oldmm, mm, next); /* loads CR3 */ }
+//! switch_to(prev, next, prev);           /* only now current = next */
+//! ```
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+
+use spin::Mutex;
+
+use crate::arch::x86::cpu;
+use crate::arch::x86::switch::{kernel_thread_entry, switch_to};
+use crate::mm::mm_struct::{init_mm, MmStruct};
+use crate::racy_cell::RacyCell;
+
+pub const KERNEL_STACK_SIZE: usize = 16 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    Runnable = 0,
+    /// Returned from its function; waiting to be reaped.
+    Zombie = 1,
+    /// Killed by an oops that a recovery point caught.
+    Dead = 2,
+}
+
+/// Linux's `task_struct`, reduced.
+pub struct Task {
+    pub pid: u32,
+    pub name: &'static str,
+    state: AtomicU8,
+    /// Saved ESP while not running.
+    esp: RacyCell<u32>,
+    _stack: Option<Box<[u8]>>,
+    pub mm: Option<Arc<MmStruct>>,
+    /// The address space whose directory is loaded while this task runs:
+    /// its own `mm`, or the one it borrowed.  Changed only by `schedule`
+    /// with interrupts off.
+    active_mm: RacyCell<Option<Arc<MmStruct>>>,
+    entry: Option<(fn(usize), usize)>,
+}
+
+impl Task {
+    pub fn state(&self) -> State {
+        match self.state.load(Ordering::SeqCst) {
+            0 => State::Runnable,
+            1 => State::Zombie,
+            _ => State::Dead,
+        }
+    }
+
+    fn set_state(&self, s: State) {
+        self.state.store(s as u8, Ordering::SeqCst)
+    }
+
+    /// The task's `active_mm`.
+    pub fn active_mm(&self) -> Arc<MmStruct> {
+        let f = cpu::local_irq_save();
+        // SAFETY: written only by `schedule` with interrupts off; we read
+        // with interrupts off on the only CPU.
+        let mm = unsafe { (*self.active_mm.get()).clone() }.unwrap_or_else(|| init_mm().clone());
+        cpu::restore_flags(f);
+        mm
+    }
+}
+
+/// `current`, written by `switch_to` itself (see arch::x86::switch).
+#[no_mangle]
+static mut CURRENT_TASK: *const Task = core::ptr::null();
+
+static RUNQUEUE: Mutex<VecDeque<Arc<Task>>> = Mutex::new(VecDeque::new());
+static TASKS: Mutex<Vec<Arc<Task>>> = Mutex::new(Vec::new());
+static NEXT_PID: AtomicU32 = AtomicU32::new(1);
+static SWITCHES: AtomicU32 = AtomicU32::new(0);
+
+/// Make the boot context task 0 (`swapper`, Linux's idle task), running on
+/// the boot stack with `init_mm`.
+pub fn init() {
+    let t = Arc::new(Task {
+        pid: 0,
+        name: "swapper",
+        state: AtomicU8::new(State::Runnable as u8),
+        esp: RacyCell::new(0),
+        _stack: None,
+        mm: None,
+        active_mm: RacyCell::new(Some(init_mm().clone())),
+        entry: None,
+    });
+    // SAFETY: boot, single context.
+    unsafe { CURRENT_TASK = Arc::as_ptr(&t) };
+    TASKS.lock().push(t);
+}
+
+/// The running task.
+pub fn current() -> &'static Task {
+    // SAFETY: CURRENT_TASK always points into an Arc held by TASKS (tasks
+    // leave TASKS only after they stopped running for good).
+    unsafe { &*CURRENT_TASK }
+}
+
+pub fn current_ptr() -> *const Task {
+    // SAFETY: a plain read of a pointer-sized static.
+    unsafe { CURRENT_TASK }
+}
+
+pub fn is_initialised() -> bool {
+    !current_ptr().is_null()
+}
+
+pub fn context_switches() -> u32 {
+    SWITCHES.load(Ordering::Relaxed)
+}
+
+/// `kernel_thread(fn, arg)`: a new task running `f(arg)` in `mm` (or, with
+/// `None`, borrowing whatever mm was active, like 2.4's kernel threads).
+pub fn kernel_thread(
+    name: &'static str,
+    f: fn(usize),
+    arg: usize,
+    mm: Option<Arc<MmStruct>>,
+) -> Arc<Task> {
+    let mut stack = vec![0u8; KERNEL_STACK_SIZE].into_boxed_slice();
+    let top = stack.as_mut_ptr() as usize + KERNEL_STACK_SIZE;
+    let task = Arc::new(Task {
+        pid: NEXT_PID.fetch_add(1, Ordering::Relaxed),
+        name,
+        state: AtomicU8::new(State::Runnable as u8),
+        esp: RacyCell::new(0),
+        _stack: None,
+        mm,
+        active_mm: RacyCell::new(None),
+        entry: Some((f, arg)),
+    });
+    // Frame for the first switch_to: edi esi ebx ebp, its return address
+    // (kernel_thread_entry, reached by `ret`), then the Task pointer that
+    // becomes kernel_thread_start's argument once the entry stub calls it.
+    let words: [u32; 6] = [
+        0,
+        0,
+        0,
+        0,
+        kernel_thread_entry as *const () as u32,
+        Arc::as_ptr(&task) as u32,
+    ];
+    let esp = top - words.len() * 4;
+    // SAFETY: `esp..top` lies inside the fresh stack.
+    unsafe { core::ptr::copy_nonoverlapping(words.as_ptr(), esp as *mut u32, words.len()) };
+    // SAFETY: the task is not yet visible to the scheduler.
+    unsafe {
+        *task.esp.get() = esp as u32;
+        let t = Arc::as_ptr(&task) as *mut Task;
+        (*t)._stack = Some(stack);
+    }
+    TASKS.lock().push(task.clone());
+    RUNQUEUE.lock().push_back(task.clone());
+    task
+}
+
+#[no_mangle]
+extern "C" fn kernel_thread_start(task: *const Task) -> ! {
+    // SAFETY: the pointer was put on the stack by `kernel_thread` and the
+    // Arc in TASKS keeps the task alive.
+    let t = unsafe { &*task };
+    reap();
+    if let Some((f, arg)) = t.entry {
+        f(arg);
+    }
+    do_exit(State::Zombie)
+}
+
+/// End the current task for good.
+pub fn do_exit(state: State) -> ! {
+    current().set_state(state);
+    schedule();
+    unreachable!("a dead task was scheduled again");
+}
+
+/// Give the CPU to the next runnable task (`sys_sched_yield` + `schedule`).
+pub fn yield_now() {
+    schedule();
+}
+
+/// Pick the next runnable task, round robin, and switch to it.
+pub fn schedule() {
+    let flags = cpu::local_irq_save();
+    reap();
+    let prev_ptr = current_ptr();
+    // SAFETY: see `current`.
+    let prev = unsafe { &*prev_ptr };
+    let next = {
+        let mut rq = RUNQUEUE.lock();
+        // swapper (pid 0) is never queued: it is the fallback below.
+        if prev.state() == State::Runnable && prev.pid != 0 {
+            if let Some(me) = TASKS.lock().iter().find(|t| Arc::as_ptr(t) == prev_ptr) {
+                rq.push_back(me.clone());
+            }
+        }
+        loop {
+            match rq.pop_front() {
+                Some(t) if t.state() == State::Runnable => break Some(t),
+                Some(_) => continue,
+                None => break None,
+            }
+        }
+    };
+    let next = match next {
+        Some(n) => n,
+        None => {
+            // Nothing else runnable: go back to swapper (task 0), unless
+            // that is us.
+            if prev.pid == 0 {
+                cpu::restore_flags(flags);
+                return;
+            }
+            TASKS.lock()[0].clone()
+        }
+    };
+    let next_ptr = Arc::as_ptr(&next);
+    if next_ptr == prev_ptr {
+        cpu::restore_flags(flags);
+        return;
+    }
+    // SAFETY: interrupts are off; only the scheduler writes active_mm.
+    unsafe {
+        let oldmm = (*prev.active_mm.get())
+            .clone()
+            .unwrap_or_else(|| init_mm().clone());
+        match &next.mm {
+            None => *next.active_mm.get() = Some(oldmm),
+            Some(mm) => {
+                *next.active_mm.get() = Some(mm.clone());
+                switch_mm(&oldmm, mm);
+            }
+        }
+    }
+    SWITCHES.fetch_add(1, Ordering::Relaxed);
+    drop(next);
+    // SAFETY: both stacks are live; next's saved ESP was written by its
+    // last switch_to or by kernel_thread.  The Arc in TASKS keeps `next`.
+    unsafe {
+        switch_to(
+            prev.esp.get(),
+            *(*next_ptr).esp.get(),
+            next_ptr as *const u8,
+        )
+    };
+    reap();
+    cpu::restore_flags(flags);
+}
+
+/// `switch_mm(prev, next)`: load next's directory if it differs.
+pub fn switch_mm(prev: &MmStruct, next: &MmStruct) {
+    if prev.pgd != next.pgd || cpu::read_cr3() & !0x1f != next.pgd {
+        // SAFETY: every mm's directory maps the whole kernel.
+        unsafe { cpu::write_cr3(next.pgd) };
+    }
+}
+
+/// Drop tasks that finished (never the one whose stack we are on).
+fn reap() {
+    let me = current_ptr();
+    let mut tasks = TASKS.lock();
+    let mut i = 1;
+    while i < tasks.len() {
+        let t = &tasks[i];
+        // A finished task may be freed once we are no longer on its stack
+        // and nobody else holds it (Arc count 1: only TASKS).
+        if Arc::as_ptr(t) != me && t.state() != State::Runnable && Arc::strong_count(t) == 1 {
+            tasks.swap_remove(i);
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// Stop borrowing: the current task (a kernel thread, typically swapper)
+/// goes back to `init_mm`, dropping the mm it borrowed lazily.  2.4 does
+/// the same when an mm-less task calls `exit_mm`/`enter_lazy_tlb` paths;
+/// the harness uses it between test cases.
+pub fn drop_lazy_mm() {
+    let flags = cpu::local_irq_save();
+    let cur = current();
+    if cur.mm.is_none() {
+        // SAFETY: interrupts are off; only the running task's own slot.
+        let old = unsafe { (*cur.active_mm.get()).replace(init_mm().clone()) };
+        switch_mm(old.as_deref().unwrap_or(init_mm()), init_mm());
+        drop(old);
+    }
+    cpu::restore_flags(flags);
+}
+
+/// Wait until `t` has finished (`kthread_stop`-like, by yielding).
+pub fn join(t: &Arc<Task>) -> State {
+    while t.state() == State::Runnable {
+        yield_now();
+    }
+    t.state()
+}
+
+/// A recovery point caught an oops: if it hit in another task than the
+/// one that set the point, that task dies (Linux's oops does `do_exit`)
+/// and the point's task becomes current again.  Either way the point's
+/// task gets its own directory back in CR3, whatever the dying code had
+/// loaded.
+///
+/// # Safety
+/// `saved` must be null or point to a task still held in the task list.
+pub unsafe fn recover_to(saved: *const Task) {
+    let cur = current_ptr();
+    if cur.is_null() || saved.is_null() {
+        return;
+    }
+    // SAFETY: both pointers are live tasks in TASKS; interrupts are off.
+    unsafe {
+        if cur != saved {
+            (*cur).set_state(State::Dead);
+            CURRENT_TASK = saved;
+        }
+        let pgd = (*(*saved).active_mm.get())
+            .as_ref()
+            .map_or(init_mm().pgd, |m| m.pgd);
+        if cpu::read_cr3() & !0x1f != pgd {
+            cpu::write_cr3(pgd);
+        }
+    }
+}
+
+pub fn nr_tasks() -> usize {
+    TASKS.lock().len()
+}
