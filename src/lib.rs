@@ -10,6 +10,7 @@ pub mod arch;
 pub mod boot;
 pub mod cmdline;
 pub mod console;
+pub mod demo;
 pub mod fixed_buf;
 extern crate alloc;
 pub mod ktest;

@@ -12,6 +12,7 @@ fn kmain(params: &'static BootParams) -> ! {
     if let Some(filter) = params.cmdline.test {
         vmfault::ktest::run_and_exit(filter);
     }
+    vmfault::demo::lazy_sync_demo();
     println!("vmfault: boot complete; leave QEMU with Ctrl-A X");
     vmfault::arch::x86::cpu::halt_forever()
 }

@@ -74,6 +74,23 @@ pub fn print_pde(addr: u32) {
         print!("  *pte = {:0w$x}", pte, w = if p.pae { 16 } else { 8 });
     }
     println!();
+    // And the reference directory, which the lazy sync copies from.
+    let swapper = crate::mm::init::swapper_pg_dir();
+    if swapper != 0 && cpu::read_cr3() & !0x1f != swapper {
+        let w = crate::mm::walk::translate(swapper, addr);
+        if p.pae {
+            print!("init_mm: *pdpte = {:016x}", w.pgd);
+            if let Some(pmd) = w.pmd {
+                print!("  *pmd = {:016x}", pmd);
+            }
+        } else {
+            print!("init_mm: *pde = {:08x}", w.pgd);
+        }
+        if let Some(pte) = w.pte {
+            print!("  *pte = {:0w$x}", pte, w = if p.pae { 16 } else { 8 });
+        }
+        println!();
+    }
 }
 
 fn print_symbol(addr: u32) {

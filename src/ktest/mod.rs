@@ -13,6 +13,8 @@ pub mod glob;
 pub mod recovery;
 pub mod suites;
 
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
 use recovery::{Caught, CaughtKind};
 
 pub struct Case {
@@ -176,18 +178,25 @@ impl Reporter for Ktap {
     }
 }
 
-static FRAMES_AT_START: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+static FRAMES_AT_START: AtomicUsize = AtomicUsize::new(0);
+static PGTABLES_AT_START: AtomicU32 = AtomicU32::new(0);
 
 /// Free frames when `run` started (for the leak check).
 pub fn frames_at_start() -> usize {
-    FRAMES_AT_START.load(core::sync::atomic::Ordering::Relaxed)
+    FRAMES_AT_START.load(Ordering::Relaxed)
+}
+
+/// vmalloc's kernel page-table pages when `run` started.
+pub fn pgtables_at_start() -> u32 {
+    PGTABLES_AT_START.load(Ordering::Relaxed)
 }
 
 /// Run every suite that `filter` selects, print KTAP, and return totals.
 pub fn run(suites: &[&Suite], filter: &str) -> Counts {
-    FRAMES_AT_START.store(
-        crate::mm::frame::nr_free_frames(),
-        core::sync::atomic::Ordering::Relaxed,
+    FRAMES_AT_START.store(crate::mm::frame::nr_free_frames(), Ordering::Relaxed);
+    PGTABLES_AT_START.store(
+        crate::mm::vmalloc::kernel_pgtable_pages(),
+        Ordering::Relaxed,
     );
     let selected = |s: &&&Suite| {
         s.cases

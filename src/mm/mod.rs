@@ -2,12 +2,15 @@
 //! vmalloc and the page-fault path.
 pub mod addr;
 pub mod dump;
+pub mod fault;
 pub mod frame;
 pub mod heap;
 pub mod init;
 pub mod mm_struct;
 pub mod pgtable;
 pub mod probe;
+pub mod vm_area;
+pub mod vmalloc;
 pub mod walk;
 
 /// Bring up memory management: heap, frames, `swapper_pg_dir` in the mode
@@ -16,5 +19,7 @@ pub fn init(p: &crate::BootParams) {
     heap::init();
     init::paging_init(p);
     let _ = mm_struct::init_mm();
+    fault::init(p.cmdline.vmalloc_fault);
+    vmalloc::init();
     crate::sched::init();
 }

@@ -66,6 +66,20 @@ impl Task {
         self.state.store(s as u8, Ordering::SeqCst)
     }
 
+    /// The directory of the task's `active_mm`, read the way 2.4 reads
+    /// `tsk->active_mm->pgd`: no lock, no interrupt masking, whatever the
+    /// field holds at that instant (the fault path may run in the middle
+    /// of `schedule`).
+    pub fn active_mm_pgd(&self) -> u32 {
+        // SAFETY: a read of a field only `schedule` writes; the Arc it
+        // holds keeps the mm alive while it is installed.
+        unsafe {
+            (*self.active_mm.get())
+                .as_ref()
+                .map_or(init_mm().pgd, |m| m.pgd)
+        }
+    }
+
     /// The task's `active_mm`.
     pub fn active_mm(&self) -> Arc<MmStruct> {
         let f = cpu::local_irq_save();

@@ -33,6 +33,7 @@ import ktap  # noqa: E402
 EXIT_SUCCESS = (0x10 << 1) | 1  # 33
 EXIT_FAILED = (0x11 << 1) | 1  # 35
 MODES = ("2level", "pae")
+VERSIONS = ("legacy", "cli", "sync", "eager")
 BOOT_TIMEOUT = int(os.environ.get("VMFAULT_BOOT_TIMEOUT", "240"))
 MEMORY = os.environ.get("VMFAULT_MEMORY", "128")
 
@@ -273,7 +274,12 @@ def host_checks(main_kernel):
         paging = r"^Paging: PAE, three-level \(pae\)" if mode == "pae" else r"^Paging: two-level \(2level\)"
         for pat in [r"^Boot loader: GRUB", r"^Physical RAM map \(multiboot2\):", r"^ mb2: 0000000000000000 - ",
                     r"\(usable\)", rf"^Kernel command line: paging={mode}", paging,
-                    r"^CPU features: PSE yes, PAE yes, PGE (yes|no), NX (yes|no)", r"^vmfault: boot complete"]:
+                    r"^CPU features: PSE yes, PAE yes, PGE (yes|no), NX (yes|no)", r"^vmalloc: 0x[0-9a-f]{8}-0xff000000",
+                    r"^=== lazy vmalloc PGD sync \(vmalloc_fault=sync", r"^vmallocinfo: 1 areas",
+                    # two-level: exactly one lazy sync copies the entry; PAE: none is needed
+                    (r"write done: 1 vmalloc fault\(s\) taken" if mode == "2level"
+                     else r"write done: 0 vmalloc fault\(s\) taken"),
+                    r"^vmfault: boot complete"]:
             if not re.search(pat, b.log, re.M):
                 why.append(f"boot log lacks /{pat}/")
         if not b.killed_on:
@@ -337,8 +343,13 @@ def cmd_test(args):
     jobs = []
     for name, path, _ in tests:
         for mode in MODES:
-            cmdline = f"paging={mode}" + (f" test={args.filter}" if args.filter else "")
-            jobs.append((name, mode, path, cmdline, None))
+            test = f" test={args.filter}" if args.filter else ""
+            if name == "ktest":
+                # The whole suite under every historical vmalloc_fault.
+                for v in VERSIONS:
+                    jobs.append((name, f"{mode},{v}", path, f"paging={mode} vmalloc_fault={v}{test}", None))
+            else:
+                jobs.append((name, mode, path, f"paging={mode}{test}", None))
             if name == "ktest" and not args.filter:
                 # The memory layer again with 512 MiB: a bigger direct map,
                 # more page tables, the frame bitmap further filled.
@@ -350,7 +361,7 @@ def cmd_test(args):
 
     def run_job(j):
         name, mode, path, cmdline, mem = j
-        tag = f"{name}-{mode}" + (f"-{mem}m" if mem else "")
+        tag = f"{name}-{mode.replace(',', '-')}" + (f"-{mem}m" if mem else "")
         return j, boot(path, cmdline, tag, memory=mem)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:

@@ -8,6 +8,7 @@ mod leaks;
 mod paging;
 mod sched;
 mod traps;
+mod vmalloc;
 
 use super::Suite;
 
@@ -19,6 +20,7 @@ pub static ALL: &[&Suite] = &[
     &frames::SUITE,
     &paging::SUITE,
     &sched::SUITE,
+    &vmalloc::SUITE,
     // Last: checks what all the others gave back.
     &leaks::SUITE,
 ];

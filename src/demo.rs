@@ -1,0 +1,92 @@
+//! The boot-time demonstration `make run` shows: one lazy PGD sync, from
+//! address-space creation to the copied entry, narrated on the console.
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use crate::mm::dump::show_translation;
+use crate::mm::mm_struct::mm_alloc;
+use crate::mm::pgtable::{mode, pgd_offset, pmd_offset, pmd_present, PagingMode};
+use crate::mm::{fault, vmalloc};
+use crate::println;
+use crate::sched::{current, join, kernel_thread};
+
+static ADDR: AtomicU32 = AtomicU32::new(0);
+
+fn first_touch(_: usize) {
+    let p = ADDR.load(Ordering::SeqCst);
+    let t = current();
+    println!(
+        "[{} pid {}] running in mm with pgd {:#010x}; before the first touch:",
+        t.name,
+        t.pid,
+        t.active_mm_pgd()
+    );
+    show_translation(p);
+    let before = fault::total_faults();
+    println!("[{} pid {}] writing to {:#010x} ...", t.name, t.pid, p);
+    // SAFETY: vmalloc'd by the demo; the fault path makes it reachable.
+    unsafe { core::ptr::write_volatile(p as *mut u32, 0x2001_0223) };
+    println!(
+        "[{} pid {}] write done: {} vmalloc fault(s) taken; after:",
+        t.name,
+        t.pid,
+        fault::total_faults() - before
+    );
+    show_translation(p);
+}
+
+pub fn lazy_sync_demo() {
+    println!();
+    println!(
+        "=== lazy vmalloc PGD sync (vmalloc_fault={}, paging={}) ===",
+        fault::version().name(),
+        mode().name()
+    );
+    let Some(mm) = mm_alloc() else {
+        println!("demo: no memory for an address space");
+        return;
+    };
+    println!(
+        "mm_alloc: new mm {} (pgd {:#010x}), kernel part copied from swapper_pg_dir",
+        mm.id, mm.pgd
+    );
+    let size = 4 << 20;
+    let Some(p) = vmalloc::vmalloc(size) else {
+        println!("demo: vmalloc failed");
+        return;
+    };
+    // Point at a page in a slot the new mm does not have yet, if any.
+    let p = p.as_ptr() as u32;
+    let target = (p..p + size as u32)
+        .step_by(4 << 20)
+        .chain(core::iter::once(p + size as u32 - 4))
+        .find(|&a| !pmd_present(pmd_offset(pgd_offset(mm.pgd, a), a).read()))
+        .unwrap_or(p);
+    ADDR.store(target, Ordering::SeqCst);
+    println!(
+        "vmalloc({:#x}) = {:#010x}: page tables written into init_mm only",
+        size, p
+    );
+    match mode() {
+        PagingMode::TwoLevel => println!(
+            "two-level: the new PGD entry is missing from mm {} until it touches it",
+            mm.id
+        ),
+        PagingMode::Pae => println!(
+            "PAE: the kernel PMD page is shared, so mm {} sees it at once",
+            mm.id
+        ),
+    }
+    let t = kernel_thread("demo", first_touch, 0, Some(mm));
+    let r = crate::ktest::recovery::catch(false, || {
+        join(&t);
+    });
+    if let Err(c) = r {
+        println!("demo: the touching thread was killed by an oops: {}", c.msg);
+    }
+    crate::sched::drop_lazy_mm();
+    fault::show_stats();
+    vmalloc::vmallocinfo();
+    let _ = vmalloc::vfree(p as *const u8);
+    println!("=== end of demo ===");
+}

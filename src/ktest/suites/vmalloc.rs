@@ -1,0 +1,480 @@
+//! vmalloc through `init_mm` and the lazy PGD sync, under whichever
+//! `vmalloc_fault=` version the kernel booted with, in either paging mode.
+//! Where versions differ, each case asserts what that version's code
+//! measurably does (see the table in mm/fault.rs and the README).
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use crate::arch::x86::idt;
+use crate::case;
+use crate::cmdline::{PagingMode, VmallocFaultVersion as V};
+use crate::ktest::recovery::{catch, expect_fault};
+use crate::ktest::Suite;
+use crate::mm::addr::{__va, PAGE_SIZE};
+use crate::mm::fault::{self, BadArea};
+use crate::mm::frame;
+use crate::mm::init::swapper_pg_dir;
+use crate::mm::mm_struct::mm_alloc;
+use crate::mm::pgtable::*;
+use crate::mm::vmalloc::{
+    self, ioremap, iounmap, vfree, vmalloc, vmap, vunmap, FreeError, VMALLOC_END,
+};
+use crate::sched::{join, kernel_thread};
+
+pub static SUITE: Suite = Suite {
+    name: "vmalloc",
+    cases: &[
+        case!(area_layout),
+        case!(fault_gate_matches_version),
+        case!(vmalloc_zero_and_huge_refused),
+        case!(vfree_null_is_noop),
+        case!(vfree_bad_address_changes_nothing),
+        case!(free_of_wrong_kind_refused),
+        case!(vmalloc_fails_cleanly_without_frames),
+        case!(guard_page_touch_oopses),
+        case!(freed_memory_touch_oopses),
+        case!(vmap_and_ioremap_map_what_they_are_given),
+        case!(vmallocinfo_lists_live_areas),
+        case!(lazy_sync_on_first_touch_from_new_mm),
+        case!(data_written_in_one_mm_read_in_another),
+        case!(random_10000_ops_keep_tree_consistent),
+    ],
+};
+
+fn v() -> V {
+    fault::version()
+}
+
+fn area_layout() {
+    let start = vmalloc::vmalloc_start();
+    let hm = crate::mm::init::high_memory() as u32;
+    assert!(
+        start >= hm + vmalloc::VMALLOC_OFFSET,
+        "no 8 MiB hole after the direct map"
+    );
+    assert_eq!(start % vmalloc::VMALLOC_OFFSET, 0);
+    assert!(VMALLOC_END > start);
+    vmalloc::check_areas().expect("area tree");
+}
+
+/// 2.4.0 `set_trap_gate(14, &page_fault)`, 2.4.16 `set_intr_gate`.
+fn fault_gate_matches_version() {
+    let want = match v() {
+        V::Legacy | V::Cli => idt::GateKind::Trap,
+        V::Sync | V::Eager => idt::GateKind::Interrupt,
+    };
+    assert_eq!(idt::gate_kind(14), want);
+}
+
+fn snapshot() -> (usize, usize, u32) {
+    (
+        vmalloc::nr_areas(),
+        frame::nr_free_frames(),
+        vmalloc::kernel_pgtable_pages(),
+    )
+}
+
+/// Frames are back where they were, counting kernel page tables vmalloc
+/// created meanwhile (they stay, as in 2.4).
+fn assert_restored(before: (usize, usize, u32)) {
+    let now = snapshot();
+    assert_eq!(now.0, before.0, "area count changed");
+    let new_tables = (now.2 - before.2) as usize;
+    assert_eq!(
+        now.1 + new_tables,
+        before.1,
+        "frames leaked ({} new page tables)",
+        new_tables
+    );
+}
+
+fn vmalloc_zero_and_huge_refused() {
+    let before = snapshot();
+    assert!(vmalloc(0).is_none());
+    assert!(vmalloc(usize::MAX).is_none());
+    assert!(vmalloc((VMALLOC_END - vmalloc::vmalloc_start()) as usize + 1).is_none());
+    assert!(vmap(&[]).is_none());
+    assert!(ioremap(0xfee0_0000, 0).is_none());
+    assert_restored(before);
+}
+
+fn vfree_null_is_noop() {
+    let before = snapshot();
+    assert_eq!(vfree(core::ptr::null()), Ok(()));
+    assert_restored(before);
+}
+
+fn vfree_bad_address_changes_nothing() {
+    let p = vmalloc(2 * PAGE_SIZE).expect("vmalloc").as_ptr();
+    // SAFETY: two pages just allocated.
+    unsafe { core::ptr::write_volatile(p as *mut u32, 0x1234) };
+    let before = snapshot();
+    assert_eq!(vfree(p.wrapping_add(PAGE_SIZE)), Err(FreeError::BadAddress));
+    assert_eq!(vfree(0xC010_0000 as *const u8), Err(FreeError::BadAddress));
+    assert_eq!(vfree(0x1000 as *const u8), Err(FreeError::BadAddress));
+    assert_eq!(snapshot(), before);
+    // SAFETY: still mapped: the bad vfrees changed nothing.
+    assert_eq!(unsafe { core::ptr::read_volatile(p as *const u32) }, 0x1234);
+    assert_eq!(vfree(p), Ok(()));
+    assert_eq!(
+        vfree(p),
+        Err(FreeError::BadAddress),
+        "double vfree accepted"
+    );
+    vmalloc::check_areas().expect("area tree");
+}
+
+fn free_of_wrong_kind_refused() {
+    let f = frame::alloc_zeroed_frame().expect("frame");
+    let m = vmap(&[f]).expect("vmap").as_ptr();
+    let before = snapshot();
+    assert_eq!(vfree(m), Err(FreeError::WrongKind));
+    assert_eq!(iounmap(m), Err(FreeError::WrongKind));
+    assert_eq!(snapshot(), before);
+    assert_eq!(vunmap(m), Ok(()));
+    assert!(!frame::is_frame_free(f), "vunmap freed the caller's frame");
+    frame::free_frame(f);
+}
+
+fn vmalloc_fails_cleanly_without_frames() {
+    let before = snapshot();
+    // Take all frames but 3, chained through themselves.
+    let mut head = u32::MAX;
+    while frame::nr_free_frames() > 3 {
+        let f = frame::alloc_frame().unwrap();
+        // SAFETY: our frame, direct-mapped.
+        unsafe { core::ptr::write_volatile(__va(f) as *mut u32, head) };
+        head = f;
+    }
+    let r = vmalloc(16 * PAGE_SIZE);
+    let areas_during = vmalloc::nr_areas();
+    while head != u32::MAX {
+        // SAFETY: written above.
+        let next = unsafe { core::ptr::read_volatile(__va(head) as *const u32) };
+        frame::free_frame(head);
+        head = next;
+    }
+    assert!(r.is_none(), "vmalloc succeeded with 3 free frames");
+    assert_eq!(areas_during, before.0, "failed vmalloc left an area");
+    assert_restored(before);
+}
+
+fn expect_bad_area(addr: u32) {
+    let bad_before = fault::bad_areas();
+    // SAFETY: faults on purpose inside a recovery point.
+    let c = expect_fault(|| unsafe {
+        core::ptr::read_volatile(addr as *const u8);
+    })
+    .expect("touch did not fault");
+    assert_eq!((c.vector, c.cr2), (14, addr));
+    assert_eq!(
+        fault::bad_areas(),
+        bad_before + 1,
+        "fault did not go through bad_area"
+    );
+    let want = match v() {
+        // swapper's own directory: pgd and pmd present, so 2.4.1 rejects
+        // it as "pmd already present"; 2.4.16 finds the reference pte absent.
+        V::Legacy => BadArea::PmdAlreadyPresent,
+        V::Cli => BadArea::CliPgdCheck,
+        V::Sync => BadArea::RefPteAbsent,
+        V::Eager => BadArea::NoContext,
+    };
+    assert_eq!(fault::last_bad_area(), want);
+}
+
+fn guard_page_touch_oopses() {
+    let p = vmalloc(PAGE_SIZE).expect("vmalloc").as_ptr() as u32;
+    let area = vmalloc::find_vm_area(p).expect("area");
+    assert_eq!(area.guard_page(), p + PAGE_SIZE as u32);
+    expect_bad_area(p + PAGE_SIZE as u32);
+    vfree(p as *const u8).unwrap();
+}
+
+fn freed_memory_touch_oopses() {
+    let p = vmalloc(3 * PAGE_SIZE).expect("vmalloc").as_ptr() as u32;
+    // SAFETY: mapped.
+    unsafe { core::ptr::write_volatile((p + 8192) as *mut u8, 1) };
+    vfree(p as *const u8).unwrap();
+    expect_bad_area(p + 8192);
+}
+
+fn vmap_and_ioremap_map_what_they_are_given() {
+    let before = snapshot();
+    let f = [
+        frame::alloc_zeroed_frame().unwrap(),
+        frame::alloc_zeroed_frame().unwrap(),
+    ];
+    let m = vmap(&f).expect("vmap").as_ptr();
+    // SAFETY: two pages mapped by vmap; frames direct-mapped too.
+    unsafe {
+        core::ptr::write_volatile(m.add(PAGE_SIZE + 4) as *mut u32, 0xfeed_f00d);
+        assert_eq!(
+            core::ptr::read_volatile((__va(f[1]) + 4) as *const u32),
+            0xfeed_f00d
+        );
+    }
+    let io = ioremap(f[1] as u64 + 4, 4).expect("ioremap").as_ptr();
+    assert_eq!(io as u32 & 0xfff, 4, "ioremap lost the offset");
+    // SAFETY: ioremap mapped that physical word.
+    assert_eq!(
+        unsafe { core::ptr::read_volatile(io as *const u32) },
+        0xfeed_f00d
+    );
+    let pte = crate::mm::walk::translate(swapper_pg_dir(), io as u32)
+        .pte
+        .unwrap();
+    assert!(
+        PteFlags::from_bits_truncate(pte).contains(PteFlags::PCD),
+        "ioremap is not uncached"
+    );
+    assert_eq!(iounmap(io), Ok(()));
+    assert_eq!(vunmap(m), Ok(()));
+    assert!(!frame::is_frame_free(f[0]) && !frame::is_frame_free(f[1]));
+    frame::free_frame(f[0]);
+    frame::free_frame(f[1]);
+    assert_restored(before);
+}
+
+fn vmallocinfo_lists_live_areas() {
+    let p = vmalloc(5 * PAGE_SIZE).expect("vmalloc").as_ptr();
+    let mut snap = Vec::new();
+    vmalloc::areas_snapshot(&mut snap);
+    let a = vmalloc::find_vm_area(p as u32).unwrap();
+    assert!(
+        snap.contains(&(p as u32, 6 * PAGE_SIZE as u32, a.flags)),
+        "area missing or without guard page"
+    );
+    assert!(
+        a.caller.file().ends_with("vmalloc.rs"),
+        "caller {}",
+        a.caller.file()
+    );
+    assert_eq!(a.nr_pages, 5);
+    vmalloc::vmallocinfo();
+    vfree(p).unwrap();
+}
+
+/// What the toucher thread does: first touch of every page, then a
+/// second pass; records the fault counts of its own directory.
+struct Touch {
+    addr: u32,
+    pages: u32,
+    faults_after_first: AtomicU32,
+    faults_after_second: AtomicU32,
+}
+
+fn toucher(arg: usize) {
+    // SAFETY: `arg` is a `Touch` on the test's stack, alive until join.
+    let t = unsafe { &*(arg as *const Touch) };
+    let pgd = crate::sched::current().active_mm_pgd();
+    for i in 0..t.pages {
+        // SAFETY: vmalloc'd pages.
+        unsafe {
+            core::ptr::write_volatile((t.addr + i * PAGE_SIZE as u32) as *mut u32, 0xC0DE_0000 | i)
+        };
+    }
+    t.faults_after_first
+        .store(fault::faults_of_pgd(pgd), Ordering::SeqCst);
+    for i in 0..t.pages {
+        // SAFETY: as above.
+        let x = unsafe { core::ptr::read_volatile((t.addr + i * PAGE_SIZE as u32) as *const u32) };
+        assert_eq!(x, 0xC0DE_0000 | i);
+    }
+    t.faults_after_second
+        .store(fault::faults_of_pgd(pgd), Ordering::SeqCst);
+}
+
+/// The heart of the seed.  An mm created before a vmalloc into fresh PGD
+/// slots touches the area from a thread running in that mm.
+fn lazy_sync_on_first_touch_from_new_mm() {
+    let mm = mm_alloc().expect("mm");
+    let size = 9 << 20; // spans at least two 4 MiB slots
+    let p = vmalloc(size).expect("vmalloc").as_ptr() as u32;
+    let pages = (size / PAGE_SIZE) as u32;
+    // Which 4 MiB slots does the new mm lack?  (Its kernel part was copied
+    // before the vmalloc.)
+    let slots: Vec<u32> = (p >> 22..=(p + size as u32 - 1) >> 22)
+        .map(|s| s << 22)
+        .collect();
+    let stale: Vec<u32> = slots
+        .iter()
+        .copied()
+        .filter(|&s| !pmd_present(pmd_offset(pgd_offset(mm.pgd, s), s).read()))
+        .collect();
+    let two_level = mode() == PagingMode::TwoLevel;
+    match (two_level, v()) {
+        (true, V::Eager) => assert!(
+            stale.is_empty(),
+            "eager left {} slots unsynced",
+            stale.len()
+        ),
+        (true, _) => assert!(
+            stale.len() >= 2,
+            "no fresh slots to test ({} stale)",
+            stale.len()
+        ),
+        (false, _) => assert!(stale.is_empty(), "PAE: kernel PMD not shared"),
+    }
+    let faults_before = fault::total_faults();
+    let t = Touch {
+        addr: p,
+        pages,
+        faults_after_first: AtomicU32::new(u32::MAX),
+        faults_after_second: AtomicU32::new(u32::MAX),
+    };
+    let th = kernel_thread(
+        "toucher",
+        toucher,
+        &t as *const Touch as usize,
+        Some(mm.clone()),
+    );
+    let r = catch(true, || {
+        join(&th);
+    });
+    if two_level && v() == V::Cli {
+        // The seed's patch, applied to a two-level kernel: pgd_present()
+        // is constant 1 there, so `!pgd_present(*pgd) && ...` is never
+        // true and every lazy fault goes to bad_area.
+        let c = r.expect_err("cli in two-level mode synced a slot");
+        // The first address the thread touches in a slot it lacks.
+        let first = stale[0].max(p);
+        assert_eq!((c.vector, c.cr2), (14, first));
+        assert_eq!(fault::last_bad_area(), BadArea::CliPgdCheck);
+        assert!(
+            !pmd_present(pmd_offset(pgd_offset(mm.pgd, first), first).read()),
+            "entry was copied"
+        );
+    } else {
+        r.expect("first touch from the new mm oopsed");
+        let expected = if two_level && v() != V::Eager {
+            stale.len() as u32
+        } else {
+            0
+        };
+        assert_eq!(
+            t.faults_after_first.load(Ordering::SeqCst),
+            expected,
+            "faults on first touch"
+        );
+        assert_eq!(
+            t.faults_after_second.load(Ordering::SeqCst),
+            expected,
+            "faults on second touch"
+        );
+        assert_eq!(fault::total_faults() - faults_before, expected);
+        for &s in &slots {
+            assert_eq!(
+                pmd_offset(pgd_offset(mm.pgd, s), s).read(),
+                pmd_offset(pgd_offset(swapper_pg_dir(), s), s).read(),
+                "slot {:#x} differs from swapper_pg_dir",
+                s
+            );
+        }
+    }
+    drop(th);
+    crate::sched::drop_lazy_mm();
+    vfree(p as *const u8).unwrap();
+}
+
+static SEEN: AtomicU32 = AtomicU32::new(0);
+
+fn writer(arg: usize) {
+    // SAFETY: a vmalloc'd word (the test keeps it alive).
+    unsafe { core::ptr::write_volatile(arg as *mut u32, 0x5EED_0001) };
+}
+
+fn reader(arg: usize) {
+    // SAFETY: as above.
+    SEEN.store(
+        unsafe { core::ptr::read_volatile(arg as *const u32) },
+        Ordering::SeqCst,
+    );
+}
+
+fn data_written_in_one_mm_read_in_another() {
+    if mode() == PagingMode::TwoLevel && v() == V::Cli {
+        crate::ktest::recovery::skip(
+            "cli cannot sync a two-level PGD entry (see lazy_sync_on_first_touch_from_new_mm)",
+        );
+    }
+    let (a, b) = (mm_alloc().unwrap(), mm_alloc().unwrap());
+    let p = vmalloc(PAGE_SIZE).unwrap().as_ptr() as usize;
+    SEEN.store(0, Ordering::SeqCst);
+    let w = kernel_thread("writer", writer, p, Some(a));
+    join(&w);
+    let r = kernel_thread("reader", reader, p, Some(b));
+    join(&r);
+    assert_eq!(SEEN.load(Ordering::SeqCst), 0x5EED_0001);
+    // SAFETY: still allocated.
+    assert_eq!(
+        unsafe { core::ptr::read_volatile(p as *const u32) },
+        0x5EED_0001,
+        "init_mm view differs"
+    );
+    crate::sched::drop_lazy_mm();
+    vfree(p as *const u8).unwrap();
+}
+
+/// xorshift32: a fixed seed makes a failure replayable.
+struct Rng(u32);
+
+impl Rng {
+    fn next(&mut self) -> u32 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.0 = x;
+        x
+    }
+}
+
+fn random_10000_ops_keep_tree_consistent() {
+    let before = snapshot();
+    let mut rng = Rng(0x2001_0223);
+    let mut live: Vec<(u32, u32, u32)> = Vec::new(); // addr, pages, tag
+    for op in 0..10_000u32 {
+        let r = rng.next();
+        if live.is_empty() || (r % 10 < 6 && live.len() < 200) {
+            let pages = 1 + (r >> 8) % 8;
+            let p = vmalloc(pages as usize * PAGE_SIZE)
+                .expect("vmalloc in the soak")
+                .as_ptr() as u32;
+            for (a, n, _) in &live {
+                assert!(
+                    p + pages * 4096 + 4096 <= *a || a + (n + 1) * 4096 <= p,
+                    "overlap at op {}",
+                    op
+                );
+            }
+            // SAFETY: just allocated.
+            unsafe { core::ptr::write_volatile((p + (pages - 1) * 4096) as *mut u32, op) };
+            live.push((p, pages, op));
+        } else if r % 10 < 9 {
+            let (a, n, tag) = live.swap_remove((r >> 8) as usize % live.len());
+            // SAFETY: live area.
+            assert_eq!(
+                unsafe { core::ptr::read_volatile((a + (n - 1) * 4096) as *const u32) },
+                tag
+            );
+            assert_eq!(vfree(a as *const u8), Ok(()));
+        } else {
+            // A bad vfree in the middle of the mix must change nothing.
+            let (a, _, _) = live[(r >> 8) as usize % live.len()];
+            assert_eq!(vfree((a + 4096) as *const u8), Err(FreeError::BadAddress));
+        }
+        if op % 500 == 0 {
+            vmalloc::check_areas().unwrap_or_else(|e| panic!("area tree after op {}: {}", op, e));
+            assert_eq!(vmalloc::nr_areas(), before.0 + live.len());
+        }
+    }
+    for (a, _, _) in live.drain(..) {
+        vfree(a as *const u8).unwrap();
+    }
+    vmalloc::check_areas().expect("area tree at the end");
+    assert_restored(before);
+}

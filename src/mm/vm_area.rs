@@ -1,0 +1,203 @@
+//! The vmalloc area allocator.  Linux 2.4 kept a linear, address-sorted
+//! `vmlist` and searched it first-fit: O(n) per call.  Like Linux 5.2's
+//! augmented free-area tree, this one answers every question in O(log n):
+//!
+//! - `busy`: live areas keyed by start address (lookup for vfree, for the
+//!   fault path's "is this a guard page" question, and for vmallocinfo);
+//! - `free_by_addr`: free ranges keyed by start, to merge neighbours;
+//! - `free_by_size`: the same free ranges keyed by (size, start), so the
+//!   smallest gap that fits is one ordered-set lookup.
+//!
+//! The trees are `alloc::collections` B-trees: balanced, well kept, not
+//! hand-written.  Every area carries one guard page after it, as 2.4's
+//! `get_vm_area` does (`size += PAGE_SIZE`).
+
+extern crate alloc;
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use core::panic::Location;
+
+use super::addr::PAGE_SIZE;
+
+bitflags::bitflags! {
+    /// What an area maps (Linux's `VM_*`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct VmFlags: u32 {
+        /// Pages allocated by vmalloc, freed by vfree.
+        const ALLOC = 1 << 0;
+        /// Frames given by the caller of vmap.
+        const MAP = 1 << 1;
+        /// A physical range given to ioremap.
+        const IOREMAP = 1 << 2;
+    }
+}
+
+/// One live area (Linux's `struct vm_struct`).
+#[derive(Clone, Copy, Debug)]
+pub struct VmArea {
+    pub addr: u32,
+    /// Bytes, including the trailing guard page.
+    pub size: u32,
+    pub flags: VmFlags,
+    pub nr_pages: u32,
+    /// For ioremap: the physical start.
+    pub phys_addr: u64,
+    pub caller: &'static Location<'static>,
+}
+
+impl VmArea {
+    /// Bytes usable by the caller (without the guard page).
+    pub fn usable(&self) -> u32 {
+        self.size - PAGE_SIZE as u32
+    }
+
+    pub fn guard_page(&self) -> u32 {
+        self.addr + self.usable()
+    }
+}
+
+pub struct AreaAllocator {
+    start: u32,
+    end: u32,
+    busy: BTreeMap<u32, VmArea>,
+    free_by_addr: BTreeMap<u32, u32>,
+    free_by_size: BTreeSet<(u32, u32)>,
+}
+
+impl AreaAllocator {
+    /// An allocator over `[start, end)`, all free.
+    pub fn new(start: u32, end: u32) -> Self {
+        let mut a = AreaAllocator {
+            start,
+            end,
+            busy: BTreeMap::new(),
+            free_by_addr: BTreeMap::new(),
+            free_by_size: BTreeSet::new(),
+        };
+        a.insert_free(start, end - start);
+        a
+    }
+
+    fn insert_free(&mut self, addr: u32, size: u32) {
+        self.free_by_addr.insert(addr, size);
+        self.free_by_size.insert((size, addr));
+    }
+
+    fn remove_free(&mut self, addr: u32, size: u32) {
+        self.free_by_addr.remove(&addr);
+        self.free_by_size.remove(&(size, addr));
+    }
+
+    /// `get_vm_area`: reserve `size` bytes plus a guard page.  Best fit:
+    /// the smallest free range that is large enough, lowest address among
+    /// equals.  `None` if no gap fits.
+    pub fn get_vm_area(
+        &mut self,
+        size: u32,
+        flags: VmFlags,
+        caller: &'static Location<'static>,
+    ) -> Option<VmArea> {
+        let size = size.checked_add(PAGE_SIZE as u32)?;
+        let &(gap, addr) = self.free_by_size.range((size, 0)..).next()?;
+        self.remove_free(addr, gap);
+        if gap > size {
+            self.insert_free(addr + size, gap - size);
+        }
+        let area = VmArea {
+            addr,
+            size,
+            flags,
+            nr_pages: (size / PAGE_SIZE as u32) - 1,
+            phys_addr: 0,
+            caller,
+        };
+        self.busy.insert(addr, area);
+        Some(area)
+    }
+
+    /// Record details of a live area (ioremap's physical address).
+    pub fn update(&mut self, area: VmArea) {
+        if let Some(a) = self.busy.get_mut(&area.addr) {
+            *a = area;
+        }
+    }
+
+    /// `remove_vm_area`: the area starting exactly at `addr`, merged back
+    /// into the free ranges.  `None` if no live area starts there.
+    pub fn remove_vm_area(&mut self, addr: u32) -> Option<VmArea> {
+        let area = self.busy.remove(&addr)?;
+        let (mut start, mut size) = (area.addr, area.size);
+        if let Some((&pa, &ps)) = self.free_by_addr.range(..start).next_back() {
+            if pa + ps == start {
+                self.remove_free(pa, ps);
+                start = pa;
+                size += ps;
+            }
+        }
+        if let Some(&ns) = self.free_by_addr.get(&(start + size)) {
+            self.remove_free(start + size, ns);
+            size += ns;
+        }
+        self.insert_free(start, size);
+        Some(area)
+    }
+
+    /// The live area whose range (guard page included) contains `addr`.
+    pub fn find_vm_area(&self, addr: u32) -> Option<&VmArea> {
+        let (_, a) = self.busy.range(..=addr).next_back()?;
+        (addr < a.addr + a.size).then_some(a)
+    }
+
+    pub fn nr_areas(&self) -> usize {
+        self.busy.len()
+    }
+
+    pub fn areas(&self) -> impl Iterator<Item = &VmArea> {
+        self.busy.values()
+    }
+
+    /// Largest free gap (what the biggest possible vmalloc could get).
+    pub fn largest_gap(&self) -> u32 {
+        self.free_by_size.iter().next_back().map_or(0, |&(s, _)| s)
+    }
+
+    /// Check every invariant; returns a description of the first broken
+    /// one.  Busy and free ranges tile `[start, end)` exactly, free
+    /// neighbours are merged, and the two free indexes agree.
+    pub fn check(&self) -> Result<(), &'static str> {
+        if self.free_by_addr.len() != self.free_by_size.len() {
+            return Err("free indexes differ in size");
+        }
+        for (&a, &s) in &self.free_by_addr {
+            if !self.free_by_size.contains(&(s, a)) {
+                return Err("free range missing from the size index");
+            }
+        }
+        let mut ranges: alloc::vec::Vec<(u32, u32, bool)> = self
+            .busy
+            .values()
+            .map(|a| (a.addr, a.size, true))
+            .chain(self.free_by_addr.iter().map(|(&a, &s)| (a, s, false)))
+            .collect();
+        ranges.sort_unstable();
+        let mut at = self.start;
+        let mut prev_free = false;
+        for (a, s, busy) in ranges {
+            if a != at {
+                return Err("ranges overlap or leave a hole");
+            }
+            if !busy && prev_free {
+                return Err("two free neighbours not merged");
+            }
+            if s == 0 || !(s as usize).is_multiple_of(PAGE_SIZE) {
+                return Err("range size not a positive page multiple");
+            }
+            prev_free = !busy;
+            at = a + s;
+        }
+        if at != self.end {
+            return Err("ranges do not reach the end of the area");
+        }
+        Ok(())
+    }
+}

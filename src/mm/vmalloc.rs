@@ -1,0 +1,368 @@
+//! `vmalloc` and friends, shared through `init_mm`: pages are mapped into
+//! `swapper_pg_dir` only.  When that needs a new page table in two-level
+//! mode, the new PGD entry exists in `init_mm` alone, and every other
+//! address space picks it up lazily in `vmalloc_fault` (mm/fault.rs) the
+//! first time it touches the area.  Under `vmalloc_fault=eager` the new
+//! entry is instead copied into every address space right here
+//! (`arch_sync_kernel_mappings`, Linux 5.8).
+//!
+//! Layout (Linux 2.4 `pgtable.h`): `VMALLOC_START` is `high_memory`
+//! rounded up past an 8 MiB hole (`VMALLOC_OFFSET`), so stray accesses
+//! just past the direct map fault; `VMALLOC_END` leaves the top 16 MiB
+//! free (where 2.4 keeps the fixmap).
+
+extern crate alloc;
+
+use core::fmt::Write;
+use core::panic::Location;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use spin::Mutex;
+
+use super::addr::{PAGE_OFFSET, PAGE_SIZE};
+use super::frame::{alloc_frame, free_frame};
+use super::init::{high_memory, swapper_pg_dir};
+use super::mm_struct::PGD_LIST;
+use super::pgtable::*;
+use super::vm_area::{AreaAllocator, VmArea, VmFlags};
+use super::walk::{self, MapError};
+use crate::arch::x86::cpu;
+use crate::cmdline::VmallocFaultVersion;
+use crate::fixed_buf::FixedBuf;
+use crate::{pr_err, pr_warn, println};
+
+/// Linux 2.4's `VMALLOC_OFFSET`.
+pub const VMALLOC_OFFSET: u32 = 8 << 20;
+pub const VMALLOC_END: u32 = 0xFF00_0000;
+
+static VMALLOC_START: AtomicU32 = AtomicU32::new(0);
+/// Linux 2.4's `vmlist_lock`, around the area tree and the page-table
+/// writes into `init_mm` (seed point 3: no re-checks needed under it).
+static VMLIST: Mutex<Option<AreaAllocator>> = Mutex::new(None);
+/// Kernel page-table pages vmalloc created; they stay for the kernel's
+/// life, as in 2.4 (other address spaces may point at them).
+static PGTABLE_PAGES: AtomicU32 = AtomicU32::new(0);
+/// New kernel PGD entries copied into other directories by `eager`.
+static EAGER_SYNCS: AtomicU32 = AtomicU32::new(0);
+
+pub fn vmalloc_start() -> u32 {
+    VMALLOC_START.load(Ordering::Relaxed)
+}
+
+pub fn is_vmalloc_addr(addr: u32) -> bool {
+    addr >= vmalloc_start() && addr < VMALLOC_END
+}
+
+pub fn kernel_pgtable_pages() -> u32 {
+    PGTABLE_PAGES.load(Ordering::Relaxed)
+}
+
+pub fn eager_syncs() -> u32 {
+    EAGER_SYNCS.load(Ordering::Relaxed)
+}
+
+pub fn init() {
+    let start = (high_memory() as u32 + 2 * VMALLOC_OFFSET - 1) & !(VMALLOC_OFFSET - 1);
+    VMALLOC_START.store(start, Ordering::Relaxed);
+    *VMLIST.lock() = Some(AreaAllocator::new(start, VMALLOC_END));
+    println!(
+        "vmalloc: {:#010x}-{:#010x} ({} MiB), lazy PGD sync by vmalloc_fault={}",
+        start,
+        VMALLOC_END,
+        (VMALLOC_END - start) >> 20,
+        super::fault::version().name()
+    );
+}
+
+/// Run `f` on the area tree with the lock held and interrupts off (an
+/// interrupt handler may vmalloc; it must not spin on our lock).
+fn with_vmlist<R>(f: impl FnOnce(&mut AreaAllocator) -> R) -> R {
+    let flags = cpu::local_irq_save();
+    let r = f(VMLIST.lock().as_mut().expect("vmalloc not initialised"));
+    cpu::restore_flags(flags);
+    r
+}
+
+/// `arch_sync_kernel_mappings` (Linux 5.8): copy `init_mm`'s entry for the
+/// PGD slot of `addr` into every directory in `pgd_list`.  The caller
+/// holds vmlist_lock; pgd_list_lock is taken inside, and mm_alloc copies
+/// the kernel part under the same lock, so no directory can miss it.
+fn sync_kernel_pgd_slot(addr: u32) {
+    let val = pgd_offset(swapper_pg_dir(), addr).read();
+    let list = PGD_LIST.lock();
+    for &pgd in list.iter() {
+        set_pgd(pgd_offset(pgd, addr), val);
+        EAGER_SYNCS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Map one page into `init_mm` (2.4's `alloc_area_pte`).  A PTE page
+/// allocated here is a new kernel PGD entry in two-level mode: it exists
+/// in `swapper_pg_dir` only, unless the eager version syncs it now.
+fn map_kernel_page(va: u32, pa: u64, flags: PteFlags) -> Result<(), MapError> {
+    let pgd = pgd_offset(swapper_pg_dir(), va);
+    let pmd = pmd_offset(pgd, va);
+    let new_table = pmd_none(pmd.read());
+    let pte = walk::pte_alloc(pmd, va, false)?;
+    if new_table {
+        PGTABLE_PAGES.fetch_add(1, Ordering::Relaxed);
+        if !is_pae() && super::fault::version() == VmallocFaultVersion::Eager {
+            sync_kernel_pgd_slot(va);
+        }
+    }
+    set_pte(pte, mk_entry(pa, flags));
+    Ok(())
+}
+
+/// Unmap `[addr, addr + pages)` from `init_mm`; free the frames if the
+/// area owns them.  The page tables stay (2.4's `vmfree_area_pages`).
+fn unmap_kernel_range(addr: u32, pages: u32, free_frames: bool) {
+    for i in 0..pages {
+        let va = addr + i * PAGE_SIZE as u32;
+        if let Some(pte) = walk::find_pte(swapper_pg_dir(), va) {
+            let e = pte.read();
+            if pte_present(e) {
+                pte_clear(pte);
+                if free_frames {
+                    free_frame(entry_phys(e) as u32);
+                }
+            }
+        }
+    }
+    // 2.4 calls flush_tlb_all() here.  With one CPU, non-global kernel
+    // entries of other directories are flushed by their next CR3 load.
+    cpu::flush_tlb();
+}
+
+fn check_size(size: usize, what: &str) -> Option<u32> {
+    let max = (VMALLOC_END - vmalloc_start()) as usize;
+    if size == 0 {
+        pr_warn!("{}: refusing a 0-byte allocation", what);
+        return None;
+    }
+    if size > max {
+        pr_warn!(
+            "{}: size {:#x} is larger than the vmalloc area ({:#x} bytes)",
+            what,
+            size,
+            max
+        );
+        return None;
+    }
+    Some(super::addr::page_align_up(size) as u32)
+}
+
+fn reserve(
+    size: u32,
+    flags: VmFlags,
+    what: &str,
+    caller: &'static Location<'static>,
+) -> Option<VmArea> {
+    let area = with_vmlist(|v| v.get_vm_area(size, flags, caller));
+    if area.is_none() {
+        pr_warn!(
+            "{}: no free gap of {:#x} bytes (plus guard page) in the vmalloc area",
+            what,
+            size
+        );
+    }
+    area
+}
+
+/// Map pages `page(i)` of a reserved area; on failure undo everything.
+fn populate(
+    area: &VmArea,
+    flags: PteFlags,
+    owned: bool,
+    mut page: impl FnMut(u32) -> Option<u64>,
+) -> bool {
+    for i in 0..area.nr_pages {
+        let va = area.addr + i * PAGE_SIZE as u32;
+        let ok = match page(i) {
+            Some(pa) => {
+                let r = with_vmlist(|_| map_kernel_page(va, pa, flags));
+                if r.is_err() && owned {
+                    free_frame(pa as u32);
+                }
+                r.is_ok()
+            }
+            None => false,
+        };
+        if !ok {
+            with_vmlist(|v| {
+                unmap_kernel_range(area.addr, i, owned);
+                v.remove_vm_area(area.addr);
+            });
+            return false;
+        }
+    }
+    true
+}
+
+/// `vmalloc(size)`: virtually contiguous, page-granular kernel memory.
+/// `None` (with a warning) for 0 bytes, a size beyond the area, no gap
+/// large enough, or no frames; a failure leaves no frame allocated.
+#[track_caller]
+pub fn vmalloc(size: usize) -> Option<NonNull<u8>> {
+    let caller = Location::caller();
+    let size = check_size(size, "vmalloc")?;
+    let area = reserve(size, VmFlags::ALLOC, "vmalloc", caller)?;
+    if !populate(&area, PteFlags::PAGE_KERNEL | PteFlags::NX, true, |_| {
+        alloc_frame().map(|f| f as u64)
+    }) {
+        pr_warn!(
+            "vmalloc: allocation failure: out of memory for {:#x} bytes",
+            size
+        );
+        return None;
+    }
+    NonNull::new(area.addr as *mut u8)
+}
+
+/// `vmap(pages)`: map the caller's frames contiguously.  The frames stay
+/// the caller's: `vunmap` does not free them.
+#[track_caller]
+pub fn vmap(frames: &[u32]) -> Option<NonNull<u8>> {
+    let caller = Location::caller();
+    let size = check_size(frames.len() * PAGE_SIZE, "vmap")?;
+    let area = reserve(size, VmFlags::MAP, "vmap", caller)?;
+    if !populate(&area, PteFlags::PAGE_KERNEL | PteFlags::NX, false, |i| {
+        Some(frames[i as usize] as u64)
+    }) {
+        pr_warn!("vmap: out of memory for page tables");
+        return None;
+    }
+    NonNull::new(area.addr as *mut u8)
+}
+
+/// `ioremap(phys, size)`: map a physical range uncached.  Returns the
+/// virtual address of `phys` itself (the offset inside its page is kept).
+#[track_caller]
+pub fn ioremap(phys: u64, size: usize) -> Option<NonNull<u8>> {
+    let caller = Location::caller();
+    let offset = (phys & (PAGE_SIZE as u64 - 1)) as usize;
+    let base = phys - offset as u64;
+    let size = check_size(size.checked_add(offset)?, "ioremap")?;
+    let mut area = reserve(size, VmFlags::IOREMAP, "ioremap", caller)?;
+    area.phys_addr = base;
+    with_vmlist(|v| v.update(area));
+    let flags = PteFlags::PAGE_KERNEL | PteFlags::PCD | PteFlags::PWT | PteFlags::NX;
+    if !populate(&area, flags, false, |i| {
+        Some(base + i as u64 * PAGE_SIZE as u64)
+    }) {
+        pr_warn!("ioremap: out of memory for page tables");
+        return None;
+    }
+    NonNull::new((area.addr as usize + offset) as *mut u8)
+}
+
+/// Why a free was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FreeError {
+    /// Not the start of a live area (or already freed).
+    BadAddress,
+    /// A live area, but of another kind (vfree of a vmap area...).
+    WrongKind,
+}
+
+fn release(addr: *const u8, kind: VmFlags, what: &str) -> Result<(), FreeError> {
+    if addr.is_null() {
+        return Ok(()); // vfree(NULL) is a no-op, as in Linux
+    }
+    let a = addr as u32;
+    let r = with_vmlist(|v| {
+        let a = if kind == VmFlags::IOREMAP {
+            a & !(PAGE_SIZE as u32 - 1)
+        } else {
+            a
+        };
+        match v.find_vm_area(a) {
+            Some(area) if area.addr == a && area.flags == kind => {
+                let area = *area;
+                unmap_kernel_range(area.addr, area.nr_pages, kind == VmFlags::ALLOC);
+                v.remove_vm_area(area.addr);
+                Ok(())
+            }
+            Some(area) if area.addr == a => Err(FreeError::WrongKind),
+            _ => Err(FreeError::BadAddress),
+        }
+    });
+    match r {
+        // 2.4's words: printk(KERN_ERR "Trying to vfree() bad address (%p)\n", addr);
+        Err(FreeError::BadAddress) => pr_err!("Trying to {}() bad address ({:#010x})", what, a),
+        Err(FreeError::WrongKind) => {
+            pr_err!("Trying to {}() an area of another kind ({:#010x})", what, a)
+        }
+        Ok(()) => {}
+    }
+    r
+}
+
+/// `vfree(addr)`: free a vmalloc area.  NULL is a no-op; anything that is
+/// not the start of a live vmalloc area is refused with Linux's message
+/// and changes nothing.
+pub fn vfree(addr: *const u8) -> Result<(), FreeError> {
+    release(addr, VmFlags::ALLOC, "vfree")
+}
+
+pub fn vunmap(addr: *const u8) -> Result<(), FreeError> {
+    release(addr, VmFlags::MAP, "vunmap")
+}
+
+pub fn iounmap(addr: *const u8) -> Result<(), FreeError> {
+    release(addr, VmFlags::IOREMAP, "iounmap")
+}
+
+/// The live area containing `addr` (guard page included).
+pub fn find_vm_area(addr: u32) -> Option<VmArea> {
+    with_vmlist(|v| v.find_vm_area(addr).copied())
+}
+
+pub fn nr_areas() -> usize {
+    with_vmlist(|v| v.nr_areas())
+}
+
+/// Check the area tree's invariants (tests, soak).
+pub fn check_areas() -> Result<(), &'static str> {
+    with_vmlist(|v| v.check())
+}
+
+/// Snapshot of the live areas as (addr, size, flags) into `out`.
+pub fn areas_snapshot(out: &mut alloc::vec::Vec<(u32, u32, VmFlags)>) {
+    out.clear();
+    with_vmlist(|v| out.extend(v.areas().map(|a| (a.addr, a.size, a.flags))));
+}
+
+/// `/proc/vmallocinfo`: one line per live area.
+pub fn vmallocinfo() {
+    let mut lines = alloc::vec::Vec::new();
+    with_vmlist(|v| lines.extend(v.areas().copied()));
+    println!("vmallocinfo: {} areas", lines.len());
+    for a in lines {
+        let mut kind = FixedBuf::<48>::new();
+        if a.flags.contains(VmFlags::IOREMAP) {
+            let _ = write!(kind, "phys={:#x} ioremap", a.phys_addr);
+        } else if a.flags.contains(VmFlags::MAP) {
+            let _ = kind.write_str("vmap");
+        } else {
+            let _ = kind.write_str("vmalloc");
+        }
+        println!(
+            "{:#010x}-{:#010x} {:>8} {}:{} pages={} {}",
+            a.addr,
+            a.addr + a.size,
+            a.size,
+            a.caller.file(),
+            a.caller.line(),
+            a.nr_pages,
+            kind
+        );
+    }
+}
+
+/// The PGD slot (4 MiB in two-level mode) of a kernel address, for the
+/// per-slot counters.
+pub fn pgd_slot(addr: u32) -> usize {
+    (addr as usize - PAGE_OFFSET) >> 22
+}
