@@ -206,20 +206,40 @@ fn do_page_fault(frame: &mut TrapFrame) {
             cpu::sti();
         }
     }
-    let r = match v {
+    let to_vmalloc_fault = match v {
         // 2.4.1: if (address >= TASK_SIZE) goto vmalloc_fault;
-        VmallocFaultVersion::Legacy if address >= TASK_SIZE => vmalloc_fault_legacy(address),
-        VmallocFaultVersion::Cli if address >= TASK_SIZE => vmalloc_fault_cli(address),
+        VmallocFaultVersion::Legacy | VmallocFaultVersion::Cli => address >= TASK_SIZE,
         // 2.4.16: if (address >= TASK_SIZE && !(error_code & 5))
-        VmallocFaultVersion::Sync if address >= TASK_SIZE && error_code & 5 == 0 => {
-            vmalloc_fault_sync(address)
-        }
+        VmallocFaultVersion::Sync => address >= TASK_SIZE && error_code & 5 == 0,
         // 5.8 x86-32: vmalloc_fault() is gone; arch_sync_kernel_mappings
         // is supposed to make it unnecessary.
-        _ => Err(BadArea::NoContext),
+        VmallocFaultVersion::Eager => false,
     };
-    if let Err(why) = r {
-        bad_area_nosemaphore(frame, address, why);
+    let why = if to_vmalloc_fault {
+        vmalloc_fault(address)
+    } else {
+        BadArea::NoContext as u8
+    };
+    if why != BadArea::None as u8 {
+        bad_area_nosemaphore(frame, address, BadArea::from_u8(why));
+    }
+}
+
+/// The `vmalloc_fault:` label of `do_page_fault`, as one function with a
+/// C name so gdb (`break vmalloc_fault`) and oops traces find it under
+/// Linux's name.  Returns 0 (`BadArea::None`) when the entry was synced.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn vmalloc_fault(address: u32) -> u8 {
+    let r = match version() {
+        VmallocFaultVersion::Legacy => vmalloc_fault_legacy(address),
+        VmallocFaultVersion::Cli => vmalloc_fault_cli(address),
+        VmallocFaultVersion::Sync => vmalloc_fault_sync(address),
+        VmallocFaultVersion::Eager => Err(BadArea::NoContext),
+    };
+    match r {
+        Ok(()) => BadArea::None as u8,
+        Err(why) => why as u8,
     }
 }
 
