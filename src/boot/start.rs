@@ -88,6 +88,9 @@ extern "C" fn start_kernel(magic: u32, info_phys: u32) -> ! {
         cmdline,
     });
     crate::mm::init(params);
+    // Every interrupt line is masked until a driver requests it, so this
+    // only lets requested sources (timer, IPIs) in.
+    crate::arch::x86::cpu::sti();
 
     // SAFETY: every kernel binary defines this symbol via `kernel_main!`.
     unsafe { __vmfault_kmain(params) }

@@ -3,6 +3,7 @@
 pub mod addr;
 pub mod dump;
 pub mod fault;
+pub mod fixmap;
 pub mod frame;
 pub mod heap;
 pub mod init;
@@ -18,6 +19,16 @@ pub mod walk;
 pub fn init(p: &crate::BootParams) {
     heap::init();
     init::paging_init(p);
+    // Before the first mm_alloc, so every address space inherits it.
+    if crate::arch::x86::cpu::features().apic {
+        let va = fixmap::set_fixmap_nocache(
+            fixmap::FixedAddress::ApicBase,
+            crate::arch::x86::apic::phys_base(),
+        );
+        crate::arch::x86::irq::init(Some(va));
+    } else {
+        crate::arch::x86::irq::init(None);
+    }
     let _ = mm_struct::init_mm();
     fault::init(p.cmdline.vmalloc_fault);
     vmalloc::init();

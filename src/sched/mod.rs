@@ -99,6 +99,7 @@ static RUNQUEUE: Mutex<VecDeque<Arc<Task>>> = Mutex::new(VecDeque::new());
 static TASKS: Mutex<Vec<Arc<Task>>> = Mutex::new(Vec::new());
 static NEXT_PID: AtomicU32 = AtomicU32::new(1);
 static SWITCHES: AtomicU32 = AtomicU32::new(0);
+static IN_SWITCH: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// Make the boot context task 0 (`swapper`, Linux's idle task), running on
 /// the boot stack with `init_mm`.
@@ -188,7 +189,7 @@ extern "C" fn kernel_thread_start(task: *const Task) -> ! {
     // SAFETY: the pointer was put on the stack by `kernel_thread` and the
     // Arc in TASKS keeps the task alive.
     let t = unsafe { &*task };
-    reap();
+    finish_switch();
     if let Some((f, arg)) = t.entry {
         f(arg);
     }
@@ -248,20 +249,33 @@ pub fn schedule() {
         return;
     }
     // SAFETY: interrupts are off; only the scheduler writes active_mm.
-    unsafe {
+    let (oldmm, newmm) = unsafe {
         let oldmm = (*prev.active_mm.get())
             .clone()
             .unwrap_or_else(|| init_mm().clone());
         match &next.mm {
-            None => *next.active_mm.get() = Some(oldmm),
+            None => {
+                *next.active_mm.get() = Some(oldmm.clone());
+                (oldmm, None)
+            }
             Some(mm) => {
                 *next.active_mm.get() = Some(mm.clone());
-                switch_mm(&oldmm, mm);
+                (oldmm, Some(mm.clone()))
             }
         }
-    }
+    };
     SWITCHES.fetch_add(1, Ordering::Relaxed);
     drop(next);
+    IN_SWITCH.store(true, Ordering::SeqCst);
+    // 2.4 sched.c does `spin_unlock_irq(&runqueue_lock)` here, before
+    // switch_mm and switch_to: interrupts are enabled again while CR3
+    // already belongs to `next` and `current` is still `prev`.  That is
+    // the window 2.4.16's "Do _not_ use tsk here" is about.
+    cpu::restore_flags(flags);
+    if let Some(mm) = newmm {
+        switch_mm(&oldmm, &mm);
+    }
+    drop(oldmm);
     // SAFETY: both stacks are live; next's saved ESP was written by its
     // last switch_to or by kernel_thread.  The Arc in TASKS keeps `next`.
     unsafe {
@@ -271,8 +285,63 @@ pub fn schedule() {
             next_ptr as *const u8,
         )
     };
+    finish_switch();
+}
+
+/// Runs in the task that was just switched to (`schedule_tail`).
+fn finish_switch() {
+    let f = cpu::local_irq_save();
+    IN_SWITCH.store(false, Ordering::SeqCst);
     reap();
-    cpu::restore_flags(flags);
+    cpu::restore_flags(f);
+}
+
+static NEED_RESCHED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static PREEMPTION: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static TICKS: AtomicU32 = AtomicU32::new(0);
+
+fn timer_tick(_: &mut crate::arch::x86::entry::TrapFrame) {
+    TICKS.fetch_add(1, Ordering::Relaxed);
+    if PREEMPTION.load(Ordering::Relaxed) {
+        NEED_RESCHED.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Timer preemption of kernel threads: the PIT at `hz` marks the running
+/// task for rescheduling, and the outermost interrupt exit switches.
+pub fn start_preemption(hz: u32) {
+    use crate::arch::x86::{irq, pit};
+    PREEMPTION.store(true, Ordering::SeqCst);
+    pit::set_periodic(hz);
+    irq::request_irq(
+        irq::TIMER_IRQ_VECTOR,
+        timer_tick,
+        irq::IrqFlags::SA_INTERRUPT,
+    );
+}
+
+pub fn stop_preemption() {
+    PREEMPTION.store(false, Ordering::SeqCst);
+    crate::arch::x86::irq::free_irq(crate::arch::x86::irq::TIMER_IRQ_VECTOR);
+    NEED_RESCHED.store(false, Ordering::SeqCst);
+}
+
+pub fn ticks() -> u32 {
+    TICKS.load(Ordering::Relaxed)
+}
+
+/// Called by do_irq when the outermost handler is done (interrupts off).
+pub fn preempt_on_irq_exit() {
+    if NEED_RESCHED.load(Ordering::SeqCst) && !in_switch() && is_initialised() {
+        NEED_RESCHED.store(false, Ordering::SeqCst);
+        schedule();
+    }
+}
+
+/// True between the CR3 load and the end of `switch_to`: timer preemption
+/// must not start another switch from inside this one.
+pub fn in_switch() -> bool {
+    IN_SWITCH.load(Ordering::SeqCst)
 }
 
 /// `switch_mm(prev, next)`: load next's directory if it differs.

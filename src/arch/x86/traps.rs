@@ -71,6 +71,11 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             // An interrupt nobody asked for: count it, as Linux counts
             // spurious IRQs, instead of killing the kernel.
             SPURIOUS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            // An APIC vector stays in service until EOI: without one, every
+            // interrupt of equal or lower priority would be blocked.
+            if frame.vector >= 0x30 && super::apic::present() {
+                super::apic::eoi();
+            }
         }
     }
 }

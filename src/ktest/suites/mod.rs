@@ -4,6 +4,7 @@ mod boot;
 mod cmdline;
 mod frames;
 mod harness;
+mod irq;
 mod leaks;
 mod paging;
 mod sched;
@@ -20,6 +21,7 @@ pub static ALL: &[&Suite] = &[
     &frames::SUITE,
     &paging::SUITE,
     &sched::SUITE,
+    &irq::SUITE,
     &vmalloc::SUITE,
     // Last: checks what all the others gave back.
     &leaks::SUITE,
