@@ -7,6 +7,8 @@
 #   make test [TEST=glob]         every test kernel, both paging modes
 #   make gdb  [PAGING=...] [VMALLOC_FAULT=...] [GDB_PORT=...]
 #   make iso                      target/vmfault.iso with the GRUB menu
+#   make experiments              the race explorer and stress, all versions
+#                                 and modes -> target/experiments/race.md
 
 PAGING ?= 2level
 VMALLOC_FAULT ?=
@@ -17,7 +19,7 @@ RUNNER := $(PYTHON) tests/host/runner.py
 
 RUN_CMDLINE := $(strip $(if $(VMALLOC_FAULT),vmalloc_fault=$(VMALLOC_FAULT)) $(CMDLINE))
 
-.PHONY: all build run test iso gdb clippy fmt check clean
+.PHONY: all build run test iso gdb experiments clippy fmt check clean
 
 all: build
 
@@ -32,6 +34,9 @@ test:
 
 iso:
 	$(RUNNER) iso
+
+experiments:
+	$(PYTHON) tests/host/experiments.py
 
 gdb:
 	$(RUNNER) gdb --paging $(PAGING) --cmdline "$(RUN_CMDLINE)"

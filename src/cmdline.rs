@@ -7,6 +7,7 @@
 //! | `vmalloc_fault=` | `legacy`, `cli`, `sync`, `eager` | `sync` |
 //! | `test=` | a glob over `suite.case` (`*`, `?`) | none: no tests run |
 //! | `loglevel=` | `0`..`8` | `7` |
+//! | `experiment=` | `race`: run the full race experiments and exit | none |
 //!
 //! An unknown key is reported and ignored (Linux passes those on to init);
 //! a bad value for a known key is an error that stops the boot, naming the
@@ -82,6 +83,9 @@ pub struct Cmdline<'a> {
     /// `test=GLOB`: run the in-kernel suite, only the matching cases.
     pub test: Option<&'a str>,
     pub loglevel: Option<u8>,
+    /// `experiment=race`: run every explorer and the long stress, print
+    /// the results and exit (what `make experiments` boots).
+    pub experiment: bool,
 }
 
 impl Default for Cmdline<'_> {
@@ -91,6 +95,7 @@ impl Default for Cmdline<'_> {
             vmalloc_fault: VmallocFaultVersion::Sync,
             test: None,
             loglevel: None,
+            experiment: false,
         }
     }
 }
@@ -149,6 +154,16 @@ pub fn parse<'a>(
                     });
                 }
                 c.test = Some(value)
+            }
+            "experiment" => {
+                if value != "race" {
+                    return Err(BadValue {
+                        key: "experiment",
+                        value,
+                        allowed: "race",
+                    });
+                }
+                c.experiment = true
             }
             "loglevel" => {
                 c.loglevel = Some(

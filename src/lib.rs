@@ -18,6 +18,7 @@ pub mod mm;
 pub mod oops;
 pub mod panic;
 pub mod qemu;
+pub mod race;
 pub mod racy_cell;
 pub mod sched;
 pub mod symbols;

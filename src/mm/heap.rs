@@ -11,7 +11,7 @@ use spin::Mutex;
 use crate::arch::x86::cpu;
 use crate::racy_cell::RacyCell;
 
-pub const HEAP_SIZE: usize = 4 << 20;
+pub const HEAP_SIZE: usize = 8 << 20;
 
 #[repr(C, align(4096))]
 struct Arena([u8; HEAP_SIZE]);

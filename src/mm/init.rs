@@ -17,6 +17,8 @@ use crate::boot::start::{boot_failure, BootParams};
 use crate::{pr_info, pr_warn, println};
 
 static HIGH_MEMORY: AtomicU32 = AtomicU32::new(0);
+// gdb reads this by its plain name (tests/host/gdb/vmfault-gdb.py).
+#[no_mangle]
 static SWAPPER_PG_DIR: AtomicU32 = AtomicU32::new(0);
 static NX: AtomicBool = AtomicBool::new(false);
 

@@ -36,6 +36,8 @@ use crate::{pr_err, pr_warn, println};
 pub const VMALLOC_OFFSET: u32 = 8 << 20;
 pub const VMALLOC_END: u32 = 0xFF00_0000;
 
+// gdb reads this by its plain name (tests/host/gdb/vmfault-gdb.py).
+#[no_mangle]
 static VMALLOC_START: AtomicU32 = AtomicU32::new(0);
 /// Linux 2.4's `vmlist_lock`, around the area tree and the page-table
 /// writes into `init_mm` (seed point 3: no re-checks needed under it).

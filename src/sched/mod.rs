@@ -25,7 +25,13 @@ use crate::arch::x86::switch::{kernel_thread_entry, switch_to};
 use crate::mm::mm_struct::{init_mm, MmStruct};
 use crate::racy_cell::RacyCell;
 
-pub const KERNEL_STACK_SIZE: usize = 16 * 1024;
+/// Debug builds keep every local on the stack, and the race experiments
+/// nest a fault, interrupts, a second fault and #DB frames on one stack.
+pub const KERNEL_STACK_SIZE: usize = 64 * 1024;
+/// Written at the lowest word of each thread stack; checked at every
+/// switch away from the thread (a cheap overflow detector until stacks
+/// get guard pages).
+const STACK_CANARY: u32 = 0x57AC_C0DE;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -173,6 +179,8 @@ pub fn kernel_thread(
     let esp = top - words.len() * 4;
     // SAFETY: `esp..top` lies inside the fresh stack.
     unsafe { core::ptr::copy_nonoverlapping(words.as_ptr(), esp as *mut u32, words.len()) };
+    // SAFETY: the stack is ours; its lowest word is the canary.
+    unsafe { core::ptr::write_volatile(stack.as_mut_ptr() as *mut u32, STACK_CANARY) };
     // SAFETY: the task is not yet visible to the scheduler.
     unsafe {
         *task.esp.get() = esp as u32;
@@ -243,6 +251,17 @@ pub fn schedule() {
             TASKS.lock()[0].clone()
         }
     };
+    if let Some(st) = &prev._stack {
+        // SAFETY: the stack belongs to prev, which is running.
+        let canary = unsafe { core::ptr::read_volatile(st.as_ptr() as *const u32) };
+        if canary != STACK_CANARY {
+            cpu::restore_flags(flags);
+            panic!(
+                "kernel stack overflow in thread {} (pid {})",
+                prev.name, prev.pid
+            );
+        }
+    }
     let next_ptr = Arc::as_ptr(&next);
     if next_ptr == prev_ptr {
         cpu::restore_flags(flags);
@@ -411,12 +430,29 @@ pub unsafe fn recover_to(saved: *const Task) {
         if cur != saved {
             (*cur).set_state(State::Dead);
             CURRENT_TASK = saved;
+            // The oops may have hit inside schedule(), after `next` left
+            // the run queue but before it ran: put every runnable task
+            // back, and close the switch that will never finish.
+            IN_SWITCH.store(false, Ordering::SeqCst);
+            requeue_runnable(saved);
         }
         let pgd = (*(*saved).active_mm.get())
             .as_ref()
             .map_or(init_mm().pgd, |m| m.pgd);
         if cpu::read_cr3() & !0x1f != pgd {
             cpu::write_cr3(pgd);
+        }
+    }
+}
+
+/// Make sure every runnable task but `running` is in the run queue.
+fn requeue_runnable(running: *const Task) {
+    let tasks = TASKS.lock();
+    let mut rq = RUNQUEUE.lock();
+    for t in tasks.iter().skip(1) {
+        let p = Arc::as_ptr(t);
+        if p != running && t.state() == State::Runnable && !rq.iter().any(|q| Arc::as_ptr(q) == p) {
+            rq.push_back(t.clone());
         }
     }
 }

@@ -87,6 +87,13 @@ pub fn timer_periodic(vector: u8, count: u32) {
     write(REG_TIMER_INIT, count.max(1));
 }
 
+/// Count down from `count` without interrupting (LVT masked), to time
+/// things in APIC timer ticks.
+pub fn timer_start_masked(count: u32) {
+    write(REG_LVT_TIMER, LVT_MASKED);
+    write(REG_TIMER_INIT, count);
+}
+
 pub fn timer_stop() {
     write(REG_LVT_TIMER, LVT_MASKED);
     write(REG_TIMER_INIT, 0);

@@ -176,3 +176,42 @@ pub fn rdtsc() -> u64 {
     // SAFETY: rdtsc has no side effects.
     unsafe { x86::time::rdtsc() }
 }
+
+/// EFLAGS.TF: single-step trap after each instruction.
+pub const EFLAGS_TF: u32 = 1 << 8;
+/// EFLAGS.IF.
+pub const EFLAGS_IF: u32 = 1 << 9;
+/// EFLAGS.RF: resume without re-triggering an instruction breakpoint.
+pub const EFLAGS_RF: u32 = 1 << 16;
+/// DR6.B0: breakpoint 0 hit; DR6.BS: single step.
+pub const DR6_B0: u32 = 1 << 0;
+pub const DR6_BS: u32 = 1 << 14;
+
+/// Arm debug register 0 as an execution breakpoint at `addr` (global).
+pub fn set_exec_breakpoint(addr: u32) {
+    use x86::debugregs::{BreakCondition, BreakSize, Breakpoint};
+    // SAFETY: CPL 0; DR0/DR7 only change when the CPU raises #DB.
+    unsafe {
+        Breakpoint::Dr0.configure(
+            addr as usize,
+            BreakCondition::Instructions,
+            BreakSize::Bytes1,
+        );
+        Breakpoint::Dr0.enable_global();
+    }
+}
+
+pub fn clear_exec_breakpoint() {
+    // SAFETY: as above.
+    unsafe { x86::debugregs::Breakpoint::Dr0.disable_global() }
+}
+
+/// Read and clear DR6 (the #DB handler's first act).
+pub fn take_dr6() -> u32 {
+    // SAFETY: CPL 0.
+    unsafe {
+        let v = x86::debugregs::dr6().bits() as u32;
+        x86::debugregs::dr6_write(x86::debugregs::Dr6::empty());
+        v
+    }
+}

@@ -70,6 +70,7 @@ global_asm!(
     .text
     .balign 16
     .globl trap_stubs
+    .type trap_stubs, @function
 trap_stubs:
     .set vec, 0
     .rept 256
@@ -77,6 +78,7 @@ trap_stubs:
     .set vec, vec + 1
     .endr
     .noaltmacro
+    .size trap_stubs, . - trap_stubs
 
     .globl alltraps
     .type alltraps, @function

@@ -61,6 +61,9 @@ fn every_good_value_parses() {
     assert_eq!(c.test, Some("boot.*"));
     assert_eq!(c.loglevel, Some(4));
     assert_eq!(c.vmalloc_fault, VmallocFaultVersion::Legacy);
+    assert!(ok("experiment=race").experiment);
+    assert!(!c.experiment);
+    assert_eq!(bad("experiment=all").key, "experiment");
 }
 
 fn unknown_keys_reported_and_ignored() {

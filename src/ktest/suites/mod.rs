@@ -7,6 +7,7 @@ mod harness;
 mod irq;
 mod leaks;
 mod paging;
+mod race;
 mod sched;
 mod traps;
 mod vmalloc;
@@ -22,6 +23,7 @@ pub static ALL: &[&Suite] = &[
     &paging::SUITE,
     &sched::SUITE,
     &irq::SUITE,
+    &race::SUITE,
     &vmalloc::SUITE,
     // Last: checks what all the others gave back.
     &leaks::SUITE,

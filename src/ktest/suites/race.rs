@@ -1,0 +1,203 @@
+//! The seed's race, measured and pinned.  Each case runs an experiment
+//! from src/race under the version this kernel booted with, prints what
+//! it measured, and asserts the result that was measured when the bench
+//! was built (see README, "Experiment results").  A change that hides the
+//! race in `legacy`, or breaks the fix in `sync`, turns these red.
+
+use crate::case;
+use crate::cmdline::{PagingMode, VmallocFaultVersion as V};
+use crate::ktest::Suite;
+use crate::mm::fault::{version, BadArea};
+use crate::mm::pgtable::mode;
+use crate::race::explorer::{explore, Outcome, Report, Variant};
+use crate::race::stress::stress;
+use crate::race::window::explore_window;
+
+pub static SUITE: Suite = Suite {
+    name: "race",
+    cases: &[
+        case!(explorer_thread_context),
+        case!(explorer_inside_an_irq_handler),
+        case!(explorer_two_nested_levels_never_reset),
+        case!(explorer_context_switch_window),
+        case!(stress_apic_timer),
+    ],
+};
+
+fn two_level_lazy() -> bool {
+    mode() == PagingMode::TwoLevel && version() != V::Eager
+}
+
+fn show(what: &str, r: &Report) {
+    crate::println!(
+        "    # {}: stepped {} with IF=1 {} CR2 read at {:?} runs {} failures {} (before CR2 read {}) late {} baseline {:?}",
+        what,
+        r.stepped,
+        r.with_if,
+        r.cr2_read_at,
+        r.runs,
+        r.failures,
+        r.failures_before_cr2,
+        r.late,
+        r.baseline
+    );
+    for line in crate::race::report::failure_groups(&r.failing)
+        .iter()
+        .take(8)
+    {
+        crate::println!("    #   {}", line);
+    }
+}
+
+/// What every depth-1 exploration must show, per version.
+fn check_depth1(r: &Report) {
+    if !two_level_lazy() {
+        // PAE shares the kernel PMD; eager synced at vmalloc time: no
+        // vmalloc fault, nothing to step.
+        assert_eq!(r.stepped, 0, "a vmalloc fault happened where none can");
+        return;
+    }
+    assert!(r.stepped > 0);
+    match version() {
+        V::Legacy => {
+            assert_eq!(r.baseline, Some(Outcome::Clean));
+            assert_eq!(r.with_if, r.stepped, "trap gate: IF=1 on the whole path");
+            assert!(r.failures > 0, "the seed's race 2 was not reproduced");
+            let cr2 = r.cr2_read_at.expect("CR2 read not seen");
+            assert!(r.tried_before_cr2 > 0 && cr2 > 0);
+            assert_eq!(
+                r.failures_before_cr2, r.tried_before_cr2,
+                "every boundary before the CR2 read must fail"
+            );
+            for (k, _, o) in &r.failing {
+                let expected = if *k <= cr2 {
+                    Outcome::OopsClobberedCr2(BadArea::PmdAlreadyPresent)
+                } else {
+                    Outcome::Oops(BadArea::PmdAlreadyPresent)
+                };
+                assert_eq!(*o, expected, "boundary {}", k);
+            }
+        }
+        V::Cli => {
+            // Fails with no nesting at all on a two-level kernel.
+            assert_eq!(r.baseline, Some(Outcome::Oops(BadArea::CliPgdCheck)));
+            assert_eq!(r.failures, r.runs);
+        }
+        V::Sync => {
+            assert_eq!(r.baseline, Some(Outcome::Clean));
+            assert_eq!(
+                r.failures,
+                0,
+                "2.4.16's handler failed at {:?}",
+                r.failing.first()
+            );
+            let cr2 = r.cr2_read_at.expect("CR2 read not seen");
+            assert!(r.with_if < r.stepped && r.runs > 0);
+            assert!(
+                r.failing.is_empty() && cr2 < r.stepped,
+                "interrupt gate: no boundary before the CR2 read may have IF=1"
+            );
+        }
+        V::Eager => unreachable!(),
+    }
+}
+
+/// Every boundary, thread context: the full exhaustive run.
+fn explorer_thread_context() {
+    let r = explore(Variant::Thread, false, 1).expect("explorer");
+    show("thread", &r);
+    check_depth1(&r);
+    if two_level_lazy() && version() == V::Sync {
+        // IF is off from the #PF entry to the sti after the CR2 read.
+        let cr2 = r.cr2_read_at.unwrap();
+        assert!(
+            r.stepped - r.with_if > cr2,
+            "IF=1 before the CR2 read under the interrupt gate"
+        );
+    }
+}
+
+/// Every 8th boundary here; `make experiments` runs them all.
+fn explorer_inside_an_irq_handler() {
+    let r = explore(Variant::InIrq, false, 8).expect("explorer");
+    show("in PIT handler", &r);
+    check_depth1(&r);
+}
+
+/// Seed question 1: page_fault -> irq -> vmalloc fault -> irq -> vmalloc
+/// fault.  Whatever the version does with it, the CPU must not reset:
+/// this case finishing at all (the runner fails a reset) is the answer;
+/// the assertions pin how each version copes.
+fn explorer_two_nested_levels_never_reset() {
+    let r = explore(Variant::Thread, true, 8).expect("explorer");
+    show("two nested levels", &r);
+    assert!(
+        r.failing.iter().all(|(_, _, o)| *o != Outcome::Hang),
+        "a run hung"
+    );
+    if two_level_lazy() {
+        match version() {
+            V::Sync => assert_eq!(r.failures, 0),
+            // The second interrupt lands before the nested fault reads CR2
+            // (trap gate): that nested handler reads the innermost
+            // fault's address, finds it synced, and oopses, every time.
+            V::Legacy | V::Cli => assert_eq!(r.failures, r.runs),
+            V::Eager => unreachable!(),
+        }
+    } else {
+        assert_eq!(r.stepped, 0);
+    }
+}
+
+/// 2.4.16's "Do _not_ use tsk here. We might be inside an interrupt in
+/// the middle of a task switch".
+fn explorer_context_switch_window() {
+    let r = explore_window().expect("window explorer");
+    crate::println!(
+        "    # switch window: stepped {} in window (CR3=next, current=prev, IF=1) {} delivered {} failures {}",
+        r.stepped,
+        r.in_window,
+        r.delivered,
+        r.failures
+    );
+    assert!(r.stepped > 0 && r.in_window > 0, "the window was not found");
+    if !two_level_lazy() {
+        assert_eq!(r.failures, 0);
+        return;
+    }
+    assert_eq!(r.delivered, r.in_window, "an interrupt was not delivered");
+    match version() {
+        // tsk->active_mm is prev's mm: the copy goes to the wrong
+        // directory, the access faults again, and the pmd is now present.
+        V::Legacy => {
+            assert_eq!(r.failures, r.in_window);
+            assert!(r
+                .failing
+                .iter()
+                .all(|(_, _, o)| *o == Outcome::Oops(BadArea::PmdAlreadyPresent)));
+        }
+        V::Cli => assert_eq!(r.failures, r.in_window),
+        V::Sync => assert_eq!(r.failures, 0, "CR3-based sync failed in the window"),
+        V::Eager => unreachable!(),
+    }
+}
+
+fn stress_apic_timer() {
+    let r = stress(2000, 3).expect("stress");
+    crate::println!("    # stress: {:?}", r);
+    assert_eq!(r.rounds, 2000);
+    assert_eq!(r.hangs, 0);
+    assert_eq!(r.clean + r.oopses, r.rounds);
+    if !two_level_lazy() || version() == V::Sync {
+        assert_eq!(r.oopses, 0, "oops under a version meant to be correct");
+    }
+    if two_level_lazy() && version() == V::Cli {
+        assert_eq!(r.clean, 0, "cli synced a two-level entry");
+    }
+    if two_level_lazy() && version() == V::Legacy {
+        assert_eq!(
+            r.oopses, r.bad_areas,
+            "legacy died of something else than its bad_area"
+        );
+    }
+}

@@ -1,0 +1,64 @@
+//! `experiment=race`: every explorer over every boundary and the long
+//! stress, printed as `EXP` lines that `make experiments` (the host
+//! runner) turns into target/experiments/race.md.
+
+use super::explorer::{explore, Report, Variant};
+use super::report::failure_groups;
+use super::stress::stress;
+use super::window::explore_window;
+use crate::println;
+
+fn row(name: &str, r: &Report) {
+    println!(
+        "EXP|{}|stepped={}|if={}|cr2={}|runs={}|failures={}|before_cr2={}|tried_before_cr2={}|late={}|baseline={:?}",
+        name,
+        r.stepped,
+        r.with_if,
+        r.cr2_read_at.map_or(-1, |c| c as i64),
+        r.runs,
+        r.failures,
+        r.failures_before_cr2,
+        r.tried_before_cr2,
+        r.late,
+        r.baseline
+    );
+    for g in failure_groups(&r.failing) {
+        println!("EXPG|{}|{}", name, g);
+    }
+}
+
+pub fn run_all() {
+    println!(
+        "EXP|begin|version={}|paging={}",
+        crate::mm::fault::version().name(),
+        crate::mm::pgtable::mode().name()
+    );
+    if let Some(r) = explore(Variant::Thread, false, 1) {
+        row("thread", &r);
+    }
+    if let Some(r) = explore(Variant::InIrq, false, 1) {
+        row("irq", &r);
+    }
+    if let Some(r) = explore(Variant::Thread, true, 1) {
+        row("depth2", &r);
+    }
+    if let Some(w) = explore_window() {
+        println!(
+            "EXP|window|stepped={}|in_window={}|delivered={}|failures={}",
+            w.stepped, w.in_window, w.delivered, w.failures
+        );
+        if let Some((k, eip, o)) = w.failing.first() {
+            println!(
+                "EXPG|window|first failing boundary {} at {:#010x}: {:?}",
+                k, eip, o
+            );
+        }
+    }
+    if let Some(s) = stress(20_000, 4) {
+        println!(
+            "EXP|stress|rounds={}|clean={}|oopses={}|bad_areas={}|hangs={}|timer_during_touch={}|fault_ticks={}",
+            s.rounds, s.clean, s.oopses, s.bad_areas, s.hangs, s.timer_during_touch, s.fault_ticks
+        );
+    }
+    println!("EXP|end");
+}

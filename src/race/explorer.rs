@@ -1,0 +1,445 @@
+//! The interleaving explorer.  A hardware breakpoint (DR0) on the #PF
+//! entry stub catches the outer vmalloc fault as it starts; from there the
+//! #DB handler single-steps it (EFLAGS.TF) to its `iret`.  Run k delivers
+//! the nested test interrupt at boundary k: the #DB handler sends a
+//! self-IPI while interrupts are masked, so it is taken right after the
+//! #DB's `iret`, before the next instruction of the fault path, through
+//! the real IDT path.  Boundaries where the interrupted code has IF=0
+//! cannot take an interrupt and are skipped (and counted).  Every run
+//! starts from the same stale state and ends clean, in an oops caught by
+//! a recovery point, or in a hang caught by the step limit.
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use super::scenario::Scenario;
+use crate::arch::x86::entry::{stub_address, TrapFrame};
+use crate::arch::x86::irq::{self, IrqFlags};
+use crate::arch::x86::{apic, cpu, pit, traps};
+use crate::ktest::recovery::{self, Caught};
+use crate::mm::fault::{self, BadArea};
+use crate::racy_cell::RacyCell;
+use crate::sched;
+
+/// Nested test interrupt (first level): a self-IPI.
+pub const NESTED_VECTOR: u8 = 0xF1;
+/// Second-level test interrupt: another self-IPI vector.
+pub const DEEP_VECTOR: u8 = 0xF2;
+const MAX_STEPS: usize = 6000;
+const OUTER_MARK: u32 = 0x0A11_0001;
+const NESTED_MARK: u32 = 0x0A11_0002;
+const DEEP_MARK: u32 = 0x0A11_0003;
+
+/// Where the outer vmalloc fault is taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// From a kernel thread running in the victim mm.
+    Thread,
+    /// From inside the PIT interrupt handler (the seed's "irq handler
+    /// vmalloc_fault"), which runs with interrupts enabled as in 2.4.
+    InIrq,
+}
+
+/// How one run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Clean,
+    /// The outer fault ended in bad_area on its own address.
+    Oops(BadArea),
+    /// The outer handler used an address it did not fault on: a nested
+    /// fault overwrote CR2 before the outer handler read it.
+    OopsClobberedCr2(BadArea),
+    /// Another exception, or an oops in a nested handler.
+    OtherOops(u32),
+    /// The step limit was reached.
+    Hang,
+    /// The run completed but the data written is wrong.
+    Corrupt,
+}
+
+impl Outcome {
+    pub fn failed(self) -> bool {
+        self != Outcome::Clean
+    }
+}
+
+struct State {
+    active: bool,
+    base_depth: u32,
+    stepping: bool,
+    k: usize,
+    target: usize,
+    deep: bool,
+    deep_sent: bool,
+    nested_stepping: bool,
+    bad_before: u32,
+    end: (u32, u32),
+    recording: bool,
+    eflags: [u32; MAX_STEPS],
+    eip: [u32; MAX_STEPS],
+    delivered_eip: u32,
+    hang: bool,
+}
+
+static ST: RacyCell<State> = RacyCell::new(State {
+    active: false,
+    base_depth: 0,
+    stepping: false,
+    k: 0,
+    target: usize::MAX,
+    deep: false,
+    deep_sent: false,
+    nested_stepping: false,
+    bad_before: 0,
+    end: (0, 0),
+    recording: false,
+    eflags: [0; MAX_STEPS],
+    eip: [0; MAX_STEPS],
+    delivered_eip: 0,
+    hang: false,
+});
+
+static NESTED_SAW: AtomicU32 = AtomicU32::new(0);
+static NESTED_DONE: AtomicBool = AtomicBool::new(false);
+static DEEP_DONE: AtomicBool = AtomicBool::new(false);
+static OUTER_DONE: AtomicBool = AtomicBool::new(false);
+static TARGETS: RacyCell<(u32, u32, u32, u32)> = RacyCell::new((0, 0, 0, 0));
+
+fn st() -> &'static mut State {
+    // SAFETY: touched by the #DB handler and the driver, never at the same
+    // time: the driver only reads it between runs (interrupts masked there
+    // while it resets it) and the handler runs with interrupts off.
+    unsafe { &mut *ST.get() }
+}
+
+fn targets() -> (u32, u32, u32, u32) {
+    // SAFETY: written by the driver before a run, read during it.
+    unsafe { *TARGETS.get() }
+}
+
+/// The one instruction that writes a target: every vmalloc fault of the
+/// experiment is raised here, so its address range marks "back in the
+/// toucher" for the stepper.
+#[inline(never)]
+fn touch(addr: u32, val: u32) {
+    // SAFETY: a vmalloc'd address of the scenario.
+    unsafe { core::ptr::write_volatile(addr as *mut u32, val) }
+}
+
+fn read(addr: u32) -> u32 {
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile(addr as *const u32) }
+}
+
+fn nested_irq(frame: &mut TrapFrame) {
+    NESTED_SAW.store(frame.eip, Ordering::SeqCst);
+    let (_, y, z, _) = targets();
+    let s = st();
+    if s.deep {
+        touch(z, NESTED_MARK);
+    } else {
+        touch(y, NESTED_MARK);
+    }
+    NESTED_DONE.store(true, Ordering::SeqCst);
+}
+
+fn deep_irq(_: &mut TrapFrame) {
+    let (_, _, _, w) = targets();
+    touch(w, DEEP_MARK);
+    DEEP_DONE.store(true, Ordering::SeqCst);
+}
+
+fn outer_irq(_: &mut TrapFrame) {
+    let (x, _, _, _) = targets();
+    arm(1);
+    touch(x, OUTER_MARK);
+    disarm();
+    OUTER_DONE.store(true, Ordering::SeqCst);
+}
+
+fn arm(base_depth: u32) {
+    let s = st();
+    s.base_depth = base_depth;
+    s.active = true;
+    cpu::set_exec_breakpoint(stub_address(14));
+}
+
+fn disarm() {
+    cpu::clear_exec_breakpoint();
+    st().active = false;
+}
+
+fn victim_thread(variant: usize) {
+    let (x, _, _, _) = targets();
+    if variant == 0 {
+        arm(0);
+        touch(x, OUTER_MARK);
+        disarm();
+        OUTER_DONE.store(true, Ordering::SeqCst);
+    } else {
+        // Make the PIT fire once, soon; its handler takes the fault.
+        pit::set_oneshot(200);
+        irq::request_irq(irq::TIMER_IRQ_VECTOR, outer_irq, IrqFlags::empty());
+        while !OUTER_DONE.load(Ordering::SeqCst) {
+            core::hint::spin_loop();
+        }
+        irq::free_irq(irq::TIMER_IRQ_VECTOR);
+    }
+}
+
+/// The #DB handler: breakpoint on the #PF stub, or one single step.
+fn debug_trap(frame: &mut TrapFrame) {
+    let dr6 = cpu::take_dr6();
+    let s = st();
+    if dr6 & cpu::DR6_B0 != 0 {
+        frame.eflags |= cpu::EFLAGS_RF;
+    }
+    if !s.active {
+        frame.eflags &= !cpu::EFLAGS_TF;
+        return;
+    }
+    let depth = irq::depth();
+    if depth > s.base_depth {
+        nested_step(frame, dr6);
+        return;
+    }
+    if dr6 & cpu::DR6_B0 != 0 && !s.stepping && s.k == 0 {
+        s.stepping = true;
+        s.bad_before = fault::bad_areas();
+    }
+    if !s.stepping {
+        frame.eflags &= !cpu::EFLAGS_TF;
+        return;
+    }
+    boundary(frame);
+}
+
+/// Depth-2 runs: a fault inside the nested handler.  Send the second
+/// interrupt at its first boundary with IF=1, then stop stepping it.
+fn nested_step(frame: &mut TrapFrame, dr6: u32) {
+    let s = st();
+    if !s.deep || s.deep_sent {
+        frame.eflags &= !cpu::EFLAGS_TF;
+        return;
+    }
+    if dr6 & cpu::DR6_B0 != 0 {
+        s.nested_stepping = true;
+    }
+    if !s.nested_stepping {
+        frame.eflags &= !cpu::EFLAGS_TF;
+        return;
+    }
+    if frame.eflags & cpu::EFLAGS_IF != 0 {
+        apic::self_ipi(DEEP_VECTOR);
+        s.deep_sent = true;
+        frame.eflags &= !cpu::EFLAGS_TF;
+    } else {
+        frame.eflags |= cpu::EFLAGS_TF;
+    }
+}
+
+fn boundary(frame: &mut TrapFrame) {
+    let s = st();
+    let k = s.k;
+    let back_in_toucher = frame.eip >= s.end.0 && frame.eip < s.end.1 && k > 0;
+    if back_in_toucher || fault::bad_areas() != s.bad_before {
+        // The fault path is over: returned, or dying in bad_area.
+        s.stepping = false;
+        frame.eflags &= !cpu::EFLAGS_TF;
+        return;
+    }
+    if k >= MAX_STEPS {
+        s.stepping = false;
+        s.hang = true;
+        frame.eflags &= !cpu::EFLAGS_TF;
+        return;
+    }
+    if s.recording {
+        s.eflags[k] = frame.eflags;
+        s.eip[k] = frame.eip;
+    }
+    if k == s.target && frame.eflags & cpu::EFLAGS_IF != 0 {
+        // Masked here: taken right after our iret, at this boundary.
+        apic::self_ipi(NESTED_VECTOR);
+        s.delivered_eip = frame.eip;
+    }
+    s.k += 1;
+    frame.eflags |= cpu::EFLAGS_TF;
+}
+
+/// One explored configuration's results.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Boundaries from the #PF entry to the return (baseline run).
+    pub stepped: usize,
+    /// Of those, where the interrupted code had IF=1.
+    pub with_if: usize,
+    /// First boundary whose instruction reads CR2, if seen.
+    pub cr2_read_at: Option<usize>,
+    pub runs: usize,
+    pub failures: usize,
+    /// Failures at boundaries before the CR2 read, and runs there.
+    pub failures_before_cr2: usize,
+    pub tried_before_cr2: usize,
+    /// Runs whose interrupt did not land at the intended boundary (the
+    /// boundary's eip, then where it landed).
+    pub late: usize,
+    pub late_examples: Vec<(u32, u32)>,
+    /// (boundary, eip, outcome) of every failing run.
+    pub failing: Vec<(usize, u32, Outcome)>,
+    /// The baseline (no nested interrupt) outcome.
+    pub baseline: Option<Outcome>,
+}
+
+fn is_mov_from_cr2(eip: u32) -> bool {
+    // SAFETY: kernel text, readable.
+    let b = unsafe { core::slice::from_raw_parts(eip as *const u8, 3) };
+    b[0] == 0x0F && b[1] == 0x20 && (b[2] & 0xF8) == 0xD0
+}
+
+/// Run once, delivering the nested interrupt at boundary `target`
+/// (`usize::MAX`: never).
+fn run_once(sc: &Scenario, variant: Variant, target: usize, deep: bool, record: bool) -> Outcome {
+    sc.restale();
+    let s = st();
+    let f = cpu::local_irq_save();
+    s.k = 0;
+    s.target = target;
+    s.stepping = false;
+    s.deep = deep;
+    s.deep_sent = false;
+    s.nested_stepping = false;
+    s.recording = record;
+    s.hang = false;
+    s.delivered_eip = 0;
+    cpu::restore_flags(f);
+    NESTED_DONE.store(false, Ordering::SeqCst);
+    DEEP_DONE.store(false, Ordering::SeqCst);
+    OUTER_DONE.store(false, Ordering::SeqCst);
+    NESTED_SAW.store(0, Ordering::SeqCst);
+    let bad0 = fault::bad_areas();
+    let t = sched::kernel_thread(
+        "victim",
+        victim_thread,
+        (variant == Variant::InIrq) as usize,
+        Some(sc.mm.clone()),
+    );
+    let r = recovery::catch(true, || {
+        sched::join(&t);
+    });
+    disarm();
+    irq::reset_depth();
+    irq::free_irq(irq::TIMER_IRQ_VECTOR);
+    crate::sched::drop_lazy_mm();
+    let (x, y, z, w) = targets();
+    let out = match r {
+        Err(c) => classify(&c, bad0, x),
+        Ok(()) if s.hang => Outcome::Hang,
+        Ok(()) => {
+            let outer_ok = read(x) == OUTER_MARK;
+            let nested_ok = !NESTED_DONE.load(Ordering::SeqCst)
+                || read(if deep { z } else { y }) == NESTED_MARK;
+            let deep_ok = !DEEP_DONE.load(Ordering::SeqCst) || read(w) == DEEP_MARK;
+            if outer_ok && nested_ok && deep_ok {
+                Outcome::Clean
+            } else {
+                Outcome::Corrupt
+            }
+        }
+    };
+    // Leave the area's words zeroed for the next run.
+    for a in [x, y, z, w] {
+        touch(a, 0);
+    }
+    out
+}
+
+fn classify(c: &Caught, bad0: u32, x: u32) -> Outcome {
+    if st().hang {
+        return Outcome::Hang;
+    }
+    if c.vector == 14 && fault::bad_areas() != bad0 {
+        let why = fault::last_bad_area();
+        if c.cr2 == x {
+            return Outcome::Oops(why);
+        }
+        if NESTED_DONE.load(Ordering::SeqCst) {
+            // The nested handler finished, yet a handler died on another
+            // address: the outer one, reading the nested fault's CR2.
+            return Outcome::OopsClobberedCr2(why);
+        }
+    }
+    Outcome::OtherOops(c.vector)
+}
+
+/// Explore the boundaries of the outer fault path: every one with
+/// `stride` 1, every `stride`-th otherwise (the test suite samples the
+/// slower variants; `make experiments` tries them all).
+pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
+    if !apic::present() {
+        return None;
+    }
+    let sc = Scenario::new()?;
+    // SAFETY: no run is in progress.
+    unsafe { *TARGETS.get() = (sc.x, sc.y, sc.z, sc.w) };
+    let (a, sz) = crate::symbols::lookup(touch as *const () as u32).map(|s| (s.addr, s.size))?;
+    st().end = (a, a + sz);
+    traps::register_handler(1, Some(debug_trap));
+    irq::request_irq(NESTED_VECTOR, nested_irq, IrqFlags::empty());
+    irq::request_irq(DEEP_VECTOR, deep_irq, IrqFlags::empty());
+    crate::oops::set_silent(true);
+
+    let mut rep = Report::default();
+    if !sc.stale() {
+        // PAE (shared kernel PMD) or eager (synced at vmalloc time): the
+        // victim mm already has every entry, so no vmalloc fault happens
+        // and there is no fault path to explore.
+        rep.baseline = Some(Outcome::Clean);
+        finish();
+        return Some(rep);
+    }
+    rep.baseline = Some(run_once(&sc, variant, usize::MAX, deep, true));
+    rep.stepped = st().k;
+    let if_at: Vec<bool> = (0..rep.stepped)
+        .map(|k| st().eflags[k] & cpu::EFLAGS_IF != 0)
+        .collect();
+    let eip_at: Vec<u32> = st().eip[..rep.stepped].to_vec();
+    rep.with_if = if_at.iter().filter(|b| **b).count();
+    rep.cr2_read_at = eip_at.iter().position(|&e| is_mov_from_cr2(e));
+    for k in (0..rep.stepped)
+        .step_by(stride.max(1))
+        .filter(|&k| if_at[k])
+    {
+        let out = run_once(&sc, variant, k, deep, false);
+        rep.runs += 1;
+        if rep.cr2_read_at.is_some_and(|c| k <= c) {
+            rep.tried_before_cr2 += 1;
+        }
+        let saw = NESTED_SAW.load(Ordering::SeqCst);
+        if saw != 0 && saw != eip_at[k] {
+            rep.late += 1;
+            if rep.late_examples.len() < 4 {
+                rep.late_examples.push((eip_at[k], saw));
+            }
+        }
+        if out.failed() {
+            rep.failures += 1;
+            if rep.cr2_read_at.is_some_and(|c| k <= c) {
+                rep.failures_before_cr2 += 1;
+            }
+            rep.failing.push((k, eip_at[k], out));
+        }
+    }
+
+    finish();
+    Some(rep)
+}
+
+fn finish() {
+    crate::oops::set_silent(false);
+    irq::free_irq(NESTED_VECTOR);
+    irq::free_irq(DEEP_VECTOR);
+    traps::register_handler(1, None);
+}

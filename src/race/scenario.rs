@@ -1,0 +1,83 @@
+//! A victim address space with stale kernel PGD slots, and the targets
+//! the outer touch and the nested test interrupts write to.
+
+extern crate alloc;
+
+use alloc::sync::Arc;
+
+use crate::mm::addr::PAGE_SIZE;
+use crate::mm::mm_struct::{mm_alloc, MmStruct};
+use crate::mm::pgtable::{mode, pgd_offset, pmd_offset, pmd_present, set_pmd, PagingMode};
+use crate::mm::vmalloc::{vfree, vmalloc};
+
+pub struct Scenario {
+    pub mm: Arc<MmStruct>,
+    area: u32,
+    /// Outer touch (slot S1).
+    pub x: u32,
+    /// Nested interrupt's touch: another page of slot S1 (race 2).
+    pub y: u32,
+    /// Depth-2 runs: the first nested interrupt's touch, slot S2.
+    pub z: u32,
+    /// Depth-2 runs: the second nested interrupt's touch, slot S3.
+    pub w: u32,
+}
+
+/// Bytes vmalloc'd: enough to own three whole 4 MiB slots.
+const AREA: usize = 16 << 20;
+
+impl Scenario {
+    /// The mm is created first, then the area: its slots are in init_mm
+    /// only (two-level, lazy versions).
+    pub fn new() -> Option<Scenario> {
+        let mm = mm_alloc()?;
+        let area = vmalloc(AREA)?.as_ptr() as u32;
+        let s1 = (area + (4 << 20) - 1) & !((4 << 20) - 1);
+        let s2 = s1 + (4 << 20);
+        let s3 = s2 + (4 << 20);
+        let sc = Scenario {
+            mm,
+            area,
+            x: s1 + 0x1000,
+            y: s1 + 0x2000 + PAGE_SIZE as u32,
+            z: s2 + 0x3000,
+            w: s3 + 0x4000,
+        };
+        // Earlier experiments may have left kernel page tables in these
+        // slots, which mm_alloc then copied.  Under the lazy versions,
+        // clearing the copies recreates exactly the state of an mm created
+        // before those page tables (restale is a no-op under eager).
+        sc.restale();
+        Some(sc)
+    }
+
+    fn slot_present(&self, a: u32) -> bool {
+        pmd_present(pmd_offset(pgd_offset(self.mm.pgd, a), a).read())
+    }
+
+    /// Are the targets' slots missing from the victim mm (as they must be
+    /// before each run for the experiment to mean anything)?
+    pub fn stale(&self) -> bool {
+        !self.slot_present(self.x) && !self.slot_present(self.z) && !self.slot_present(self.w)
+    }
+
+    /// Undo what a run's vmalloc faults copied, so the next run starts
+    /// from the same stale state.  Only meaningful in two-level mode: in
+    /// PAE the kernel PMD is shared and nothing is ever stale.
+    pub fn restale(&self) {
+        // Under eager the entries were copied at vmalloc time; clearing
+        // them would fake a state that version cannot reach.
+        let lazy = crate::mm::fault::version() != crate::cmdline::VmallocFaultVersion::Eager;
+        if lazy && mode() == PagingMode::TwoLevel {
+            for a in [self.x, self.z, self.w] {
+                set_pmd(pmd_offset(pgd_offset(self.mm.pgd, a), a), 0);
+            }
+        }
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        let _ = vfree(self.area as *const u8);
+    }
+}
