@@ -5,8 +5,10 @@
 #
 #   make run  [PAGING=2level|pae] [VMALLOC_FAULT=legacy|cli|sync|eager] [CMDLINE=...]
 #   make test [TEST=glob]         every test kernel, both paging modes
-#   make gdb  [PAGING=...] [VMALLOC_FAULT=...] [GDB_PORT=...]
+#   make gdb  [PAGING=...] [VMALLOC_FAULT=...] [GDB_PORT=...] [GDB_STOP=vmalloc_fault|start|reset]
 #   make iso                      target/vmfault.iso with the GRUB menu
+#   make bench                    fault-path instruction counts, vmalloc
+#                                 scaling, lazy vs eager -> target/bench/
 #   make experiments              the race explorer and stress, all versions
 #                                 and modes -> target/experiments/race.md
 
@@ -19,7 +21,7 @@ RUNNER := $(PYTHON) tests/host/runner.py
 
 RUN_CMDLINE := $(strip $(if $(VMALLOC_FAULT),vmalloc_fault=$(VMALLOC_FAULT)) $(CMDLINE))
 
-.PHONY: all build run test iso gdb experiments clippy fmt check clean
+.PHONY: all build run test iso gdb experiments bench clippy fmt check clean
 
 all: build
 
@@ -34,6 +36,9 @@ test:
 
 iso:
 	$(RUNNER) iso
+
+bench:
+	$(PYTHON) tests/host/bench.py
 
 experiments:
 	$(PYTHON) tests/host/experiments.py

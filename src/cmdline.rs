@@ -7,7 +7,7 @@
 //! | `vmalloc_fault=` | `legacy`, `cli`, `sync`, `eager` | `sync` |
 //! | `test=` | a glob over `suite.case` (`*`, `?`) | none: no tests run |
 //! | `loglevel=` | `0`..`8` | `7` |
-//! | `experiment=` | `race`: run the full race experiments and exit | none |
+//! | `experiment=` | `race` (full race experiments) or `bench` (benchmarks), then exit | none |
 //!
 //! An unknown key is reported and ignored (Linux passes those on to init);
 //! a bad value for a known key is an error that stops the boot, naming the
@@ -86,6 +86,8 @@ pub struct Cmdline<'a> {
     /// `experiment=race`: run every explorer and the long stress, print
     /// the results and exit (what `make experiments` boots).
     pub experiment: bool,
+    /// `experiment=bench`: run the in-kernel benchmarks (`make bench`).
+    pub bench: bool,
 }
 
 impl Default for Cmdline<'_> {
@@ -96,6 +98,7 @@ impl Default for Cmdline<'_> {
             test: None,
             loglevel: None,
             experiment: false,
+            bench: false,
         }
     }
 }
@@ -155,16 +158,17 @@ pub fn parse<'a>(
                 }
                 c.test = Some(value)
             }
-            "experiment" => {
-                if value != "race" {
+            "experiment" => match value {
+                "race" => c.experiment = true,
+                "bench" => c.bench = true,
+                _ => {
                     return Err(BadValue {
                         key: "experiment",
                         value,
-                        allowed: "race",
-                    });
+                        allowed: "race, bench",
+                    })
                 }
-                c.experiment = true
-            }
+            },
             "loglevel" => {
                 c.loglevel = Some(
                     value

@@ -7,6 +7,7 @@
 #![no_std]
 
 pub mod arch;
+pub mod bench;
 pub mod boot;
 pub mod cmdline;
 pub mod console;

@@ -9,6 +9,10 @@ use vmfault::{println, BootParams};
 vmfault::kernel_main!(kmain);
 
 fn kmain(params: &'static BootParams) -> ! {
+    if params.cmdline.bench {
+        vmfault::bench::run_all();
+        vmfault::qemu::exit(vmfault::qemu::ExitCode::Success);
+    }
     if params.cmdline.experiment {
         vmfault::race::experiments::run_all();
         vmfault::qemu::exit(vmfault::qemu::ExitCode::Success);

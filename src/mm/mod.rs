@@ -12,6 +12,7 @@ pub mod pgtable;
 pub mod probe;
 pub mod vm_area;
 pub mod vmalloc;
+pub mod vmlist24;
 pub mod walk;
 
 /// Bring up memory management: heap, frames, `swapper_pg_dir` in the mode

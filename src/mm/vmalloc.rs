@@ -316,6 +316,56 @@ pub fn iounmap(addr: *const u8) -> Result<(), FreeError> {
     release(addr, VmFlags::IOREMAP, "iounmap")
 }
 
+/// Reserve `size` bytes of the vmalloc area without mapping anything
+/// (benchmarks sub-allocate inside it); give it back with `release_range`.
+#[track_caller]
+pub fn reserve_range(size: usize) -> Option<u32> {
+    let size = check_size(size, "reserve_range")?;
+    reserve(size, VmFlags::MAP, "reserve_range", Location::caller()).map(|a| a.addr)
+}
+
+pub fn release_range(addr: u32) {
+    with_vmlist(|v| v.remove_vm_area(addr));
+}
+
+/// Map one page into `init_mm` at `va` (what vmalloc does per page).
+pub fn map_kernel_page_at(va: u32, pa: u64) -> Result<(), MapError> {
+    with_vmlist(|_| map_kernel_page(va, pa, PteFlags::PAGE_KERNEL | PteFlags::NX))
+}
+
+/// Unmap one page from `init_mm`, returning its frame.
+pub fn unmap_kernel_page_at(va: u32) -> Option<u64> {
+    with_vmlist(|_| walk::unmap_page(swapper_pg_dir(), va))
+}
+
+/// Benchmarks only: free the kernel page tables of the 4 MiB slots in
+/// `[addr, addr + len)` once nothing is mapped there, clearing the entry
+/// in `init_mm` and in every address space, so the next run meets fresh
+/// slots again.  (The kernel proper never frees them, as in 2.4.)
+pub fn drop_kernel_tables(addr: u32, len: u32) {
+    with_vmlist(|v| {
+        let mut slot = addr & !((4 << 20) - 1);
+        while slot < addr + len {
+            let busy = v
+                .areas()
+                .any(|a| a.addr < slot + (4 << 20) && a.addr + a.size > slot);
+            let pmd = pmd_offset(pgd_offset(swapper_pg_dir(), slot), slot);
+            let e = pmd.read();
+            if !busy && pmd_present(e) && !is_pae() {
+                let list = PGD_LIST.lock();
+                for &pgd in list.iter() {
+                    set_pmd(pmd_offset(pgd_offset(pgd, slot), slot), 0);
+                }
+                set_pmd(pmd, 0);
+                free_frame(entry_phys(e) as u32);
+                PGTABLE_PAGES.fetch_sub(1, Ordering::Relaxed);
+            }
+            slot += 4 << 20;
+        }
+        cpu::flush_tlb();
+    });
+}
+
 /// The live area containing `addr` (guard page included).
 pub fn find_vm_area(addr: u32) -> Option<VmArea> {
     with_vmlist(|v| v.find_vm_area(addr).copied())

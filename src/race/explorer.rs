@@ -437,6 +437,61 @@ pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
     Some(rep)
 }
 
+/// Length of the outer fault path alone (no nested interrupt): the
+/// instruction count `make bench` reports.  `None` if nothing faults.
+pub fn measure_fault_path() -> Option<(usize, Outcome)> {
+    if !apic::present() {
+        return None;
+    }
+    let sc = Scenario::new()?;
+    // SAFETY: no run is in progress.
+    unsafe { *TARGETS.get() = (sc.x, sc.y, sc.z, sc.w) };
+    let (a, sz) = crate::symbols::lookup(touch as *const () as u32).map(|s| (s.addr, s.size))?;
+    st().end = (a, a + sz);
+    traps::register_handler(1, Some(debug_trap));
+    crate::oops::set_silent(true);
+    let r = if sc.stale() {
+        let out = run_once(&sc, Variant::Thread, usize::MAX, false, false);
+        Some((st().k, out))
+    } else {
+        None
+    };
+    finish();
+    r
+}
+
+/// Instructions from an exception's entry stub to its `iret` for `int3`
+/// with a handler that does nothing: the bare round trip.
+pub fn measure_bare_exception() -> usize {
+    fn nothing(_: &mut TrapFrame) {}
+    let old = traps::register_handler(3, Some(nothing));
+    traps::register_handler(1, Some(debug_trap));
+    let (a, sz) =
+        crate::symbols::lookup(int3_once as *const () as u32).map_or((0, 0), |s| (s.addr, s.size));
+    let s = st();
+    s.end = (a, a + sz);
+    s.k = 0;
+    s.target = usize::MAX;
+    s.stepping = false;
+    s.recording = false;
+    s.hang = false;
+    s.base_depth = irq::depth();
+    s.active = true;
+    s.bad_before = fault::bad_areas();
+    cpu::set_exec_breakpoint(stub_address(3));
+    int3_once();
+    disarm();
+    traps::register_handler(1, None);
+    traps::register_handler(3, old);
+    st().k
+}
+
+#[inline(never)]
+fn int3_once() {
+    // SAFETY: a breakpoint trap into the do-nothing handler above.
+    unsafe { core::arch::asm!("int3") }
+}
+
 fn finish() {
     crate::oops::set_silent(false);
     irq::free_irq(NESTED_VECTOR);

@@ -187,8 +187,12 @@ pub fn kernel_thread(
         let t = Arc::as_ptr(&task) as *mut Task;
         (*t)._stack = Some(stack);
     }
+    // Every lock the scheduler takes is taken with interrupts off: a timer
+    // preemption inside it would otherwise spin on it forever.
+    let f = cpu::local_irq_save();
     TASKS.lock().push(task.clone());
     RUNQUEUE.lock().push_back(task.clone());
+    cpu::restore_flags(f);
     task
 }
 
@@ -198,6 +202,10 @@ extern "C" fn kernel_thread_start(task: *const Task) -> ! {
     // Arc in TASKS keeps the task alive.
     let t = unsafe { &*task };
     finish_switch();
+    // A new thread starts with interrupts on, whatever context switched
+    // to it (a timer preemption switches with them off): like Linux's
+    // kernel_thread, whose initial EFLAGS has IF set.
+    cpu::sti();
     if let Some((f, arg)) = t.entry {
         f(arg);
     }
@@ -225,8 +233,10 @@ pub fn schedule() {
     let prev = unsafe { &*prev_ptr };
     let next = {
         let mut rq = RUNQUEUE.lock();
-        // swapper (pid 0) is never queued: it is the fallback below.
-        if prev.state() == State::Runnable && prev.pid != 0 {
+        // Round robin over every runnable task, swapper included: it is
+        // also the context that drives the tests, and a timer preemption
+        // must not starve it.
+        if prev.state() == State::Runnable {
             if let Some(me) = TASKS.lock().iter().find(|t| Arc::as_ptr(t) == prev_ptr) {
                 rq.push_back(me.clone());
             }
@@ -242,9 +252,9 @@ pub fn schedule() {
     let next = match next {
         Some(n) => n,
         None => {
-            // Nothing else runnable: go back to swapper (task 0), unless
-            // that is us.
-            if prev.pid == 0 {
+            // Nothing else runnable: keep running, or, if we are done,
+            // go back to swapper (task 0).
+            if prev.state() == State::Runnable {
                 cpu::restore_flags(flags);
                 return;
             }
@@ -458,5 +468,8 @@ fn requeue_runnable(running: *const Task) {
 }
 
 pub fn nr_tasks() -> usize {
-    TASKS.lock().len()
+    let f = cpu::local_irq_save();
+    let n = TASKS.lock().len();
+    cpu::restore_flags(f);
+    n
 }

@@ -44,6 +44,7 @@ NEEDED = {
     "grub-file": "grub-common",
     "xorriso": "xorriso",
     "mformat": "mtools",
+    "gdb": "gdb",
 }
 
 
@@ -355,7 +356,8 @@ def cmd_test(args):
                 # more page tables, the frame bitmap further filled.
                 jobs.append((name, mode, path, f"paging={mode} test=frames.*,paging.*", 512))
     if not args.filter:
-        checks = host_checks(main_kernel)
+        import gdb_check  # gdb in batch mode against QEMU, both paging modes
+        checks = host_checks(main_kernel) + gdb_check.checks(main_kernel)
     else:
         checks = []
 
@@ -421,27 +423,72 @@ def gdb_port():
 
 
 def cmd_gdb(args):
-    """QEMU halted at the first instruction with its gdb stub, and gdb
-    attached with the kernel's symbols."""
+    """QEMU halted with its gdb stub on a per-user port, and gdb attached
+    with the kernel's symbols, the repository's sources and the helpers of
+    tests/host/gdb/vmfault-gdb.py, run up to a breakpoint in vmalloc_fault
+    (PAE: in the demo thread; --stop start|reset for early boot).  QEMU is
+    stopped whenever gdb exits, however it exits."""
+    import signal
+    import gdb_check
     ensure_tools()
+    if shutil.which("gdb") is None:
+        sys.exit("runner: gdb is missing; install it with: sudo apt-get install gdb")
     bins, _ = build_kernels()
     kernel = next(p for n, p, _ in bins if n == "vmfault")
     entries = [(f"vmfault ({m})", f"paging={m} {args.cmdline}".strip()) for m in MODES]
     iso = make_iso(kernel, os.path.join(TARGET, "gdb.iso"), grub_cfg(None, entries, 0, MODES.index(args.paging)))
     port = gdb_port()
+    if gdb_check.tcp_listening(port):
+        sys.exit(f"runner: port {port} is already in use (another `make gdb`?); pick one with GDB_PORT=")
     log = os.path.join(TARGET, "gdb-serial.log")
-    q = subprocess.Popen(qemu_cmd(iso, f"file:{log}", ["-S", "-gdb", f"tcp:127.0.0.1:{port}"]),
-                         stdin=subprocess.DEVNULL)
-    print(f"runner: QEMU halted, gdb stub on 127.0.0.1:{port}; serial output in {log}", flush=True)
-    gdb = ["gdb", "-q", kernel, "-ex", f"target remote 127.0.0.1:{port}"]
-    for script in args.batch or []:
-        gdb += ["-batch", "-x", script]
+    init = os.path.join(TARGET, "gdb-init.gdb")
+    with open(init, "w") as f:
+        f.write(gdb_check.init_script(ROOT, port, args.paging, args.stop))
+    if os.path.exists(log):
+        os.remove(log)
+    cmd = ["gdb", "-q", "-x", init, kernel]
+    if args.batch:
+        for script in args.batch:
+            if not os.path.isfile(script):
+                sys.exit(f"runner: no gdb script {script}")
+        scripts = [a for s in args.batch for a in ("-x", os.path.abspath(s))]
+        cmd = ["gdb", "-q", "-nx", "-batch", "-x", init] + scripts + [kernel]
+    timeout = args.timeout if args.timeout is not None else (300 if args.batch else None)
+
+    def hang_up(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    q = g = None
     try:
-        return subprocess.call(gdb)
+        signal.signal(signal.SIGTERM, hang_up)
+        signal.signal(signal.SIGHUP, hang_up)
+        q = gdb_check.start_qemu(qemu_cmd(iso, f"file:{log}", ["-S", "-gdb", f"tcp:127.0.0.1:{port}"]),
+                                 os.path.join(TARGET, "gdb-qemu.log"))
+        if not gdb_check.wait_for_stub(q, lambda: gdb_check.tcp_listening(port)):
+            err = gdb_check.read_text(os.path.join(TARGET, "gdb-qemu.log")).strip()
+            sys.exit(f"runner: QEMU's gdb stub did not come up on port {port}: {err}")
+        rel = os.path.relpath(log)
+        print(f"runner: QEMU halted (paging={args.paging}), gdb stub on 127.0.0.1:{port} (GDB_PORT overrides)",
+              flush=True)
+        print(f"runner: serial console in {rel} (follow it with: tail -f {rel})", flush=True)
+        print(f"runner: gdb: {os.path.relpath(init)} loads the helpers (vm-help) and stops at "
+              + {"vmalloc_fault": "vmalloc_fault (PAE: in the demo thread)", "start": "_start (hbreak *0x100018)",
+                 "reset": "the reset vector"}[args.stop] + "; QEMU stops when gdb exits", flush=True)
+        g = subprocess.Popen(cmd, cwd=ROOT)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is gdb's: it interrupts the kernel
+        try:
+            return g.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            print(f"runner: gdb still running after {timeout} s; stopping it", flush=True)
+            return 1
     finally:
-        if q.poll() is None:
-            q.kill()
-            q.wait()
+        if g is not None and g.poll() is None:
+            g.kill()
+            g.wait()
+        gdb_check.stop_qemu(q)
+        for s, h in saved.items():
+            signal.signal(s, h)
 
 
 def cmd_cargo(args):
@@ -479,7 +526,11 @@ def main():
     g = sub.add_parser("gdb")
     g.add_argument("--paging", choices=MODES, default="2level")
     g.add_argument("--cmdline", default="")
-    g.add_argument("--batch", action="append", help="run this gdb script in batch mode")
+    g.add_argument("--batch", action="append", help="run this gdb script in batch mode (after the stop)")
+    g.add_argument("--stop", choices=("vmalloc_fault", "start", "reset"),
+                   default=os.environ.get("GDB_STOP") or "vmalloc_fault",
+                   help="where gdb stops first (GDB_STOP): vmalloc_fault, _start (early boot), the reset vector")
+    g.add_argument("--timeout", type=int, help="stop gdb and QEMU after this many seconds (batch: 300)")
     c = sub.add_parser("cargo")
     c.add_argument("kernel")
     c.add_argument("rest", nargs=argparse.REMAINDER)

@@ -1,0 +1,166 @@
+//! `experiment=bench`: the in-kernel half of `make bench`.  Prints
+//! `BENCH|...` lines; tests/host/bench.py adds the host-side figures and
+//! draws the pictures.  Under TCG, time is not hardware time: the fault
+//! path is reported in instructions (single-step counts), everything else
+//! as ratios of TSC readings taken in the same run.
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+
+use crate::arch::x86::cpu;
+use crate::cmdline::VmallocFaultVersion as V;
+use crate::mm::addr::PAGE_SIZE;
+use crate::mm::mm_struct::mm_alloc;
+use crate::mm::vm_area::{AreaAllocator, VmFlags};
+use crate::mm::vmlist24::Vmlist24;
+use crate::mm::{fault, frame, vmalloc};
+use crate::println;
+use crate::race::explorer;
+
+fn median(v: &mut [u64]) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+/// 1. Instructions from the #PF entry to `iret`.
+fn fault_path() {
+    let bare = explorer::measure_bare_exception();
+    println!("BENCH|fault|bare_exception|instructions={}", bare);
+    let booted = fault::version();
+    for v in [V::Legacy, V::Cli, V::Sync, V::Eager] {
+        fault::init(v);
+        match explorer::measure_fault_path() {
+            Some((n, out)) => println!(
+                "BENCH|fault|{}|instructions={}|outcome={:?}|ratio_to_bare={:.2}",
+                v.name(),
+                n,
+                out,
+                n as f64 / bare.max(1) as f64
+            ),
+            None => println!("BENCH|fault|{}|instructions=0|outcome=no-fault", v.name()),
+        }
+    }
+    fault::init(booted);
+    // A first touch of a mapped page: one instruction, no exception.
+    let p = vmalloc::vmalloc(PAGE_SIZE).unwrap().as_ptr() as u32;
+    let t0 = cpu::rdtsc();
+    // SAFETY: just allocated.
+    unsafe { core::ptr::write_volatile(p as *mut u32, 1) };
+    let t1 = cpu::rdtsc();
+    println!(
+        "BENCH|fault|mapped_first_touch|instructions=1|tsc={}",
+        t1 - t0
+    );
+    let _ = vmalloc::vfree(p as *const u8);
+}
+
+/// 2. vmalloc + touch + vfree of one page with n live areas, for the
+/// B-tree allocator and for 2.4's linear first-fit vmlist, same run.
+fn scaling() {
+    const OPS: usize = 200;
+    let base = vmalloc::reserve_range(200 << 20).expect("range for the scaling bench");
+    let (start, end) = (base, base + (200 << 20));
+    for n in [16usize, 256, 4096, 16384] {
+        let mut ours = AreaAllocator::new(start, end);
+        let mut old = Vmlist24::new(start, end);
+        let here = core::panic::Location::caller();
+        // n - 1 live areas of one page (plus guard), like many small vmallocs.
+        for _ in 0..n - 1 {
+            ours.get_vm_area(PAGE_SIZE as u32, VmFlags::ALLOC, here)
+                .expect("area");
+            old.get_vm_area(PAGE_SIZE as u32).expect("area");
+        }
+        let f = frame::alloc_frame().expect("frame");
+        let mut t_ours = Vec::new();
+        let mut t_old = Vec::new();
+        for _ in 0..OPS {
+            let t0 = cpu::rdtsc();
+            let a = ours
+                .get_vm_area(PAGE_SIZE as u32, VmFlags::ALLOC, here)
+                .unwrap()
+                .addr;
+            one_page(a, f);
+            ours.remove_vm_area(a);
+            let t1 = cpu::rdtsc();
+            let a = old.get_vm_area(PAGE_SIZE as u32).unwrap();
+            one_page(a, f);
+            old.remove(a);
+            let t2 = cpu::rdtsc();
+            t_ours.push(t1 - t0);
+            t_old.push(t2 - t1);
+        }
+        frame::free_frame(f);
+        println!(
+            "BENCH|scaling|n={}|btree_tsc={}|vmlist24_tsc={}",
+            n,
+            median(&mut t_ours),
+            median(&mut t_old)
+        );
+    }
+    vmalloc::release_range(base);
+}
+
+fn one_page(va: u32, f: u32) {
+    vmalloc::map_kernel_page_at(va, f as u64).expect("map");
+    // SAFETY: mapped just above.
+    unsafe { core::ptr::write_volatile(va as *mut u32, va) };
+    vmalloc::unmap_kernel_page_at(va);
+}
+
+/// 3. N address spaces, M new kernel PGD slots: vmalloc plus a first
+/// touch of every slot from every address space, lazy (`sync`) versus
+/// eager.
+fn lazy_vs_eager() {
+    let booted = fault::version();
+    for n in [1usize, 8, 64, 256] {
+        let mms: Vec<_> = (0..n).map(|_| mm_alloc().expect("mm")).collect();
+        for m in [1usize, 16] {
+            for v in [V::Sync, V::Eager] {
+                fault::init(v);
+                let faults0 = fault::total_faults();
+                let syncs0 = vmalloc::eager_syncs();
+                let t0 = cpu::rdtsc();
+                let p = vmalloc::vmalloc(m * (4 << 20)).expect("vmalloc").as_ptr() as u32;
+                let f = cpu::local_irq_save();
+                for mm in &mms {
+                    // SAFETY: every mm maps the kernel.
+                    unsafe { cpu::write_cr3(mm.pgd) };
+                    for s in 0..m as u32 {
+                        // SAFETY: vmalloc'd above.
+                        unsafe { core::ptr::read_volatile((p + s * (4 << 20)) as *const u32) };
+                    }
+                }
+                // SAFETY: back to init_mm.
+                unsafe { cpu::write_cr3(crate::mm::init::swapper_pg_dir()) };
+                cpu::restore_flags(f);
+                let t1 = cpu::rdtsc();
+                println!(
+                    "BENCH|lazy_eager|mms={}|slots={}|version={}|tsc={}|faults={}|eager_syncs={}",
+                    n,
+                    m,
+                    v.name(),
+                    t1 - t0,
+                    fault::total_faults() - faults0,
+                    vmalloc::eager_syncs() - syncs0
+                );
+                let _ = vmalloc::vfree(p as *const u8);
+                vmalloc::drop_kernel_tables(p, (m * (4 << 20)) as u32);
+            }
+        }
+    }
+    fault::init(booted);
+}
+
+pub fn run_all() {
+    println!("BENCH|begin|paging={}", crate::mm::pgtable::mode().name());
+    fault_path();
+    scaling();
+    lazy_vs_eager();
+    println!("BENCH|explorer-start");
+    if let Some(r) = explorer::explore(explorer::Variant::Thread, false, 1) {
+        println!("BENCH|explorer|runs={}|stepped={}", r.runs, r.stepped);
+    }
+    println!("BENCH|explorer-end");
+    println!("BENCH|end");
+}

@@ -1,0 +1,714 @@
+# gdb helpers for vmfault, in the spirit of Linux's scripts/gdb.
+#
+#   (gdb) source tests/host/gdb/vmfault-gdb.py      (`make gdb` does this)
+#   (gdb) vm-help
+#
+# Page tables are read through the direct map: physical P is at virtual
+# 0xC0000000 + P in every address space (all RAM is mapped there), so the
+# helpers work from any task and any CR3.  If that read fails (before
+# paging, or a frame outside the direct map) they fall back to QEMU's
+# `monitor xp`, which reads physical memory.  The paging mode is what the
+# CPU uses now: CR4.PAE picks two-level (32-bit entries) or PAE (64-bit
+# PDPTE/PMD/PTE).  Control registers come from QEMU's gdb stub (cr0, cr2,
+# cr3, cr4 are in its i386 register set), or from `monitor info registers`.
+
+import re
+import struct
+
+import gdb
+
+PAGE_OFFSET = 0xC0000000
+PAGE_SIZE = 0x1000
+VMALLOC_END = 0xFF000000
+CR0_PG = 1 << 31
+CR4_PSE = 1 << 4
+CR4_PAE = 1 << 5
+VERSIONS = ("legacy", "cli", "sync", "eager")
+BAD_AREA = (
+    "none",
+    "init_mm's pgd entry is not present",
+    "pmd already present in this mm",
+    "init_mm's pmd entry is not present",
+    "pgd present here or absent in init_mm (seed patch check)",
+    "init_mm's pte is not present (guard page or freed memory)",
+    "kernel fault outside the vmalloc lazy-sync path",
+)
+
+# Statics, as (Rust path with debug info, plain ELF name).  The plain names
+# are #[no_mangle] in the kernel so a moved module does not break them.
+SYM_SWAPPER = ("vmfault::mm::init::SWAPPER_PG_DIR", "SWAPPER_PG_DIR")
+SYM_VMALLOC_START = ("vmfault::mm::vmalloc::VMALLOC_START", "VMALLOC_START")
+SYM_FAULTS = ("vmfault::mm::fault::FAULTS", "FAULTS")
+SYM_BAD_AREAS = ("vmfault::mm::fault::BAD_AREAS", "BAD_AREAS")
+SYM_BY_SLOT = ("vmfault::mm::fault::BY_SLOT", "BY_SLOT")
+SYM_BY_PGD = ("vmfault::mm::fault::BY_PGD", "BY_PGD")
+SYM_VERSION = ("vmfault::mm::fault::VERSION",)
+SYM_LAST_BAD = ("vmfault::mm::fault::LAST_BAD_AREA",)
+SYM_EAGER = ("vmfault::mm::vmalloc::EAGER_SYNCS",)
+SYM_CURRENT = ("vmfault::sched::CURRENT_TASK", "CURRENT_TASK")
+
+
+class VmError(gdb.GdbError):
+    pass
+
+
+# ---------------------------------------------------------------- target access
+
+def inferior():
+    return gdb.selected_inferior()
+
+
+def read_virt(va, size):
+    return bytes(inferior().read_memory(va, size))
+
+
+def _monitor(cmd):
+    return gdb.execute("monitor " + cmd, to_string=True)
+
+
+def read_phys(pa, size):
+    """`size` bytes at physical `pa`: through the direct map, else QEMU."""
+    if not paging_on():
+        return read_virt(pa, size)
+    if pa + size <= 0x40000000:
+        try:
+            return read_virt(PAGE_OFFSET + pa, size)
+        except gdb.MemoryError:
+            pass
+    words = (size + 3) // 4
+    out = _monitor("xp /%dwx 0x%x" % (words, pa))
+    vals = []
+    for line in out.splitlines():
+        if ":" in line:
+            vals += [int(x, 16) for x in re.findall(r"0x([0-9a-fA-F]+)", line.split(":", 1)[1])]
+    if len(vals) < words:
+        raise VmError("cannot read physical 0x%x (%d bytes)" % (pa, size))
+    return struct.pack("<%dI" % words, *vals[:words])[:size]
+
+
+def reg(name):
+    """A control or general register as an unsigned 32-bit value."""
+    try:
+        return int(gdb.selected_frame().read_register(name)) & 0xFFFFFFFF
+    except (gdb.error, ValueError):
+        pass
+    out = _monitor("info registers")
+    m = re.search(r"\b%s=([0-9a-fA-F]+)" % name.upper(), out)
+    if not m:
+        raise VmError("cannot read %s (not in the gdb stub's registers, not in `monitor info registers`)" % name)
+    return int(m.group(1), 16) & 0xFFFFFFFF
+
+
+def paging_on():
+    return bool(reg("cr0") & CR0_PG)
+
+
+def is_pae():
+    return bool(reg("cr4") & CR4_PAE)
+
+
+def cr3_dir():
+    return reg("cr3") & ~0x1F
+
+
+_sym_cache = {}
+
+
+def _clear_cache(_event=None):
+    _sym_cache.clear()
+
+
+gdb.events.new_objfile.connect(_clear_cache)
+
+
+def sym(names):
+    """(address, typed gdb.Value or None) of a static, by any of `names`."""
+    key = tuple(names)
+    if key in _sym_cache:
+        return _sym_cache[key]
+    for n in names:
+        for look in (gdb.lookup_global_symbol, gdb.lookup_static_symbol):
+            try:
+                s = look(n)
+            except gdb.error:
+                s = None
+            if s is not None and s.is_variable:
+                v = s.value()
+                _sym_cache[key] = (int(v.address) & 0xFFFFFFFF, v)
+                return _sym_cache[key]
+    for n in names:
+        if "::" in n:
+            continue
+        try:
+            out = gdb.execute("info address %s" % n, to_string=True)
+        except gdb.error:
+            continue
+        m = re.search(r"\bat (?:address )?(0x[0-9a-fA-F]+)", out)
+        if m:
+            _sym_cache[key] = (int(m.group(1), 16), None)
+            return _sym_cache[key]
+    raise VmError("symbol %s not found (is the kernel's ELF loaded?)" % " / ".join(names))
+
+
+def read_u(addr, size=4):
+    return int.from_bytes(read_virt(addr, size), "little")
+
+
+def static_u(names, size=4):
+    return read_u(sym(names)[0], size)
+
+
+def swapper_pg_dir():
+    v = static_u(SYM_SWAPPER)
+    if v == 0:
+        raise VmError("SWAPPER_PG_DIR is 0: paging_init has not run yet")
+    return v
+
+
+# ---------------------------------------------------------------- entries
+
+def flags_str(e):
+    """The kernel's own flag string (src/mm/dump.rs flags_str)."""
+    names = [(0, "P"), (1, "RW"), (2, "U"), (5, "A"), (6, "D"), (7, "PS"), (8, "G"), (63, "NX")]
+    s = " ".join(n for b, n in names if e >> b & 1)
+    return s or "-"
+
+
+def flags_full(e, level, pae):
+    """Architectural decode: bit 7 is PS in a directory entry, PAT in a PTE;
+    a PDPTE has only P, PWT, PCD."""
+    if level == "pdpte":
+        bits = [(0, "P"), (3, "PWT"), (4, "PCD")]
+    else:
+        bits = [(0, "P"), (1, "RW"), (2, "U"), (3, "PWT"), (4, "PCD"), (5, "A"), (6, "D"),
+                (7, "PAT" if level == "pte" else "PS"), (8, "G")]
+        if pae:
+            bits.append((63, "NX"))
+    s = " ".join(n for b, n in bits if e >> b & 1)
+    return s or "-"
+
+
+def ent(e, pae):
+    return ("%016x" if pae else "%08x") % e
+
+
+def addr_mask(pae):
+    return 0x000FFFFFFFFFF000 if pae else 0xFFFFF000
+
+
+def walk(va, dir_phys, pae=None):
+    """Walk the tables for `va` from the directory at `dir_phys`.
+    Returns (levels, phys): levels is a list of (name, index, entry address,
+    entry), phys the physical address of `va` or None."""
+    if pae is None:
+        pae = is_pae()
+    levels = []
+    mask = addr_mask(pae)
+    if pae:
+        i = (va >> 30) & 3
+        a = dir_phys + i * 8
+        e = int.from_bytes(read_phys(a, 8), "little")
+        levels.append(("pdpte", i, a, e))
+        if not e & 1:
+            return levels, None
+        j = (va >> 21) & 511
+        a = (e & mask) + j * 8
+        e = int.from_bytes(read_phys(a, 8), "little")
+        levels.append(("pmd", j, a, e))
+        if not e & 1:
+            return levels, None
+        if e & 0x80:
+            return levels, ((e & mask) & ~0x1FFFFF) | (va & 0x1FFFFF)
+        k = (va >> 12) & 511
+        a = (e & mask) + k * 8
+        e = int.from_bytes(read_phys(a, 8), "little")
+        levels.append(("pte", k, a, e))
+    else:
+        i = va >> 22
+        a = dir_phys + i * 4
+        e = int.from_bytes(read_phys(a, 4), "little")
+        levels.append(("pgd", i, a, e))
+        if not e & 1:
+            return levels, None
+        if e & 0x80 and reg("cr4") & CR4_PSE:
+            return levels, (e & 0xFFC00000) | (va & 0x3FFFFF)
+        k = (va >> 12) & 1023
+        a = (e & mask) + k * 4
+        e = int.from_bytes(read_phys(a, 4), "little")
+        levels.append(("pte", k, a, e))
+    if not e & 1:
+        return levels, None
+    return levels, (e & mask) | (va & 0xFFF)
+
+
+def dump_line(label, dir_phys, levels, phys, pae):
+    """The line src/mm/dump.rs print_walk writes for the same walk."""
+    parts = ["%s %s [%s]" % (n, ent(e, pae), flags_str(e)) for n, _, _, e in levels]
+    tail = "-> phys 0x%x" % phys if phys is not None else "-> not mapped"
+    return "  %-8s dir 0x%08x: %s  %s" % (label, dir_phys, "  ".join(parts), tail)
+
+
+# ---------------------------------------------------------------- arguments
+
+def parse_addr(expr):
+    expr = expr.strip()
+    if re.fullmatch(r"0[xX][0-9a-fA-F]+|\d+", expr):
+        return int(expr, 0) & 0xFFFFFFFF
+    try:
+        return int(gdb.parse_and_eval(expr)) & 0xFFFFFFFF
+    except gdb.error as e:
+        raise VmError("cannot evaluate '%s': %s" % (expr, e))
+
+
+def parse_dir(expr):
+    if expr in ("swapper", "swapper_pg_dir", "init_mm"):
+        return swapper_pg_dir()
+    return parse_addr(expr) & ~0x1F
+
+
+def dir_label(d):
+    try:
+        if d == swapper_pg_dir():
+            return "init_mm"
+    except VmError:
+        pass
+    if d == cr3_dir():
+        return "current"
+    return "dir"
+
+
+# ---------------------------------------------------------------- tasks
+
+def _find_pointer_type(ty, depth=0):
+    """The `*mut ArcInner<...>` inside an Option<Arc<...>> type."""
+    ty = ty.strip_typedefs()
+    if ty.code == gdb.TYPE_CODE_PTR:
+        return ty
+    if depth > 8 or ty.code not in (gdb.TYPE_CODE_STRUCT, gdb.TYPE_CODE_UNION):
+        return None
+    for f in ty.fields():
+        if f.artificial or f.type is None:
+            continue
+        t = _find_pointer_type(f.type, depth + 1)
+        if t is not None:
+            return t
+    return None
+
+
+def _arc_mm(field):
+    """(id, pgd) of the MmStruct an Option<Arc<MmStruct>> field holds, or None."""
+    raw = read_u(int(field.address))
+    if raw == 0:
+        return None
+    pty = _find_pointer_type(field.type)
+    if pty is None:
+        raise VmError("cannot find the Arc pointer type in %s" % field.type)
+    mm = gdb.Value(raw).cast(pty).dereference()["data"]
+    return int(mm["id"]), int(mm["pgd"]) & 0xFFFFFFFF
+
+
+def current_task():
+    addr, val = sym(SYM_CURRENT)
+    if val is None:
+        raise VmError("CURRENT_TASK has no debug info")
+    if int(val) == 0:
+        raise VmError("CURRENT_TASK is NULL: the scheduler is not initialised yet")
+    t = val.dereference()
+    name = t["name"]
+    n = int(name["length"])
+    s = read_virt(int(name["data_ptr"]), min(n, 64)).decode("utf-8", "replace")
+    return {"ptr": int(val) & 0xFFFFFFFF, "pid": int(t["pid"]), "name": s,
+            "mm": _arc_mm(t["mm"]), "active_mm": _arc_mm(t["active_mm"])}
+
+
+# ---------------------------------------------------------------- commands
+
+class VmCommand(gdb.Command):
+    def __init__(self, name):
+        super().__init__(name, gdb.COMMAND_USER)
+
+    def invoke(self, arg, from_tty):
+        try:
+            self.run(gdb.string_to_argv(arg))
+        except VmError:
+            raise
+        except gdb.MemoryError as e:
+            raise VmError("%s: %s" % (self._name, e))
+
+    def run(self, argv):
+        raise NotImplementedError
+
+
+class VmWalk(VmCommand):
+    """Walk the page tables for ADDR: vm-walk ADDR [DIR]
+
+DIR is the physical address of a page directory (PAE: a PDPT), `init_mm`
+(swapper_pg_dir), or an expression; default: CR3.  The mode (two-level or
+PAE) is the CPU's own, from CR4.PAE.  Each level's entry is printed with
+its index, physical address and decoded flags; the last line has exactly
+the shape of the kernel's `translation of` dump (src/mm/dump.rs), so it can
+be compared with the serial log.  ADDR and DIR may be expressions
+(`address`, `$cr2`, `$vm_static` after `vm-static vmfault::demo::ADDR`)."""
+
+    _name = "vm-walk"
+
+    def __init__(self):
+        super().__init__("vm-walk")
+
+    def run(self, argv):
+        if not argv or len(argv) > 2:
+            raise VmError("usage: vm-walk ADDR [DIR|init_mm]")
+        if not paging_on():
+            raise VmError("paging is off (CR0.PG=0): virtual = physical")
+        va = parse_addr(argv[0])
+        pae = is_pae()
+        d = parse_dir(argv[1]) if len(argv) > 1 else cr3_dir()
+        src = "given" if len(argv) > 1 else "CR3"
+        levels, phys = walk(va, d, pae)
+        print("vm-walk 0x%08x: %s (CR4.PAE=%d), dir 0x%08x (%s)" % (
+            va, "PAE" if pae else "two-level", int(pae), d, src))
+        for name, idx, a, e in levels:
+            where = ""
+            if e & 1:
+                if name == "pte" or e & 0x80 and name != "pdpte":
+                    where = "  page 0x%x" % (e & addr_mask(pae))
+                else:
+                    where = "  -> table 0x%x" % (e & addr_mask(pae))
+            print("  %-5s [%3d] at phys 0x%08x: %s [%s]%s%s" % (
+                name, idx, a, ent(e, pae), flags_full(e, name, pae),
+                "" if e & 1 else "  not present", where))
+        print(dump_line(dir_label(d), d, levels, phys, pae))
+
+
+class VmSync(VmCommand):
+    """Compare the kernel entries for ADDR with swapper_pg_dir: vm-sync ADDR
+
+Shows the PGD entry (PAE: the PDPTE and the PMD entry) covering ADDR in the
+current directory (CR3) next to swapper_pg_dir's (init_mm), then a verdict:
+`in sync`, `missing` (absent here, present in init_mm: a vmalloc fault
+copies it), `differs`, or `absent in swapper_pg_dir` (nothing to copy: a
+fault there is a real oops).  In two-level mode the pmd is folded into the
+pgd, so the PGD entry is the one `set_pgd`/`set_pmd` write."""
+
+    _name = "vm-sync"
+
+    def __init__(self):
+        super().__init__("vm-sync")
+
+    def run(self, argv):
+        if len(argv) != 1:
+            raise VmError("usage: vm-sync ADDR")
+        va = parse_addr(argv[0])
+        pae = is_pae()
+        cur, ref = cr3_dir(), swapper_pg_dir()
+        if pae:
+            lo = va & ~0x1FFFFF
+            print("vm-sync 0x%08x: PAE, pdpte %d, pmd %d (covers 0x%08x-0x%08x)" % (
+                va, va >> 30, (va >> 21) & 511, lo, lo + 0x1FFFFF))
+        else:
+            lo = va & ~0x3FFFFF
+            print("vm-sync 0x%08x: two-level, pgd %d (covers 0x%08x-0x%08x; the pmd is folded into it)" % (
+                va, va >> 22, lo, lo + 0x3FFFFF))
+        rows = []
+        for label, d in (("current", cur), ("init_mm", ref)):
+            levels, _ = walk(va, d, pae)
+            levels = [lv for lv in levels if lv[0] != "pte"]
+            rows.append(levels)
+            print("  %-8s dir 0x%08x: %s" % (label, d, "  ".join(
+                "%s %s [%s]" % (n, ent(e, pae), flags_str(e)) for n, _, _, e in levels)))
+        here = [e for _, _, _, e in rows[0]]
+        there = [e for _, _, _, e in rows[1]]
+        if va < PAGE_OFFSET:
+            print("  note: a user address; vmalloc_fault only handles kernel addresses")
+        else:
+            try:
+                vs = static_u(SYM_VMALLOC_START)
+                if not vs <= va < VMALLOC_END:
+                    print("  note: outside the vmalloc area 0x%08x-0x%08x" % (vs, VMALLOC_END))
+            except VmError:
+                pass
+        if not there or not there[-1] & 1:
+            print("  verdict: absent in swapper_pg_dir: nothing to copy; a fault here is an oops (no_context)")
+        elif here == there:
+            shared = " (the kernel PMD page is shared by every mm)" if pae else ""
+            print("  verdict: in sync: same entries as swapper_pg_dir%s; no vmalloc fault needed" % shared)
+        elif not here[-1] & 1:
+            print("  verdict: missing here, present in swapper_pg_dir: a vmalloc fault copies it (%s)" % (
+                "set_pmd" if pae else "set_pgd/set_pmd, the same folded slot"))
+            if not pae:
+                print("  (vmalloc_fault=sync and legacy copy it; cli oopses: pgd_present() is 1 in two-level mode)")
+        else:
+            print("  verdict: differs from swapper_pg_dir (a stale entry: vmalloc_fault=sync would overwrite it)")
+
+
+def _mapped_runs(ref, start, end, pae):
+    """Runs [a, b) of pages mapped in the directory `ref` between start and
+    end, read a table page at a time."""
+    runs = []
+    cur = None
+    mask = addr_mask(pae)
+
+    def page(va, present):
+        nonlocal cur
+        if present:
+            if cur is None:
+                cur = [va, va + PAGE_SIZE]
+            else:
+                cur[1] = va + PAGE_SIZE
+        elif cur is not None:
+            runs.append(tuple(cur))
+            cur = None
+
+    def ptes(table, base, n, esize):
+        raw = read_phys(table, n * esize)
+        fmt = "<%d%s" % (n, "Q" if esize == 8 else "I")
+        for i, e in enumerate(struct.unpack(fmt, raw)):
+            va = base + i * PAGE_SIZE
+            if start <= va < end:
+                page(va, e & 1)
+
+    if pae:
+        span = 1 << 21
+        pdpt = struct.unpack("<4Q", read_phys(ref, 32))
+        va = start & ~(span - 1)
+        pmds = {}
+        while va < end:
+            pd = pdpt[va >> 30]
+            if not pd & 1:
+                page(va, False)
+            else:
+                base = pd & mask
+                if base not in pmds:
+                    pmds[base] = struct.unpack("<512Q", read_phys(base, 4096))
+                e = pmds[base][(va >> 21) & 511]
+                if not e & 1:
+                    page(max(va, start), False)
+                elif e & 0x80:
+                    for p in range(max(va, start), min(va + span, end), PAGE_SIZE):
+                        page(p, True)
+                else:
+                    ptes(e & mask, va, 512, 8)
+            va += span
+    else:
+        span = 1 << 22
+        pgd = struct.unpack("<1024I", read_phys(ref, 4096))
+        va = start & ~(span - 1)
+        while va < end:
+            e = pgd[va >> 22]
+            if not e & 1:
+                page(max(va, start), False)
+            elif e & 0x80:
+                for p in range(max(va, start), min(va + span, end), PAGE_SIZE):
+                    page(p, True)
+            else:
+                ptes(e & mask, va, 1024, 4)
+            va += span
+    if cur is not None:
+        runs.append(tuple(cur))
+    return runs
+
+
+class VmAreas(VmCommand):
+    """List the live vmalloc areas: vm-areas
+
+Derived from swapper_pg_dir, not from the kernel's area tree (a Rust
+BTreeMap behind a spin Mutex, impractical to walk from gdb): each run of
+mapped pages in [VMALLOC_START, 0xFF000000) is one area, and the unmapped
+guard page after it is counted in its size, as vmallocinfo does.  So the
+lines read like the kernel's `vmallocinfo` lines (without the caller).
+An area being populated or torn down right now may show partially."""
+
+    _name = "vm-areas"
+
+    def __init__(self):
+        super().__init__("vm-areas")
+
+    def run(self, argv):
+        pae = is_pae()
+        ref = swapper_pg_dir()
+        start = static_u(SYM_VMALLOC_START)
+        if start == 0:
+            raise VmError("VMALLOC_START is 0: vmalloc is not initialised yet")
+        runs = _mapped_runs(ref, start, VMALLOC_END, pae)
+        print("vm-areas: %d areas in 0x%08x-0x%08x (from swapper_pg_dir's mapped runs + guard page)" % (
+            len(runs), start, VMALLOC_END))
+        for a, b in runs:
+            levels, _ = walk(a, ref, pae)
+            e = levels[-1][3]
+            size = b - a + PAGE_SIZE
+            print("0x%08x-0x%08x %8d pages=%d [%s]" % (a, a + size, size, (b - a) // PAGE_SIZE, flags_str(e)))
+
+
+class VmFaults(VmCommand):
+    """Show the vmalloc fault counters of src/mm/fault.rs: vm-faults
+
+Prints what the kernel's show_stats prints (lazy syncs, bad areas, eager
+syncs, faults per 4 MiB slot and per page directory), plus the version
+chosen by vmalloc_fault= and the reason of the last bad_area."""
+
+    _name = "vm-faults"
+
+    def __init__(self):
+        super().__init__("vm-faults")
+
+    def run(self, argv):
+        try:
+            ver = VERSIONS[static_u(SYM_VERSION, 1)]
+        except (VmError, IndexError):
+            ver = "?"
+        try:
+            eager = static_u(SYM_EAGER)
+        except VmError:
+            eager = "?"
+        print("vmalloc_fault=%s: %d lazy syncs, %d bad areas, %s eager syncs" % (
+            ver, static_u(SYM_FAULTS), static_u(SYM_BAD_AREAS), eager))
+        slots_addr, slots_val = sym(SYM_BY_SLOT)
+        n = int(slots_val.type.sizeof // 4) if slots_val is not None else 256
+        for i, c in enumerate(struct.unpack("<%dI" % n, read_virt(slots_addr, 4 * n))):
+            if c:
+                print("  slot 0x%08x: %d faults" % (PAGE_OFFSET + (i << 22), c))
+        # BY_PGD is either one counter per directory frame (index = pgd >> 12)
+        # or (pgd, count) pairs; the debug info says which.
+        pgd_addr, pgd_val = sym(SYM_BY_PGD)
+        elem = pgd_val.type.strip_typedefs().target() if pgd_val is not None else None
+        if elem is None or elem.sizeof == 4:
+            total = pgd_val.type.sizeof if pgd_val is not None else (896 << 20) >> 12 << 2
+            raw = read_virt(pgd_addr, total)
+            for i, c in enumerate(struct.unpack("<%dI" % (total // 4), raw)):
+                if c:
+                    print("  pgd 0x%08x: %d faults" % (i << 12, c))
+        else:
+            n, esz = pgd_val.type.sizeof // elem.sizeof, elem.sizeof
+            offs = [f.bitpos // 8 for f in elem.fields()]
+            raw = read_virt(pgd_addr, n * esz)
+            for i in range(n):
+                p = int.from_bytes(raw[i * esz + offs[0]:i * esz + offs[0] + 4], "little")
+                c = int.from_bytes(raw[i * esz + offs[1]:i * esz + offs[1] + 4], "little")
+                if p and c:
+                    print("  pgd 0x%08x: %d faults" % (p, c))
+        try:
+            last = static_u(SYM_LAST_BAD, 1)
+            print("  last bad_area: %s" % (BAD_AREA[last] if last < len(BAD_AREA) else last))
+        except VmError:
+            pass
+
+
+class VmMm(VmCommand):
+    """Show the current task and its address space: vm-mm
+
+current (pid, name), its own mm and its active_mm (mm id and pgd), CR3,
+and swapper_pg_dir.  CR3 differs from active_mm's pgd inside the
+switch_mm/switch_to window of schedule(), which is why 2.4.16's
+vmalloc_fault reads CR3 instead of tsk->active_mm."""
+
+    _name = "vm-mm"
+
+    def __init__(self):
+        super().__init__("vm-mm")
+
+    def run(self, argv):
+        cr3 = cr3_dir()
+        pae = is_pae()
+        print("paging: %s (CR0.PG=%d, CR4.PAE=%d), CR3 0x%08x, swapper_pg_dir 0x%08x" % (
+            "PAE" if pae else "two-level", int(paging_on()), int(pae), cr3, static_u(SYM_SWAPPER)))
+        t = current_task()
+        own = "mm %d (pgd 0x%08x)" % t["mm"] if t["mm"] else "none (kernel thread, borrows active_mm)"
+        print('current: pid %d "%s" (task 0x%08x), mm: %s' % (t["pid"], t["name"], t["ptr"], own))
+        am = t["active_mm"]
+        if am is None:
+            print("active_mm: none set (reads as init_mm)")
+            am = (0, static_u(SYM_SWAPPER))
+        else:
+            print("active_mm: mm %d, pgd 0x%08x%s" % (am[0], am[1], " (init_mm)" if am[0] == 0 else ""))
+        if am[1] == cr3:
+            print("CR3 0x%08x = active_mm's pgd" % cr3)
+        else:
+            print("CR3 0x%08x != active_mm's pgd 0x%08x (inside a switch_mm/switch_to window?)" % (cr3, am[1]))
+
+
+class VmEarlyBreak(VmCommand):
+    """Hardware breakpoint for code that runs before paging: vm-early-break [SYMBOL|ADDR]
+
+Default `_start` (the multiboot2 entry, physical 0x100018).  The .boot
+section (_start, paging_switch) is linked at its physical address, so the
+breakpoint goes there; an `hbreak` is used because the CPU runs with
+paging off or through the boot page directory at that point."""
+
+    _name = "vm-early-break"
+
+    def __init__(self):
+        super().__init__("vm-early-break")
+
+    def run(self, argv):
+        what = argv[0] if argv else "_start"
+        if re.fullmatch(r"0[xX][0-9a-fA-F]+|\d+", what):
+            a = int(what, 0)
+        else:
+            try:
+                out = gdb.execute("info address %s" % what, to_string=True)
+            except gdb.error as e:
+                raise VmError(str(e))
+            m = re.search(r"\bat (?:address )?(0x[0-9a-fA-F]+)", out)
+            if not m:
+                raise VmError("no address for %s: %s" % (what, out.strip()))
+            a = int(m.group(1), 16)
+        if a >= PAGE_OFFSET:
+            raise VmError("0x%08x is a higher-half address: that code runs with paging on; use `break %s`" % (a, what))
+        gdb.execute("hbreak *0x%x" % a)
+
+
+class VmHelp(VmCommand):
+    """List the vmfault helper commands: vm-help"""
+
+    _name = "vm-help"
+
+    def __init__(self):
+        super().__init__("vm-help")
+
+    def run(self, argv):
+        print("""vmfault gdb helpers (tests/host/gdb/vmfault-gdb.py); `help CMD` for details:
+  vm-walk ADDR [DIR|init_mm]  walk the page tables for ADDR (CR3 or DIR), PAE or two-level
+  vm-sync ADDR                this mm's PGD (PAE: PDPTE+PMD) entry for ADDR vs swapper_pg_dir's
+  vm-areas                    live vmalloc areas (from swapper_pg_dir's mapped runs)
+  vm-faults                   vmalloc fault counters (lazy syncs, bad areas, per slot/pgd)
+  vm-mm                       current task, its mm/active_mm pgd, CR3
+  vm-early-break [SYM|ADDR]   hbreak at a physical address (default _start, 0x100018)
+  $vm_swapper_pg_dir()        physical address of swapper_pg_dir
+  vm-static NAME [SIZE]       a static's value, into $vm_static (e.g. vmfault::demo::ADDR, FAULTS)
+  $cr0 $cr2 $cr3 $cr4         control registers (QEMU's gdb stub)""")
+
+
+class VmSwapperFn(gdb.Function):
+    """$vm_swapper_pg_dir(): physical address of swapper_pg_dir."""
+
+    def __init__(self):
+        super().__init__("vm_swapper_pg_dir")
+
+    def invoke(self):
+        return gdb.Value(swapper_pg_dir())
+
+
+class VmStatic(VmCommand):
+    """Print a kernel static as an unsigned integer: vm-static NAME [SIZE]
+
+NAME is a Rust path (`vmfault::demo::ADDR`) or a plain #[no_mangle] name
+(`FAULTS`, `SWAPPER_PG_DIR`); SIZE in bytes (1, 2, 4 or 8; default 4).
+Handy for atomics, which gdb prints as nested structs.  The value is also
+left in the convenience variable $vm_static."""
+
+    _name = "vm-static"
+
+    def __init__(self):
+        super().__init__("vm-static")
+
+    def run(self, argv):
+        if len(argv) not in (1, 2):
+            raise VmError("usage: vm-static NAME [SIZE]")
+        size = int(argv[1], 0) if len(argv) > 1 else 4
+        v = static_u((argv[0],), size)
+        gdb.set_convenience_variable("vm_static", v)
+        print("%s = 0x%x (%d)" % (argv[0], v, v))
+
+
+for _c in (VmWalk, VmSync, VmAreas, VmFaults, VmMm, VmEarlyBreak, VmHelp, VmSwapperFn, VmStatic):
+    _c()
