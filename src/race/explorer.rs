@@ -374,10 +374,8 @@ fn classify(c: &Caught, bad0: u32, x: u32) -> Outcome {
     Outcome::OtherOops(c.vector)
 }
 
-/// Explore the boundaries of the outer fault path: every one with
-/// `stride` 1, every `stride`-th otherwise (the test suite samples the
-/// slower variants; `make experiments` tries them all).
-pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
+/// A fresh scenario, the #DB handler installed, oops reports silenced.
+fn prepare() -> Option<Scenario> {
     if !apic::present() {
         return None;
     }
@@ -387,9 +385,17 @@ pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
     let (a, sz) = crate::symbols::lookup(touch as *const () as u32).map(|s| (s.addr, s.size))?;
     st().end = (a, a + sz);
     traps::register_handler(1, Some(debug_trap));
+    crate::oops::set_silent(true);
+    Some(sc)
+}
+
+/// Explore the boundaries of the outer fault path: every one with
+/// `stride` 1, every `stride`-th otherwise (the test suite samples the
+/// slower variants; `make experiments` tries them all).
+pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
+    let sc = prepare()?;
     irq::request_irq(NESTED_VECTOR, nested_irq, IrqFlags::empty());
     irq::request_irq(DEEP_VECTOR, deep_irq, IrqFlags::empty());
-    crate::oops::set_silent(true);
 
     let mut rep = Report::default();
     if !sc.stale() {
@@ -440,16 +446,7 @@ pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
 /// Length of the outer fault path alone (no nested interrupt): the
 /// instruction count `make bench` reports.  `None` if nothing faults.
 pub fn measure_fault_path() -> Option<(usize, Outcome)> {
-    if !apic::present() {
-        return None;
-    }
-    let sc = Scenario::new()?;
-    // SAFETY: no run is in progress.
-    unsafe { *TARGETS.get() = (sc.x, sc.y, sc.z, sc.w) };
-    let (a, sz) = crate::symbols::lookup(touch as *const () as u32).map(|s| (s.addr, s.size))?;
-    st().end = (a, a + sz);
-    traps::register_handler(1, Some(debug_trap));
-    crate::oops::set_silent(true);
+    let sc = prepare()?;
     let r = if sc.stale() {
         let out = run_once(&sc, Variant::Thread, usize::MAX, false, false);
         Some((st().k, out))

@@ -79,5 +79,8 @@ impl Scenario {
 impl Drop for Scenario {
     fn drop(&mut self) {
         let _ = vfree(self.area as *const u8);
+        // Leave no kernel page tables behind in these slots, so later
+        // experiments and tests meet fresh slots again.
+        crate::mm::vmalloc::drop_kernel_tables(self.area, AREA as u32);
     }
 }

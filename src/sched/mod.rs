@@ -278,18 +278,22 @@ pub fn schedule() {
         return;
     }
     // SAFETY: interrupts are off; only the scheduler writes active_mm.
-    let (oldmm, newmm) = unsafe {
+    // Only directory addresses are kept on this stack across the switch:
+    // the references live in prev's and next's active_mm, so an oops in
+    // the window (the race experiments kill tasks there) leaks no mm.
+    let (old_pgd, new_pgd) = unsafe {
         let oldmm = (*prev.active_mm.get())
             .clone()
             .unwrap_or_else(|| init_mm().clone());
+        let old_pgd = oldmm.pgd;
         match &next.mm {
             None => {
-                *next.active_mm.get() = Some(oldmm.clone());
-                (oldmm, None)
+                *next.active_mm.get() = Some(oldmm);
+                (old_pgd, None)
             }
             Some(mm) => {
                 *next.active_mm.get() = Some(mm.clone());
-                (oldmm, Some(mm.clone()))
+                (old_pgd, Some(mm.pgd))
             }
         }
     };
@@ -301,10 +305,9 @@ pub fn schedule() {
     // already belongs to `next` and `current` is still `prev`.  That is
     // the window 2.4.16's "Do _not_ use tsk here" is about.
     cpu::restore_flags(flags);
-    if let Some(mm) = newmm {
-        switch_mm(&oldmm, &mm);
+    if let Some(pgd) = new_pgd {
+        switch_mm(old_pgd, pgd);
     }
-    drop(oldmm);
     // SAFETY: both stacks are live; next's saved ESP was written by its
     // last switch_to or by kernel_thread.  The Arc in TASKS keeps `next`.
     unsafe {
@@ -374,10 +377,10 @@ pub fn in_switch() -> bool {
 }
 
 /// `switch_mm(prev, next)`: load next's directory if it differs.
-pub fn switch_mm(prev: &MmStruct, next: &MmStruct) {
-    if prev.pgd != next.pgd || cpu::read_cr3() & !0x1f != next.pgd {
+pub fn switch_mm(prev_pgd: u32, next_pgd: u32) {
+    if prev_pgd != next_pgd || cpu::read_cr3() & !0x1f != next_pgd {
         // SAFETY: every mm's directory maps the whole kernel.
-        unsafe { cpu::write_cr3(next.pgd) };
+        unsafe { cpu::write_cr3(next_pgd) };
     }
 }
 
@@ -408,7 +411,7 @@ pub fn drop_lazy_mm() {
     if cur.mm.is_none() {
         // SAFETY: interrupts are off; only the running task's own slot.
         let old = unsafe { (*cur.active_mm.get()).replace(init_mm().clone()) };
-        switch_mm(old.as_deref().unwrap_or(init_mm()), init_mm());
+        switch_mm(old.as_ref().map_or(init_mm().pgd, |m| m.pgd), init_mm().pgd);
         drop(old);
     }
     cpu::restore_flags(flags);

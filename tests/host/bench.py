@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import runner  # noqa: E402
 
 OUT = os.path.join(runner.TARGET, "bench")
+START, STOP, END = r"^BENCH\|explorer-start", r"^BENCH\|explorer-end", r"^BENCH\|end"
 
 
 def timed_boot(kernel, cmdline, marks, timeout=600, memory=None):
@@ -46,7 +47,12 @@ def timed_boot(kernel, cmdline, marks, timeout=600, memory=None):
         if p.poll() is None:
             p.kill()
         p.wait()
-        return runner.read_log(log), seen
+        end = time.monotonic() - start
+        text = runner.read_log(log)
+        for m in marks:  # lines that arrived just before QEMU exited
+            if m not in seen and re.search(m, text, re.M):
+                seen[m] = end
+        return text, seen
 
 
 def get_row(rows, mode, sect, key, metric):
@@ -58,6 +64,8 @@ def get_row(rows, mode, sect, key, metric):
 
 def fields(line):
     parts = line.split("|")
+    if parts[1] == "explorer":  # no key: every part is a figure
+        return parts[1], "run", dict(p.split("=", 1) for p in parts[2:] if "=" in p)
     return parts[1], parts[2], dict(p.split("=", 1) for p in parts[3:] if "=" in p)
 
 
@@ -84,8 +92,8 @@ def main():
 
     for mode in runner.MODES:
         log, seen = timed_boot(kernel, f"paging={mode} experiment=bench",
-                               [r"^BENCH\|explorer-start", r"^BENCH\|explorer-end", r"^BENCH\|end"])
-        if r"^BENCH\|end" not in seen:
+                               [START, STOP, END])
+        if END not in seen:
             sys.exit(f"bench: the {mode} bench kernel did not finish; see its log:\n" + log[-2000:])
         for line in log.splitlines():
             if not line.startswith("BENCH|") or line.count("|") < 3:
@@ -95,8 +103,8 @@ def main():
                 key = f"{key},slots={f.pop('slots')},version={f.pop('version')}"
             for metric, value in f.items():
                 rows.append((mode, sect, key, metric, value))
-        runs = int(get_row(rows, mode, "explorer", "runs=" + "", "runs") or 0)
-        secs = seen[r"^BENCH\|explorer-end"] - seen[r"^BENCH\|explorer-start"]
+        runs = int(get_row(rows, mode, "explorer", "run", "runs") or 0)
+        secs = seen[STOP] - seen[START]
         if runs:
             rows.append((mode, "explorer", "throughput", "boundaries_per_second", f"{runs / secs:.0f}"))
 
@@ -108,7 +116,7 @@ def main():
 
     t0 = time.monotonic()
     r = subprocess.run(["make", "test"], cwd=runner.ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    last = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+    last = next((x for x in reversed(r.stdout.splitlines()) if re.match(r"^\d+ passed", x)), "no summary line")
     rows.append(("both", "make_test", "wall", "seconds", f"{time.monotonic() - t0:.0f}"))
     rows.append(("both", "make_test", "result", "summary", last.replace(",", ";")))
 

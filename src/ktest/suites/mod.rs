@@ -22,9 +22,9 @@ pub static ALL: &[&Suite] = &[
     &frames::SUITE,
     &paging::SUITE,
     &sched::SUITE,
+    &vmalloc::SUITE,
     &irq::SUITE,
     &race::SUITE,
-    &vmalloc::SUITE,
     // Last: checks what all the others gave back.
     &leaks::SUITE,
 ];
