@@ -462,12 +462,24 @@ pub unsafe fn recover_to(saved: *const Task) {
 fn requeue_runnable(running: *const Task) {
     let tasks = TASKS.lock();
     let mut rq = RUNQUEUE.lock();
-    for t in tasks.iter().skip(1) {
+    // The task we resume may still sit in the queue from before the oops
+    // (it yielded to the task that died): it runs now, so take it out, or
+    // every recovery would add one more copy to cycle through.
+    rq.retain(|q| Arc::as_ptr(q) != running);
+    for t in tasks.iter() {
         let p = Arc::as_ptr(t);
         if p != running && t.state() == State::Runnable && !rq.iter().any(|q| Arc::as_ptr(q) == p) {
             rq.push_back(t.clone());
         }
     }
+}
+
+/// Is `t` waiting in the run queue?
+pub fn is_queued(t: *const Task) -> bool {
+    let f = cpu::local_irq_save();
+    let q = RUNQUEUE.lock().iter().any(|x| Arc::as_ptr(x) == t);
+    cpu::restore_flags(f);
+    q
 }
 
 pub fn nr_tasks() -> usize {

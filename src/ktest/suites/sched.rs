@@ -152,6 +152,12 @@ fn oops_in_thread_kills_only_that_thread() {
     assert_eq!(c.cr2, 0x0BAD_B000);
     assert_eq!(t.state(), State::Dead);
     assert_eq!(current().pid, 0, "recovery did not return to swapper");
+    // swapper had yielded to the dying thread, so it sat in the queue; it
+    // runs now and must not stay queued (copies would pile up per oops).
+    assert!(
+        !sched::is_queued(sched::current_ptr()),
+        "running task left in the run queue"
+    );
     // The scheduler still works.
     COUNTER.store(0, Ordering::SeqCst);
     let u = kernel_thread("bump", bump, 3, None);
