@@ -467,6 +467,16 @@ def _mapped_runs(ref, start, end, pae):
             if start <= va < end:
                 page(va, e & 1)
 
+    def directory_entry(e, va, span, n, esize):
+        """A PDE (two-level) or PMD entry (PAE) covering [va, va + span)."""
+        if not e & 1:
+            page(max(va, start), False)
+        elif e & 0x80:
+            for p in range(max(va, start), min(va + span, end), PAGE_SIZE):
+                page(p, True)
+        else:
+            ptes(e & mask, va, n, esize)
+
     if pae:
         span = 1 << 21
         pdpt = struct.unpack("<4Q", read_phys(ref, 32))
@@ -480,28 +490,14 @@ def _mapped_runs(ref, start, end, pae):
                 base = pd & mask
                 if base not in pmds:
                     pmds[base] = struct.unpack("<512Q", read_phys(base, 4096))
-                e = pmds[base][(va >> 21) & 511]
-                if not e & 1:
-                    page(max(va, start), False)
-                elif e & 0x80:
-                    for p in range(max(va, start), min(va + span, end), PAGE_SIZE):
-                        page(p, True)
-                else:
-                    ptes(e & mask, va, 512, 8)
+                directory_entry(pmds[base][(va >> 21) & 511], va, span, 512, 8)
             va += span
     else:
         span = 1 << 22
         pgd = struct.unpack("<1024I", read_phys(ref, 4096))
         va = start & ~(span - 1)
         while va < end:
-            e = pgd[va >> 22]
-            if not e & 1:
-                page(max(va, start), False)
-            elif e & 0x80:
-                for p in range(max(va, start), min(va + span, end), PAGE_SIZE):
-                    page(p, True)
-            else:
-                ptes(e & mask, va, 1024, 4)
+            directory_entry(pgd[va >> 22], va, span, 1024, 4)
             va += span
     if cur is not None:
         runs.append(tuple(cur))
