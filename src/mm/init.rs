@@ -39,6 +39,9 @@ pub fn nx_enabled() -> bool {
 }
 
 extern "C" {
+    static _etext: u8;
+    static __start_rodata: u8;
+    static __end_rodata: u8;
     static __kernel_phys_start: u8;
     static __kernel_phys_end: u8;
     fn paging_switch(cr3: u32, cr4: u32);
@@ -48,6 +51,29 @@ const CR4_PSE: u32 = 1 << 4;
 const CR4_PAE: u32 = 1 << 5;
 const MSR_EFER: u32 = 0xC000_0080;
 const EFER_NXE: u64 = 1 << 11;
+
+/// W^X for the kernel image (Linux's `mark_rodata_ro`, and NX where the
+/// CPU has it): the boot code and `.text` read-only and executable,
+/// `.rodata` read-only, everything else (data, bss, the rest of RAM)
+/// writable and, in PAE mode with NX, not executable.  CR0.WP (set by the
+/// entry code) makes read-only binding for the kernel too.
+pub fn kernel_page_flags(pa: u64) -> PteFlags {
+    // SAFETY: linker symbols; only their addresses are used.
+    let (etext, ro0, ro1) = unsafe {
+        (
+            &_etext as *const u8 as u64 - PAGE_OFFSET as u64,
+            &__start_rodata as *const u8 as u64 - PAGE_OFFSET as u64,
+            &__end_rodata as *const u8 as u64 - PAGE_OFFSET as u64,
+        )
+    };
+    if (0x10_0000..etext).contains(&pa) {
+        PteFlags::PAGE_KERNEL_RO
+    } else if (ro0..ro1).contains(&pa) {
+        PteFlags::PAGE_KERNEL_RO | PteFlags::NX
+    } else {
+        PteFlags::PAGE_KERNEL | PteFlags::NX
+    }
+}
 
 /// Physical ranges that must never be handed out.
 fn reserved_ranges(p: &BootParams, out: &mut [(u64, u64); 64]) -> usize {
@@ -121,6 +147,14 @@ pub fn paging_init(p: &BootParams) {
     HIGH_MEMORY.store(__va(top as u32) as u32, Ordering::Relaxed);
 
     set_mode(mode);
+    if mode == PagingMode::Pae && features.nx {
+        // Before any entry carries NX: in PAE mode without EFER.NXE, bit 63
+        // is reserved and every access through such an entry would fault.
+        // SAFETY: EFER exists on every CPU that reports NX; NXE alone
+        // changes nothing until PAE paging is on.
+        unsafe { cpu::wrmsr(MSR_EFER, cpu::rdmsr(MSR_EFER) | EFER_NXE) };
+        NX.store(true, Ordering::Relaxed);
+    }
     let pgd = alloc_zeroed_frame()
         .unwrap_or_else(|| boot_failure(format_args!("no frame for swapper_pg_dir")));
     if mode == PagingMode::Pae {
@@ -139,7 +173,7 @@ pub fn paging_init(p: &BootParams) {
             pgd,
             (PAGE_OFFSET as u64 + pa) as u32,
             pa,
-            PteFlags::PAGE_KERNEL,
+            kernel_page_flags(pa),
         ) {
             boot_failure(format_args!(
                 "building the direct map at {:#x}: {:?}",
@@ -149,7 +183,7 @@ pub fn paging_init(p: &BootParams) {
         pa += PAGE_SIZE as u64;
     }
     SWAPPER_PG_DIR.store(pgd, Ordering::Relaxed);
-    switch_to_swapper(mode, pgd, features.nx);
+    switch_to_swapper(mode, pgd);
 
     println!(
         "Paging: {} ({}), swapper_pg_dir at {:#010x}, direct map {:#010x}-{:#010x} ({} MiB)",
@@ -196,7 +230,7 @@ fn yes(b: bool) -> &'static str {
 /// Turning PAE on needs paging off for a moment (CR4.PAE may not change
 /// while CR0.PG is set), so the first 4 MiB are aliased 1:1 in the new
 /// tables for `paging_switch`, which runs from low memory.
-fn switch_to_swapper(mode: PagingMode, pgd: u32, has_nx: bool) {
+fn switch_to_swapper(mode: PagingMode, pgd: u32) {
     let flags = cpu::local_irq_save();
     match mode {
         PagingMode::TwoLevel => {
@@ -219,11 +253,6 @@ fn switch_to_swapper(mode: PagingMode, pgd: u32, has_nx: bool) {
             // 4 MiB (where paging_switch lives) 1:1; interrupts are off.
             unsafe { paging_switch(pgd, cpu::read_cr4() | CR4_PAE | CR4_PSE) };
             crate::arch::x86::tss::note_cr3(pgd);
-            if has_nx {
-                // SAFETY: EFER exists on every CPU that reports NX.
-                unsafe { cpu::wrmsr(MSR_EFER, cpu::rdmsr(MSR_EFER) | EFER_NXE) };
-                NX.store(true, Ordering::Relaxed);
-            }
             set_pgd(low, 0);
             cpu::flush_tlb();
             frame::free_frame(alias);

@@ -25,6 +25,9 @@ pub static SUITE: Suite = Suite {
         case!(double_fault_twice),
         case!(nested_recovery_points),
         case!(idt_gate_types),
+        case!(write_to_kernel_text_oopses),
+        case!(write_to_rodata_oopses),
+        case!(jump_into_vmalloc_data_oopses),
     ],
 };
 
@@ -189,4 +192,51 @@ fn idt_gate_types() {
     for v in [0u8, 6, 13] {
         assert_eq!(idt::gate_kind(v), idt::GateKind::Interrupt, "vector {}", v);
     }
+}
+
+/// W^X: the kernel's own text and read-only data refuse writes (CR0.WP),
+/// and vmalloc data refuses execution where NX exists.
+fn write_to_kernel_text_oopses() {
+    let target = write_to_kernel_text_oopses as *const () as u32;
+    // SAFETY: faults on purpose (text is mapped read-only).
+    let c = expect_fault(|| unsafe { core::ptr::write_volatile(target as *mut u8, 0xCC) })
+        .expect("kernel text is writable");
+    assert_eq!((c.vector, c.cr2), (14, target));
+    assert_eq!(c.error_code & 3, 3, "not a write protection violation");
+}
+
+static RODATA_WORD: u32 = 0x1234_5678;
+
+fn write_to_rodata_oopses() {
+    // The address only (black_box): the write is meant to be refused by
+    // the MMU, not to be reasoned about by the compiler.
+    let target = core::hint::black_box(core::ptr::addr_of!(RODATA_WORD) as usize) as u32;
+    // SAFETY: faults on purpose (.rodata is mapped read-only).
+    let c = expect_fault(|| unsafe { core::ptr::write_volatile(target as *mut u32, 0) })
+        .expect(".rodata is writable");
+    assert_eq!((c.vector, c.cr2), (14, target));
+    assert_eq!(c.error_code & 3, 3);
+    assert_eq!(RODATA_WORD, 0x1234_5678);
+}
+
+fn jump_into_vmalloc_data_oopses() {
+    if !crate::mm::init::nx_enabled() {
+        crate::ktest::recovery::skip("no NX: two-level paging, or a CPU without it");
+    }
+    let p = crate::mm::vmalloc::vmalloc(4096).expect("vmalloc").as_ptr();
+    // SAFETY: `ret` written into our own vmalloc page, then called: NX
+    // must stop the fetch before it runs.
+    let c = expect_fault(|| unsafe {
+        core::ptr::write_volatile(p, 0xC3);
+        let f: extern "C" fn() = core::mem::transmute(p);
+        f();
+    })
+    .expect("vmalloc data executed");
+    assert_eq!((c.vector, c.cr2), (14, p as u32));
+    assert_eq!(
+        c.error_code & 0x11,
+        0x11,
+        "not an instruction-fetch protection fault"
+    );
+    crate::mm::vmalloc::vfree(p).unwrap();
 }
