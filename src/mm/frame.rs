@@ -3,8 +3,6 @@
 //! `MAXMEM`, 896 MiB) is managed; more is reported and ignored, as a 2.4
 //! kernel without HIGHMEM does.  Running out is a normal `None`.
 
-use core::sync::atomic::{AtomicUsize, Ordering};
-
 use spin::Mutex;
 
 use super::addr::{MAXMEM, PAGE_SIZE};
@@ -136,7 +134,6 @@ impl<'a> FrameAllocator<'a> {
 
 static BITMAP: Mutex<[u32; WORDS]> = Mutex::new([0; WORDS]);
 static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
-static TOTAL: AtomicUsize = AtomicUsize::new(0);
 
 /// Build the global allocator from the boot memory map and reservations.
 pub fn init(usable: impl Iterator<Item = (u64, u64)>, reserved: &[(u64, u64)]) -> MapStats {
@@ -147,7 +144,6 @@ pub fn init(usable: impl Iterator<Item = (u64, u64)>, reserved: &[(u64, u64)]) -
     for &(s, e) in reserved {
         fa.reserve(s, e);
     }
-    TOTAL.store(fa.nr_free(), Ordering::Relaxed);
     *FRAMES.lock() = Some(fa);
     stats
 }
@@ -186,11 +182,6 @@ pub fn free_frame(phys: u32) {
 
 pub fn nr_free_frames() -> usize {
     with(|fa| fa.nr_free())
-}
-
-/// Free frames right after boot.
-pub fn nr_boot_free_frames() -> usize {
-    TOTAL.load(Ordering::Relaxed)
 }
 
 pub fn is_frame_free(phys: u32) -> bool {

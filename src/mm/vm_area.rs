@@ -156,11 +156,6 @@ impl AreaAllocator {
         self.busy.values()
     }
 
-    /// Largest free gap (what the biggest possible vmalloc could get).
-    pub fn largest_gap(&self) -> u32 {
-        self.free_by_size.iter().next_back().map_or(0, |&(s, _)| s)
-    }
-
     /// Check every invariant; returns a description of the first broken
     /// one.  Busy and free ranges tile `[start, end)` exactly, free
     /// neighbours are merged, and the two free indexes agree.

@@ -80,12 +80,3 @@ pub fn init(tss: (u32, u32), df_tss: (u32, u32)) {
         segmentation::load_ss(ds);
     }
 }
-
-/// Mark a TSS descriptor available again (the CPU sets the busy bit on a
-/// task switch and only clears it on the way back).
-pub fn clear_tss_busy(sel: u16) {
-    // SAFETY: single CPU, and the descriptor is not in use by the running task.
-    let gdt = unsafe { &mut *GDT.get() };
-    let d = &mut gdt.0[(sel >> 3) as usize];
-    d.upper &= !(1 << 9);
-}

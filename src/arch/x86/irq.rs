@@ -34,7 +34,6 @@ static ACTIONS: RacyCell<[Option<Action>; 256]> = RacyCell::new([None; 256]);
 static COUNTS: [AtomicU32; 256] = [const { AtomicU32::new(0) }; 256];
 static SPURIOUS: AtomicU32 = AtomicU32::new(0);
 static DEPTH: AtomicU32 = AtomicU32::new(0);
-static MAX_DEPTH: AtomicU32 = AtomicU32::new(0);
 
 /// Bring up the PIC (all lines masked) and the local APIC.
 pub fn init(apic_va: Option<u32>) {
@@ -84,14 +83,6 @@ pub fn depth() -> u32 {
     DEPTH.load(Ordering::SeqCst)
 }
 
-pub fn max_depth() -> u32 {
-    MAX_DEPTH.load(Ordering::SeqCst)
-}
-
-pub fn reset_max_depth() {
-    MAX_DEPTH.store(0, Ordering::SeqCst);
-}
-
 pub fn count(vector: u8) -> u32 {
     COUNTS[vector as usize].load(Ordering::Relaxed)
 }
@@ -134,8 +125,7 @@ fn do_irq(frame: &mut TrapFrame) {
         return;
     };
     COUNTS[vector as usize].fetch_add(1, Ordering::Relaxed);
-    let d = DEPTH.fetch_add(1, Ordering::SeqCst) + 1;
-    MAX_DEPTH.fetch_max(d, Ordering::SeqCst);
+    DEPTH.fetch_add(1, Ordering::SeqCst);
     if !action.flags.contains(IrqFlags::SA_INTERRUPT) {
         cpu::sti();
     }

@@ -320,6 +320,7 @@ fn lazy_sync_on_first_touch_from_new_mm() {
         (false, _) => assert!(stale.is_empty(), "PAE: kernel PMD not shared"),
     }
     let faults_before = fault::total_faults();
+    let slot_before: Vec<u32> = stale.iter().map(|&s| fault::faults_in_slot(s)).collect();
     let t = Touch {
         addr: p,
         pages,
@@ -366,6 +367,12 @@ fn lazy_sync_on_first_touch_from_new_mm() {
             "faults on second touch"
         );
         assert_eq!(fault::total_faults() - faults_before, expected);
+        // The per-slot counters: one lazy sync in each stale slot.
+        if expected > 0 {
+            for (s, b) in stale.iter().zip(&slot_before) {
+                assert_eq!(fault::faults_in_slot(*s) - b, 1, "slot {:#x}", s);
+            }
+        }
         for &s in &slots {
             assert_eq!(
                 pmd_offset(pgd_offset(mm.pgd, s), s).read(),
