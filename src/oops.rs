@@ -293,12 +293,17 @@ pub fn report_double_fault(t: &x86::bits32::task::TaskStateSegment, error_code: 
     crate::console::force_unlock();
     let (eip, esp, ebp) = (t.eip, t.esp, t.ebp);
     println!("double fault: {:04x}", error_code & 0xffff);
-    let stack_note = if readable(esp.wrapping_sub(4)) {
-        ""
+    if let Some(t) = crate::sched::stack_overflow_at(esp) {
+        let st = t.stack().expect("an overflowed stack");
+        println!(
+            "kernel stack overflow in thread {} (pid {}): esp {:08x} is in the guard page below its stack {:08x}-{:08x}",
+            t.name, t.pid, esp, st.base, st.top
+        );
+    } else if !readable(esp.wrapping_sub(4)) {
+        println!("esp {:08x} (kernel stack is not mapped: blown kernel stack?)", esp);
     } else {
-        " (kernel stack is not mapped: blown kernel stack?)"
-    };
-    println!("esp {:08x}{}", esp, stack_note);
+        println!("esp {:08x}", esp);
+    }
     show_registers(
         eip,
         t.cs as u32,

@@ -174,7 +174,18 @@ pub fn recover_from_double_fault(state: &x86::bits32::task::TaskStateSegment) {
     let mut c = Caught::new(CaughtKind::DoubleFault);
     c.vector = 8;
     c.eip = eip;
-    let _ = write!(c.msg, "double fault, eip {:08x}, esp {:08x}", eip, esp);
+    match crate::sched::stack_overflow_at(esp) {
+        Some(t) => {
+            let _ = write!(
+                c.msg,
+                "kernel stack overflow in thread {} (pid {}), eip {:08x}, esp {:08x}",
+                t.name, t.pid, eip, esp
+            );
+        }
+        None => {
+            let _ = write!(c.msg, "double fault, eip {:08x}, esp {:08x}", eip, esp);
+        }
+    }
     if !armed() {
         crate::println!("Kernel panic - not syncing: double fault");
         crate::qemu::exit(crate::qemu::ExitCode::Failed);

@@ -11,6 +11,11 @@
 //! The trees are `alloc::collections` B-trees: balanced, well kept, not
 //! hand-written.  Every area carries one guard page after it, as 2.4's
 //! `get_vm_area` does (`size += PAGE_SIZE`).
+//!
+//! The top of the range can be fenced off as a zone for kernel thread
+//! stacks (`with_stack_zone`): ordinary areas never land there and free
+//! ranges never merge across the fence, so the PGD slots of the stack
+//! zone hold stacks only (see `vmalloc::vmalloc_stack` for why).
 
 extern crate alloc;
 
@@ -29,6 +34,8 @@ bitflags::bitflags! {
         const MAP = 1 << 1;
         /// A physical range given to ioremap.
         const IOREMAP = 1 << 2;
+        /// A kernel thread stack: a guard page below it as well as above.
+        const STACK = 1 << 3;
     }
 }
 
@@ -58,6 +65,8 @@ impl VmArea {
 
 pub struct AreaAllocator {
     start: u32,
+    /// Start of the stack zone (`end` when there is none).
+    fence: u32,
     end: u32,
     busy: BTreeMap<u32, VmArea>,
     free_by_addr: BTreeMap<u32, u32>,
@@ -67,15 +76,32 @@ pub struct AreaAllocator {
 impl AreaAllocator {
     /// An allocator over `[start, end)`, all free.
     pub fn new(start: u32, end: u32) -> Self {
+        Self::with_stack_zone(start, end, end)
+    }
+
+    /// An allocator over `[start, end)` whose `[fence, end)` part is kept
+    /// for `get_stack_area`.
+    pub fn with_stack_zone(start: u32, fence: u32, end: u32) -> Self {
+        assert!(start <= fence && fence <= end);
         let mut a = AreaAllocator {
             start,
+            fence,
             end,
             busy: BTreeMap::new(),
             free_by_addr: BTreeMap::new(),
             free_by_size: BTreeSet::new(),
         };
-        a.insert_free(start, end - start);
+        if fence > start {
+            a.insert_free(start, fence - start);
+        }
+        if end > fence {
+            a.insert_free(fence, end - fence);
+        }
         a
+    }
+
+    pub fn stack_zone(&self) -> (u32, u32) {
+        (self.fence, self.end)
     }
 
     fn insert_free(&mut self, addr: u32, size: u32) {
@@ -98,7 +124,39 @@ impl AreaAllocator {
         caller: &'static Location<'static>,
     ) -> Option<VmArea> {
         let size = size.checked_add(PAGE_SIZE as u32)?;
-        let &(gap, addr) = self.free_by_size.range((size, 0)..).next()?;
+        let fence = self.fence;
+        let &(gap, addr) = self
+            .free_by_size
+            .range((size, 0)..)
+            .find(|&&(_, a)| a < fence)?;
+        Some(self.take(gap, addr, size, flags, caller))
+    }
+
+    /// Reserve a stack of `size` bytes in the stack zone: a guard page
+    /// below it (where an overflow runs), the stack, and the usual guard
+    /// page above.  Lowest address first, so stacks pack into few PGD
+    /// slots.
+    pub fn get_stack_area(
+        &mut self,
+        size: u32,
+        caller: &'static Location<'static>,
+    ) -> Option<VmArea> {
+        let size = size.checked_add(2 * PAGE_SIZE as u32)?;
+        let (&addr, &gap) = self
+            .free_by_addr
+            .range(self.fence..)
+            .find(|&(_, &g)| g >= size)?;
+        Some(self.take(gap, addr, size, VmFlags::STACK, caller))
+    }
+
+    fn take(
+        &mut self,
+        gap: u32,
+        addr: u32,
+        size: u32,
+        flags: VmFlags,
+        caller: &'static Location<'static>,
+    ) -> VmArea {
         self.remove_free(addr, gap);
         if gap > size {
             self.insert_free(addr + size, gap - size);
@@ -112,7 +170,7 @@ impl AreaAllocator {
             caller,
         };
         self.busy.insert(addr, area);
-        Some(area)
+        area
     }
 
     /// Record details of a live area (ioremap's physical address).
@@ -128,15 +186,17 @@ impl AreaAllocator {
         let area = self.busy.remove(&addr)?;
         let (mut start, mut size) = (area.addr, area.size);
         if let Some((&pa, &ps)) = self.free_by_addr.range(..start).next_back() {
-            if pa + ps == start {
+            if pa + ps == start && start != self.fence {
                 self.remove_free(pa, ps);
                 start = pa;
                 size += ps;
             }
         }
         if let Some(&ns) = self.free_by_addr.get(&(start + size)) {
-            self.remove_free(start + size, ns);
-            size += ns;
+            if start + size != self.fence {
+                self.remove_free(start + size, ns);
+                size += ns;
+            }
         }
         self.insert_free(start, size);
         Some(area)
@@ -158,7 +218,9 @@ impl AreaAllocator {
 
     /// Check every invariant; returns a description of the first broken
     /// one.  Busy and free ranges tile `[start, end)` exactly, free
-    /// neighbours are merged, and the two free indexes agree.
+    /// neighbours are merged (except across the fence), no range crosses
+    /// the fence, stacks live above it and nothing else does, and the two
+    /// free indexes agree.
     pub fn check(&self) -> Result<(), &'static str> {
         if self.free_by_addr.len() != self.free_by_size.len() {
             return Err("free indexes differ in size");
@@ -181,8 +243,11 @@ impl AreaAllocator {
             if a != at {
                 return Err("ranges overlap or leave a hole");
             }
-            if !busy && prev_free {
+            if !busy && prev_free && a != self.fence {
                 return Err("two free neighbours not merged");
+            }
+            if a < self.fence && a + s > self.fence {
+                return Err("a range crosses the stack-zone fence");
             }
             if s == 0 || !(s as usize).is_multiple_of(PAGE_SIZE) {
                 return Err("range size not a positive page multiple");
@@ -192,6 +257,11 @@ impl AreaAllocator {
         }
         if at != self.end {
             return Err("ranges do not reach the end of the area");
+        }
+        for a in self.busy.values() {
+            if a.flags.contains(VmFlags::STACK) != (a.addr >= self.fence) {
+                return Err("a stack outside the stack zone, or an area inside it");
+            }
         }
         Ok(())
     }

@@ -35,6 +35,10 @@ use crate::{pr_err, pr_warn, println};
 /// Linux 2.4's `VMALLOC_OFFSET`.
 pub const VMALLOC_OFFSET: u32 = 8 << 20;
 pub const VMALLOC_END: u32 = 0xFF00_0000;
+/// The top of the vmalloc area holds kernel thread stacks only: four
+/// two-level PGD slots, room for over 200 stacks with their guards.
+pub const STACK_ZONE_SIZE: u32 = 16 << 20;
+pub const STACK_ZONE_START: u32 = VMALLOC_END - STACK_ZONE_SIZE;
 
 // gdb reads this by its plain name (tests/host/gdb/vmfault-gdb.py).
 #[no_mangle]
@@ -47,6 +51,9 @@ static VMLIST: Mutex<Option<AreaAllocator>> = Mutex::new(None);
 static PGTABLE_PAGES: AtomicU32 = AtomicU32::new(0);
 /// New kernel PGD entries copied into other directories by `eager`.
 static EAGER_SYNCS: AtomicU32 = AtomicU32::new(0);
+/// New stack-zone PGD entries copied into other directories (every
+/// version: a stack cannot be synced lazily, see `vmalloc_stack`).
+static STACK_SYNCS: AtomicU32 = AtomicU32::new(0);
 
 pub fn vmalloc_start() -> u32 {
     VMALLOC_START.load(Ordering::Relaxed)
@@ -64,16 +71,30 @@ pub fn eager_syncs() -> u32 {
     EAGER_SYNCS.load(Ordering::Relaxed)
 }
 
+pub fn stack_syncs() -> u32 {
+    STACK_SYNCS.load(Ordering::Relaxed)
+}
+
+pub fn is_stack_zone_addr(addr: u32) -> bool {
+    (STACK_ZONE_START..VMALLOC_END).contains(&addr)
+}
+
 pub fn init() {
     let start = (high_memory() as u32 + 2 * VMALLOC_OFFSET - 1) & !(VMALLOC_OFFSET - 1);
     VMALLOC_START.store(start, Ordering::Relaxed);
-    *VMLIST.lock() = Some(AreaAllocator::new(start, VMALLOC_END));
-    println!(
-        "vmalloc: {:#010x}-{:#010x} ({} MiB), lazy PGD sync by vmalloc_fault={}",
+    *VMLIST.lock() = Some(AreaAllocator::with_stack_zone(
         start,
+        STACK_ZONE_START,
         VMALLOC_END,
-        (VMALLOC_END - start) >> 20,
-        super::fault::version().name()
+    ));
+    println!(
+        "vmalloc: {:#010x}-{:#010x} ({} MiB), lazy PGD sync by vmalloc_fault={}; stacks {:#010x}-{:#010x}",
+        start,
+        STACK_ZONE_START,
+        (STACK_ZONE_START - start) >> 20,
+        super::fault::version().name(),
+        STACK_ZONE_START,
+        VMALLOC_END
     );
 }
 
@@ -90,12 +111,12 @@ fn with_vmlist<R>(f: impl FnOnce(&mut AreaAllocator) -> R) -> R {
 /// PGD slot of `addr` into every directory in `pgd_list`.  The caller
 /// holds vmlist_lock; pgd_list_lock is taken inside, and mm_alloc copies
 /// the kernel part under the same lock, so no directory can miss it.
-fn sync_kernel_pgd_slot(addr: u32) {
+fn sync_kernel_pgd_slot(addr: u32, counter: &AtomicU32) {
     let val = pgd_offset(swapper_pg_dir(), addr).read();
     let list = PGD_LIST.lock();
     for &pgd in list.iter() {
         set_pgd(pgd_offset(pgd, addr), val);
-        EAGER_SYNCS.fetch_add(1, Ordering::Relaxed);
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -109,8 +130,10 @@ fn map_kernel_page(va: u32, pa: u64, flags: PteFlags) -> Result<(), MapError> {
     let pte = walk::pte_alloc(pmd, va, false)?;
     if new_table {
         PGTABLE_PAGES.fetch_add(1, Ordering::Relaxed);
-        if !is_pae() && super::fault::version() == VmallocFaultVersion::Eager {
-            sync_kernel_pgd_slot(va);
+        if !is_pae() && is_stack_zone_addr(va) {
+            sync_kernel_pgd_slot(va, &STACK_SYNCS);
+        } else if !is_pae() && super::fault::version() == VmallocFaultVersion::Eager {
+            sync_kernel_pgd_slot(va, &EAGER_SYNCS);
         }
     }
     set_pte(pte, mk_entry(pa, flags));
@@ -138,7 +161,7 @@ fn unmap_kernel_range(addr: u32, pages: u32, free_frames: bool) {
 }
 
 fn check_size(size: usize, what: &str) -> Option<u32> {
-    let max = (VMALLOC_END - vmalloc_start()) as usize;
+    let max = (STACK_ZONE_START - vmalloc_start()) as usize;
     if size == 0 {
         pr_warn!("{}: refusing a 0-byte allocation", what);
         return None;
@@ -172,14 +195,16 @@ fn reserve(
     area
 }
 
-/// Map pages `page(i)` of a reserved area; on failure undo everything.
+/// Map pages `page(i)` of a reserved area (from page `first` on: a stack
+/// leaves its lowest page unmapped); on failure undo everything.
 fn populate(
     area: &VmArea,
+    first: u32,
     flags: PteFlags,
     owned: bool,
     mut page: impl FnMut(u32) -> Option<u64>,
 ) -> bool {
-    for i in 0..area.nr_pages {
+    for i in first..area.nr_pages {
         let va = area.addr + i * PAGE_SIZE as u32;
         let ok = match page(i) {
             Some(pa) => {
@@ -210,7 +235,7 @@ pub fn vmalloc(size: usize) -> Option<NonNull<u8>> {
     let caller = Location::caller();
     let size = check_size(size, "vmalloc")?;
     let area = reserve(size, VmFlags::ALLOC, "vmalloc", caller)?;
-    if !populate(&area, PteFlags::PAGE_KERNEL | PteFlags::NX, true, |_| {
+    if !populate(&area, 0, PteFlags::PAGE_KERNEL | PteFlags::NX, true, |_| {
         alloc_frame().map(|f| f as u64)
     }) {
         pr_warn!(
@@ -229,7 +254,7 @@ pub fn vmap(frames: &[u32]) -> Option<NonNull<u8>> {
     let caller = Location::caller();
     let size = check_size(frames.len() * PAGE_SIZE, "vmap")?;
     let area = reserve(size, VmFlags::MAP, "vmap", caller)?;
-    if !populate(&area, PteFlags::PAGE_KERNEL | PteFlags::NX, false, |i| {
+    if !populate(&area, 0, PteFlags::PAGE_KERNEL | PteFlags::NX, false, |i| {
         Some(frames[i as usize] as u64)
     }) {
         pr_warn!("vmap: out of memory for page tables");
@@ -250,13 +275,68 @@ pub fn ioremap(phys: u64, size: usize) -> Option<NonNull<u8>> {
     area.phys_addr = base;
     with_vmlist(|v| v.update(area));
     let flags = PteFlags::PAGE_KERNEL | PteFlags::PCD | PteFlags::PWT | PteFlags::NX;
-    if !populate(&area, flags, false, |i| {
+    if !populate(&area, 0, flags, false, |i| {
         Some(base + i as u64 * PAGE_SIZE as u64)
     }) {
         pr_warn!("ioremap: out of memory for page tables");
         return None;
     }
     NonNull::new((area.addr as usize + offset) as *mut u8)
+}
+
+/// A kernel thread stack: `[base, top)` is mapped; the page below `base`
+/// and the page at `top` are guards.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelStack {
+    pub base: u32,
+    pub top: u32,
+}
+
+impl KernelStack {
+    /// The page an overflow runs into.
+    pub fn guard_below(&self) -> u32 {
+        self.base - PAGE_SIZE as u32
+    }
+}
+
+/// A kernel thread stack from the stack zone (Linux 4.9's
+/// `CONFIG_VMAP_STACK`, which moved x86 stacks into vmalloc space for the
+/// guard page).  Its PGD entry is copied into every address space at
+/// once, whatever `vmalloc_fault` version runs: the lazy sync cannot
+/// serve a stack, because the page fault that would sync it needs that
+/// stack to push its frame on - the CPU double-faults instead.  Linux
+/// met the same wall (4.14 `sync_current_stack_to_mm`: "If our current
+/// stack is in vmalloc space and isn't mapped in the new pgd, we'll
+/// double-fault").  The zone is kept apart from other areas, so the
+/// eager copy never hides a lazy fault an experiment is counting.
+#[track_caller]
+pub fn vmalloc_stack(size: usize) -> Option<KernelStack> {
+    let caller = Location::caller();
+    let size = check_size(size, "vmalloc_stack")?;
+    let area = with_vmlist(|v| v.get_stack_area(size, caller));
+    let Some(area) = area else {
+        pr_warn!(
+            "vmalloc_stack: the stack zone has no free gap of {:#x} bytes (plus two guard pages)",
+            size
+        );
+        return None;
+    };
+    if !populate(&area, 1, PteFlags::PAGE_KERNEL | PteFlags::NX, true, |_| {
+        alloc_frame().map(|f| f as u64)
+    }) {
+        pr_warn!("vmalloc_stack: out of memory for a {:#x}-byte stack", size);
+        return None;
+    }
+    let base = area.addr + PAGE_SIZE as u32;
+    Some(KernelStack {
+        base,
+        top: base + size,
+    })
+}
+
+/// Free a stack from `vmalloc_stack`.
+pub fn vfree_stack(stack: &KernelStack) -> Result<(), FreeError> {
+    release(stack.guard_below() as *const u8, VmFlags::STACK, "vfree_stack")
 }
 
 /// Why a free was refused.
@@ -282,7 +362,8 @@ fn release(addr: *const u8, kind: VmFlags, what: &str) -> Result<(), FreeError> 
         match v.find_vm_area(a) {
             Some(area) if area.addr == a && area.flags == kind => {
                 let area = *area;
-                unmap_kernel_range(area.addr, area.nr_pages, kind == VmFlags::ALLOC);
+                let owned = kind == VmFlags::ALLOC || kind == VmFlags::STACK;
+                unmap_kernel_range(area.addr, area.nr_pages, owned);
                 v.remove_vm_area(area.addr);
                 Ok(())
             }
@@ -397,6 +478,8 @@ pub fn vmallocinfo() {
             let _ = write!(kind, "phys={:#x} ioremap", a.phys_addr);
         } else if a.flags.contains(VmFlags::MAP) {
             let _ = kind.write_str("vmap");
+        } else if a.flags.contains(VmFlags::STACK) {
+            let _ = kind.write_str("stack");
         } else {
             let _ = kind.write_str("vmalloc");
         }
@@ -407,7 +490,8 @@ pub fn vmallocinfo() {
             a.size,
             a.caller.file(),
             a.caller.line(),
-            a.nr_pages,
+            // Mapped pages: a stack's guard page below is not one.
+            a.nr_pages - a.flags.contains(VmFlags::STACK) as u32,
             kind
         );
     }

@@ -11,10 +11,8 @@
 
 extern crate alloc;
 
-use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
-use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
@@ -23,15 +21,15 @@ use spin::Mutex;
 use crate::arch::x86::cpu;
 use crate::arch::x86::switch::{kernel_thread_entry, switch_to};
 use crate::mm::mm_struct::{init_mm, MmStruct};
+use crate::mm::vmalloc::{self, KernelStack};
 use crate::racy_cell::RacyCell;
 
 /// Debug builds keep every local on the stack, and the race experiments
 /// nest a fault, interrupts, a second fault and #DB frames on one stack.
+/// Each stack comes from `vmalloc_stack`, with an unmapped guard page
+/// below it: an overflow double-faults into the report instead of
+/// silently overwriting whatever lies below.
 pub const KERNEL_STACK_SIZE: usize = 64 * 1024;
-/// Written at the lowest word of each thread stack; checked at every
-/// switch away from the thread (a cheap overflow detector until stacks
-/// get guard pages).
-const STACK_CANARY: u32 = 0x57AC_C0DE;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -50,7 +48,8 @@ pub struct Task {
     state: AtomicU8,
     /// Saved ESP while not running.
     esp: RacyCell<u32>,
-    _stack: Option<Box<[u8]>>,
+    /// `None` for swapper, which runs on the boot stack.
+    stack: Option<KernelStack>,
     pub mm: Option<Arc<MmStruct>>,
     /// The address space whose directory is loaded while this task runs:
     /// its own `mm`, or the one it borrowed.  Changed only by `schedule`
@@ -86,6 +85,10 @@ impl Task {
         }
     }
 
+    pub fn stack(&self) -> Option<KernelStack> {
+        self.stack
+    }
+
     /// The task's `active_mm`.
     pub fn active_mm(&self) -> Arc<MmStruct> {
         let f = cpu::local_irq_save();
@@ -94,6 +97,16 @@ impl Task {
         let mm = unsafe { (*self.active_mm.get()).clone() }.unwrap_or_else(|| init_mm().clone());
         cpu::restore_flags(f);
         mm
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        if let Some(st) = &self.stack {
+            // The task is gone from every list and no CPU runs on it
+            // (reap never frees the stack it runs on).
+            let _ = vmalloc::vfree_stack(st);
+        }
     }
 }
 
@@ -115,7 +128,7 @@ pub fn init() {
         name: "swapper",
         state: AtomicU8::new(State::Runnable as u8),
         esp: RacyCell::new(0),
-        _stack: None,
+        stack: None,
         mm: None,
         active_mm: RacyCell::new(Some(init_mm().clone())),
         entry: None,
@@ -141,26 +154,52 @@ pub fn is_initialised() -> bool {
     !current_ptr().is_null()
 }
 
+/// The running task, if `esp` is at or below the bottom of its stack, in
+/// its guard page (or the page under it, where a large frame lands): what
+/// the double-fault task sees when a thread's stack overflowed.
+pub fn stack_overflow_at(esp: u32) -> Option<&'static Task> {
+    if !is_initialised() {
+        return None;
+    }
+    let t = current();
+    let st = t.stack?;
+    let lowest = st.guard_below() - crate::mm::addr::PAGE_SIZE as u32;
+    (lowest..=st.base).contains(&esp).then_some(t)
+}
+
 pub fn context_switches() -> u32 {
     SWITCHES.load(Ordering::Relaxed)
 }
 
 /// `kernel_thread(fn, arg)`: a new task running `f(arg)` in `mm` (or, with
 /// `None`, borrowing whatever mm was active, like 2.4's kernel threads).
+/// Panics, naming the thread, when no stack can be had.
 pub fn kernel_thread(
     name: &'static str,
     f: fn(usize),
     arg: usize,
     mm: Option<Arc<MmStruct>>,
 ) -> Arc<Task> {
-    let mut stack = vec![0u8; KERNEL_STACK_SIZE].into_boxed_slice();
-    let top = stack.as_mut_ptr() as usize + KERNEL_STACK_SIZE;
+    try_kernel_thread(name, f, arg, mm)
+        .unwrap_or_else(|| panic!("kernel_thread: no memory for the stack of {}", name))
+}
+
+/// `kernel_thread` that returns `None` (with vmalloc's warning) when the
+/// stack zone or the frames run out.
+pub fn try_kernel_thread(
+    name: &'static str,
+    f: fn(usize),
+    arg: usize,
+    mm: Option<Arc<MmStruct>>,
+) -> Option<Arc<Task>> {
+    let stack = vmalloc::vmalloc_stack(KERNEL_STACK_SIZE)?;
+    let top = stack.top as usize;
     let task = Arc::new(Task {
         pid: NEXT_PID.fetch_add(1, Ordering::Relaxed),
         name,
         state: AtomicU8::new(State::Runnable as u8),
         esp: RacyCell::new(0),
-        _stack: None,
+        stack: Some(stack),
         mm,
         active_mm: RacyCell::new(None),
         entry: Some((f, arg)),
@@ -177,23 +216,18 @@ pub fn kernel_thread(
         Arc::as_ptr(&task) as u32,
     ];
     let esp = top - words.len() * 4;
-    // SAFETY: `esp..top` lies inside the fresh stack.
+    // SAFETY: `esp..top` lies inside the fresh stack, mapped in every
+    // address space (vmalloc_stack syncs its PGD slot everywhere).
     unsafe { core::ptr::copy_nonoverlapping(words.as_ptr(), esp as *mut u32, words.len()) };
-    // SAFETY: the stack is ours; its lowest word is the canary.
-    unsafe { core::ptr::write_volatile(stack.as_mut_ptr() as *mut u32, STACK_CANARY) };
     // SAFETY: the task is not yet visible to the scheduler.
-    unsafe {
-        *task.esp.get() = esp as u32;
-        let t = Arc::as_ptr(&task) as *mut Task;
-        (*t)._stack = Some(stack);
-    }
+    unsafe { *task.esp.get() = esp as u32 };
     // Every lock the scheduler takes is taken with interrupts off: a timer
     // preemption inside it would otherwise spin on it forever.
     let f = cpu::local_irq_save();
     TASKS.lock().push(task.clone());
     RUNQUEUE.lock().push_back(task.clone());
     cpu::restore_flags(f);
-    task
+    Some(task)
 }
 
 #[no_mangle]
@@ -261,17 +295,6 @@ pub fn schedule() {
             TASKS.lock()[0].clone()
         }
     };
-    if let Some(st) = &prev._stack {
-        // SAFETY: the stack belongs to prev, which is running.
-        let canary = unsafe { core::ptr::read_volatile(st.as_ptr() as *const u32) };
-        if canary != STACK_CANARY {
-            cpu::restore_flags(flags);
-            panic!(
-                "kernel stack overflow in thread {} (pid {})",
-                prev.name, prev.pid
-            );
-        }
-    }
     let next_ptr = Arc::as_ptr(&next);
     if next_ptr == prev_ptr {
         cpu::restore_flags(flags);

@@ -10,6 +10,10 @@ use crate::ktest::Suite;
 use crate::mm::addr::__va;
 use crate::mm::frame;
 use crate::mm::mm_struct::{init_mm, mm_alloc};
+use crate::ktest::recovery::{catch, CaughtKind};
+use crate::mm::addr::PAGE_SIZE;
+use crate::mm::probe;
+use crate::mm::vmalloc;
 use crate::sched::{self, current, join, kernel_thread, State};
 
 pub static SUITE: Suite = Suite {
@@ -19,6 +23,8 @@ pub static SUITE: Suite = Suite {
         case!(two_mms_10000_switches_each_sees_own_page),
         case!(kernel_thread_borrows_active_mm),
         case!(oops_in_thread_kills_only_that_thread),
+        case!(thread_stack_has_guard_pages_and_is_synced_everywhere),
+        case!(stack_overflow_reported_by_double_fault_task),
     ],
 };
 
@@ -31,8 +37,15 @@ fn bump(n: usize) {
     }
 }
 
+/// Free frames plus the kernel page tables vmalloc keeps for good: the
+/// figure a thread's life must leave unchanged.
+fn frames_and_kept_tables() -> usize {
+    frame::nr_free_frames() + vmalloc::kernel_pgtable_pages() as usize
+}
+
 fn thread_runs_and_is_reaped() {
-    let frames = frame::nr_free_frames();
+    let frames = frames_and_kept_tables();
+    let areas = vmalloc::nr_areas();
     let tasks = sched::nr_tasks();
     COUNTER.store(0, Ordering::SeqCst);
     let t = kernel_thread("bump", bump, 10, None);
@@ -42,7 +55,8 @@ fn thread_runs_and_is_reaped() {
     drop(t);
     sched::yield_now(); // reaping happens after a switch
     assert_eq!(sched::nr_tasks(), tasks);
-    assert_eq!(frame::nr_free_frames(), frames);
+    assert_eq!(frames_and_kept_tables(), frames, "the thread's stack leaked");
+    assert_eq!(vmalloc::nr_areas(), areas, "the stack area was not freed");
     assert_eq!(current().pid, 0);
 }
 
@@ -159,6 +173,83 @@ fn oops_in_thread_kills_only_that_thread() {
         "running task left in the run queue"
     );
     // The scheduler still works.
+    COUNTER.store(0, Ordering::SeqCst);
+    let u = kernel_thread("bump", bump, 3, None);
+    join(&u);
+    assert_eq!(COUNTER.load(Ordering::SeqCst), 3);
+}
+
+fn idle(_: usize) {}
+
+/// The stack is mapped between two unmapped guard pages, in the stack
+/// zone, and its PGD entry is already in an address space made before
+/// it: a stack cannot wait for a lazy vmalloc fault.
+fn thread_stack_has_guard_pages_and_is_synced_everywhere() {
+    let mm = mm_alloc().expect("mm");
+    let t = kernel_thread("idle", idle, 0, None);
+    let st = t.stack().expect("a thread has a vmalloc stack");
+    assert!(vmalloc::is_stack_zone_addr(st.base), "{:#x}", st.base);
+    assert_eq!(st.top - st.base, sched::KERNEL_STACK_SIZE as u32);
+    let area = vmalloc::find_vm_area(st.base).expect("stack area");
+    assert!(area.flags.contains(crate::mm::vm_area::VmFlags::STACK));
+    for pgd in [init_mm().pgd, mm.pgd] {
+        let mapped = |va: u32| crate::mm::walk::translate(pgd, va).phys.is_some();
+        assert!(mapped(st.base), "stack base not mapped in pgd {:#x}", pgd);
+        assert!(mapped(st.top - 4), "stack top not mapped in pgd {:#x}", pgd);
+        assert!(!mapped(st.guard_below()), "guard below the stack is mapped");
+        assert!(!mapped(st.top), "guard above the stack is mapped");
+    }
+    assert!(!probe::readable(st.base - PAGE_SIZE as u32));
+    join(&t);
+}
+
+#[inline(never)]
+fn recurse(depth: u32) -> u32 {
+    let frame = core::hint::black_box([depth as u8; 512]);
+    if depth == u32::MAX {
+        return 0;
+    }
+    recurse(depth + 1).wrapping_add(core::hint::black_box(frame)[7] as u32)
+}
+
+fn overflow(_: usize) {
+    core::hint::black_box(recurse(0));
+}
+
+/// Unbounded recursion in a thread runs into the guard page; the #PF
+/// cannot push its frame there, so the CPU raises a double fault, and
+/// the double-fault task (its own TSS and stack) names the thread.  The
+/// thread dies; the kernel and its memory carry on.
+fn stack_overflow_reported_by_double_fault_task() {
+    sched::yield_now();
+    let frames = frames_and_kept_tables();
+    let areas = vmalloc::nr_areas();
+    let t = kernel_thread("overflow", overflow, 0, None);
+    let st = t.stack().expect("stack");
+    let c = catch(false, || {
+        join(&t);
+    })
+    .expect_err("the overflow was not caught");
+    assert_eq!(c.kind, CaughtKind::DoubleFault, "{}", c.msg);
+    assert!(
+        c.msg
+            .as_str()
+            .starts_with("kernel stack overflow in thread overflow"),
+        "{}",
+        c.msg
+    );
+    let sym = crate::symbols::lookup(c.eip).expect("symbol for the faulting EIP");
+    let mut b = crate::fixed_buf::FixedBuf::<200>::new();
+    let _ = core::fmt::Write::write_fmt(&mut b, format_args!("{}", sym));
+    assert!(b.as_str().contains("recurse"), "{}", b);
+    assert!(st.base > 0);
+    assert_eq!(t.state(), State::Dead);
+    assert_eq!(current().pid, 0);
+    drop(t);
+    sched::yield_now();
+    assert_eq!(vmalloc::nr_areas(), areas, "the dead thread's stack was not freed");
+    assert_eq!(frames_and_kept_tables(), frames, "frames leaked");
+    // And threads still run.
     COUNTER.store(0, Ordering::SeqCst);
     let u = kernel_thread("bump", bump, 3, None);
     join(&u);

@@ -20,6 +20,8 @@ import gdb
 PAGE_OFFSET = 0xC0000000
 PAGE_SIZE = 0x1000
 VMALLOC_END = 0xFF000000
+# src/mm/vmalloc.rs STACK_ZONE_START: thread stacks, a guard page below each.
+STACK_ZONE_START = VMALLOC_END - (16 << 20)
 CR0_PG = 1 << 31
 CR4_PSE = 1 << 4
 CR4_PAE = 1 << 5
@@ -510,7 +512,8 @@ class VmAreas(VmCommand):
 Derived from swapper_pg_dir, not from the kernel's area tree (a Rust
 BTreeMap behind a spin Mutex, impractical to walk from gdb): each run of
 mapped pages in [VMALLOC_START, 0xFF000000) is one area, and the unmapped
-guard page after it is counted in its size, as vmallocinfo does.  So the
+guard page after it is counted in its size, as vmallocinfo does (a thread
+stack, in the zone at the top, also has the guard page below it).  So the
 lines read like the kernel's `vmallocinfo` lines (without the caller).
 An area being populated or torn down right now may show partially."""
 
@@ -531,8 +534,12 @@ An area being populated or torn down right now may show partially."""
         for a, b in runs:
             levels, _ = walk(a, ref, pae)
             e = levels[-1][3]
+            pages = (b - a) // PAGE_SIZE
+            if a >= STACK_ZONE_START:
+                # A thread stack: its area begins with the guard page below.
+                a -= PAGE_SIZE
             size = b - a + PAGE_SIZE
-            print("0x%08x-0x%08x %8d pages=%d [%s]" % (a, a + size, size, (b - a) // PAGE_SIZE, flags_str(e)))
+            print("0x%08x-0x%08x %8d pages=%d [%s]" % (a, a + size, size, pages, flags_str(e)))
 
 
 class VmFaults(VmCommand):
