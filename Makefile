@@ -11,6 +11,9 @@
 #                                 scaling, lazy vs eager -> target/bench/
 #   make experiments              the race explorer and stress, all versions
 #                                 and modes -> target/experiments/race.md
+#   make soak [SOAK_OPS=N] [SOAK_SEED=S]
+#                                 1,000,000 random operations per correct
+#                                 version and mode -> target/soak/results.md
 
 PAGING ?= 2level
 VMALLOC_FAULT ?=
@@ -21,7 +24,7 @@ RUNNER := $(PYTHON) tests/host/runner.py
 
 RUN_CMDLINE := $(strip $(if $(VMALLOC_FAULT),vmalloc_fault=$(VMALLOC_FAULT)) $(CMDLINE))
 
-.PHONY: all build run test iso gdb experiments bench clippy fmt check clean
+.PHONY: all build run test iso gdb experiments bench soak clippy fmt check clean
 
 all: build
 
@@ -42,6 +45,9 @@ bench:
 
 experiments:
 	$(PYTHON) tests/host/experiments.py
+
+soak:
+	$(PYTHON) tests/host/soak.py
 
 gdb:
 	$(RUNNER) gdb --paging $(PAGING) --cmdline "$(RUN_CMDLINE)"

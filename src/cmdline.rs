@@ -88,6 +88,12 @@ pub struct Cmdline<'a> {
     pub experiment: bool,
     /// `experiment=bench`: run the in-kernel benchmarks (`make bench`).
     pub bench: bool,
+    /// `experiment=soak`: run the soak (`make soak`) and exit.
+    pub soak: bool,
+    /// `soak_ops=N`: operations of the soak.
+    pub soak_ops: u32,
+    /// `soak_seed=N`: the soak's seed (decimal or 0x hex), for replay.
+    pub soak_seed: u32,
 }
 
 impl Default for Cmdline<'_> {
@@ -99,6 +105,9 @@ impl Default for Cmdline<'_> {
             loglevel: None,
             experiment: false,
             bench: false,
+            soak: false,
+            soak_ops: 1_000_000,
+            soak_seed: 0x2001_0223,
         }
     }
 }
@@ -161,14 +170,31 @@ pub fn parse<'a>(
             "experiment" => match value {
                 "race" => c.experiment = true,
                 "bench" => c.bench = true,
+                "soak" => c.soak = true,
                 _ => {
                     return Err(BadValue {
                         key: "experiment",
                         value,
-                        allowed: "race, bench",
+                        allowed: "race, bench, soak",
                     })
                 }
             },
+            "soak_ops" => {
+                c.soak_ops = parse_u32(value)
+                    .filter(|n| (1..=100_000_000).contains(n))
+                    .ok_or(BadValue {
+                        key: "soak_ops",
+                        value,
+                        allowed: "1..100000000",
+                    })?
+            }
+            "soak_seed" => {
+                c.soak_seed = parse_u32(value).ok_or(BadValue {
+                    key: "soak_seed",
+                    value,
+                    allowed: "a 32-bit number, decimal or 0x hex",
+                })?
+            }
             "loglevel" => {
                 c.loglevel = Some(
                     value
@@ -186,4 +212,12 @@ pub fn parse<'a>(
         }
     }
     Ok(c)
+}
+
+/// A decimal or `0x` hexadecimal 32-bit number.
+fn parse_u32(v: &str) -> Option<u32> {
+    match v.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => v.parse().ok(),
+    }
 }

@@ -21,7 +21,9 @@ pub mod panic;
 pub mod qemu;
 pub mod race;
 pub mod racy_cell;
+pub mod rand;
 pub mod sched;
+pub mod soak;
 pub mod symbols;
 
 pub use boot::start::BootParams;

@@ -13,6 +13,19 @@ fn kmain(params: &'static BootParams) -> ! {
         vmfault::bench::run_all();
         vmfault::qemu::exit(vmfault::qemu::ExitCode::Success);
     }
+    if params.cmdline.soak {
+        let cfg = vmfault::soak::SoakConfig {
+            progress_every: 100_000,
+            ..vmfault::soak::SoakConfig::new(params.cmdline.soak_seed, params.cmdline.soak_ops)
+        };
+        let r = vmfault::soak::run(cfg);
+        vmfault::soak::print_report(&cfg, &r);
+        vmfault::qemu::exit(if r.clean() {
+            vmfault::qemu::ExitCode::Success
+        } else {
+            vmfault::qemu::ExitCode::Failed
+        });
+    }
     if params.cmdline.experiment {
         vmfault::race::experiments::run_all();
         vmfault::qemu::exit(vmfault::qemu::ExitCode::Success);

@@ -300,7 +300,10 @@ pub fn report_double_fault(t: &x86::bits32::task::TaskStateSegment, error_code: 
             t.name, t.pid, esp, st.base, st.top
         );
     } else if !readable(esp.wrapping_sub(4)) {
-        println!("esp {:08x} (kernel stack is not mapped: blown kernel stack?)", esp);
+        println!(
+            "esp {:08x} (kernel stack is not mapped: blown kernel stack?)",
+            esp
+        );
     } else {
         println!("esp {:08x}", esp);
     }

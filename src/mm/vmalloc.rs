@@ -336,7 +336,11 @@ pub fn vmalloc_stack(size: usize) -> Option<KernelStack> {
 
 /// Free a stack from `vmalloc_stack`.
 pub fn vfree_stack(stack: &KernelStack) -> Result<(), FreeError> {
-    release(stack.guard_below() as *const u8, VmFlags::STACK, "vfree_stack")
+    release(
+        stack.guard_below() as *const u8,
+        VmFlags::STACK,
+        "vfree_stack",
+    )
 }
 
 /// Why a free was refused.
@@ -419,10 +423,11 @@ pub fn unmap_kernel_page_at(va: u32) -> Option<u64> {
     with_vmlist(|_| walk::unmap_page(swapper_pg_dir(), va))
 }
 
-/// Benchmarks only: free the kernel page tables of the 4 MiB slots in
-/// `[addr, addr + len)` once nothing is mapped there, clearing the entry
-/// in `init_mm` and in every address space, so the next run meets fresh
-/// slots again.  (The kernel proper never frees them, as in 2.4.)
+/// Benchmarks and the soak only: free the kernel page tables of the 4 MiB
+/// slots in `[addr, addr + len)` once nothing is mapped there, clearing
+/// the entry in `init_mm` and in every address space, so the next run
+/// meets fresh slots again.  (The kernel proper never frees them, as in
+/// 2.4.)
 pub fn drop_kernel_tables(addr: u32, len: u32) {
     with_vmlist(|v| {
         let mut slot = addr & !((4 << 20) - 1);

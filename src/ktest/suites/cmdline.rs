@@ -17,6 +17,7 @@ pub static SUITE: Suite = Suite {
         case!(bad_vmalloc_fault_names_key_and_values),
         case!(key_without_value_is_bad),
         case!(loglevel_range_checked),
+        case!(soak_numbers_checked),
         case!(last_value_wins),
         case!(glob_matching),
         case!(filter_selects_suites_and_cases),
@@ -150,4 +151,19 @@ fn filter_selects_suites_and_cases() {
     assert!(selects("frames.*,paging.*", "paging", "pae_address_split"));
     assert!(selects("frames.*,paging.*", "frames", "x"));
     assert!(!selects("frames.*,paging.*", "sched", "x"));
+}
+
+fn soak_numbers_checked() {
+    let c = ok("experiment=soak soak_ops=1000 soak_seed=0x20010223");
+    assert!(c.soak);
+    assert_eq!((c.soak_ops, c.soak_seed), (1000, 0x2001_0223));
+    assert_eq!(ok("soak_seed=42").soak_seed, 42);
+    for s in ["soak_ops=0", "soak_ops=-1", "soak_ops=100000001", "soak_ops=1e6"] {
+        let e = bad(s);
+        assert_eq!(e.key, "soak_ops", "{}", s);
+        assert!(text(&e).as_str().contains("1..100000000"), "{}", text(&e));
+    }
+    for s in ["soak_seed=0x", "soak_seed=0x1_0000_0000", "soak_seed=seed", "soak_seed="] {
+        assert_eq!(bad(s).key, "soak_seed", "{}", s);
+    }
 }

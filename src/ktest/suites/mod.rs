@@ -9,6 +9,7 @@ mod leaks;
 mod paging;
 mod race;
 mod sched;
+mod soak;
 mod traps;
 mod vmalloc;
 
@@ -25,6 +26,7 @@ pub static ALL: &[&Suite] = &[
     &vmalloc::SUITE,
     &irq::SUITE,
     &race::SUITE,
+    &soak::SUITE,
     // Last: checks what all the others gave back.
     &leaks::SUITE,
 ];

@@ -6,12 +6,12 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::arch::x86::cpu;
 use crate::case;
+use crate::ktest::recovery::{catch, CaughtKind};
 use crate::ktest::Suite;
 use crate::mm::addr::__va;
+use crate::mm::addr::PAGE_SIZE;
 use crate::mm::frame;
 use crate::mm::mm_struct::{init_mm, mm_alloc};
-use crate::ktest::recovery::{catch, CaughtKind};
-use crate::mm::addr::PAGE_SIZE;
 use crate::mm::probe;
 use crate::mm::vmalloc;
 use crate::sched::{self, current, join, kernel_thread, State};
@@ -55,7 +55,11 @@ fn thread_runs_and_is_reaped() {
     drop(t);
     sched::yield_now(); // reaping happens after a switch
     assert_eq!(sched::nr_tasks(), tasks);
-    assert_eq!(frames_and_kept_tables(), frames, "the thread's stack leaked");
+    assert_eq!(
+        frames_and_kept_tables(),
+        frames,
+        "the thread's stack leaked"
+    );
     assert_eq!(vmalloc::nr_areas(), areas, "the stack area was not freed");
     assert_eq!(current().pid, 0);
 }
@@ -247,7 +251,11 @@ fn stack_overflow_reported_by_double_fault_task() {
     assert_eq!(current().pid, 0);
     drop(t);
     sched::yield_now();
-    assert_eq!(vmalloc::nr_areas(), areas, "the dead thread's stack was not freed");
+    assert_eq!(
+        vmalloc::nr_areas(),
+        areas,
+        "the dead thread's stack was not freed"
+    );
     assert_eq!(frames_and_kept_tables(), frames, "frames leaked");
     // And threads still run.
     COUNTER.store(0, Ordering::SeqCst);

@@ -426,26 +426,13 @@ fn data_written_in_one_mm_read_in_another() {
     vfree(p as *const u8).unwrap();
 }
 
-/// xorshift32: a fixed seed makes a failure replayable.
-struct Rng(u32);
-
-impl Rng {
-    fn next(&mut self) -> u32 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        self.0 = x;
-        x
-    }
-}
-
 fn random_10000_ops_keep_tree_consistent() {
     let before = snapshot();
-    let mut rng = Rng(0x2001_0223);
+    // A fixed seed makes a failure replayable.
+    let mut rng = crate::rand::Rng::new(0x2001_0223);
     let mut live: Vec<(u32, u32, u32)> = Vec::new(); // addr, pages, tag
     for op in 0..10_000u32 {
-        let r = rng.next();
+        let r = rng.next_u32();
         if live.is_empty() || (r % 10 < 6 && live.len() < 200) {
             let pages = 1 + (r >> 8) % 8;
             let p = vmalloc(pages as usize * PAGE_SIZE)
