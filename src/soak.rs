@@ -219,6 +219,9 @@ struct Soak {
     foreign: Vec<(u32, u32, VmFlags)>,
     mm_cost: usize,
     op: u32,
+    /// An area allocated but not yet in the model (an oops while its
+    /// pages are written must not leak it).
+    pending: Option<u32>,
 }
 
 fn frames_and_kept_tables() -> usize {
@@ -257,6 +260,7 @@ impl Soak {
             return;
         };
         let addr = p.as_ptr() as u32;
+        self.pending = Some(addr);
         for i in 0..pages {
             let va = addr + i * PAGE;
             // SAFETY: fresh, mapped in init_mm; the first touch from this
@@ -270,6 +274,7 @@ impl Soak {
                 pins: 0,
             })
         });
+        self.pending = None;
         if self.rng.chance(50) {
             let slot = self.rng.below(IRQ_SLOTS as u32) as usize;
             IRQ_TARGETS[slot].store(addr + self.rng.below(pages) * PAGE, Ordering::SeqCst);
@@ -486,7 +491,14 @@ impl Soak {
             t.store(0, Ordering::SeqCst);
         }
         self.quiesce();
-        let areas = with_shared(|s| core::mem::take(&mut s.areas));
+        let mut areas = with_shared(|s| core::mem::take(&mut s.areas));
+        if let Some(addr) = self.pending.take() {
+            areas.push(Area {
+                addr,
+                pages: 0,
+                pins: 0,
+            });
+        }
         for a in areas {
             if vmalloc::vfree(a.addr as *const u8).is_err() {
                 self.error(format_args!("teardown: vfree({:#x}) refused", a.addr));
@@ -535,6 +547,7 @@ pub fn run(cfg: SoakConfig) -> SoakReport {
         foreign: our_areas_snapshot(),
         mm_cost,
         op: 0,
+        pending: None,
     };
     let areas0 = vmalloc::nr_areas();
     let faults0 = fault::total_faults();

@@ -158,12 +158,22 @@ fn soak_numbers_checked() {
     assert!(c.soak);
     assert_eq!((c.soak_ops, c.soak_seed), (1000, 0x2001_0223));
     assert_eq!(ok("soak_seed=42").soak_seed, 42);
-    for s in ["soak_ops=0", "soak_ops=-1", "soak_ops=100000001", "soak_ops=1e6"] {
+    for s in [
+        "soak_ops=0",
+        "soak_ops=-1",
+        "soak_ops=100000001",
+        "soak_ops=1e6",
+    ] {
         let e = bad(s);
         assert_eq!(e.key, "soak_ops", "{}", s);
         assert!(text(&e).as_str().contains("1..100000000"), "{}", text(&e));
     }
-    for s in ["soak_seed=0x", "soak_seed=0x1_0000_0000", "soak_seed=seed", "soak_seed="] {
+    for s in [
+        "soak_seed=0x",
+        "soak_seed=0x1_0000_0000",
+        "soak_seed=seed",
+        "soak_seed=",
+    ] {
         assert_eq!(bad(s).key, "soak_seed", "{}", s);
     }
 }
