@@ -85,6 +85,11 @@ start_high:
     .globl boot_pgdir
 boot_pgdir:
     .skip 4096
+    /* Unmapped by paging_init: swapper's stack overflow double-faults
+       into a report instead of running into boot_pgdir. */
+    .globl boot_stack_guard
+boot_stack_guard:
+    .skip 4096
     .globl boot_stack_bottom
 boot_stack_bottom:
     .skip 32768

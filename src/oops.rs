@@ -62,35 +62,30 @@ pub fn pf_headline(cr2: u32) -> FixedBuf<96> {
 /// Linux 2.4 prints the PGD (and, in PAE, PMD) entry for the address.
 pub fn print_pde(addr: u32) {
     let p = probe(addr);
-    if p.pae {
-        print!("*pdpte = {:016x}", p.pgd);
-        if let Some(pmd) = p.pmd {
-            print!("  *pmd = {:016x}", pmd);
-        }
-    } else {
-        print!("*pde = {:08x}", p.pgd);
-    }
-    if let Some(pte) = p.pte {
-        print!("  *pte = {:0w$x}", pte, w = if p.pae { 16 } else { 8 });
-    }
-    println!();
+    print_entries("", p.pae, p.pgd, p.pmd, p.pte);
     // And the reference directory, which the lazy sync copies from.
     let swapper = crate::mm::init::swapper_pg_dir();
     if swapper != 0 && cpu::read_cr3() & !0x1f != swapper {
         let w = crate::mm::walk::translate(swapper, addr);
-        if p.pae {
-            print!("init_mm: *pdpte = {:016x}", w.pgd);
-            if let Some(pmd) = w.pmd {
-                print!("  *pmd = {:016x}", pmd);
-            }
-        } else {
-            print!("init_mm: *pde = {:08x}", w.pgd);
-        }
-        if let Some(pte) = w.pte {
-            print!("  *pte = {:0w$x}", pte, w = if p.pae { 16 } else { 8 });
-        }
-        println!();
+        print_entries("init_mm: ", p.pae, w.pgd, w.pmd, w.pte);
     }
+}
+
+/// One line of directory entries, in 2.4's `*pde = ` shape (PAE: the
+/// PDPTE and the PMD entry, 64 bits wide).
+fn print_entries(prefix: &str, pae: bool, pgd: u64, pmd: Option<u64>, pte: Option<u64>) {
+    if pae {
+        print!("{}*pdpte = {:016x}", prefix, pgd);
+        if let Some(pmd) = pmd {
+            print!("  *pmd = {:016x}", pmd);
+        }
+    } else {
+        print!("{}*pde = {:08x}", prefix, pgd);
+    }
+    if let Some(pte) = pte {
+        print!("  *pte = {:0w$x}", pte, w = if pae { 16 } else { 8 });
+    }
+    println!();
 }
 
 fn print_symbol(addr: u32) {

@@ -44,6 +44,9 @@ extern "C" {
     static __end_rodata: u8;
     static __kernel_phys_start: u8;
     static __kernel_phys_end: u8;
+    static boot_stack_guard: u8;
+    static boot_stack_bottom: u8;
+    static boot_stack_top: u8;
     fn paging_switch(cr3: u32, cr4: u32);
 }
 
@@ -73,6 +76,23 @@ pub fn kernel_page_flags(pa: u64) -> PteFlags {
     } else {
         PteFlags::PAGE_KERNEL | PteFlags::NX
     }
+}
+
+/// Swapper's stack (boot/entry.s) as `[bottom, top)`; the page below
+/// `bottom` is left out of the direct map, a guard like a thread's.
+pub fn boot_stack() -> (u32, u32) {
+    // SAFETY: linker symbols; only their addresses are used.
+    unsafe {
+        (
+            &boot_stack_bottom as *const u8 as u32,
+            &boot_stack_top as *const u8 as u32,
+        )
+    }
+}
+
+fn boot_stack_guard_phys() -> u64 {
+    // SAFETY: a linker symbol; only its address is used.
+    unsafe { &boot_stack_guard as *const u8 as u64 - PAGE_OFFSET as u64 }
 }
 
 /// Physical ranges that must never be handed out.
@@ -168,7 +188,12 @@ pub fn paging_init(p: &BootParams) {
         );
     }
     let mut pa = 0u64;
+    let guard = boot_stack_guard_phys();
     while pa < top {
+        if pa == guard {
+            pa += PAGE_SIZE as u64;
+            continue;
+        }
         if let Err(e) = map_page(
             pgd,
             (PAGE_OFFSET as u64 + pa) as u32,

@@ -48,7 +48,8 @@ pub struct Task {
     state: AtomicU8,
     /// Saved ESP while not running.
     esp: RacyCell<u32>,
-    /// `None` for swapper, which runs on the boot stack.
+    /// A vmalloc'd stack, or for swapper the boot stack (also with an
+    /// unmapped page below it, see mm::init).
     stack: Option<KernelStack>,
     pub mm: Option<Arc<MmStruct>>,
     /// The address space whose directory is loaded while this task runs:
@@ -102,10 +103,10 @@ impl Task {
 
 impl Drop for Task {
     fn drop(&mut self) {
-        if let Some(st) = &self.stack {
+        if let Some(st) = self.stack.filter(|s| vmalloc::is_stack_zone_addr(s.base)) {
             // The task is gone from every list and no CPU runs on it
             // (reap never frees the stack it runs on).
-            let _ = vmalloc::vfree_stack(st);
+            let _ = vmalloc::vfree_stack(&st);
         }
     }
 }
@@ -128,7 +129,10 @@ pub fn init() {
         name: "swapper",
         state: AtomicU8::new(State::Runnable as u8),
         esp: RacyCell::new(0),
-        stack: None,
+        stack: {
+            let (base, top) = crate::mm::init::boot_stack();
+            Some(KernelStack { base, top })
+        },
         mm: None,
         active_mm: RacyCell::new(Some(init_mm().clone())),
         entry: None,
