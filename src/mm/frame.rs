@@ -105,6 +105,25 @@ impl<'a> FrameAllocator<'a> {
         None
     }
 
+    /// `n` physically contiguous frames (the lowest free run), or `None`.
+    /// For boot-time carving (the kernel heap), where one scan of the
+    /// bitmap is cheap; everything later takes single frames.
+    pub fn alloc_contiguous(&mut self, n: usize) -> Option<u32> {
+        if n == 0 {
+            return None;
+        }
+        let mut run = 0;
+        for pfn in 0..self.limit {
+            run = if self.is_free(pfn) { run + 1 } else { 0 };
+            if run == n {
+                let first = pfn + 1 - n;
+                (first..=pfn).for_each(|f| self.set(f, false));
+                return Some((first * PAGE_SIZE) as u32);
+            }
+        }
+        None
+    }
+
     /// Give a frame back.  Freeing a free or unmanaged frame is refused:
     /// the caller (`free_frame`) turns that into a panic, since it is a
     /// kernel bug (Linux's "Bad page state").
@@ -163,6 +182,11 @@ fn with<R>(f: impl FnOnce(&mut FrameAllocator<'static>) -> R) -> R {
 /// `__get_free_page`: one frame (physical address), or `None`.
 pub fn alloc_frame() -> Option<u32> {
     with(|fa| fa.alloc())
+}
+
+/// `n` physically contiguous frames, or `None` if no free run is that long.
+pub fn alloc_contiguous(n: usize) -> Option<u32> {
+    with(|fa| fa.alloc_contiguous(n))
 }
 
 /// A zeroed frame (`get_zeroed_page`).

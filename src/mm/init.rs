@@ -10,6 +10,7 @@ use multiboot2::MemoryAreaType;
 
 use super::addr::{__va, MAXMEM, PAGE_OFFSET, PAGE_SIZE};
 use super::frame::{self, alloc_zeroed_frame};
+use super::heap;
 use super::pgtable::*;
 use super::walk::map_page;
 use crate::arch::x86::cpu;
@@ -159,6 +160,19 @@ pub fn paging_init(p: &BootParams) {
             MAXMEM >> 20
         );
     }
+    // The heap before the direct map's page tables, so that it gets the
+    // low run right after the image; nothing allocates before mm::init is
+    // done, and the boot page directory already maps it at __va.
+    let heap_size = heap::size_for(stats.usable_frames as u64 * PAGE_SIZE as u64);
+    match frame::alloc_contiguous(heap_size / PAGE_SIZE) {
+        Some(phys) => heap::init(phys, heap_size),
+        None => boot_failure(format_args!(
+            "too little memory: no free run of {} KiB for the kernel heap ({} KiB of {} KiB usable RAM free after the kernel image)",
+            heap_size >> 10,
+            frame::nr_free_frames() * 4,
+            stats.usable_frames * 4
+        )),
+    }
     let top = usable_areas(p)
         .map(|(_, e)| e.min(MAXMEM))
         .max()
@@ -236,10 +250,13 @@ pub fn paging_init(p: &BootParams) {
             ""
         }
     );
+    let (heap_phys, heap_bytes) = heap::region();
     pr_info!(
-        "Memory: {}k free of {}k usable",
+        "Memory: {}k free of {}k usable, kernel heap {}k at {:#010x}",
         frame::nr_free_frames() * 4,
-        stats.usable_frames * 4
+        stats.usable_frames * 4,
+        heap_bytes >> 10,
+        heap_phys
     );
 }
 

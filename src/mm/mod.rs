@@ -15,10 +15,9 @@ pub mod vmalloc;
 pub mod vmlist24;
 pub mod walk;
 
-/// Bring up memory management: heap, frames, `swapper_pg_dir` in the mode
-/// the command line chose.
+/// Bring up memory management: frames, the heap (carved from them),
+/// `swapper_pg_dir` in the mode the command line chose.
 pub fn init(p: &crate::BootParams) {
-    heap::init();
     init::paging_init(p);
     // Before the first mm_alloc, so every address space inherits it.
     if crate::arch::x86::cpu::features().apic {

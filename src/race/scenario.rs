@@ -27,6 +27,19 @@ pub struct Scenario {
 const AREA: usize = 16 << 20;
 
 impl Scenario {
+    /// Frames one scenario takes: the area's pages, a page table for each
+    /// of the up to five 4 MiB slots it overlaps, the victim mm's
+    /// directory (PAE: PDPT and PMD pages), with slack for the threads
+    /// that run in it.
+    pub const FRAMES: usize = AREA / PAGE_SIZE + 16;
+
+    /// How many scenarios the free frames have room for right now.  A
+    /// 32 MiB machine has room for one: the tests size themselves by it
+    /// rather than fail on a vmalloc that cannot succeed.
+    pub fn room_for() -> usize {
+        crate::mm::frame::nr_free_frames() / Self::FRAMES
+    }
+
     /// The mm is created first, then the area: its slots are in init_mm
     /// only (two-level, lazy versions).
     pub fn new() -> Option<Scenario> {

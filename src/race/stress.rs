@@ -149,13 +149,14 @@ pub fn stress(rounds: u32, mms: usize) -> Option<StressReport> {
     if !apic::present() {
         return None;
     }
-    {
-        let mut list = SCENARIOS.lock();
-        list.clear();
-        for _ in 0..mms {
-            list.push(Scenario::new()?);
-        }
+    // Built aside and stored only when complete: on a failed vmalloc the
+    // scenarios made so far drop here (vfree, mm freed) instead of staying
+    // in the static list with their 16 MiB each.
+    let mut fresh = Vec::with_capacity(mms);
+    for _ in 0..mms {
+        fresh.push(Scenario::new()?);
     }
+    *SCENARIOS.lock() = fresh;
     let mut rep = StressReport::default();
     crate::oops::set_silent(true);
     irq::request_irq(irq::LOCAL_TIMER_VECTOR, timer_irq, IrqFlags::empty());

@@ -151,6 +151,14 @@ fn filter_selects_suites_and_cases() {
     assert!(selects("frames.*,paging.*", "paging", "pae_address_split"));
     assert!(selects("frames.*,paging.*", "frames", "x"));
     assert!(!selects("frames.*,paging.*", "sched", "x"));
+    // Exclusions: alone they start from everything; they win over a match.
+    assert!(!selects("-race.slow", "race", "slow"));
+    assert!(selects("-race.slow", "race", "stress"));
+    assert!(selects("-race.slow", "boot", "x"));
+    assert!(!selects("race,-race.st*", "race", "stress"));
+    assert!(selects("race,-race.st*", "race", "slow"));
+    assert!(!selects("race,-race.st*", "boot", "x"));
+    assert!(!selects("-race", "race", "anything"));
 }
 
 fn soak_numbers_checked() {

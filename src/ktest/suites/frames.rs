@@ -21,6 +21,7 @@ pub static SUITE: Suite = Suite {
         case!(unaligned_areas_keep_whole_frames_only),
         case!(reservations_split_areas),
         case!(exhaustion_is_none_and_double_free_refused),
+        case!(contiguous_run_is_lowest_fit_and_skips_holes),
     ],
 };
 
@@ -143,4 +144,25 @@ fn exhaustion_is_none_and_double_free_refused() {
     assert_eq!(fa.free(0x200000), Err("free of unmanaged frame"));
     assert_eq!(fa.free(b), Ok(()));
     assert_eq!(fa.nr_free(), 2);
+}
+
+/// The boot heap comes from `alloc_contiguous`: the lowest run long enough,
+/// never across a reserved frame, `None` (not a partial run) if none is.
+fn contiguous_run_is_lowest_fit_and_skips_holes() {
+    let mut bits = small(1 << 20);
+    let mut fa = FrameAllocator::new(&mut bits, 1 << 20);
+    fa.add_areas([(0x10000, 0x20000)].into_iter()); // frames 0x10..0x20
+    fa.reserve(0x13000, 0x14000); // a hole: runs 0x10..0x13 and 0x14..0x20
+    assert_eq!(fa.alloc_contiguous(4), Some(0x14000), "crossed the hole");
+    assert_eq!(fa.alloc_contiguous(3), Some(0x10000));
+    assert_eq!(fa.nr_free(), 16 - 1 - 4 - 3);
+    assert!(!fa.is_frame_free(0x17000) && fa.is_frame_free(0x18000));
+    assert_eq!(
+        fa.alloc_contiguous(9),
+        None,
+        "only 8 frames are left in one run"
+    );
+    assert_eq!(fa.alloc_contiguous(0), None);
+    assert_eq!(fa.alloc_contiguous(8), Some(0x18000));
+    assert_eq!(fa.nr_free(), 0);
 }
