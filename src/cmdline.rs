@@ -8,6 +8,8 @@
 //! | `test=` | a glob over `suite.case` (`*`, `?`) | none: no tests run |
 //! | `loglevel=` | `0`..`8` | `7` |
 //! | `experiment=` | `race` (full race experiments) or `bench` (benchmarks), then exit | none |
+//! | `fuzz_seed=` | the fuzz suite's base seed, decimal or `0x` hex (replays a failure) | built in |
+//! | `fuzz_cases=` | iterations per fuzz case, `1`..`1000000` | built in |
 //!
 //! An unknown key is reported and ignored (Linux passes those on to init);
 //! a bad value for a known key is an error that stops the boot, naming the
@@ -88,6 +90,11 @@ pub struct Cmdline<'a> {
     pub experiment: bool,
     /// `experiment=bench`: run the in-kernel benchmarks (`make bench`).
     pub bench: bool,
+    /// `fuzz_seed=`: base seed of the fuzz suite (`ktest/suites/fuzz.rs`);
+    /// iteration `i` of a fuzz case runs with seed `base + i`.
+    pub fuzz_seed: Option<u64>,
+    /// `fuzz_cases=`: iterations per fuzz case.
+    pub fuzz_cases: Option<u32>,
 }
 
 impl Default for Cmdline<'_> {
@@ -99,6 +106,8 @@ impl Default for Cmdline<'_> {
             loglevel: None,
             experiment: false,
             bench: false,
+            fuzz_seed: None,
+            fuzz_cases: None,
         }
     }
 }
@@ -182,8 +191,42 @@ pub fn parse<'a>(
                         })?,
                 )
             }
+            "fuzz_seed" => {
+                c.fuzz_seed = Some(parse_u64(value).ok_or(BadValue {
+                    key: "fuzz_seed",
+                    value,
+                    allowed: "a 64-bit number, decimal or 0x hex",
+                })?)
+            }
+            "fuzz_cases" => {
+                c.fuzz_cases = Some(
+                    parse_u64(value)
+                        .filter(|n| (1..=FUZZ_CASES_MAX as u64).contains(n))
+                        .ok_or(BadValue {
+                            key: "fuzz_cases",
+                            value,
+                            allowed: "1..1000000",
+                        })? as u32,
+                )
+            }
             _ => unknown(word),
         }
     }
     Ok(c)
+}
+
+/// Most iterations `fuzz_cases=` may ask for.
+pub const FUZZ_CASES_MAX: u32 = 1_000_000;
+
+/// A decimal or `0x` hexadecimal number that fits 64 bits: digits only,
+/// no sign (`u64::from_str` alone would also take a leading `+`).
+fn parse_u64(v: &str) -> Option<u64> {
+    let (digits, radix) = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(h) => (h, 16),
+        None => (v, 10),
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    u64::from_str_radix(digits, radix).ok()
 }

@@ -11,6 +11,7 @@
 
 pub mod glob;
 pub mod recovery;
+pub mod rng;
 pub mod suites;
 
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
