@@ -20,6 +20,9 @@ pub static SUITE: Suite = Suite {
         case!(truncated_info_rejected),
         case!(misaligned_info_rejected),
         case!(info_without_memory_map_rejected),
+        case!(total_size_beyond_readable_rejected),
+        case!(info_outside_boot_mapping_rejected),
+        case!(bad_cmdline_tag_rejected),
         case!(symbols_name_kernel_functions),
     ],
 };
@@ -112,7 +115,7 @@ fn block(words: &[u32]) -> Block {
 fn wrong_magic_rejected() {
     let b = block(&[16, 0, 0, 8]);
     // SAFETY: the block is 64 readable bytes.
-    let r = unsafe { info::load(0x2BAD_B002, b.0.as_ptr() as usize) };
+    let r = unsafe { info::load(0x2BAD_B002, b.0.as_ptr() as usize, 64) };
     assert!(
         matches!(r, Err(BootInfoError::BadMagic(0x2BAD_B002))),
         "{:?}",
@@ -130,7 +133,7 @@ fn wrong_magic_rejected() {
 fn truncated_info_rejected() {
     let b = block(&[24, 0, 1, 16, 0, 0]);
     // SAFETY: as above.
-    let r = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize) };
+    let r = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize, 64) };
     assert!(matches!(r, Err(BootInfoError::Load(_))), "{:?}", r.err());
     let msg = alloc_free_fmt(&r.err().unwrap());
     assert!(
@@ -143,7 +146,7 @@ fn truncated_info_rejected() {
 fn misaligned_info_rejected() {
     let b = block(&[16, 0, 0, 8, 0]);
     // SAFETY: as above; the pointer stays inside the block.
-    let r = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize + 4) };
+    let r = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize + 4, 60) };
     assert!(
         matches!(r, Err(BootInfoError::Misaligned(_))),
         "{:?}",
@@ -155,12 +158,77 @@ fn misaligned_info_rejected() {
 fn info_without_memory_map_rejected() {
     let b = block(&[16, 0, 0, 8]);
     // SAFETY: as above.
-    let r = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize) };
+    let r = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize, 64) };
     assert!(
         matches!(r, Err(BootInfoError::NoMemoryMap)),
         "{:?}",
         r.err()
     );
+}
+
+/// The header's total_size is input too: a size past what is mapped is
+/// refused before the crate walks the tags.
+fn total_size_beyond_readable_rejected() {
+    let b = block(&[0xffff_fff8, 0, 0, 8]);
+    // SAFETY: 64 readable bytes; load reads only the header before
+    // refusing.
+    let r = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize, 64) };
+    assert!(
+        matches!(
+            r,
+            Err(BootInfoError::TooLarge {
+                total_size: 0xffff_fff8,
+                readable: 64
+            })
+        ),
+        "{:?}",
+        r.err()
+    );
+    let msg = alloc_free_fmt(&r.err().unwrap());
+    assert!(msg.as_str().contains("4294967288"), "{}", msg);
+    // SAFETY: as above; fewer than 8 readable bytes is refused unread.
+    let r = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize, 4) };
+    assert!(
+        matches!(r, Err(BootInfoError::Unreadable(4))),
+        "{:?}",
+        r.err()
+    );
+}
+
+fn info_outside_boot_mapping_rejected() {
+    let r = info::load_boot(MULTIBOOT2_BOOTLOADER_MAGIC, info::BOOT_MAPPED);
+    assert!(
+        matches!(r, Err(BootInfoError::OutsideBootMapping(0x4000_0000))),
+        "{:?}",
+        r.err()
+    );
+    // The magic is checked first: with a wrong one the address is noise.
+    let r = info::load_boot(0, 0xffff_fff0);
+    assert!(
+        matches!(r, Err(BootInfoError::BadMagic(0))),
+        "{:?}",
+        r.err()
+    );
+}
+
+/// A command-line tag without its NUL, or not UTF-8, stops the boot with
+/// a message (`start_kernel` prints it) rather than a garbled parse.
+fn bad_cmdline_tag_rejected() {
+    for (word, why) in [
+        (u32::from_le_bytes(*b"a\xff\0c"), "not valid UTF-8"),
+        (u32::from_le_bytes(*b"abcd"), "not null terminated"),
+    ] {
+        // Header, cmdline tag of 12 bytes (4 of text), memory map tag
+        // with no entries, end tag.
+        let b = block(&[48, 0, 1, 12, word, 0, 6, 16, 24, 0, 0, 8]);
+        // SAFETY: as above.
+        let i = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize, 64) }
+            .expect("well framed");
+        let e = info::boot_cmdline(&i).expect_err("bad string accepted");
+        assert!(matches!(e, BootInfoError::BadCmdline(_)), "{:?}", e);
+        let msg = alloc_free_fmt(&e);
+        assert!(msg.as_str().contains(why), "{}", msg);
+    }
 }
 
 fn symbols_name_kernel_functions() {
