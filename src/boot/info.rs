@@ -8,6 +8,7 @@
 use core::fmt::{self, Write};
 
 use multiboot2::{BootInformation, BootInformationHeader, LoadError, MemoryAreaType, StringError};
+use multiboot2_common::MemoryError;
 
 use crate::mm::addr::__va;
 
@@ -33,6 +34,21 @@ pub enum BootInfoError {
         readable: usize,
     },
     Load(LoadError),
+    /// A tag the kernel reads is malformed: a field of it has `value`
+    /// where the specification wants `expected`.
+    BadTag {
+        typ: u32,
+        size: u32,
+        field: &'static str,
+        value: u64,
+        expected: &'static str,
+    },
+    /// A memory map entry whose end does not fit 64 bits.
+    BadMemoryArea {
+        index: usize,
+        base: u64,
+        length: u64,
+    },
     NoMemoryMap,
     /// The command-line tag is not a NUL-terminated UTF-8 string.
     BadCmdline(StringError),
@@ -69,9 +85,48 @@ impl fmt::Display for BootInfoError {
                 total_size, readable
             ),
             BootInfoError::Load(LoadError::Memory(e)) => {
-                write!(f, "malformed boot information: {}", e)
+                write!(f, "malformed boot information: ")?;
+                match e {
+                    MemoryError::SizeInsufficient(size, min) => write!(
+                        f,
+                        "a size of {} bytes, less than the {}-byte header",
+                        size, min
+                    ),
+                    MemoryError::InvalidReportedTotalSize(size, left) => write!(
+                        f,
+                        "sizes that do not add up ({} bytes against {} available)",
+                        size, left
+                    ),
+                    MemoryError::MissingPadding => write!(f, "total_size not a multiple of 8"),
+                    e => write!(f, "{}", e),
+                }
             }
             BootInfoError::Load(e) => write!(f, "malformed boot information: {}", e),
+            BootInfoError::BadTag {
+                typ,
+                size,
+                field,
+                value,
+                expected,
+            } => write!(
+                f,
+                "malformed boot information: tag {} ({}) of {} bytes has {} {} (expected {})",
+                typ,
+                tag_name(*typ),
+                size,
+                field,
+                value,
+                expected
+            ),
+            BootInfoError::BadMemoryArea {
+                index,
+                base,
+                length,
+            } => write!(
+                f,
+                "malformed boot information: memory map entry {} at {:#x} of length {:#x} ends past 2^64",
+                index, base, length
+            ),
             BootInfoError::NoMemoryMap => write!(f, "boot information has no memory map tag"),
             BootInfoError::BadCmdline(e) => write!(f, "bad command line tag: {}", e),
         }
@@ -113,11 +168,93 @@ pub unsafe fn load<'a>(
     // guarantees readable; the crate checks the framing inside it.
     let info = unsafe { BootInformation::load(ptr as *const BootInformationHeader) }
         .map_err(BootInfoError::Load)?;
+    for tag in info.tags() {
+        check_tag(tag.header().typ.get(), tag.header().size, tag.payload())?;
+    }
     if info.memory_map_tag().is_none() {
         return Err(BootInfoError::NoMemoryMap);
     }
     Ok(info)
 }
+
+pub fn tag_name(typ: u32) -> &'static str {
+    match typ {
+        TAG_CMDLINE => "command line",
+        TAG_LOADER_NAME => "boot loader name",
+        TAG_MODULE => "module",
+        TAG_BASIC_MEMINFO => "basic memory information",
+        TAG_MMAP => "memory map",
+        TAG_ELF_SECTIONS => "ELF sections",
+        _ => "not read by the kernel",
+    }
+}
+
+const TAG_CMDLINE: u32 = 1;
+const TAG_LOADER_NAME: u32 = 2;
+const TAG_MODULE: u32 = 3;
+const TAG_BASIC_MEMINFO: u32 = 4;
+const TAG_MMAP: u32 = 6;
+const TAG_ELF_SECTIONS: u32 = 9;
+
+/// The fields of the tags the kernel reads, against the specification
+/// (section 3.6).  The multiboot2 crate checks only the framing of the
+/// tag list; its accessors `assert!` on the rest (a memory map whose
+/// entry_size is not 24, a sized tag of another size, an ELF-sections
+/// entry size of neither ELF32 nor ELF64) and `MemoryArea::end_address`
+/// overflows.  A loader's mistake must be a message, not a panic, so the
+/// tags are checked here, before anything casts them.  Tags the kernel
+/// never reads are not checked.
+fn check_tag(typ: u32, size: u32, payload: &[u8]) -> Result<(), BootInfoError> {
+    let word = |i: usize| u32::from_le_bytes(payload[i * 4..i * 4 + 4].try_into().unwrap());
+    let bad = |field, value: u64, expected| {
+        Err(BootInfoError::BadTag {
+            typ,
+            size,
+            field,
+            value,
+            expected,
+        })
+    };
+    match typ {
+        TAG_MODULE if size < 16 => bad("size", size as u64, "at least 16"),
+        TAG_MODULE if word(1) < word(0) => {
+            bad("mod_end", word(1) as u64, "mod_end at or above mod_start")
+        }
+        TAG_BASIC_MEMINFO if size != 16 => bad("size", size as u64, "16"),
+        TAG_MMAP if size < 16 => bad("size", size as u64, "at least 16"),
+        TAG_MMAP if word(0) != MMAP_ENTRY_SIZE => bad("entry_size", word(0) as u64, "24"),
+        TAG_MMAP if !(size - 16).is_multiple_of(MMAP_ENTRY_SIZE) => {
+            bad("size", size as u64, "16 + 24 per entry")
+        }
+        TAG_MMAP => {
+            for (index, e) in payload[8..]
+                .chunks_exact(MMAP_ENTRY_SIZE as usize)
+                .enumerate()
+            {
+                let base = u64::from_le_bytes(e[0..8].try_into().unwrap());
+                let length = u64::from_le_bytes(e[8..16].try_into().unwrap());
+                if base.checked_add(length).is_none() {
+                    return Err(BootInfoError::BadMemoryArea {
+                        index,
+                        base,
+                        length,
+                    });
+                }
+            }
+            Ok(())
+        }
+        TAG_ELF_SECTIONS if size < 20 => bad("size", size as u64, "at least 20"),
+        // An i386 kernel is an ELF32 image: GRUB reports 40-byte section
+        // headers for it.
+        TAG_ELF_SECTIONS if word(1) != ELF32_SHDR_SIZE => {
+            bad("entsize", word(1) as u64, "40, the ELF32 section header")
+        }
+        _ => Ok(()),
+    }
+}
+
+const MMAP_ENTRY_SIZE: u32 = 24;
+const ELF32_SHDR_SIZE: u32 = 40;
 
 /// `load` for the block GRUB left at physical `info_phys`, read through
 /// the boot page directory's mapping of the first GiB.

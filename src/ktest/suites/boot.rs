@@ -23,6 +23,8 @@ pub static SUITE: Suite = Suite {
         case!(total_size_beyond_readable_rejected),
         case!(info_outside_boot_mapping_rejected),
         case!(bad_cmdline_tag_rejected),
+        case!(malformed_tags_refused_with_message),
+        case!(well_formed_tags_read_back),
         case!(symbols_name_kernel_functions),
     ],
 };
@@ -102,10 +104,10 @@ fn cmdline_reparses_to_boot_params() {
 }
 
 #[repr(C, align(8))]
-struct Block([u8; 64]);
+struct Block([u8; 128]);
 
 fn block(words: &[u32]) -> Block {
-    let mut b = Block([0; 64]);
+    let mut b = Block([0; 128]);
     for (i, w) in words.iter().enumerate() {
         b.0[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
     }
@@ -229,6 +231,89 @@ fn bad_cmdline_tag_rejected() {
         let msg = alloc_free_fmt(&e);
         assert!(msg.as_str().contains(why), "{}", msg);
     }
+}
+
+/// A block of a header, `tags` (whole words, each tag padded to 8
+/// bytes) and the end tag.
+fn with_tags(tags: &[u32]) -> Block {
+    let mut w = [0u32; 32];
+    let n = tags.len();
+    w[0] = (n as u32 + 4) * 4;
+    w[2..2 + n].copy_from_slice(tags);
+    w[n + 3] = 8;
+    block(&w[..n + 4])
+}
+
+/// Tags whose framing is right but whose fields the multiboot2 crate
+/// would `assert!` on (or overflow with) once the kernel reads them.
+/// Found by the fuzz suite (`fuzz.bootinfo_*`); each must be refused at
+/// load with a message naming the tag and the bad value.
+fn malformed_tags_refused_with_message() {
+    const MMAP: [u32; 4] = [6, 16, 24, 0];
+    let cases: [(&[u32], &str); 10] = [
+        (
+            &[6, 20, 24, 0, 0xdead, 0],
+            "tag 6 (memory map) of 20 bytes has size 20",
+        ),
+        (&[6, 16, 0, 0], "has entry_size 0 (expected 24)"),
+        (
+            &[6, 40, 24, 0, 0xffff_f000, 0xffff_ffff, 0x2000, 0, 1, 0],
+            "memory map entry 0 at 0xfffffffffffff000 of length 0x2000",
+        ),
+        (
+            &[4, 24, 639, 0x1f000, 0, 0, 6, 16, 24, 0],
+            "tag 4 (basic memory information) of 24 bytes has size 24 (expected 16)",
+        ),
+        (&[4, 8, 6, 16, 24, 0], "has size 8 (expected 16)"),
+        (
+            &[3, 12, 0x1000, 0],
+            "tag 3 (module) of 12 bytes has size 12",
+        ),
+        (&[3, 17, 0x2000, 0x1000, 0, 0], "has mod_end 4096"),
+        (
+            &[9, 20, 0, 64, 0, 0],
+            "tag 9 (ELF sections) of 20 bytes has entsize 64",
+        ),
+        (&[9, 20, 0, 7, 0, 0], "has entsize 7"),
+        (&[9, 16, 0, 40], "has size 16 (expected at least 20)"),
+    ];
+    for (tags, want) in cases {
+        let mut t = [0u32; 16];
+        t[..tags.len()].copy_from_slice(tags);
+        t[tags.len()..tags.len() + 4].copy_from_slice(&MMAP);
+        let b = with_tags(&t[..tags.len() + 4]);
+        // SAFETY: 128 readable bytes.
+        let r = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize, 128) };
+        let e = r.err().unwrap_or_else(|| panic!("{:x?} accepted", tags));
+        assert!(
+            matches!(
+                e,
+                BootInfoError::BadTag { .. } | BootInfoError::BadMemoryArea { .. }
+            ),
+            "{:?}",
+            e
+        );
+        let msg = alloc_free_fmt(&e);
+        assert!(msg.as_str().contains(want), "{:x?}: {}", tags, msg);
+    }
+}
+
+/// The same tags, well formed, load and read back through the crate.
+fn well_formed_tags_read_back() {
+    let b = with_tags(&[
+        3, 17, 0x1000, 0x2000, 0, 0, // module 0x1000-0x2000, empty cmdline
+        4, 16, 639, 0x1f000, // basic meminfo
+        6, 40, 24, 0, 0, 0, 0x9fc00, 0, 1, 0, // one usable area
+        9, 20, 0, 40, 0, 0, // no ELF sections
+    ]);
+    // SAFETY: 128 readable bytes.
+    let i = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize, 128) }
+        .expect("well formed");
+    let m = i.module_tags().next().expect("module");
+    assert_eq!((m.start_address(), m.end_address()), (0x1000, 0x2000));
+    assert_eq!(i.basic_memory_info_tag().unwrap().memory_lower(), 639);
+    assert_eq!(info::usable_bytes(&i), 0x9fc00);
+    assert_eq!(i.elf_sections_tag().unwrap().sections().count(), 0);
 }
 
 fn symbols_name_kernel_functions() {
