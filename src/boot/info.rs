@@ -292,15 +292,16 @@ pub fn area_type_name(t: MemoryAreaType) -> &'static str {
     }
 }
 
-/// Total bytes of usable RAM in the map.
+/// Total bytes of usable RAM in the map.  Saturating: areas may overlap
+/// (the map is the loader's, like an e820 map before Linux's
+/// `sanitize_e820_map`), and two of nearly 2^64 bytes each overflow.
 pub fn usable_bytes(info: &BootInformation) -> u64 {
     info.memory_map_tag()
         .map(|m| {
             m.memory_areas()
                 .iter()
                 .filter(|a| a.typ() == MemoryAreaType::Available)
-                .map(|a| a.size())
-                .sum()
+                .fold(0u64, |n, a| n.saturating_add(a.size()))
         })
         .unwrap_or(0)
 }

@@ -25,6 +25,7 @@ pub static SUITE: Suite = Suite {
         case!(bad_cmdline_tag_rejected),
         case!(malformed_tags_refused_with_message),
         case!(well_formed_tags_read_back),
+        case!(overlapping_huge_areas_sum_saturates),
         case!(symbols_name_kernel_functions),
     ],
 };
@@ -314,6 +315,34 @@ fn well_formed_tags_read_back() {
     assert_eq!(i.basic_memory_info_tag().unwrap().memory_lower(), 639);
     assert_eq!(info::usable_bytes(&i), 0x9fc00);
     assert_eq!(i.elf_sections_tag().unwrap().sections().count(), 0);
+}
+
+/// Two overlapping usable areas of almost 2^64 bytes each: each is
+/// valid, their sum is not a u64.  Found by the fuzz suite: the boot
+/// log's `Usable RAM` line overflowed (a panic in a debug kernel).
+fn overlapping_huge_areas_sum_saturates() {
+    let b = with_tags(&[
+        6,
+        64,
+        24,
+        0, // memory map, two entries
+        0,
+        0,
+        0xffff_0000,
+        0xffff_ffff,
+        1,
+        0, // [0, 2^64 - 2^16) usable
+        0x1000,
+        0,
+        0xffff_0000,
+        0xffff_ffff,
+        1,
+        0, // the same, 4 KiB on
+    ]);
+    // SAFETY: 128 readable bytes.
+    let i = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize, 128) }
+        .expect("well formed");
+    assert_eq!(info::usable_bytes(&i), u64::MAX);
 }
 
 fn symbols_name_kernel_functions() {
