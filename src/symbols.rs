@@ -8,7 +8,7 @@ use core::fmt;
 use multiboot2::{BootInformation, ElfSectionExt, ElfSectionType};
 use spin::Once;
 
-use crate::mm::addr::__va;
+use crate::mm::addr::{__va, MAXMEM};
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -61,6 +61,15 @@ pub fn find_tables(info: &BootInformation) -> Result<TableRanges, &'static str> 
     };
     if symtab.sh_addr == 0 || strtab.sh_addr == 0 {
         return Err(".symtab or its string table was not loaded");
+    }
+    // Read through the direct map for the kernel's whole life: both must
+    // lie below MAXMEM (and `__va` of anything at or above 1 GiB would
+    // overflow).  The section headers are the loader's word, like the
+    // rest of the boot information.
+    for s in [symtab, strtab] {
+        if s.sh_addr.saturating_add(s.sh_size) > MAXMEM {
+            return Err(".symtab or its string table lies outside the direct map");
+        }
     }
     Ok(TableRanges {
         symtab: (symtab.sh_addr as u32, symtab.sh_size as u32),

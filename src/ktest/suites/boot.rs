@@ -26,6 +26,7 @@ pub static SUITE: Suite = Suite {
         case!(malformed_tags_refused_with_message),
         case!(well_formed_tags_read_back),
         case!(overlapping_huge_areas_sum_saturates),
+        case!(symbol_tables_outside_direct_map_refused),
         case!(symbols_name_kernel_functions),
     ],
 };
@@ -105,10 +106,10 @@ fn cmdline_reparses_to_boot_params() {
 }
 
 #[repr(C, align(8))]
-struct Block([u8; 128]);
+struct Block([u8; 256]);
 
 fn block(words: &[u32]) -> Block {
-    let mut b = Block([0; 128]);
+    let mut b = Block([0; 256]);
     for (i, w) in words.iter().enumerate() {
         b.0[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
     }
@@ -237,7 +238,7 @@ fn bad_cmdline_tag_rejected() {
 /// A block of a header, `tags` (whole words, each tag padded to 8
 /// bytes) and the end tag.
 fn with_tags(tags: &[u32]) -> Block {
-    let mut w = [0u32; 32];
+    let mut w = [0u32; 64];
     let n = tags.len();
     w[0] = (n as u32 + 4) * 4;
     w[2..2 + n].copy_from_slice(tags);
@@ -343,6 +344,40 @@ fn overlapping_huge_areas_sum_saturates() {
     let i = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize, 128) }
         .expect("well formed");
     assert_eq!(info::usable_bytes(&i), u64::MAX);
+}
+
+/// An ELF-sections tag naming a .symtab at physical 0xc013a528 (a
+/// kernel virtual address where the physical one belongs).  Found by the
+/// fuzz suite: `symbols::init` took `__va` of it, which overflows (a panic
+/// in the debug kernel, a wild pointer in a release one).  Now it is
+/// refused with a reason, and the boot goes on without symbols.
+fn symbol_tables_outside_direct_map_refused() {
+    for (symtab, ok) in [
+        (0x0020_0000, true),
+        (0xc013_a528, false),
+        (0x37ff_ff00, false),
+    ] {
+        let mut t = [0u32; 40];
+        t[..5].copy_from_slice(&[9, 140, 3, 40, 0]); // 3 ELF32 section headers
+                                                     // [1] .symtab -> sh_link 2, [2] .strtab: name, type, flags, addr,
+                                                     // offset, size, link, info, addralign, entsize.
+        t[15..25].copy_from_slice(&[1, 2, 0, symtab, 0, 0x200, 2, 0, 4, 16]);
+        t[25..35].copy_from_slice(&[9, 3, 0, 0x0030_0000, 0, 0x100, 0, 0, 1, 0]);
+        t[36..40].copy_from_slice(&[6, 16, 24, 0]);
+        let b = with_tags(&t);
+        // SAFETY: 256 readable bytes.
+        let i = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize, 256) }
+            .expect("well formed");
+        let r = crate::symbols::find_tables(&i);
+        if ok {
+            assert_eq!(r.map(|t| t.symtab), Ok((symtab, 0x200)));
+        } else {
+            assert_eq!(
+                r,
+                Err(".symtab or its string table lies outside the direct map")
+            );
+        }
+    }
 }
 
 fn symbols_name_kernel_functions() {
