@@ -3,6 +3,7 @@
 mod boot;
 mod cmdline;
 mod frames;
+mod fuzz;
 mod harness;
 mod irq;
 mod leaks;
@@ -25,6 +26,7 @@ pub static ALL: &[&Suite] = &[
     &vmalloc::SUITE,
     &irq::SUITE,
     &race::SUITE,
+    &fuzz::SUITE,
     // Last: checks what all the others gave back.
     &leaks::SUITE,
 ];
