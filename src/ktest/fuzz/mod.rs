@@ -1,5 +1,5 @@
-//! In-kernel fuzzing of the inputs the kernel parses, starting with the
-//! command line (`cmdline.rs`).
+//! In-kernel fuzzing of every input the kernel parses: the command line
+//! (`cmdline.rs`) and the multiboot2 boot information (`bootinfo.rs`).
 //! Seeded inputs, random and mutated, go through the very functions
 //! `start_kernel` runs; the suite that runs them is `ktest/suites/fuzz.rs`.
 //!
@@ -12,8 +12,10 @@
 //! (`test=fuzz.TARGET fuzz_seed=S fuzz_cases=1`).  `fuzz_seed=` and
 //! `fuzz_cases=` override the base and the count (README, Fuzzing).
 
+pub mod bootinfo;
 pub mod cmdline;
 pub mod cmdline_model;
+pub mod mb2_block;
 pub mod text;
 
 use crate::cmdline::{PagingMode, VmallocFaultVersion};
