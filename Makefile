@@ -4,7 +4,8 @@
 # exactly what to install.
 #
 #   make run  [PAGING=2level|pae] [VMALLOC_FAULT=legacy|cli|sync|eager] [CMDLINE=...]
-#   make test [TEST=glob]         every test kernel, both paging modes
+#   make test [TEST=glob] [CMDLINE=...]
+#                                 every test kernel, both paging modes
 #   make gdb  [PAGING=...] [VMALLOC_FAULT=...] [GDB_PORT=...] [GDB_STOP=vmalloc_fault|start|reset]
 #   make iso                      target/vmfault.iso with the GRUB menu
 #   make bench                    fault-path instruction counts, vmalloc
@@ -35,7 +36,7 @@ run:
 	$(RUNNER) run --paging $(PAGING) --cmdline "$(RUN_CMDLINE)"
 
 test:
-	$(RUNNER) test $(if $(TEST),--filter '$(TEST)')
+	$(RUNNER) test $(if $(TEST),--filter '$(TEST)') $(if $(CMDLINE),--cmdline '$(CMDLINE)')
 
 iso:
 	$(RUNNER) iso

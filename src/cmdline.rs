@@ -8,6 +8,8 @@
 //! | `test=` | a glob over `suite.case` (`*`, `?`) | none: no tests run |
 //! | `loglevel=` | `0`..`8` | `7` |
 //! | `experiment=` | `race` (full race experiments) or `bench` (benchmarks), then exit | none |
+//! | `fuzz_seed=` | the fuzz suite's base seed, decimal or `0x` hex (replays a failure) | built in |
+//! | `fuzz_cases=` | iterations per fuzz case, `1`..`1000000` | built in |
 //!
 //! An unknown key is reported and ignored (Linux passes those on to init);
 //! a bad value for a known key is an error that stops the boot, naming the
@@ -94,6 +96,11 @@ pub struct Cmdline<'a> {
     pub soak_ops: u32,
     /// `soak_seed=N`: the soak's seed (decimal or 0x hex), for replay.
     pub soak_seed: u32,
+    /// `fuzz_seed=`: base seed of the fuzz suite (`ktest/suites/fuzz.rs`);
+    /// iteration `i` of a fuzz case runs with seed `base + i`.
+    pub fuzz_seed: Option<u64>,
+    /// `fuzz_cases=`: iterations per fuzz case.
+    pub fuzz_cases: Option<u32>,
 }
 
 impl Default for Cmdline<'_> {
@@ -108,6 +115,8 @@ impl Default for Cmdline<'_> {
             soak: false,
             soak_ops: 1_000_000,
             soak_seed: 0x2001_0223,
+            fuzz_seed: None,
+            fuzz_cases: None,
         }
     }
 }
@@ -180,8 +189,9 @@ pub fn parse<'a>(
                 }
             },
             "soak_ops" => {
-                c.soak_ops = parse_u32(value)
-                    .filter(|n| (1..=100_000_000).contains(n))
+                c.soak_ops = parse_u64(value)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|n| (1..=SOAK_OPS_MAX).contains(n))
                     .ok_or(BadValue {
                         key: "soak_ops",
                         value,
@@ -189,11 +199,14 @@ pub fn parse<'a>(
                     })?
             }
             "soak_seed" => {
-                c.soak_seed = parse_u32(value).ok_or(BadValue {
-                    key: "soak_seed",
-                    value,
-                    allowed: "a 32-bit number, decimal or 0x hex",
-                })?
+                c.soak_seed =
+                    parse_u64(value)
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or(BadValue {
+                            key: "soak_seed",
+                            value,
+                            allowed: "a 32-bit number, decimal or 0x hex",
+                        })?
             }
             "loglevel" => {
                 c.loglevel = Some(
@@ -208,16 +221,45 @@ pub fn parse<'a>(
                         })?,
                 )
             }
+            "fuzz_seed" => {
+                c.fuzz_seed = Some(parse_u64(value).ok_or(BadValue {
+                    key: "fuzz_seed",
+                    value,
+                    allowed: "a 64-bit number, decimal or 0x hex",
+                })?)
+            }
+            "fuzz_cases" => {
+                c.fuzz_cases = Some(
+                    parse_u64(value)
+                        .filter(|n| (1..=FUZZ_CASES_MAX as u64).contains(n))
+                        .ok_or(BadValue {
+                            key: "fuzz_cases",
+                            value,
+                            allowed: "1..1000000",
+                        })? as u32,
+                )
+            }
             _ => unknown(word),
         }
     }
     Ok(c)
 }
 
-/// A decimal or `0x` hexadecimal 32-bit number.
-fn parse_u32(v: &str) -> Option<u32> {
-    match v.strip_prefix("0x") {
-        Some(hex) => u32::from_str_radix(hex, 16).ok(),
-        None => v.parse().ok(),
+/// Most operations `soak_ops=` may ask for.
+pub const SOAK_OPS_MAX: u32 = 100_000_000;
+
+/// Most iterations `fuzz_cases=` may ask for.
+pub const FUZZ_CASES_MAX: u32 = 1_000_000;
+
+/// A decimal or `0x` hexadecimal number that fits 64 bits: digits only,
+/// no sign (`u64::from_str` alone would also take a leading `+`).
+fn parse_u64(v: &str) -> Option<u64> {
+    let (digits, radix) = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(h) => (h, 16),
+        None => (v, 10),
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
     }
+    u64::from_str_radix(digits, radix).ok()
 }

@@ -1,34 +1,61 @@
-//! A seeded pseudo-random generator for tests, fuzzers and the soak: the
-//! same seed gives the same sequence on every run, so a failure is
-//! replayed by passing its seed back.  Not for anything secret.
+//! A small seeded pseudo-random generator for the fuzzers, the soak and
+//! the randomised tests: SplitMix64
+//! (Steele, Lea, Flood, "Fast splittable pseudorandom number generators",
+//! OOPSLA 2014; the seeder of java.util.SplittableRandom and xoshiro).
+//! Every seed, 0 included, gives a full-period sequence, and consecutive
+//! seeds give unrelated ones, so fuzz iteration `i` can simply use
+//! `base + i` and be replayed on its own.  Not for anything but tests.
 
-/// xorshift32 (Marsaglia 2003).  The state is never 0: a zero seed is
-/// replaced by a fixed odd constant.
-#[derive(Clone, Debug)]
-pub struct Rng(u32);
+pub struct Rng {
+    state: u64,
+}
 
 impl Rng {
-    pub fn new(seed: u32) -> Self {
-        Rng(if seed == 0 { 0x9E37_79B9 } else { seed })
+    pub const fn new(seed: u64) -> Self {
+        Rng { state: seed }
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 
     pub fn next_u32(&mut self) -> u32 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        self.0 = x;
-        x
+        (self.next_u64() >> 32) as u32
     }
 
-    /// Uniform in `0..n` (`n > 0`), by multiply-shift (no modulo bias
-    /// worth the name at these sizes).
-    pub fn below(&mut self, n: u32) -> u32 {
-        ((self.next_u32() as u64 * n as u64) >> 32) as u32
+    /// Uniform in `0..n` (`n > 0`), by Lemire's multiply-shift; the bias
+    /// for the small `n` used here is far below what a fuzzer cares about.
+    pub fn below(&mut self, n: usize) -> usize {
+        debug_assert!(n > 0);
+        ((self.next_u32() as u64 * n as u64) >> 32) as usize
+    }
+
+    /// `below` for 32-bit quantities (page counts, addresses).
+    pub fn below_u32(&mut self, n: u32) -> u32 {
+        self.below(n as usize) as u32
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + self.below(hi - lo + 1)
     }
 
     /// True with probability `percent`/100.
     pub fn chance(&mut self, percent: u32) -> bool {
-        self.below(100) < percent
+        self.below(100) < percent as usize
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            *b = self.next_u32() as u8;
+        }
     }
 }

@@ -179,18 +179,18 @@ fn soak_timer(_: &mut TrapFrame) {
 /// A worker thread: touches random live areas from its own address space
 /// (or a borrowed one), pinning each while it reads, yielding now and then.
 fn worker(seed: usize) {
-    let mut rng = Rng::new(seed as u32);
-    for _ in 0..1 + rng.below(24) {
+    let mut rng = Rng::new(seed as u64);
+    for _ in 0..1 + rng.below_u32(24) {
         let pick = with_shared(|s| {
             if s.areas.is_empty() {
                 return None;
             }
-            let i = rng.below(s.areas.len() as u32) as usize;
+            let i = rng.below_u32(s.areas.len() as u32) as usize;
             s.areas[i].pins += 1;
             Some(s.areas[i])
         });
         if let Some(a) = pick {
-            let va = a.addr + rng.below(a.pages) * PAGE;
+            let va = a.addr + rng.below_u32(a.pages) * PAGE;
             check_word(va);
             // SAFETY: pinned, so mapped; the second word is free for use.
             unsafe { core::ptr::write_volatile((va + 4) as *mut u32, seed as u32) };
@@ -250,10 +250,10 @@ impl Soak {
         }
         // Mostly small areas; now and then one that spans PGD slots, so
         // new kernel page tables (the lazily synced entries) keep coming.
-        let pages = match self.rng.below(100) {
-            0 => 64 + self.rng.below(960),
-            1..=7 => 9 + self.rng.below(56),
-            _ => 1 + self.rng.below(8),
+        let pages = match self.rng.below_u32(100) {
+            0 => 64 + self.rng.below_u32(960),
+            1..=7 => 9 + self.rng.below_u32(56),
+            _ => 1 + self.rng.below_u32(8),
         };
         let Some(p) = vmalloc::vmalloc((pages * PAGE) as usize) else {
             self.report.vmalloc_failures += 1;
@@ -276,8 +276,8 @@ impl Soak {
         });
         self.pending = None;
         if self.rng.chance(50) {
-            let slot = self.rng.below(IRQ_SLOTS as u32) as usize;
-            IRQ_TARGETS[slot].store(addr + self.rng.below(pages) * PAGE, Ordering::SeqCst);
+            let slot = self.rng.below_u32(IRQ_SLOTS as u32) as usize;
+            IRQ_TARGETS[slot].store(addr + self.rng.below_u32(pages) * PAGE, Ordering::SeqCst);
         }
         self.report.vmallocs += 1;
     }
@@ -314,7 +314,7 @@ impl Soak {
         let pick =
             with_shared(|s| (!s.areas.is_empty()).then(|| s.areas[r as usize % s.areas.len()]));
         if let Some(a) = pick {
-            check_word(a.addr + self.rng.below(a.pages) * PAGE);
+            check_word(a.addr + self.rng.below_u32(a.pages) * PAGE);
             self.report.touches += 1;
         }
     }
@@ -333,7 +333,7 @@ impl Soak {
 
     fn op_mm_drop(&mut self) {
         if !self.mms.is_empty() {
-            let i = self.rng.below(self.mms.len() as u32) as usize;
+            let i = self.rng.below_u32(self.mms.len() as u32) as usize;
             // Threads running in it keep their own reference: the mm
             // goes when the last of them is reaped.
             drop(self.mms.swap_remove(i));
@@ -347,7 +347,7 @@ impl Soak {
             return;
         }
         let mm = if !self.mms.is_empty() && self.rng.chance(80) {
-            Some(self.mms[self.rng.below(self.mms.len() as u32) as usize].clone())
+            Some(self.mms[self.rng.below_u32(self.mms.len() as u32) as usize].clone())
         } else {
             None
         };
@@ -368,7 +368,7 @@ impl Soak {
     }
 
     fn step(&mut self) {
-        match self.rng.below(100) {
+        match self.rng.below_u32(100) {
             0..=29 => self.op_vmalloc(),
             30..=54 => self.op_vfree(),
             55..=78 => self.op_touch(),
@@ -539,7 +539,7 @@ pub fn run(cfg: SoakConfig) -> SoakReport {
     let mm_cost = mm_alloc().map_or(0, |_mm| before - frame::nr_free_frames());
     let mut s = Soak {
         cfg,
-        rng: Rng::new(cfg.seed),
+        rng: Rng::new(cfg.seed as u64),
         mms: Vec::new(),
         threads: Vec::new(),
         report: SoakReport::default(),

@@ -8,7 +8,7 @@ use core::fmt;
 use multiboot2::{BootInformation, ElfSectionExt, ElfSectionType};
 use spin::Once;
 
-use crate::mm::addr::__va;
+use crate::mm::addr::{__va, MAXMEM};
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -30,11 +30,20 @@ struct Table {
 
 static TABLE: Once<Table> = Once::new();
 
-/// Find `.symtab` and its string table.  Returns the number of symbols.
-pub fn init(info: &BootInformation) -> usize {
-    let Some(tag) = info.elf_sections_tag() else {
-        return 0;
-    };
+/// Where the loader put `.symtab` and its string table: physical address
+/// and size of each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableRanges {
+    pub symtab: (u32, u32),
+    pub strtab: (u32, u32),
+}
+
+/// Find `.symtab` and its string table in the ELF-sections tag, without
+/// touching them (the fuzzers call this on made-up tags).
+pub fn find_tables(info: &BootInformation) -> Result<TableRanges, &'static str> {
+    let tag = info
+        .elf_sections_tag()
+        .ok_or("no ELF-sections tag from the loader")?;
     let sections: [_; 64] = {
         let mut a = [None; 64];
         for (i, s) in tag.sections().enumerate().take(64) {
@@ -42,33 +51,47 @@ pub fn init(info: &BootInformation) -> usize {
         }
         a
     };
-    let Some(symtab) = sections
+    let symtab = sections
         .iter()
         .flatten()
         .find(|s| s.section_type() == ElfSectionType::LinkerSymbolTable)
-    else {
-        return 0;
-    };
+        .ok_or("no .symtab section")?;
     let Some(Some(strtab)) = sections.get(symtab.sh_link as usize) else {
-        return 0;
+        return Err(".symtab's sh_link names no section");
     };
     if symtab.sh_addr == 0 || strtab.sh_addr == 0 {
-        return 0;
+        return Err(".symtab or its string table was not loaded");
     }
-    let n = symtab.sh_size as usize / core::mem::size_of::<Elf32Sym>();
+    // Read through the direct map for the kernel's whole life: both must
+    // lie below MAXMEM (and `__va` of anything at or above 1 GiB would
+    // overflow).  The section headers are the loader's word, like the
+    // rest of the boot information.
+    for s in [symtab, strtab] {
+        if s.sh_addr.saturating_add(s.sh_size) > MAXMEM {
+            return Err(".symtab or its string table lies outside the direct map");
+        }
+    }
+    Ok(TableRanges {
+        symtab: (symtab.sh_addr as u32, symtab.sh_size as u32),
+        strtab: (strtab.sh_addr as u32, strtab.sh_size as u32),
+    })
+}
+
+/// Find `.symtab` and its string table.  Returns the number of symbols,
+/// or why there are none.
+pub fn init(info: &BootInformation) -> Result<usize, &'static str> {
+    let r = find_tables(info)?;
+    let n = r.symtab.1 as usize / core::mem::size_of::<Elf32Sym>();
     // SAFETY: GRUB loaded both sections at these physical addresses, inside
     // the direct map, and mm::init reserves them as part of the boot info.
     let t = unsafe {
         Table {
-            syms: core::slice::from_raw_parts(__va(symtab.sh_addr as u32) as *const Elf32Sym, n),
-            strtab: core::slice::from_raw_parts(
-                __va(strtab.sh_addr as u32) as *const u8,
-                strtab.sh_size as usize,
-            ),
+            syms: core::slice::from_raw_parts(__va(r.symtab.0) as *const Elf32Sym, n),
+            strtab: core::slice::from_raw_parts(__va(r.strtab.0) as *const u8, r.strtab.1 as usize),
         }
     };
     TABLE.call_once(|| t);
-    n
+    Ok(n)
 }
 
 /// Physical ranges of the symbol and string tables (to keep them out of

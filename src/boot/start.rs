@@ -6,7 +6,6 @@ use spin::Once;
 
 use crate::arch::x86::{gdt, idt, tss};
 use crate::cmdline::{self, Cmdline};
-use crate::mm::addr::__va;
 use crate::qemu::{exit, ExitCode};
 use crate::{console, pr_warn, println, symbols};
 
@@ -52,19 +51,14 @@ extern "C" fn start_kernel(magic: u32, info_phys: u32) -> ! {
     tss::load();
     idt::init();
 
-    // SAFETY: the boot page directory maps the first GiB at PAGE_OFFSET,
-    // where GRUB leaves the information block; `load` checks its framing.
-    let info = match unsafe { crate::boot::info::load(magic, __va(info_phys)) } {
+    let info = match crate::boot::info::load_boot(magic, info_phys) {
         Ok(i) => INFO.call_once(|| i),
         Err(e) => boot_failure(format_args!("{}", e)),
     };
     crate::boot::info::print(info, info_phys);
 
-    let raw = match info.command_line_tag().map(|t| t.cmdline()) {
-        Some(Ok(s)) => s,
-        Some(Err(_)) => boot_failure(format_args!("command line is not valid UTF-8")),
-        None => "",
-    };
+    let raw = crate::boot::info::boot_cmdline(info)
+        .unwrap_or_else(|e| boot_failure(format_args!("{}", e)));
     println!("Kernel command line: {}", raw);
     let cmdline = match cmdline::parse(raw, &mut |w| {
         pr_warn!("vmfault: unknown command line parameter '{}' ignored", w)
@@ -76,9 +70,13 @@ extern "C" fn start_kernel(magic: u32, info_phys: u32) -> ! {
         console::set_loglevel(l);
     }
 
-    let nsyms = symbols::init(info);
-    if nsyms == 0 {
-        pr_warn!("vmfault: no symbol table from the loader; oops reports show raw addresses");
+    match symbols::init(info) {
+        Ok(n) if n > 0 => {}
+        Ok(_) => pr_warn!("vmfault: empty symbol table; oops reports show raw addresses"),
+        Err(why) => pr_warn!(
+            "vmfault: no symbol table ({}); oops reports show raw addresses",
+            why
+        ),
     }
 
     let params = PARAMS.call_once(|| BootParams {

@@ -9,6 +9,7 @@
 //! verdict.  To add a test: write the `fn` in a suite file under
 //! `ktest/suites/` and list it in that suite's `CASES` with `case!`.
 
+pub mod fuzz;
 pub mod glob;
 pub mod recovery;
 pub mod suites;

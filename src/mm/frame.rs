@@ -41,16 +41,30 @@ impl<'a> FrameAllocator<'a> {
         }
     }
 
+    /// Frame number of physical address `addr`, rounded down or up,
+    /// clamped to `limit`.  Clamped in 64 bits, before the cast: an area
+    /// above 16 TiB has a frame number past 2^32, which `as usize` would
+    /// wrap into low memory on i386.
+    fn pfn(&self, addr: u64, round_up: bool) -> usize {
+        let pfn = if round_up {
+            addr.div_ceil(PAGE_SIZE as u64)
+        } else {
+            addr / PAGE_SIZE as u64
+        };
+        pfn.min(self.limit as u64) as usize
+    }
+
     /// Mark the whole frames inside each usable `(start, end)` free.
     pub fn add_areas(&mut self, usable: impl Iterator<Item = (u64, u64)>) -> MapStats {
         let mut s = MapStats::default();
         let limit_bytes = (self.limit * PAGE_SIZE) as u64;
         for (start, end) in usable {
             if end > limit_bytes {
-                s.ignored_bytes += end - start.max(limit_bytes);
+                // Saturating: the loader's areas may overlap.
+                s.ignored_bytes = s.ignored_bytes.saturating_add(end - start.max(limit_bytes));
             }
-            let first = start.div_ceil(PAGE_SIZE as u64) as usize;
-            let last = (end.min(limit_bytes) / PAGE_SIZE as u64) as usize;
+            let first = self.pfn(start, true);
+            let last = self.pfn(end, false);
             for pfn in first..last.max(first) {
                 if !self.is_free(pfn) {
                     self.set(pfn, true);
@@ -63,8 +77,8 @@ impl<'a> FrameAllocator<'a> {
 
     /// Take `[start, end)` out of the pool (kernel image, boot info...).
     pub fn reserve(&mut self, start: u64, end: u64) {
-        let first = (start / PAGE_SIZE as u64) as usize;
-        let last = (end.div_ceil(PAGE_SIZE as u64) as usize).min(self.limit);
+        let first = self.pfn(start, false);
+        let last = self.pfn(end, true);
         for pfn in first..last.max(first) {
             if self.is_free(pfn) {
                 self.set(pfn, false);

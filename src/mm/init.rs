@@ -6,7 +6,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use multiboot2::MemoryAreaType;
+use multiboot2::{BootInformation, MemoryAreaType};
 
 use super::addr::{__va, MAXMEM, PAGE_OFFSET, PAGE_SIZE};
 use super::frame::{self, alloc_zeroed_frame};
@@ -96,8 +96,13 @@ fn boot_stack_guard_phys() -> u64 {
     unsafe { &boot_stack_guard as *const u8 as u64 - PAGE_OFFSET as u64 }
 }
 
-/// Physical ranges that must never be handed out.
-fn reserved_ranges(p: &BootParams, out: &mut [(u64, u64); 64]) -> usize {
+/// Physical ranges that must never be handed out: frame 0, the kernel
+/// image, the boot information at `info_phys` and what it points to.
+pub fn reserved_ranges(
+    info: &BootInformation,
+    info_phys: u32,
+    out: &mut [(u64, u64); 64],
+) -> usize {
     let mut n = 0;
     let mut add = |s: u64, e: u64| {
         if n < out.len() && e > s {
@@ -115,15 +120,15 @@ fn reserved_ranges(p: &BootParams, out: &mut [(u64, u64); 64]) -> usize {
     };
     add(ks, ke);
     add(
-        p.info_phys as u64,
-        p.info_phys as u64 + p.info.total_size() as u64,
+        info_phys as u64,
+        info_phys as u64 + info.total_size() as u64,
     );
-    for m in p.info.module_tags() {
+    for m in info.module_tags() {
         add(m.start_address() as u64, m.end_address() as u64);
     }
     // Sections GRUB loaded outside the image (.symtab, .strtab, debug
     // info): their sh_addr is physical.
-    if let Some(tag) = p.info.elf_sections_tag() {
+    if let Some(tag) = info.elf_sections_tag() {
         for s in tag.sections() {
             if s.sh_addr != 0 && s.sh_addr < PAGE_OFFSET as u64 && s.sh_size != 0 {
                 add(s.sh_addr, s.sh_addr + s.sh_size);
@@ -134,9 +139,8 @@ fn reserved_ranges(p: &BootParams, out: &mut [(u64, u64); 64]) -> usize {
 }
 
 /// Usable areas of the memory map as `(start, end)`.
-pub fn usable_areas(p: &BootParams) -> impl Iterator<Item = (u64, u64)> + '_ {
-    p.info
-        .memory_map_tag()
+pub fn usable_areas<'a>(info: &'a BootInformation) -> impl Iterator<Item = (u64, u64)> + 'a {
+    info.memory_map_tag()
         .into_iter()
         .flat_map(|m| m.memory_areas().iter())
         .filter(|a| a.typ() == MemoryAreaType::Available)
@@ -151,8 +155,8 @@ pub fn paging_init(p: &BootParams) {
     }
 
     let mut reserved = [(0u64, 0u64); 64];
-    let nres = reserved_ranges(p, &mut reserved);
-    let stats = frame::init(usable_areas(p), &reserved[..nres]);
+    let nres = reserved_ranges(p.info, p.info_phys, &mut reserved);
+    let stats = frame::init(usable_areas(p.info), &reserved[..nres]);
     if stats.ignored_bytes > 0 {
         pr_warn!(
             "{} MiB of RAM above {} MiB ignored: the direct map ends there (no HIGHMEM)",
@@ -173,7 +177,7 @@ pub fn paging_init(p: &BootParams) {
             stats.usable_frames * 4
         )),
     }
-    let top = usable_areas(p)
+    let top = usable_areas(p.info)
         .map(|(_, e)| e.min(MAXMEM))
         .max()
         .unwrap_or(0)

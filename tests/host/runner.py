@@ -369,6 +369,7 @@ def cmd_test(args):
     for name, path, _ in tests:
         for mode in MODES:
             test = f" test={args.filter}" if args.filter else ""
+            test += f" {args.cmdline}" if args.cmdline else ""
             if name == "ktest":
                 # The whole suite under every historical vmalloc_fault.
                 for v in VERSIONS:
@@ -378,7 +379,8 @@ def cmd_test(args):
             if name == "ktest" and not args.filter:
                 # The memory layer again with 512 MiB: a bigger direct map,
                 # more page tables, the frame bitmap further filled.
-                jobs.append((name, mode, path, f"paging={mode} test=frames.*,paging.*", 512))
+                extra = f" {args.cmdline}" if args.cmdline else ""
+                jobs.append((name, mode, path, f"paging={mode} test=frames.*,paging.*{extra}", 512))
                 # The suite at the memory sizes the kernel promises to
                 # handle (README): 32 MiB, where the race cases size
                 # themselves from free frames, and 896 MiB, the direct
@@ -390,7 +392,7 @@ def cmd_test(args):
                 # siblings, on the same 16 MiB victim area, run here.
                 for mem in MEMORY_SIZES:
                     only = " test=-race.explorer_thread_context" if mode == "2level" else ""
-                    jobs.append((name, f"{mode},sync", path, f"paging={mode} vmalloc_fault=sync{only}", mem))
+                    jobs.append((name, f"{mode},sync", path, f"paging={mode} vmalloc_fault=sync{only}{extra}", mem))
     if not args.filter:
         import gdb_check  # gdb in batch mode against QEMU, both paging modes
         checks = host_checks(main_kernel) + gdb_check.checks(main_kernel)
@@ -572,6 +574,8 @@ def main():
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("test")
     t.add_argument("--filter", default=os.environ.get("TEST") or None, help="KTAP glob (test=)")
+    t.add_argument("--cmdline", default="",
+                   help="more kernel parameters for every test kernel, e.g. fuzz_seed=S fuzz_cases=1")
     r = sub.add_parser("run")
     r.add_argument("--paging", choices=MODES, default="2level")
     r.add_argument("--cmdline", default="")

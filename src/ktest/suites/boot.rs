@@ -20,6 +20,13 @@ pub static SUITE: Suite = Suite {
         case!(truncated_info_rejected),
         case!(misaligned_info_rejected),
         case!(info_without_memory_map_rejected),
+        case!(total_size_beyond_readable_rejected),
+        case!(info_outside_boot_mapping_rejected),
+        case!(bad_cmdline_tag_rejected),
+        case!(malformed_tags_refused_with_message),
+        case!(well_formed_tags_read_back),
+        case!(overlapping_huge_areas_sum_saturates),
+        case!(symbol_tables_outside_direct_map_refused),
         case!(symbols_name_kernel_functions),
     ],
 };
@@ -99,10 +106,10 @@ fn cmdline_reparses_to_boot_params() {
 }
 
 #[repr(C, align(8))]
-struct Block([u8; 64]);
+struct Block([u8; 256]);
 
 fn block(words: &[u32]) -> Block {
-    let mut b = Block([0; 64]);
+    let mut b = Block([0; 256]);
     for (i, w) in words.iter().enumerate() {
         b.0[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
     }
@@ -112,7 +119,7 @@ fn block(words: &[u32]) -> Block {
 fn wrong_magic_rejected() {
     let b = block(&[16, 0, 0, 8]);
     // SAFETY: the block is 64 readable bytes.
-    let r = unsafe { info::load(0x2BAD_B002, b.0.as_ptr() as usize) };
+    let r = unsafe { info::load(0x2BAD_B002, b.0.as_ptr() as usize, 64) };
     assert!(
         matches!(r, Err(BootInfoError::BadMagic(0x2BAD_B002))),
         "{:?}",
@@ -130,7 +137,7 @@ fn wrong_magic_rejected() {
 fn truncated_info_rejected() {
     let b = block(&[24, 0, 1, 16, 0, 0]);
     // SAFETY: as above.
-    let r = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize) };
+    let r = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize, 64) };
     assert!(matches!(r, Err(BootInfoError::Load(_))), "{:?}", r.err());
     let msg = alloc_free_fmt(&r.err().unwrap());
     assert!(
@@ -143,7 +150,7 @@ fn truncated_info_rejected() {
 fn misaligned_info_rejected() {
     let b = block(&[16, 0, 0, 8, 0]);
     // SAFETY: as above; the pointer stays inside the block.
-    let r = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize + 4) };
+    let r = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize + 4, 60) };
     assert!(
         matches!(r, Err(BootInfoError::Misaligned(_))),
         "{:?}",
@@ -155,12 +162,222 @@ fn misaligned_info_rejected() {
 fn info_without_memory_map_rejected() {
     let b = block(&[16, 0, 0, 8]);
     // SAFETY: as above.
-    let r = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize) };
+    let r = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize, 64) };
     assert!(
         matches!(r, Err(BootInfoError::NoMemoryMap)),
         "{:?}",
         r.err()
     );
+}
+
+/// The header's total_size is input too: a size past what is mapped is
+/// refused before the crate walks the tags.
+fn total_size_beyond_readable_rejected() {
+    let b = block(&[0xffff_fff8, 0, 0, 8]);
+    // SAFETY: 64 readable bytes; load reads only the header before
+    // refusing.
+    let r = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize, 64) };
+    assert!(
+        matches!(
+            r,
+            Err(BootInfoError::TooLarge {
+                total_size: 0xffff_fff8,
+                readable: 64
+            })
+        ),
+        "{:?}",
+        r.err()
+    );
+    let msg = alloc_free_fmt(&r.err().unwrap());
+    assert!(msg.as_str().contains("4294967288"), "{}", msg);
+    // SAFETY: as above; fewer than 8 readable bytes is refused unread.
+    let r = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize, 4) };
+    assert!(
+        matches!(r, Err(BootInfoError::Unreadable(4))),
+        "{:?}",
+        r.err()
+    );
+}
+
+fn info_outside_boot_mapping_rejected() {
+    let r = info::load_boot(MULTIBOOT2_BOOTLOADER_MAGIC, info::BOOT_MAPPED);
+    assert!(
+        matches!(r, Err(BootInfoError::OutsideBootMapping(0x4000_0000))),
+        "{:?}",
+        r.err()
+    );
+    // The magic is checked first: with a wrong one the address is noise.
+    let r = info::load_boot(0, 0xffff_fff0);
+    assert!(
+        matches!(r, Err(BootInfoError::BadMagic(0))),
+        "{:?}",
+        r.err()
+    );
+}
+
+/// A command-line tag without its NUL, or not UTF-8, stops the boot with
+/// a message (`start_kernel` prints it) rather than a garbled parse.
+fn bad_cmdline_tag_rejected() {
+    for (word, why) in [
+        (u32::from_le_bytes(*b"a\xff\0c"), "not valid UTF-8"),
+        (u32::from_le_bytes(*b"abcd"), "not null terminated"),
+    ] {
+        // Header, cmdline tag of 12 bytes (4 of text), memory map tag
+        // with no entries, end tag.
+        let b = block(&[48, 0, 1, 12, word, 0, 6, 16, 24, 0, 0, 8]);
+        // SAFETY: as above.
+        let i = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize, 64) }
+            .expect("well framed");
+        let e = info::boot_cmdline(&i).expect_err("bad string accepted");
+        assert!(matches!(e, BootInfoError::BadCmdline(_)), "{:?}", e);
+        let msg = alloc_free_fmt(&e);
+        assert!(msg.as_str().contains(why), "{}", msg);
+    }
+}
+
+/// A block of a header, `tags` (whole words, each tag padded to 8
+/// bytes) and the end tag.
+fn with_tags(tags: &[u32]) -> Block {
+    let mut w = [0u32; 64];
+    let n = tags.len();
+    w[0] = (n as u32 + 4) * 4;
+    w[2..2 + n].copy_from_slice(tags);
+    w[n + 3] = 8;
+    block(&w[..n + 4])
+}
+
+/// Tags whose framing is right but whose fields the multiboot2 crate
+/// would `assert!` on (or overflow with) once the kernel reads them.
+/// Found by the fuzz suite (`fuzz.bootinfo_*`); each must be refused at
+/// load with a message naming the tag and the bad value.
+fn malformed_tags_refused_with_message() {
+    const MMAP: [u32; 4] = [6, 16, 24, 0];
+    let cases: [(&[u32], &str); 10] = [
+        (
+            &[6, 20, 24, 0, 0xdead, 0],
+            "tag 6 (memory map) of 20 bytes has size 20",
+        ),
+        (&[6, 16, 0, 0], "has entry_size 0 (expected 24)"),
+        (
+            &[6, 40, 24, 0, 0xffff_f000, 0xffff_ffff, 0x2000, 0, 1, 0],
+            "memory map entry 0 at 0xfffffffffffff000 of length 0x2000",
+        ),
+        (
+            &[4, 24, 639, 0x1f000, 0, 0, 6, 16, 24, 0],
+            "tag 4 (basic memory information) of 24 bytes has size 24 (expected 16)",
+        ),
+        (&[4, 8, 6, 16, 24, 0], "has size 8 (expected 16)"),
+        (
+            &[3, 12, 0x1000, 0],
+            "tag 3 (module) of 12 bytes has size 12",
+        ),
+        (&[3, 17, 0x2000, 0x1000, 0, 0], "has mod_end 4096"),
+        (
+            &[9, 20, 0, 64, 0, 0],
+            "tag 9 (ELF sections) of 20 bytes has entsize 64",
+        ),
+        (&[9, 20, 0, 7, 0, 0], "has entsize 7"),
+        (&[9, 16, 0, 40], "has size 16 (expected at least 20)"),
+    ];
+    for (tags, want) in cases {
+        let mut t = [0u32; 16];
+        t[..tags.len()].copy_from_slice(tags);
+        t[tags.len()..tags.len() + 4].copy_from_slice(&MMAP);
+        let b = with_tags(&t[..tags.len() + 4]);
+        // SAFETY: 128 readable bytes.
+        let r = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize, 128) };
+        let e = r.err().unwrap_or_else(|| panic!("{:x?} accepted", tags));
+        assert!(
+            matches!(
+                e,
+                BootInfoError::BadTag { .. } | BootInfoError::BadMemoryArea { .. }
+            ),
+            "{:?}",
+            e
+        );
+        let msg = alloc_free_fmt(&e);
+        assert!(msg.as_str().contains(want), "{:x?}: {}", tags, msg);
+    }
+}
+
+/// The same tags, well formed, load and read back through the crate.
+fn well_formed_tags_read_back() {
+    let b = with_tags(&[
+        3, 17, 0x1000, 0x2000, 0, 0, // module 0x1000-0x2000, empty cmdline
+        4, 16, 639, 0x1f000, // basic meminfo
+        6, 40, 24, 0, 0, 0, 0x9fc00, 0, 1, 0, // one usable area
+        9, 20, 0, 40, 0, 0, // no ELF sections
+    ]);
+    // SAFETY: 128 readable bytes.
+    let i = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize, 128) }
+        .expect("well formed");
+    let m = i.module_tags().next().expect("module");
+    assert_eq!((m.start_address(), m.end_address()), (0x1000, 0x2000));
+    assert_eq!(i.basic_memory_info_tag().unwrap().memory_lower(), 639);
+    assert_eq!(info::usable_bytes(&i), 0x9fc00);
+    assert_eq!(i.elf_sections_tag().unwrap().sections().count(), 0);
+}
+
+/// Two overlapping usable areas of almost 2^64 bytes each: each is
+/// valid, their sum is not a u64.  Found by the fuzz suite: the boot
+/// log's `Usable RAM` line overflowed (a panic in a debug kernel).
+fn overlapping_huge_areas_sum_saturates() {
+    let b = with_tags(&[
+        6,
+        64,
+        24,
+        0, // memory map, two entries
+        0,
+        0,
+        0xffff_0000,
+        0xffff_ffff,
+        1,
+        0, // [0, 2^64 - 2^16) usable
+        0x1000,
+        0,
+        0xffff_0000,
+        0xffff_ffff,
+        1,
+        0, // the same, 4 KiB on
+    ]);
+    // SAFETY: 128 readable bytes.
+    let i = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize, 128) }
+        .expect("well formed");
+    assert_eq!(info::usable_bytes(&i), u64::MAX);
+}
+
+/// An ELF-sections tag naming a .symtab at physical 0xc013a528 (a
+/// kernel virtual address where the physical one belongs).  Found by the
+/// fuzz suite: `symbols::init` took `__va` of it, which overflows (a panic
+/// in the debug kernel, a wild pointer in a release one).  Now it is
+/// refused with a reason, and the boot goes on without symbols.
+fn symbol_tables_outside_direct_map_refused() {
+    for (symtab, ok) in [
+        (0x0020_0000, true),
+        (0xc013_a528, false),
+        (0x37ff_ff00, false),
+    ] {
+        let mut t = [0u32; 40];
+        t[..5].copy_from_slice(&[9, 140, 3, 40, 0]); // 3 ELF32 section headers
+                                                     // [1] .symtab -> sh_link 2, [2] .strtab: name, type, flags, addr,
+                                                     // offset, size, link, info, addralign, entsize.
+        t[15..25].copy_from_slice(&[1, 2, 0, symtab, 0, 0x200, 2, 0, 4, 16]);
+        t[25..35].copy_from_slice(&[9, 3, 0, 0x0030_0000, 0, 0x100, 0, 0, 1, 0]);
+        t[36..40].copy_from_slice(&[6, 16, 24, 0]);
+        let b = with_tags(&t);
+        // SAFETY: 256 readable bytes.
+        let i = unsafe { info::load(MULTIBOOT2_BOOTLOADER_MAGIC, b.0.as_ptr() as usize, 256) }
+            .expect("well formed");
+        let r = crate::symbols::find_tables(&i);
+        if ok {
+            assert_eq!(r.map(|t| t.symtab), Ok((symtab, 0x200)));
+        } else {
+            assert_eq!(
+                r,
+                Err(".symtab or its string table lies outside the direct map")
+            );
+        }
+    }
 }
 
 fn symbols_name_kernel_functions() {

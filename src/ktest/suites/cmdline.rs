@@ -19,6 +19,7 @@ pub static SUITE: Suite = Suite {
         case!(loglevel_range_checked),
         case!(soak_numbers_checked),
         case!(last_value_wins),
+        case!(fuzz_parameters_parse),
         case!(glob_matching),
         case!(filter_selects_suites_and_cases),
     ],
@@ -127,6 +128,40 @@ fn last_value_wins() {
     assert_eq!(ok("paging=pae paging=2level").paging, PagingMode::TwoLevel);
     // ... but a bad value anywhere still stops the boot.
     assert_eq!(bad("paging=bogus paging=pae").value, "bogus");
+}
+
+/// `fuzz_seed=` takes any 64-bit number (a replay of a logged seed),
+/// `fuzz_cases=` a bounded count; both strictly digits.
+fn fuzz_parameters_parse() {
+    let c = ok("fuzz_seed=0x766d6661756c7400 fuzz_cases=1");
+    assert_eq!(c.fuzz_seed, Some(0x766d_6661_756c_7400));
+    assert_eq!(c.fuzz_cases, Some(1));
+    assert_eq!(ok("fuzz_seed=0").fuzz_seed, Some(0));
+    assert_eq!(
+        ok("fuzz_seed=18446744073709551615").fuzz_seed,
+        Some(u64::MAX)
+    );
+    assert_eq!(ok("fuzz_cases=1000000").fuzz_cases, Some(1_000_000));
+    assert_eq!(ok("").fuzz_seed, None);
+    for v in [
+        "fuzz_seed=",
+        "fuzz_seed=0x",
+        "fuzz_seed=+1",
+        "fuzz_seed=-1",
+        "fuzz_seed=0x1g",
+        "fuzz_seed=18446744073709551616",
+        "fuzz_seed=0x10000000000000000",
+    ] {
+        assert_eq!(bad(v).key, "fuzz_seed", "{}", v);
+    }
+    for v in [
+        "fuzz_cases=0",
+        "fuzz_cases=1000001",
+        "fuzz_cases=x",
+        "fuzz_cases",
+    ] {
+        assert_eq!(bad(v).key, "fuzz_cases", "{}", v);
+    }
 }
 
 fn glob_matching() {

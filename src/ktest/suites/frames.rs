@@ -22,6 +22,7 @@ pub static SUITE: Suite = Suite {
         case!(reservations_split_areas),
         case!(exhaustion_is_none_and_double_free_refused),
         case!(contiguous_run_is_lowest_fit_and_skips_holes),
+        case!(areas_above_16tib_stay_out_of_low_memory),
     ],
 };
 
@@ -165,4 +166,27 @@ fn contiguous_run_is_lowest_fit_and_skips_holes() {
     assert_eq!(fa.alloc_contiguous(0), None);
     assert_eq!(fa.alloc_contiguous(8), Some(0x18000));
     assert_eq!(fa.nr_free(), 0);
+}
+
+/// A usable area at 2^52 + 0x24b38 (from a fuzzed memory map): its first
+/// frame number, 2^40 + 0x25, was cast to a 32-bit usize before it was
+/// clamped, became 0x25, and frames 0x25..limit of low memory, holes and
+/// all, were handed out as RAM.  Found by the fuzz suite
+/// (`fuzz.bootinfo_mutated`); reservations had the same cast.
+fn areas_above_16tib_stay_out_of_low_memory() {
+    let mut bits = small(1 << 20);
+    let mut fa = FrameAllocator::new(&mut bits, 1 << 20);
+    let base = (1u64 << 52) + 0x24b38;
+    let s = fa.add_areas([(base, base + 0x3d_5254), (1 << 44, (1 << 44) + (1 << 20))].into_iter());
+    assert_eq!((s.usable_frames, fa.nr_free()), (0, 0), "low frames freed");
+    assert_eq!(s.ignored_bytes, 0x3d_5254 + (1 << 20));
+
+    fa.add_areas([(0, 1 << 20)].into_iter());
+    fa.reserve(1 << 44, (1 << 44) + 0x5000);
+    fa.reserve((1 << 44) - 0x1000, 1 << 44);
+    assert_eq!(fa.nr_free(), 256, "low frames reserved");
+
+    // The ignored total saturates rather than overflows.
+    let s = fa.add_areas([(0, u64::MAX), (0, u64::MAX)].into_iter());
+    assert_eq!(s.ignored_bytes, u64::MAX);
 }

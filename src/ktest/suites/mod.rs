@@ -3,6 +3,7 @@
 mod boot;
 mod cmdline;
 mod frames;
+mod fuzz;
 mod harness;
 mod irq;
 mod leaks;
@@ -27,6 +28,7 @@ pub static ALL: &[&Suite] = &[
     &irq::SUITE,
     &race::SUITE,
     &soak::SUITE,
+    &fuzz::SUITE,
     // Last: checks what all the others gave back.
     &leaks::SUITE,
 ];

@@ -109,7 +109,7 @@ fn map_translate_unmap_agree_with_loads_and_stores() {
 fn direct_map_covers_all_ram() {
     let p = crate::boot::start::params().unwrap();
     let mut checked = 0;
-    for (s, e) in crate::mm::init::usable_areas(p) {
+    for (s, e) in crate::mm::init::usable_areas(p.info) {
         let e = e.min((high_memory() - PAGE_OFFSET) as u64);
         let first = s.div_ceil(PAGE_SIZE as u64);
         let last = e / PAGE_SIZE as u64;
