@@ -13,8 +13,9 @@
 #   make experiments              the race explorer and stress, all versions
 #                                 and modes -> target/experiments/race.md
 #   make soak [SOAK_OPS=N] [SOAK_SEED=S]
-#                                 1,000,000 random operations per correct
-#                                 version and mode -> target/soak/results.md
+#                                 1,000,000 random operations per version
+#                                 and mode (the broken ones may oops, must
+#                                 not leak) -> target/soak/results.md
 
 PAGING ?= 2level
 VMALLOC_FAULT ?=

@@ -99,6 +99,8 @@ pub struct SoakReport {
     pub context_switches: u32,
     pub lazy_faults: u32,
     pub checks: u32,
+    /// Areas an oops cut off mid-operation, freed at the end.
+    pub orphans: u32,
     /// Times the empty slots' kernel page tables were freed.
     pub tables_dropped: u32,
     /// Disagreements between kernel and model (first ones are printed).
@@ -219,9 +221,6 @@ struct Soak {
     foreign: Vec<(u32, u32, VmFlags)>,
     mm_cost: usize,
     op: u32,
-    /// An area allocated but not yet in the model (an oops while its
-    /// pages are written must not leak it).
-    pending: Option<u32>,
 }
 
 fn frames_and_kept_tables() -> usize {
@@ -260,7 +259,6 @@ impl Soak {
             return;
         };
         let addr = p.as_ptr() as u32;
-        self.pending = Some(addr);
         for i in 0..pages {
             let va = addr + i * PAGE;
             // SAFETY: fresh, mapped in init_mm; the first touch from this
@@ -274,7 +272,6 @@ impl Soak {
                 pins: 0,
             })
         });
-        self.pending = None;
         if self.rng.chance(50) {
             let slot = self.rng.below_u32(IRQ_SLOTS as u32) as usize;
             IRQ_TARGETS[slot].store(addr + self.rng.below_u32(pages) * PAGE, Ordering::SeqCst);
@@ -491,18 +488,23 @@ impl Soak {
             t.store(0, Ordering::SeqCst);
         }
         self.quiesce();
-        let mut areas = with_shared(|s| core::mem::take(&mut s.areas));
-        if let Some(addr) = self.pending.take() {
-            areas.push(Area {
-                addr,
-                pages: 0,
-                pins: 0,
-            });
-        }
-        for a in areas {
+        let areas = with_shared(|s| core::mem::take(&mut s.areas));
+        for a in &areas {
             if vmalloc::vfree(a.addr as *const u8).is_err() {
                 self.error(format_args!("teardown: vfree({:#x}) refused", a.addr));
             }
+        }
+        // Areas that are neither the model's nor there before: an oops cut
+        // an operation short (a vmalloc half populated, a vfree between
+        // leaving the model and the free).  Only an oops may leave them.
+        let mut orphans = our_areas_snapshot();
+        orphans.retain(|a| !self.foreign.contains(a));
+        for (addr, _, _) in orphans {
+            self.report.orphans += 1;
+            if self.report.oopses == 0 {
+                self.error(format_args!("area {:#x} is not in the model", addr));
+            }
+            let _ = vmalloc::vfree(addr as *const u8);
         }
         self.mms.clear();
         self.quiesce();
@@ -547,7 +549,6 @@ pub fn run(cfg: SoakConfig) -> SoakReport {
         foreign: our_areas_snapshot(),
         mm_cost,
         op: 0,
-        pending: None,
     };
     let areas0 = vmalloc::nr_areas();
     let faults0 = fault::total_faults();
@@ -586,8 +587,8 @@ pub fn print_report(cfg: &SoakConfig, r: &SoakReport) {
         r.mms_created, r.mms_dropped, r.threads, r.context_switches, r.lazy_faults, r.tables_dropped, r.checks
     );
     println!(
-        "soak: {} oopses, {} model errors, {} corrupted reads, {} leaked frames, {} leaked areas",
-        r.oopses, r.model_errors, r.corruptions, r.leaked_frames, r.leaked_areas
+        "soak: {} oopses, {} model errors, {} corrupted reads, {} leaked frames, {} leaked areas ({} cut off by the oops, freed)",
+        r.oopses, r.model_errors, r.corruptions, r.leaked_frames, r.leaked_areas, r.orphans
     );
     print!(
         "SOAK|{}|{}|seed={:#x}|ops={}|oopses={}|model_errors={}|corruptions={}",
@@ -600,7 +601,14 @@ pub fn print_report(cfg: &SoakConfig, r: &SoakReport) {
         r.corruptions
     );
     println!(
-        "|leaked_frames={}|leaked_areas={}|lazy_faults={}|irq_touches={}|thread_touches={}|switches={}|checks={}",
-        r.leaked_frames, r.leaked_areas, r.lazy_faults, r.irq_touches, r.thread_touches, r.context_switches, r.checks
+        "|leaked_frames={}|leaked_areas={}|lazy_faults={}|irq_touches={}|thread_touches={}|switches={}|checks={}|oops_at={}",
+        r.leaked_frames,
+        r.leaked_areas,
+        r.lazy_faults,
+        r.irq_touches,
+        r.thread_touches,
+        r.context_switches,
+        r.checks,
+        r.oops_at_op.map_or(-1, |op| op as i64)
     );
 }

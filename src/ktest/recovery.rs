@@ -93,6 +93,7 @@ static CAUGHT: RacyCell<Option<Caught>> = RacyCell::new(None);
 pub fn catch<F: FnOnce()>(quiet: bool, f: F) -> Result<(), Caught> {
     let depth = DEPTH.load(Ordering::SeqCst);
     assert!(depth < MAX_DEPTH, "recovery points nested too deep");
+    let irq_depth = crate::arch::x86::irq::depth();
     let mut point = Point {
         buf: JmpBuf::new(),
         quiet,
@@ -108,6 +109,9 @@ pub fn catch<F: FnOnce()>(quiet: bool, f: F) -> Result<(), Caught> {
     if code == 0 {
         Ok(())
     } else {
+        // An oops inside an interrupt handler never returned through
+        // do_irq: its nesting level is abandoned with it.
+        crate::arch::x86::irq::restore_depth(irq_depth);
         // SAFETY: written by the path that longjmp'd here, before it did.
         Err(unsafe { (*CAUGHT.get()).take() }.expect("recovery without a record"))
     }

@@ -206,16 +206,19 @@ fn populate(
 ) -> bool {
     for i in first..area.nr_pages {
         let va = area.addr + i * PAGE_SIZE as u32;
-        let ok = match page(i) {
+        // Getting the frame and mapping it in one interrupts-off step: an
+        // oops in an interrupt between the two would strand the frame
+        // outside every table, where no clean-up can find it.
+        let ok = with_vmlist(|_| match page(i) {
             Some(pa) => {
-                let r = with_vmlist(|_| map_kernel_page(va, pa, flags));
+                let r = map_kernel_page(va, pa, flags);
                 if r.is_err() && owned {
                     free_frame(pa as u32);
                 }
                 r.is_ok()
             }
             None => false,
-        };
+        });
         if !ok {
             with_vmlist(|v| {
                 unmap_kernel_range(area.addr, i, owned);

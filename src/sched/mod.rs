@@ -470,12 +470,15 @@ pub unsafe fn recover_to(saved: *const Task) {
         if cur != saved {
             (*cur).set_state(State::Dead);
             CURRENT_TASK = saved;
-            // The oops may have hit inside schedule(), after `next` left
-            // the run queue but before it ran: put every runnable task
-            // back, and close the switch that will never finish.
-            IN_SWITCH.store(false, Ordering::SeqCst);
-            requeue_runnable(saved);
         }
+        // The oops may have hit inside schedule(), after `next` left the
+        // run queue but before it ran - also in a switch away from the
+        // point's own task, from an interrupt in the window after
+        // switch_mm (found by soaking the 2.4.1 handler, where a thread
+        // then waited for ever outside the queue): put every runnable
+        // task back, and close the switch that will never finish.
+        IN_SWITCH.store(false, Ordering::SeqCst);
+        requeue_runnable(saved);
         let pgd = (*(*saved).active_mm.get())
             .as_ref()
             .map_or(init_mm().pgd, |m| m.pgd);

@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """make soak: the long soak, for every handler version meant to be correct
-(sync, eager), in both paging modes.
+(sync, eager), in both paging modes, and for comparison the broken ones.
 
 Each run boots the kernel with `experiment=soak soak_ops=N soak_seed=S`;
 the kernel runs N random operations (vmalloc, vfree, touches, address
 spaces, threads) under timer preemption and a vmalloc-touching APIC timer
 interrupt, checks them against its model, frees everything and prints one
 `SOAK|` line.  This script prints a table and target/soak/results.md, and
-exits non-zero unless every run did all its operations with zero oopses,
-model errors, corrupted reads, leaked frames and leaked areas.
+exits non-zero unless every run of a correct version did all its
+operations with zero oopses, model errors, corrupted reads, leaked frames
+and leaked areas.  The 2.4.1 handler (legacy) and the seed's patch (cli)
+may oops - the soak stops at the first oops and says at which operation -
+but even then the kernel must exit on its own, with nothing corrupted and
+nothing leaked.
 
   SOAK_OPS=1000000 SOAK_SEED=0x20010223 python3 tests/host/soak.py
 """
@@ -22,9 +26,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 import runner  # noqa: E402
 
 VERSIONS = ("sync", "eager")
+BROKEN = ("legacy", "cli")
 OUT = os.path.join(runner.TARGET, "soak")
 FIELDS = ("ops", "oopses", "model_errors", "corruptions", "leaked_frames", "leaked_areas", "lazy_faults",
-          "irq_touches", "thread_touches", "switches", "checks")
+          "irq_touches", "thread_touches", "switches", "checks", "oops_at")
 
 
 def parse(log):
@@ -44,7 +49,7 @@ def main():
     # code about ten times slower under TCG (make test soaks it briefly).
     bins, _ = runner.build_kernels(release=True)
     kernel = next(p for n, p, _ in bins if n == "vmfault")
-    jobs = [(m, v) for m in runner.MODES for v in VERSIONS]
+    jobs = [(m, v) for m in runner.MODES for v in VERSIONS + BROKEN]
 
     def run(job):
         m, v = job
@@ -58,9 +63,16 @@ def main():
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         for (m, v), b in pool.map(run, jobs):
             r = parse(b.log)
-            ok = (r is not None and b.status == runner.EXIT_SUCCESS and r["ops"] == ops
-                  and all(r[k] == 0 for k in ("oopses", "model_errors", "corruptions", "leaked_frames",
-                                              "leaked_areas")))
+            if v in VERSIONS:
+                ok = (r is not None and b.status == runner.EXIT_SUCCESS and r["ops"] == ops
+                      and all(r[k] == 0 for k in ("oopses", "model_errors", "corruptions", "leaked_frames",
+                                                  "leaked_areas")))
+            else:
+                # An oops is allowed; a hang, a reset, a corruption or a
+                # leak is not.
+                ok = (r is not None and b.status in (runner.EXIT_SUCCESS, runner.EXIT_FAILED)
+                      and (r["oopses"] > 0 or r["ops"] == ops)
+                      and all(r[k] == 0 for k in ("model_errors", "corruptions", "leaked_frames", "leaked_areas")))
             failed += not ok
             rows.append((m, v, r, b, ok))
             print(f"soak: {m} {v}: {'ok' if ok else 'FAILED: ' + b.verdict()} in {b.seconds:.0f} s "
@@ -69,13 +81,15 @@ def main():
           f"`make soak` ({time.strftime('%Y-%m-%d')}, qemu-system-i386 TCG, release kernel, seed {seed}, "
           f"{ops} operations per run, {time.monotonic() - start:.0f} s in all).", "",
           "| paging | version | ops | oopses | model errors | corrupted reads | leaked frames | leaked areas "
-          "| lazy faults | touches in interrupts | touches by threads | context switches | model checks | time |",
-          "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+          "| lazy faults | touches in interrupts | touches by threads | context switches | model checks "
+          "| first oops at op | time |",
+          "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for m, v, r, b, ok in rows:
         if r is None:
-            md.append(f"| {m} | {v} | run failed: {b.verdict()} |" + " |" * 11)
+            md.append(f"| {m} | {v} | run failed: {b.verdict()} |" + " |" * 12)
             continue
-        md.append(f"| {m} | {v} | " + " | ".join(str(r[k]) for k in FIELDS) + f" | {b.seconds:.0f} s |")
+        cells = [str(r[k]) for k in FIELDS[:-1]] + [str(r["oops_at"]) if r["oops_at"] >= 0 else "-"]
+        md.append(f"| {m} | {v} | " + " | ".join(cells) + f" | {b.seconds:.0f} s |")
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "results.md"), "w") as f:
         f.write("\n".join(md) + "\n")

@@ -102,6 +102,11 @@ pub fn reset_depth() {
     DEPTH.store(0, Ordering::SeqCst);
 }
 
+/// Back to the nesting depth a recovery point was set at.
+pub fn restore_depth(d: u32) {
+    DEPTH.store(d, Ordering::SeqCst);
+}
+
 fn do_irq(frame: &mut TrapFrame) {
     let vector = frame.vector as u8;
     let pic = pic_irq(vector);
