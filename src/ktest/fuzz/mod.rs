@@ -3,7 +3,7 @@
 //! Seeded inputs, random and mutated, go through the very functions
 //! `start_kernel` runs; the suite that runs them is `ktest/suites/fuzz.rs`.
 //!
-//! Iteration `i` of a target runs with seed `base + i` (`ktest/rng.rs`).
+//! Iteration `i` of a target runs with seed `base + i` (`src/rand.rs`).
 //! The base is fixed: a constant mixed with the target and with the
 //! kernel configuration (paging mode, `vmalloc_fault=` version), so each
 //! of the configurations `make test` boots fuzzes inputs of its own, the
