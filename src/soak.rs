@@ -19,8 +19,10 @@
 //! count.  Every page carries a pattern derived from its address, read
 //! back by every touch.
 //!
-//! Replay: the same `soak_seed=` and `soak_ops=` give the same sequence
-//! of operations (timer arrival points differ from run to run).
+//! Replay: the same `soak_seed=` gives the same sequence of draws (every
+//! operation draws before it looks at any state), but what they meet
+//! depends on where the timers land: a run with the same seed is similar,
+//! not identical.
 
 extern crate alloc;
 
@@ -131,12 +133,24 @@ struct Area {
     pins: u32,
 }
 
-/// What threads and the driver share.  Locked with interrupts off only.
+/// What threads and the driver share, and what the clean-up after an oops
+/// needs.  Kept in a static behind a lock taken with interrupts off, not
+/// in the driver's own struct: a recovery point longjmps out of the
+/// driver, and only memory that every change went through for sure can be
+/// trusted afterwards.
 struct Shared {
     areas: Vec<Area>,
+    mms: Vec<Arc<MmStruct>>,
+    threads: Vec<Arc<Task>>,
 }
 
-static SHARED: Mutex<Shared> = Mutex::new(Shared { areas: Vec::new() });
+static SHARED: Mutex<Shared> = Mutex::new(Shared {
+    areas: Vec::new(),
+    mms: Vec::new(),
+    threads: Vec::new(),
+});
+/// Operations done, for the same reason.
+static OP: AtomicU32 = AtomicU32::new(0);
 static IRQ_TARGETS: [AtomicU32; IRQ_SLOTS] = [const { AtomicU32::new(0) }; IRQ_SLOTS];
 static IRQ_NEXT: AtomicU32 = AtomicU32::new(0);
 static IRQ_TOUCHES: AtomicU32 = AtomicU32::new(0);
@@ -212,15 +226,12 @@ fn worker(seed: usize) {
 struct Soak {
     cfg: SoakConfig,
     rng: Rng,
-    mms: Vec<Arc<MmStruct>>,
-    threads: Vec<Arc<Task>>,
     report: SoakReport,
     /// Free frames + kernel page tables at the start.
     frames0: usize,
     /// Areas not ours (the start snapshot, stacks excluded).
     foreign: Vec<(u32, u32, VmFlags)>,
     mm_cost: usize,
-    op: u32,
 }
 
 fn frames_and_kept_tables() -> usize {
@@ -238,21 +249,37 @@ impl Soak {
     fn error(&mut self, args: core::fmt::Arguments) {
         self.report.model_errors += 1;
         if self.report.model_errors <= 5 {
-            println!("soak: op {}: model mismatch: {}", self.op, args);
+            println!(
+                "soak: op {}: model mismatch: {}",
+                OP.load(Ordering::Relaxed),
+                args
+            );
         }
     }
 
     fn op_vmalloc(&mut self) {
-        let n = with_shared(|s| s.areas.len());
-        if n >= MAX_AREAS {
+        // Every draw first, whatever happens next, so that the sequence
+        // of draws does not depend on timing.
+        let (kind, big, medium, small) = (
+            self.rng.below_u32(100),
+            self.rng.below_u32(960),
+            self.rng.below_u32(56),
+            self.rng.below_u32(8),
+        );
+        let (publish, slot, at) = (
+            self.rng.chance(50),
+            self.rng.below_u32(IRQ_SLOTS as u32) as usize,
+            self.rng.next_u32(),
+        );
+        if with_shared(|s| s.areas.len()) >= MAX_AREAS {
             return;
         }
         // Mostly small areas; now and then one that spans PGD slots, so
         // new kernel page tables (the lazily synced entries) keep coming.
-        let pages = match self.rng.below_u32(100) {
-            0 => 64 + self.rng.below_u32(960),
-            1..=7 => 9 + self.rng.below_u32(56),
-            _ => 1 + self.rng.below_u32(8),
+        let pages = match kind {
+            0 => 64 + big,
+            1..=7 => 9 + medium,
+            _ => 1 + small,
         };
         let Some(p) = vmalloc::vmalloc((pages * PAGE) as usize) else {
             self.report.vmalloc_failures += 1;
@@ -272,9 +299,8 @@ impl Soak {
                 pins: 0,
             })
         });
-        if self.rng.chance(50) {
-            let slot = self.rng.below_u32(IRQ_SLOTS as u32) as usize;
-            IRQ_TARGETS[slot].store(addr + self.rng.below_u32(pages) * PAGE, Ordering::SeqCst);
+        if publish {
+            IRQ_TARGETS[slot].store(addr + at % pages * PAGE, Ordering::SeqCst);
         }
         self.report.vmallocs += 1;
     }
@@ -307,20 +333,20 @@ impl Soak {
     }
 
     fn op_touch(&mut self) {
-        let r = self.rng.next_u32();
+        let (r, at) = (self.rng.next_u32(), self.rng.next_u32());
         let pick =
             with_shared(|s| (!s.areas.is_empty()).then(|| s.areas[r as usize % s.areas.len()]));
         if let Some(a) = pick {
-            check_word(a.addr + self.rng.below_u32(a.pages) * PAGE);
+            check_word(a.addr + at % a.pages * PAGE);
             self.report.touches += 1;
         }
     }
 
     fn op_mm_alloc(&mut self) {
-        if self.mms.len() < MAX_MMS {
+        if with_shared(|s| s.mms.len()) < MAX_MMS {
             match mm_alloc() {
                 Some(mm) => {
-                    self.mms.push(mm);
+                    with_shared(|s| s.mms.push(mm));
                     self.report.mms_created += 1;
                 }
                 None => self.report.vmalloc_failures += 1,
@@ -329,28 +355,35 @@ impl Soak {
     }
 
     fn op_mm_drop(&mut self) {
-        if !self.mms.is_empty() {
-            let i = self.rng.below_u32(self.mms.len() as u32) as usize;
-            // Threads running in it keep their own reference: the mm
-            // goes when the last of them is reaped.
-            drop(self.mms.swap_remove(i));
+        let r = self.rng.next_u32();
+        // Threads running in it keep their own reference: the mm goes
+        // when the last of them is reaped.
+        let victim = with_shared(|s| {
+            let n = s.mms.len();
+            (n > 0).then(|| s.mms.swap_remove(r as usize % n))
+        });
+        if victim.is_some() {
             self.report.mms_dropped += 1;
         }
     }
 
     fn op_thread(&mut self) {
-        self.threads.retain(|t| t.state() == sched::State::Runnable);
-        if self.threads.len() >= MAX_THREADS {
-            return;
-        }
-        let mm = if !self.mms.is_empty() && self.rng.chance(80) {
-            Some(self.mms[self.rng.below_u32(self.mms.len() as u32) as usize].clone())
-        } else {
-            None
-        };
-        let seed = self.rng.next_u32() as usize;
+        let (own_mm, r, seed) = (
+            self.rng.chance(80),
+            self.rng.next_u32(),
+            self.rng.next_u32() as usize,
+        );
+        let mm = with_shared(|s| {
+            s.threads.retain(|t| t.state() == sched::State::Runnable);
+            if s.threads.len() >= MAX_THREADS {
+                return Err(());
+            }
+            let n = s.mms.len();
+            Ok((own_mm && n > 0).then(|| s.mms[r as usize % n].clone()))
+        });
+        let Ok(mm) = mm else { return };
         if let Some(t) = sched::try_kernel_thread("soak", worker, seed, mm) {
-            self.threads.push(t);
+            with_shared(|s| s.threads.push(t));
             self.report.threads += 1;
         }
     }
@@ -380,7 +413,8 @@ impl Soak {
     /// Let every thread finish and be reaped, and stop borrowing an mm,
     /// so that frames are countable.
     fn quiesce(&mut self) {
-        for t in self.threads.drain(..) {
+        let threads = with_shared(|s| core::mem::take(&mut s.threads));
+        for t in threads {
             sched::join(&t);
         }
         sched::yield_now();
@@ -415,7 +449,7 @@ impl Soak {
         // space agrees, or (lazy two-level) has not synced the slot yet.
         let lazy_allowed = !is_pae() && fault::version() != VmallocFaultVersion::Eager;
         let reference = crate::mm::init::swapper_pg_dir();
-        let mms: Vec<(u32, u32)> = self.mms.iter().map(|m| (m.pgd, m.id)).collect();
+        let mms: Vec<(u32, u32)> = with_shared(|s| s.mms.iter().map(|m| (m.pgd, m.id)).collect());
         let mut seen = BTreeSet::new();
         let mut pages = 0usize;
         for a in &areas {
@@ -452,7 +486,7 @@ impl Soak {
             }
         }
         // Frames: what the model holds, exactly.
-        let want = self.frames0 - pages - self.mms.len() * self.mm_cost;
+        let want = self.frames0 - pages - mms.len() * self.mm_cost;
         let now = frames_and_kept_tables();
         if now != want {
             self.error(format_args!(
@@ -463,17 +497,16 @@ impl Soak {
     }
 
     fn run(&mut self) {
-        while self.op < self.cfg.ops {
+        while OP.load(Ordering::Relaxed) < self.cfg.ops {
             self.step();
-            self.op += 1;
-            self.report.ops = self.op;
-            if self.op.is_multiple_of(self.cfg.check_every) {
+            let op = OP.fetch_add(1, Ordering::Relaxed) + 1;
+            if op.is_multiple_of(self.cfg.check_every) {
                 self.check();
             }
-            if self.cfg.progress_every != 0 && self.op.is_multiple_of(self.cfg.progress_every) {
+            if self.cfg.progress_every != 0 && op.is_multiple_of(self.cfg.progress_every) {
                 println!(
                     "soak: {} ops, {} lazy faults, {} irq touches, {} model errors",
-                    self.op,
+                    op,
                     fault::total_faults() - self.report.lazy_faults,
                     IRQ_TOUCHES.load(Ordering::Relaxed),
                     self.report.model_errors
@@ -506,7 +539,7 @@ impl Soak {
             }
             let _ = vmalloc::vfree(addr as *const u8);
         }
-        self.mms.clear();
+        drop(with_shared(|s| core::mem::take(&mut s.mms)));
         self.quiesce();
     }
 }
@@ -539,16 +572,14 @@ pub fn run(cfg: SoakConfig) -> SoakReport {
     // One address space's price in frames (directory, PAE pmds).
     let before = frame::nr_free_frames();
     let mm_cost = mm_alloc().map_or(0, |_mm| before - frame::nr_free_frames());
+    OP.store(0, Ordering::Relaxed);
     let mut s = Soak {
         cfg,
         rng: Rng::new(cfg.seed as u64),
-        mms: Vec::new(),
-        threads: Vec::new(),
         report: SoakReport::default(),
         frames0: frames_and_kept_tables(),
         foreign: our_areas_snapshot(),
         mm_cost,
-        op: 0,
     };
     let areas0 = vmalloc::nr_areas();
     let faults0 = fault::total_faults();
@@ -556,10 +587,17 @@ pub fn run(cfg: SoakConfig) -> SoakReport {
     start_timers(&cfg);
     let caught = recovery::catch(false, || s.run());
     stop_timers();
+    let op = OP.load(Ordering::Relaxed);
+    s.report.ops = op;
     if let Err(c) = caught {
         s.report.oopses += 1;
-        s.report.oops_at_op = Some(s.op);
-        println!("soak: op {} (seed {:#x}): {}", s.op, cfg.seed, c.msg);
+        s.report.oops_at_op = Some(op);
+        println!("soak: op {} (seed {:#x}): {}", op, cfg.seed, c.msg);
+        // The threads still queued would touch areas from their stale
+        // address spaces again, now outside any recovery point: the soak
+        // is over for them too (2.4's oops would have killed just one,
+        // but here their driver is gone).
+        with_shared(|s| s.threads.iter().for_each(|t| sched::kill_stopped(t)));
     }
     s.report.lazy_faults = fault::total_faults() - faults0;
     s.report.context_switches = sched::context_switches() - switches0;

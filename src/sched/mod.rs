@@ -444,6 +444,17 @@ pub fn drop_lazy_mm() {
     cpu::restore_flags(flags);
 }
 
+/// Mark a task that is not running (it waits in the run queue, or is
+/// suspended in a switch) as dead: it is never switched to again, and is
+/// reaped like one that exited.  For tests whose driver oopsed.
+pub fn kill_stopped(t: &Task) {
+    assert!(
+        !core::ptr::eq(t, current()),
+        "kill_stopped on the running task"
+    );
+    t.set_state(State::Dead);
+}
+
 /// Wait until `t` has finished (`kthread_stop`-like, by yielding).
 pub fn join(t: &Arc<Task>) -> State {
     while t.state() == State::Runnable {
@@ -464,6 +475,17 @@ pub unsafe fn recover_to(saved: *const Task) {
     let cur = current_ptr();
     if cur.is_null() || saved.is_null() {
         return;
+    }
+    // The oops may have hit with a scheduler lock held (in schedule or
+    // reap, interrupts off; a blown stack there reaches us through the
+    // double-fault task): its holder is abandoned and will never unlock.
+    if TASKS.is_locked() {
+        // SAFETY: one CPU, interrupts off, and the holder is gone.
+        unsafe { TASKS.force_unlock() };
+    }
+    if RUNQUEUE.is_locked() {
+        // SAFETY: as above.
+        unsafe { RUNQUEUE.force_unlock() };
     }
     // SAFETY: both pointers are live tasks in TASKS; interrupts are off.
     unsafe {

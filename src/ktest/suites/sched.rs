@@ -206,6 +206,50 @@ fn thread_stack_has_guard_pages_and_is_synced_everywhere() {
     }
     assert!(!probe::readable(st.base - PAGE_SIZE as u32));
     join(&t);
+    if crate::mm::pgtable::is_pae() {
+        return; // one kernel pmd for everyone: nothing to sync
+    }
+    // The stack above sits in a slot every directory copied at its birth.
+    // Take stacks until one needs a new page table in a slot `mm` has never
+    // seen: that stack must be mapped in `mm` already, copied eagerly.
+    const SLOT: u32 = 4 << 20;
+    const SLOTS: usize = (vmalloc::STACK_ZONE_SIZE / SLOT) as usize;
+    let slot_of = |va: u32| ((va - vmalloc::STACK_ZONE_START) / SLOT) as usize;
+    let mut fresh = [false; SLOTS];
+    for (i, f) in fresh.iter_mut().enumerate() {
+        let va = vmalloc::STACK_ZONE_START + i as u32 * SLOT;
+        *f = crate::mm::walk::translate(init_mm().pgd, va).pgd & 1 == 0;
+    }
+    let syncs = vmalloc::stack_syncs();
+    let mut taken = alloc::vec::Vec::new();
+    let mut landed = None;
+    while let Some(s) = vmalloc::vmalloc_stack(sched::KERNEL_STACK_SIZE) {
+        taken.push(s);
+        if fresh[slot_of(s.base)] || fresh[slot_of(s.top - 1)] {
+            landed = Some(s);
+            break;
+        }
+    }
+    let result = landed.map(|s| {
+        let w = crate::mm::walk::translate(mm.pgd, s.base);
+        (
+            w.phys,
+            crate::mm::walk::translate(init_mm().pgd, s.base).phys,
+        )
+    });
+    let syncs_now = vmalloc::stack_syncs();
+    for s in &taken {
+        vmalloc::vfree_stack(s).expect("vfree_stack");
+    }
+    let Some((in_mm, in_init)) = result else {
+        crate::ktest::recovery::skip("every slot of the stack zone already has its page table");
+    };
+    assert!(in_init.is_some(), "the new stack is not mapped in init_mm");
+    assert_eq!(
+        in_mm, in_init,
+        "the new stack's slot was not copied into an older mm"
+    );
+    assert!(syncs_now > syncs, "no stack-zone PGD entry was copied");
 }
 
 #[inline(never)]
