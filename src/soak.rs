@@ -234,10 +234,6 @@ struct Soak {
     mm_cost: usize,
 }
 
-fn frames_and_kept_tables() -> usize {
-    frame::nr_free_frames() + vmalloc::kernel_pgtable_pages() as usize
-}
-
 fn our_areas_snapshot() -> Vec<(u32, u32, VmFlags)> {
     let mut v = Vec::new();
     vmalloc::areas_snapshot(&mut v);
@@ -487,7 +483,7 @@ impl Soak {
         }
         // Frames: what the model holds, exactly.
         let want = self.frames0 - pages - mms.len() * self.mm_cost;
-        let now = frames_and_kept_tables();
+        let now = vmalloc::free_frames_and_kept_tables();
         if now != want {
             self.error(format_args!(
                 "{} free frames (+kernel tables), the model expects {}",
@@ -577,7 +573,7 @@ pub fn run(cfg: SoakConfig) -> SoakReport {
         cfg,
         rng: Rng::new(cfg.seed as u64),
         report: SoakReport::default(),
-        frames0: frames_and_kept_tables(),
+        frames0: vmalloc::free_frames_and_kept_tables(),
         foreign: our_areas_snapshot(),
         mm_cost,
     };
@@ -609,7 +605,7 @@ pub fn run(cfg: SoakConfig) -> SoakReport {
     }
     s.teardown();
     s.report.leaked_areas = vmalloc::nr_areas() as i64 - areas0 as i64;
-    s.report.leaked_frames = s.frames0 as i64 - frames_and_kept_tables() as i64;
+    s.report.leaked_frames = s.frames0 as i64 - vmalloc::free_frames_and_kept_tables() as i64;
     s.report
 }
 

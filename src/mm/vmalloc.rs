@@ -67,6 +67,12 @@ pub fn kernel_pgtable_pages() -> u32 {
     PGTABLE_PAGES.load(Ordering::Relaxed)
 }
 
+/// Free frames plus the kernel page tables vmalloc keeps for good: the
+/// figure that anything giving back all it took leaves unchanged.
+pub fn free_frames_and_kept_tables() -> usize {
+    super::frame::nr_free_frames() + kernel_pgtable_pages() as usize
+}
+
 pub fn eager_syncs() -> u32 {
     EAGER_SYNCS.load(Ordering::Relaxed)
 }

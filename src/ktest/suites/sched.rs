@@ -38,14 +38,8 @@ fn bump(n: usize) {
     }
 }
 
-/// Free frames plus the kernel page tables vmalloc keeps for good: the
-/// figure a thread's life must leave unchanged.
-fn frames_and_kept_tables() -> usize {
-    frame::nr_free_frames() + vmalloc::kernel_pgtable_pages() as usize
-}
-
 fn thread_runs_and_is_reaped() {
-    let frames = frames_and_kept_tables();
+    let frames = vmalloc::free_frames_and_kept_tables();
     let areas = vmalloc::nr_areas();
     let tasks = sched::nr_tasks();
     COUNTER.store(0, Ordering::SeqCst);
@@ -57,7 +51,7 @@ fn thread_runs_and_is_reaped() {
     sched::yield_now(); // reaping happens after a switch
     assert_eq!(sched::nr_tasks(), tasks);
     assert_eq!(
-        frames_and_kept_tables(),
+        vmalloc::free_frames_and_kept_tables(),
         frames,
         "the thread's stack leaked"
     );
@@ -271,7 +265,7 @@ fn overflow(_: usize) {
 /// thread dies; the kernel and its memory carry on.
 fn stack_overflow_reported_by_double_fault_task() {
     sched::yield_now();
-    let frames = frames_and_kept_tables();
+    let frames = vmalloc::free_frames_and_kept_tables();
     let areas = vmalloc::nr_areas();
     let t = kernel_thread("overflow", overflow, 0, None);
     let st = t.stack().expect("stack");
@@ -307,7 +301,11 @@ fn stack_overflow_reported_by_double_fault_task() {
         areas,
         "the dead thread's stack was not freed"
     );
-    assert_eq!(frames_and_kept_tables(), frames, "frames leaked");
+    assert_eq!(
+        vmalloc::free_frames_and_kept_tables(),
+        frames,
+        "frames leaked"
+    );
     // And threads still run.
     COUNTER.store(0, Ordering::SeqCst);
     let u = kernel_thread("bump", bump, 3, None);
