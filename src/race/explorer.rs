@@ -330,7 +330,6 @@ fn run_once(sc: &Scenario, variant: Variant, target: usize, deep: bool, record: 
         sched::join(&t);
     });
     disarm();
-    irq::reset_depth();
     irq::free_irq(irq::TIMER_IRQ_VECTOR);
     crate::sched::drop_lazy_mm();
     let (x, y, z, w) = targets();

@@ -212,7 +212,6 @@ pub fn stress(rounds: u32, mms: usize) -> Option<StressReport> {
                 }
             }
             apic::timer_stop();
-            irq::reset_depth();
             irq::request_irq(irq::TIMER_IRQ_VECTOR, watchdog, IrqFlags::SA_INTERRUPT);
             let list = SCENARIOS.lock();
             list[i].restale();

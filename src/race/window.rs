@@ -162,7 +162,6 @@ fn run_once(
     });
     cpu::clear_exec_breakpoint();
     s.active = false;
-    irq::reset_depth();
     sched::drop_lazy_mm();
     // A killed thread may leave its partner waiting: let it finish.
     B_READY.store(true, Ordering::SeqCst);

@@ -97,12 +97,8 @@ fn spurious_apic(_: &mut TrapFrame) {
     SPURIOUS.fetch_add(1, Ordering::Relaxed);
 }
 
-/// A recovery point abandoned handlers mid-flight: forget their depth.
-pub fn reset_depth() {
-    DEPTH.store(0, Ordering::SeqCst);
-}
-
-/// Back to the nesting depth a recovery point was set at.
+/// Back to the nesting depth a recovery point was set at: the handlers
+/// an oops abandoned mid-flight never came back through `do_irq`.
 pub fn restore_depth(d: u32) {
     DEPTH.store(d, Ordering::SeqCst);
 }
