@@ -255,6 +255,15 @@ fn recurse(depth: u32) -> u32 {
     recurse(depth + 1).wrapping_add(core::hint::black_box(frame)[7] as u32)
 }
 
+/// Run `f` under a recovery point (full report printed), expecting the
+/// double-fault task to name an overflow with `report`.
+fn expect_overflow(report: &str, f: impl FnOnce()) -> crate::ktest::recovery::Caught {
+    let c = catch(false, f).expect_err("the overflow was not caught");
+    assert_eq!(c.kind, CaughtKind::DoubleFault, "{}", c.msg);
+    assert!(c.msg.as_str().starts_with(report), "{}", c.msg);
+    c
+}
+
 fn overflow(_: usize) {
     core::hint::black_box(recurse(0));
 }
@@ -269,18 +278,9 @@ fn stack_overflow_reported_by_double_fault_task() {
     let areas = vmalloc::nr_areas();
     let t = kernel_thread("overflow", overflow, 0, None);
     let st = t.stack().expect("stack");
-    let c = catch(false, || {
+    let c = expect_overflow("kernel stack overflow in thread overflow", || {
         join(&t);
-    })
-    .expect_err("the overflow was not caught");
-    assert_eq!(c.kind, CaughtKind::DoubleFault, "{}", c.msg);
-    assert!(
-        c.msg
-            .as_str()
-            .starts_with("kernel stack overflow in thread overflow"),
-        "{}",
-        c.msg
-    );
+    });
     let sym = crate::symbols::lookup(c.eip).expect("symbol for the faulting EIP");
     let mut b = crate::fixed_buf::FixedBuf::<200>::new();
     let _ = core::fmt::Write::write_fmt(&mut b, format_args!("{}", sym));
@@ -322,17 +322,8 @@ fn swapper_stack_overflow_reported() {
         "no guard below the boot stack"
     );
     assert!(probe::readable(bottom));
-    let c = catch(false, || {
+    expect_overflow("kernel stack overflow in thread swapper (pid 0)", || {
         core::hint::black_box(recurse(0));
-    })
-    .expect_err("the overflow was not caught");
-    assert_eq!(c.kind, CaughtKind::DoubleFault, "{}", c.msg);
-    assert!(
-        c.msg
-            .as_str()
-            .starts_with("kernel stack overflow in thread swapper (pid 0)"),
-        "{}",
-        c.msg
-    );
+    });
     assert_eq!(current().pid, 0);
 }
