@@ -366,10 +366,10 @@ def cmd_test(args):
     main_kernel = next(p for n, p, _ in bins if n == "vmfault")
     res = Results()
     jobs = []
+    extra = f" {args.cmdline}" if args.cmdline else ""  # for every kernel
     for name, path, _ in tests:
         for mode in MODES:
-            test = f" test={args.filter}" if args.filter else ""
-            test += f" {args.cmdline}" if args.cmdline else ""
+            test = (f" test={args.filter}" if args.filter else "") + extra
             if name == "ktest":
                 # The whole suite under every historical vmalloc_fault.
                 for v in VERSIONS:
@@ -379,7 +379,6 @@ def cmd_test(args):
             if name == "ktest" and not args.filter:
                 # The memory layer again with 512 MiB: a bigger direct map,
                 # more page tables, the frame bitmap further filled.
-                extra = f" {args.cmdline}" if args.cmdline else ""
                 jobs.append((name, mode, path, f"paging={mode} test=frames.*,paging.*{extra}", 512))
                 # The suite at the memory sizes the kernel promises to
                 # handle (README): 32 MiB, where the race cases size
