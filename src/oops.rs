@@ -291,8 +291,13 @@ pub fn report_double_fault(t: &x86::bits32::task::TaskStateSegment, error_code: 
     if let Some(t) = crate::sched::stack_overflow_at(esp) {
         let st = t.stack().expect("an overflowed stack");
         println!(
-            "kernel stack overflow in thread {} (pid {}): esp {:08x} ran off the bottom of its stack {:08x}-{:08x} into the guard page at {:08x}",
-            t.name, t.pid, esp, st.base, st.top, st.guard_below()
+            "kernel stack overflow in thread {} (pid {}): esp {:08x} ran off the bottom of its stack {:08x}-{:08x} {}",
+            t.name,
+            t.pid,
+            esp,
+            st.base,
+            st.top,
+            st.overflow_position(esp)
         );
     } else if !readable(esp.wrapping_sub(4)) {
         println!(

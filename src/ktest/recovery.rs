@@ -29,6 +29,8 @@ pub struct Caught {
     pub error_code: u32,
     pub cr2: u32,
     pub eip: u32,
+    /// The interrupted ESP (for a double fault: the one the TSS saved).
+    pub esp: u32,
     pub msg: FixedBuf<240>,
 }
 
@@ -40,6 +42,7 @@ impl Caught {
             error_code: 0,
             cr2: 0,
             eip: 0,
+            esp: 0,
             msg: FixedBuf::new(),
         }
     }
@@ -50,6 +53,7 @@ impl Caught {
         c.error_code = frame.error_code;
         c.cr2 = cr2;
         c.eip = frame.eip;
+        c.esp = frame.interrupted_esp();
         let name = crate::arch::x86::traps::TRAP_NAMES
             .get(frame.vector as usize)
             .copied()
@@ -178,12 +182,18 @@ pub fn recover_from_double_fault(state: &x86::bits32::task::TaskStateSegment) {
     let mut c = Caught::new(CaughtKind::DoubleFault);
     c.vector = 8;
     c.eip = eip;
+    c.esp = esp;
     match crate::sched::stack_overflow_at(esp) {
         Some(t) => {
+            let pos = t.stack().map(|st| st.overflow_position(esp));
             let _ = write!(
                 c.msg,
-                "kernel stack overflow in thread {} (pid {}), eip {:08x}, esp {:08x}",
-                t.name, t.pid, eip, esp
+                "kernel stack overflow in thread {} (pid {}), eip {:08x}, esp {:08x} {}",
+                t.name,
+                t.pid,
+                eip,
+                esp,
+                pos.unwrap_or(crate::mm::vmalloc::OverflowPosition::OnStack)
             );
         }
         None => {

@@ -306,6 +306,50 @@ impl KernelStack {
     pub fn guard_below(&self) -> u32 {
         self.base - PAGE_SIZE as u32
     }
+
+    /// Where an overflowing `esp` ended up: an oops report must say where
+    /// ESP really is, not where it was supposed to stop.
+    pub fn overflow_position(&self, esp: u32) -> OverflowPosition {
+        let guard = self.guard_below();
+        if esp >= self.base {
+            OverflowPosition::OnStack
+        } else if esp >= guard {
+            OverflowPosition::InGuard { guard }
+        } else {
+            OverflowPosition::BelowGuard {
+                guard,
+                bytes: guard - esp,
+            }
+        }
+    }
+}
+
+/// An ESP relative to a [`KernelStack`] and its guard page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverflowPosition {
+    /// Still within `[base, top)`: the fault was not the overflow itself.
+    OnStack,
+    /// In the guard page: the guard did its work.
+    InGuard { guard: u32 },
+    /// Below the guard page: the guard did not stop it (it was mapped, or
+    /// one frame jumped over it).
+    BelowGuard { guard: u32, bytes: u32 },
+}
+
+impl core::fmt::Display for OverflowPosition {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            OverflowPosition::OnStack => write!(f, "still on its stack"),
+            OverflowPosition::InGuard { guard } => {
+                write!(f, "into the guard page at {:08x}", guard)
+            }
+            OverflowPosition::BelowGuard { guard, bytes } => write!(
+                f,
+                "past the guard page at {:08x}, {} bytes below it",
+                guard, bytes
+            ),
+        }
+    }
 }
 
 /// A kernel thread stack from the stack zone (Linux 4.9's

@@ -24,13 +24,6 @@ pub struct Walk {
     pub phys: Option<u64>,
 }
 
-static CR3_RELOADS_FOR_PDPT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
-
-/// How many times a PDPT change forced a CR3 reload (PAE).
-pub fn pdpt_reloads() -> u32 {
-    CR3_RELOADS_FOR_PDPT.load(core::sync::atomic::Ordering::Relaxed)
-}
-
 /// `pmd_alloc(pgd, address)` as the seed's patch leaves it
 /// (pgalloc-3level.h, 2.4.2aa): allocate a PMD page for an empty PDPTE,
 /// `set_pgd(pgd, __pgd(1 + __pa(page)))`, `__flush_tlb()`.  The CPU caches
@@ -42,7 +35,6 @@ pub fn pmd_alloc(pgd_phys: u32, pgd: Slot, addr: u32) -> Result<Slot, MapError> 
         set_pgd(pgd, mk_entry(page as u64, PteFlags::PDPTE));
         if cpu::read_cr3() & !0x1f == pgd_phys {
             cpu::flush_tlb();
-            CR3_RELOADS_FOR_PDPT.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         }
     }
     Ok(pmd_offset(pgd, addr))

@@ -215,32 +215,61 @@ fn new_kernel_pgd_slot_stale_only_in_two_level() {
     }
 }
 
-/// PAE: filling an empty PDPTE of the live directory must reload CR3 (the
-/// CPU caches PDPTEs at CR3 load).  QEMU's TCG does not model that cache,
-/// so the test checks the rule in the code path, not the hardware effect.
+/// PAE: filling an empty PDPTE of the live directory must reload CR3: the
+/// CPU loads the four PDPTEs into registers at CR3 load (SDM 3A 4.4.1),
+/// hence `__flush_tlb()` after `set_pgd` in 2.4's `pmd_alloc`.  QEMU's TCG
+/// does not model those registers (it reads the PDPTE from memory on
+/// every walk), so a missing reload cannot be seen through the PDPTE.  It
+/// can be seen through the reload's other effect, which TCG does model: a
+/// CR3 write drops every non-global TLB entry.  So a stale translation is
+/// left in the TLB on purpose, a new PDPTE is filled, and the stale
+/// translation must be gone afterwards.
 fn pdpt_change_reloads_cr3() {
     if mode() != PagingMode::Pae {
         skip("no PDPT in two-level mode");
     }
+    const SECOND_VA: u32 = 0x8000_0000;
     let swapper = swapper_pg_dir();
     assert_eq!(cpu::read_cr3() & !0x1f, swapper);
-    assert!(
-        !pgd_present(pgd_offset(swapper, USER_VA).read()),
-        "PDPTE 1 of init_mm in use"
-    );
-    let reloads = walk::pdpt_reloads();
-    let f = frame::alloc_zeroed_frame().expect("frame");
-    walk::map_page(swapper, USER_VA, f as u64, PteFlags::PAGE_KERNEL).expect("map");
-    assert_eq!(
-        walk::pdpt_reloads(),
-        reloads + 1,
-        "new PDPTE without CR3 reload"
-    );
-    // SAFETY: mapped just above.
-    unsafe { core::ptr::write_volatile(USER_VA as *mut u32, 7) };
+    for va in [USER_VA, SECOND_VA] {
+        assert!(
+            !pgd_present(pgd_offset(swapper, va).read()),
+            "PDPTE {} of init_mm in use",
+            PAE.pgd_index(va)
+        );
+    }
+    let [old, new, other] = [0xAAAA_0001u32, 0xBBBB_0002, 0xCCCC_0003].map(|marker| {
+        let f = frame::alloc_zeroed_frame().expect("frame");
+        // SAFETY: a fresh frame of ours, reached through the direct map.
+        unsafe { core::ptr::write_volatile(__va(f) as *mut u32, marker) };
+        f
+    });
+    let read = |va: u32| {
+        // SAFETY: `va` is mapped below, to one of our frames.
+        unsafe { core::ptr::read_volatile(va as *const u32) }
+    };
+    walk::map_page(swapper, USER_VA, old as u64, PteFlags::PAGE_KERNEL).expect("map");
+    assert_eq!(read(USER_VA), 0xAAAA_0001);
+    // Repoint the pte without invlpg: the TLB keeps USER_VA -> old.
+    let pte = walk::find_pte(swapper, USER_VA).expect("pte");
+    set_pte(pte, mk_entry(new as u64, PteFlags::PAGE_KERNEL));
+    let stale = read(USER_VA) == 0xAAAA_0001;
+    // A new PDPTE (slot 2) in the live directory: pmd_alloc reloads CR3.
+    walk::map_page(swapper, SECOND_VA, other as u64, PteFlags::PAGE_KERNEL).expect("map");
+    let after = read(USER_VA);
+    assert_eq!(read(SECOND_VA), 0xCCCC_0003);
     let freed = walk::free_user_tables(swapper, true);
     cpu::flush_tlb();
-    assert_eq!(freed, 3, "page, PTE page and PMD page");
+    frame::free_frame(old);
+    assert_eq!(freed, 6, "two pages, two PTE pages, two PMD pages");
+    if !stale {
+        skip("QEMU's TLB did not keep the stale translation, so a flush cannot be seen");
+    }
+    assert_eq!(
+        after, 0xBBBB_0002,
+        "new PDPTE without CR3 reload: the TLB still maps {:#x} to the old frame",
+        USER_VA
+    );
 }
 
 fn mm_alloc_free_1000_times_leaks_nothing() {
@@ -264,8 +293,21 @@ fn mm_alloc_free_1000_times_leaks_nothing() {
 /// is the pgd slot.  The historical fault handlers rely on this.
 fn two_level_pgd_present_is_folded() {
     if mode() != PagingMode::TwoLevel {
-        assert!(!pgd_present(0));
-        assert!(pgd_none(0));
+        // PAE folds nothing: the kernel PDPTE is present and points to a
+        // pmd page of its own; an empty user PDPTE is absent.
+        let kpgd = pgd_offset(swapper_pg_dir(), 0xC000_0000);
+        assert!(pgd_present(kpgd.read()), "kernel PDPTE absent");
+        assert!(!pgd_none(kpgd.read()));
+        let kpmd = pmd_offset(kpgd, 0xC000_0000);
+        assert_ne!(kpmd, kpgd, "PAE pmd_offset folded onto the pgd slot");
+        assert_eq!(
+            kpmd.0,
+            __va(entry_phys(kpgd.read()) as u32),
+            "pmd_offset does not index the page the PDPTE names"
+        );
+        let upgd = pgd_offset(swapper_pg_dir(), USER_VA);
+        assert!(pgd_none(upgd.read()), "user PDPTE of init_mm in use");
+        assert!(!pgd_present(upgd.read()));
         return;
     }
     assert!(pgd_present(0), "two-level pgd_present must be constant 1");

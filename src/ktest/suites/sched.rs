@@ -13,7 +13,7 @@ use crate::mm::addr::PAGE_SIZE;
 use crate::mm::frame;
 use crate::mm::mm_struct::{init_mm, mm_alloc};
 use crate::mm::probe;
-use crate::mm::vmalloc;
+use crate::mm::vmalloc::{self, KernelStack};
 use crate::sched::{self, current, join, kernel_thread, State};
 
 pub static SUITE: Suite = Suite {
@@ -135,6 +135,8 @@ fn lazy(_: usize) {
 /// 2.4's lazy TLB: a kernel thread without an mm runs on the previous
 /// task's `active_mm` and does not touch CR3.
 fn kernel_thread_borrows_active_mm() {
+    sched::yield_now();
+    let frames = vmalloc::free_frames_and_kept_tables();
     let mm = mm_alloc().expect("mm");
     let (id, pgd) = (mm.id, mm.pgd);
     let a = kernel_thread("has-mm", with_mm, 0, Some(mm));
@@ -147,7 +149,17 @@ fn kernel_thread_borrows_active_mm() {
         "lazy thread did not borrow prev's mm"
     );
     assert_eq!(BORROWED_CR3.load(Ordering::SeqCst), pgd);
-    assert!(b.mm.is_none());
+    // The borrow holds a reference (2.4's `atomic_inc(&oldmm->mm_count)`
+    // in `schedule`) and gives it back (`mmdrop`): once both threads are
+    // reaped and swapper stops borrowing, the mm's directory is freed.
+    drop((a, b));
+    sched::yield_now();
+    sched::drop_lazy_mm();
+    assert_eq!(
+        vmalloc::free_frames_and_kept_tables(),
+        frames,
+        "the mm the lazy thread borrowed was never released"
+    );
 }
 
 fn faulting(_: usize) {
@@ -256,11 +268,32 @@ fn recurse(depth: u32) -> u32 {
 }
 
 /// Run `f` under a recovery point (full report printed), expecting the
-/// double-fault task to name an overflow with `report`.
-fn expect_overflow(report: &str, f: impl FnOnce()) -> crate::ktest::recovery::Caught {
+/// double-fault task to name an overflow of `st` with `report`, and the
+/// saved ESP to lie in `st`'s guard page: a report that names the guard
+/// while ESP is elsewhere (a mapped guard lets it run a page lower) fails.
+fn expect_overflow(
+    report: &str,
+    st: KernelStack,
+    f: impl FnOnce(),
+) -> crate::ktest::recovery::Caught {
     let c = catch(false, f).expect_err("the overflow was not caught");
     assert_eq!(c.kind, CaughtKind::DoubleFault, "{}", c.msg);
     assert!(c.msg.as_str().starts_with(report), "{}", c.msg);
+    let guard = st.guard_below();
+    assert!(
+        (guard..st.base).contains(&c.esp),
+        "saved esp {:08x} is not in the guard page {:08x}-{:08x}: {}",
+        c.esp,
+        guard,
+        st.base,
+        c.msg
+    );
+    let mut want = crate::fixed_buf::FixedBuf::<64>::new();
+    let _ = core::fmt::Write::write_fmt(
+        &mut want,
+        format_args!("into the guard page at {:08x}", guard),
+    );
+    assert!(c.msg.as_str().ends_with(want.as_str()), "{}", c.msg);
     c
 }
 
@@ -278,7 +311,7 @@ fn stack_overflow_reported_by_double_fault_task() {
     let areas = vmalloc::nr_areas();
     let t = kernel_thread("overflow", overflow, 0, None);
     let st = t.stack().expect("stack");
-    let c = expect_overflow("kernel stack overflow in thread overflow", || {
+    let c = expect_overflow("kernel stack overflow in thread overflow", st, || {
         join(&t);
     });
     let sym = crate::symbols::lookup(c.eip).expect("symbol for the faulting EIP");
@@ -291,7 +324,6 @@ fn stack_overflow_reported_by_double_fault_task() {
         "{}",
         b
     );
-    assert!(st.base > 0);
     assert_eq!(t.state(), State::Dead);
     assert_eq!(current().pid, 0);
     drop(t);
@@ -322,8 +354,14 @@ fn swapper_stack_overflow_reported() {
         "no guard below the boot stack"
     );
     assert!(probe::readable(bottom));
-    expect_overflow("kernel stack overflow in thread swapper (pid 0)", || {
-        core::hint::black_box(recurse(0));
-    });
+    let st = current().stack().expect("swapper's boot stack");
+    assert_eq!(st.base, bottom);
+    expect_overflow(
+        "kernel stack overflow in thread swapper (pid 0)",
+        st,
+        || {
+            core::hint::black_box(recurse(0));
+        },
+    );
     assert_eq!(current().pid, 0);
 }

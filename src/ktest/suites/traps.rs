@@ -28,6 +28,9 @@ pub static SUITE: Suite = Suite {
         case!(write_to_kernel_text_oopses),
         case!(write_to_rodata_oopses),
         case!(jump_into_vmalloc_data_oopses),
+        case!(jump_into_kernel_static_oopses),
+        case!(jump_into_kernel_heap_oopses),
+        case!(jump_into_direct_map_page_oopses),
     ],
 };
 
@@ -219,24 +222,73 @@ fn write_to_rodata_oopses() {
     assert_eq!(RODATA_WORD, 0x1234_5678);
 }
 
-fn jump_into_vmalloc_data_oopses() {
+/// NX is only as good as the mode that has it: PAE with EFER.NXE.  A
+/// two-level entry has no NX bit at all (Linux 2.4 i386 had none either).
+fn require_nx() {
     if !crate::mm::init::nx_enabled() {
-        crate::ktest::recovery::skip("no NX: two-level paging, or a CPU without it");
+        let why = if crate::mm::pgtable::is_pae() {
+            "no NX: this CPU does not report it (CPUID 0x80000001 EDX bit 20)"
+        } else {
+            "no NX in two-level mode: a two-level entry has no NX bit"
+        };
+        crate::ktest::recovery::skip(why);
     }
-    let p = crate::mm::vmalloc::vmalloc(4096).expect("vmalloc").as_ptr();
-    // SAFETY: `ret` written into our own vmalloc page, then called: NX
-    // must stop the fetch before it runs.
+}
+
+/// Write a `ret` at `p` and call it: with NX the fetch of that very byte
+/// must fault, as an instruction fetch from a present page (error code
+/// P | I/D), with CR2 = `p`.  Without NX the `ret` runs and returns, and
+/// the case fails with `what`.
+fn expect_nx_fault(p: *mut u8, what: &str) {
+    // SAFETY: `p` is writable kernel memory the caller owns; the call is
+    // meant to be refused by the MMU before the `ret` runs.
     let c = expect_fault(|| unsafe {
         core::ptr::write_volatile(p, 0xC3);
         let f: extern "C" fn() = core::mem::transmute(p);
         f();
     })
-    .expect("vmalloc data executed");
-    assert_eq!((c.vector, c.cr2), (14, p as u32));
+    .unwrap_or_else(|| panic!("{} executed: it is mapped without NX", what));
+    assert_eq!((c.vector, c.cr2), (14, p as u32), "{}", c.msg);
     assert_eq!(
-        c.error_code & 0x11,
-        0x11,
-        "not an instruction-fetch protection fault"
+        c.error_code & (PF_PROT | PF_INSTR),
+        PF_PROT | PF_INSTR,
+        "not an instruction-fetch protection fault: error code {:#x}",
+        c.error_code
     );
+}
+
+/// Page-fault error code bits (Intel SDM 3A 4.7): present, and
+/// instruction fetch.
+const PF_PROT: u32 = 1 << 0;
+const PF_INSTR: u32 = 1 << 4;
+
+fn jump_into_vmalloc_data_oopses() {
+    require_nx();
+    let p = crate::mm::vmalloc::vmalloc(4096).expect("vmalloc").as_ptr();
+    expect_nx_fault(p, "vmalloc data");
     crate::mm::vmalloc::vfree(p).unwrap();
+}
+
+/// A writable `static` sits in .data: the direct map of the kernel image
+/// (mm/init.rs `kernel_page_flags`) must give it NX.
+static NX_STATIC: crate::racy_cell::RacyCell<[u8; 16]> = crate::racy_cell::RacyCell::new([0; 16]);
+
+fn jump_into_kernel_static_oopses() {
+    require_nx();
+    expect_nx_fault(NX_STATIC.get().cast(), "a static in .data");
+}
+
+fn jump_into_kernel_heap_oopses() {
+    require_nx();
+    let mut b = alloc::boxed::Box::new([0u8; 16]);
+    expect_nx_fault(b.as_mut_ptr(), "the kernel heap");
+}
+
+/// A frame straight from the allocator, reached through the direct map
+/// (the part of RAM outside the kernel image).
+fn jump_into_direct_map_page_oopses() {
+    require_nx();
+    let f = crate::mm::frame::alloc_frame().expect("frame");
+    expect_nx_fault(crate::mm::addr::__va(f) as *mut u8, "a direct-map page");
+    crate::mm::frame::free_frame(f);
 }
