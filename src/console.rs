@@ -69,6 +69,24 @@ pub fn _print(args: fmt::Arguments) {
     cpu::restore_flags(flags);
 }
 
+/// The console as a `fmt::Write`, for code that formats into any sink
+/// (a report printed at boot, captured into a buffer by a test).
+pub struct Console;
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        _print(format_args!("{}", s));
+        Ok(())
+    }
+
+    /// One `writeln!` is one locked print, so an interrupt handler's
+    /// message never lands in the middle of the line.
+    fn write_fmt(&mut self, args: fmt::Arguments) -> fmt::Result {
+        _print(args);
+        Ok(())
+    }
+}
+
 #[doc(hidden)]
 pub fn _printk(level: Level, args: fmt::Arguments) {
     if (level as u8) < loglevel() {

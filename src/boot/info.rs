@@ -309,7 +309,7 @@ pub fn usable_bytes(info: &BootInformation) -> u64 {
 /// The boot log's account of what the loader handed over, in the shape of
 /// Linux's `BIOS-provided physical RAM map`.
 pub fn print(info: &BootInformation, info_phys: u32) {
-    let _ = report(info, info_phys, &mut Console);
+    let _ = report(info, info_phys, &mut crate::console::Console);
 }
 
 /// `print`'s text, written to `w`.
@@ -349,14 +349,4 @@ pub fn report(info: &BootInformation, info_phys: u32, w: &mut dyn Write) -> fmt:
         )?;
     }
     Ok(())
-}
-
-/// The serial console as a `fmt::Write`.
-struct Console;
-
-impl Write for Console {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        crate::print!("{}", s);
-        Ok(())
-    }
 }

@@ -14,7 +14,12 @@ pub mod glob;
 pub mod recovery;
 pub mod suites;
 
+extern crate alloc;
+
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+use spin::Mutex;
 
 use recovery::{Caught, CaughtKind};
 
@@ -87,8 +92,13 @@ impl Counts {
 
 /// Run one case under its recovery point.
 pub fn run_case(case: &Case) -> (Outcome, Option<Caught>) {
+    run_guarded(case.func)
+}
+
+/// What `run_case` does, for any closure (the harness's own checks).
+fn run_guarded(f: impl FnOnce()) -> (Outcome, Option<Caught>) {
     let flags = crate::arch::x86::cpu::save_flags();
-    let r = recovery::catch(false, case.func);
+    let r = recovery::catch(false, f);
     // Each case starts in init_mm: drop whatever mm swapper borrowed.
     crate::sched::drop_lazy_mm();
     // A case that died with interrupts masked must not leave them masked
@@ -101,15 +111,38 @@ pub fn run_case(case: &Case) -> (Outcome, Option<Caught>) {
     }
 }
 
-/// Run the selected cases of `suite`; returns its counts.
+/// The case every suite that ran ends with: it gave back the frames it
+/// took.  Its `func` is never called: the check needs the count taken
+/// before the suite, so `run_suite` runs it as a closure.
+pub static FRAMES_RESTORED: Case = Case {
+    name: "frames_restored",
+    func: || {},
+};
+
+/// Free frames, counting the kernel page tables vmalloc keeps for good
+/// (as 2.4 does) as given back.  Finished threads are reaped first: a
+/// suite's last thread may not have been switched away from for good yet.
+fn frames_in_hand() -> usize {
+    crate::sched::yield_now();
+    crate::mm::vmalloc::free_frames_and_kept_tables()
+}
+
+/// Run the selected cases of `suite`, then `frames_restored`, so that a
+/// suite that leaks frames fails on its own, under any filter; returns
+/// its counts.
 pub fn run_suite(n: usize, suite: &Suite, filter: &str, r: &mut dyn Reporter) -> Counts {
-    let planned = suite
+    let selected = suite
         .cases
         .iter()
         .filter(|c| glob::selects(filter, suite.name, c.name))
         .count();
     let mut counts = Counts::default();
-    r.suite_start(suite, planned);
+    r.suite_start(suite, selected + (selected > 0) as usize);
+    if selected == 0 {
+        r.suite_done(n, suite, &counts);
+        return counts;
+    }
+    let before = frames_in_hand();
     let mut i = 0;
     for case in suite
         .cases
@@ -121,6 +154,20 @@ pub fn run_suite(n: usize, suite: &Suite, filter: &str, r: &mut dyn Reporter) ->
         counts.add(o);
         r.case_done(i, case, o, why.as_ref());
     }
+    let (o, why) = run_guarded(|| {
+        let after = frames_in_hand();
+        assert!(
+            after == before,
+            "suite {} {} {} frames ({} free before its cases, {} after; kept kernel page tables count as free)",
+            suite.name,
+            if after < before { "leaked" } else { "gave back" },
+            before.abs_diff(after),
+            before,
+            after
+        );
+    });
+    counts.add(o);
+    r.case_done(i + 1, &FRAMES_RESTORED, o, why.as_ref());
     r.suite_done(n, suite, &counts);
     counts
 }
@@ -179,6 +226,16 @@ impl Reporter for Ktap {
     }
 }
 
+/// The suites `run` has finished, in order, each with the number of its
+/// cases the filter selected and its number of cases: what the leaks
+/// suite's total covers.
+static FINISHED: Mutex<Vec<(&'static str, usize, usize)>> = Mutex::new(Vec::new());
+
+/// See `FINISHED`.
+pub fn suites_finished() -> Vec<(&'static str, usize, usize)> {
+    FINISHED.lock().clone()
+}
+
 static FRAMES_AT_START: AtomicUsize = AtomicUsize::new(0);
 static PGTABLES_AT_START: AtomicU32 = AtomicU32::new(0);
 
@@ -208,8 +265,15 @@ pub fn run(suites: &[&Suite], filter: &str) -> Counts {
     crate::println!("KTAP version 1");
     crate::println!("1..{}", planned);
     let mut total = Counts::default();
+    FINISHED.lock().clear();
     for (i, s) in suites.iter().filter(selected).enumerate() {
         let c = run_suite(i + 1, s, filter, &mut Ktap);
+        let cases = s
+            .cases
+            .iter()
+            .filter(|c| glob::selects(filter, s.name, c.name))
+            .count();
+        FINISHED.lock().push((s.name, cases, s.cases.len()));
         total.pass += c.pass;
         total.fail += c.fail;
         total.skip += c.skip;

@@ -167,6 +167,11 @@ impl<'a> FrameAllocator<'a> {
 
 static BITMAP: Mutex<[u32; WORDS]> = Mutex::new([0; WORDS]);
 static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
+/// The bitmap as `init` left it, before anything was allocated: a frame
+/// the allocator was given at boot may since have been handed out, so
+/// "not free now" alone cannot tell a reserved frame from an allocated
+/// one (the frames test needs the difference).
+static FREE_AT_INIT: Mutex<[u32; WORDS]> = Mutex::new([0; WORDS]);
 
 /// Build the global allocator from the boot memory map and reservations.
 pub fn init(usable: impl Iterator<Item = (u64, u64)>, reserved: &[(u64, u64)]) -> MapStats {
@@ -177,6 +182,7 @@ pub fn init(usable: impl Iterator<Item = (u64, u64)>, reserved: &[(u64, u64)]) -
     for &(s, e) in reserved {
         fa.reserve(s, e);
     }
+    FREE_AT_INIT.lock().copy_from_slice(fa.bits);
     *FRAMES.lock() = Some(fa);
     stats
 }
@@ -224,4 +230,10 @@ pub fn nr_free_frames() -> usize {
 
 pub fn is_frame_free(phys: u32) -> bool {
     with(|fa| fa.is_frame_free(phys))
+}
+
+/// Whether `frame::init` gave `phys` to the allocator as free at boot.
+pub fn was_free_at_init(phys: u32) -> bool {
+    let f = phys as usize / PAGE_SIZE;
+    f < MAX_FRAMES && FREE_AT_INIT.lock()[f / 32] & (1 << (f % 32)) != 0
 }

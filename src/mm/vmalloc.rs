@@ -525,11 +525,17 @@ pub fn areas_snapshot(out: &mut alloc::vec::Vec<(u32, u32, VmFlags)>) {
     with_vmlist(|v| out.extend(v.areas().map(|a| (a.addr, a.size, a.flags))));
 }
 
-/// `/proc/vmallocinfo`: one line per live area.
+/// `/proc/vmallocinfo`: one line per live area, on the console.
 pub fn vmallocinfo() {
+    let _ = vmallocinfo_to(&mut crate::console::Console);
+}
+
+/// `/proc/vmallocinfo` into any writer: a header with the number of
+/// areas, then one line per live area.
+pub fn vmallocinfo_to(w: &mut impl Write) -> core::fmt::Result {
     let mut lines = alloc::vec::Vec::new();
     with_vmlist(|v| lines.extend(v.areas().copied()));
-    println!("vmallocinfo: {} areas", lines.len());
+    writeln!(w, "vmallocinfo: {} areas", lines.len())?;
     for a in lines {
         let mut kind = FixedBuf::<48>::new();
         if a.flags.contains(VmFlags::IOREMAP) {
@@ -541,7 +547,8 @@ pub fn vmallocinfo() {
         } else {
             let _ = kind.write_str("vmalloc");
         }
-        println!(
+        writeln!(
+            w,
             "{:#010x}-{:#010x} {:>8} {}:{} pages={} {}",
             a.addr,
             a.addr + a.size,
@@ -551,8 +558,9 @@ pub fn vmallocinfo() {
             // Mapped pages: a stack's guard page below is not one.
             a.nr_pages - a.flags.contains(VmFlags::STACK) as u32,
             kind
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// The PGD slot (4 MiB in two-level mode) of a kernel address, for the

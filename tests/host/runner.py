@@ -274,6 +274,12 @@ def judge_ktap(res, label, b):
         # bad ELF) is in these lines, from its serial terminal.
         problems.append(f"{b.verdict()}; last lines:\n" + "\n".join(b.log.splitlines()[-12:]))
     res.record(f"{label} run", "not ok" if problems else "ok", "\n".join(problems))
+    # Whenever the case that prints the pattern ran, whatever the filter or
+    # memory size; never when it did not (nothing to check then).
+    if any(c.suite == "harness" and c.name == "serial_console_carries_long_output" and c.outcome != "skip"
+           for c in report.cases):
+        why = serial_integrity(b.log)
+        res.record(f"{label} host.serial_integrity", "not ok" if why else "ok", "\n".join(why))
     return report
 
 
@@ -293,6 +299,10 @@ def host_checks(main_kernel):
     itself: its boot log, and bad or unknown command-line input."""
     checks = []
 
+    # The demo's vmallocinfo lines here pin what the user sees; the format
+    # itself (range, size, caller, pages, kind of every area, a thread's
+    # stack from sched among them) is checked in the kernel by
+    # vmalloc.vmallocinfo_lists_live_areas, so under any filter.
     def boot_log_shows_memory_map(mode):
         b = boot(main_kernel, f"paging={mode}", f"host-bootlog-{mode}", until=r"^vmfault: boot complete")
         why = []
@@ -429,9 +439,6 @@ def cmd_test(args):
                 judge_expect(res, label, b, exp)
             else:
                 judge_ktap(res, label, b)
-                if not args.filter and not mem:
-                    res.record(f"{label} host.serial_integrity", "not ok" if serial_integrity(b.log) else "ok",
-                               "\n".join(serial_integrity(b.log)))
         for n, fut in futures:
             why = fut.result()
             res.record(n, "not ok" if why else "ok", "\n".join(why))

@@ -2,6 +2,8 @@
 //! panic, fault and skip runs through the same `run_suite` as the real
 //! suites, into a recorder instead of the serial KTAP printer.
 
+use core::sync::atomic::{AtomicU32, Ordering};
+
 use crate::arch::x86::cpu;
 use crate::case;
 use crate::fixed_buf::FixedBuf;
@@ -15,6 +17,7 @@ pub static SUITE: Suite = Suite {
         case!(diagnostics_say_why),
         case!(filter_limits_the_plan),
         case!(interrupt_flag_restored_after_a_dying_case),
+        case!(suite_that_leaks_a_frame_fails_frames_restored),
         case!(serial_console_carries_long_output),
     ],
 };
@@ -56,6 +59,7 @@ struct Recorder {
     outcomes: [Option<Outcome>; 8],
     kinds: [Option<CaughtKind>; 8],
     why: [FixedBuf<120>; 8],
+    names: [&'static str; 8],
     n: usize,
     done: Option<Counts>,
 }
@@ -64,8 +68,9 @@ impl Reporter for Recorder {
     fn suite_start(&mut self, _s: &Suite, planned: usize) {
         self.planned = planned;
     }
-    fn case_done(&mut self, _n: usize, _c: &Case, o: Outcome, why: Option<&Caught>) {
+    fn case_done(&mut self, _n: usize, c: &Case, o: Outcome, why: Option<&Caught>) {
         self.outcomes[self.n] = Some(o);
+        self.names[self.n] = c.name;
         self.kinds[self.n] = why.map(|w| w.kind);
         if let Some(w) = why {
             let _ = core::fmt::Write::write_str(&mut self.why[self.n], w.msg.as_str());
@@ -81,23 +86,26 @@ fn failing_case_does_not_stop_the_next() {
     let mut r = Recorder::default();
     let c = run_suite(1, &INNER, "*", &mut r);
     use Outcome::*;
-    assert_eq!(r.planned, 6);
-    assert_eq!(r.n, 6, "every case ran");
+    // The six cases, then the frames check the harness adds.
+    assert_eq!(r.planned, 7);
+    assert_eq!(r.n, 7, "every case ran");
     assert_eq!(
-        r.outcomes[..6],
+        r.outcomes[..7],
         [
             Some(Fail),
             Some(Pass),
             Some(Fail),
             Some(Fail),
             Some(Skip),
+            Some(Pass),
             Some(Pass)
         ]
     );
+    assert_eq!(r.names[6], "frames_restored");
     assert_eq!(
         c,
         Counts {
-            pass: 2,
+            pass: 3,
             fail: 3,
             skip: 1
         }
@@ -134,11 +142,11 @@ fn diagnostics_say_why() {
 fn filter_limits_the_plan() {
     let mut r = Recorder::default();
     let c = run_suite(1, &INNER, "inner.pas*", &mut r);
-    assert_eq!(r.planned, 2);
+    assert_eq!(r.planned, 3, "two cases and frames_restored");
     assert_eq!(
         c,
         Counts {
-            pass: 2,
+            pass: 3,
             fail: 0,
             skip: 0
         }
@@ -155,6 +163,43 @@ fn interrupt_flag_restored_after_a_dying_case() {
     run_suite(1, &ONE, "*", &mut r);
     assert_eq!(r.outcomes[0], Some(Outcome::Fail));
     assert_eq!(cpu::save_flags().irqs_enabled(), before.irqs_enabled());
+}
+
+static LEAKED: AtomicU32 = AtomicU32::new(0);
+
+fn leaks_a_frame() {
+    LEAKED.store(
+        crate::mm::frame::alloc_frame().expect("frame"),
+        Ordering::SeqCst,
+    );
+}
+
+/// The harness's own frames check fails a suite whose cases all passed
+/// but kept a frame, and names the suite and the count.
+fn suite_that_leaks_a_frame_fails_frames_restored() {
+    static LEAKY: Suite = Suite {
+        name: "leaky",
+        cases: &[case!(passes), case!(leaks_a_frame)],
+    };
+    let mut r = Recorder::default();
+    let c = run_suite(1, &LEAKY, "*", &mut r);
+    crate::mm::frame::free_frame(LEAKED.load(Ordering::SeqCst));
+    assert_eq!(r.planned, 3);
+    assert_eq!(
+        r.outcomes[..3],
+        [
+            Some(Outcome::Pass),
+            Some(Outcome::Pass),
+            Some(Outcome::Fail)
+        ]
+    );
+    assert_eq!(r.names[2], "frames_restored");
+    assert!(
+        r.why[2].as_str().contains("suite leaky leaked 1 frames"),
+        "{}",
+        r.why[2]
+    );
+    assert_eq!(c.fail, 1);
 }
 
 /// The UART passed the crate's loopback self-test at boot, and 64 long

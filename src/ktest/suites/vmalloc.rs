@@ -5,8 +5,10 @@
 
 extern crate alloc;
 
+use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::arch::x86::idt;
 use crate::case;
@@ -239,23 +241,138 @@ fn vmap_and_ioremap_map_what_they_are_given() {
     assert_restored(before);
 }
 
+static PARKED_GO: AtomicBool = AtomicBool::new(false);
+
+/// A thread that stays alive (its stack live) until released.
+fn parked(_: usize) {
+    while !PARKED_GO.load(Ordering::SeqCst) {
+        crate::sched::yield_now();
+    }
+}
+
+/// The one line of `info` that starts with `addr`, or a failure that
+/// says how many there were.
+fn info_line(info: &str, addr: u32) -> &str {
+    let prefix = format!("{:#010x}-", addr);
+    let mut found = info.lines().skip(1).filter(|l| l.starts_with(&prefix));
+    let line = found
+        .next()
+        .unwrap_or_else(|| panic!("no vmallocinfo line for {:#010x} in:\n{}", addr, info));
+    assert!(found.next().is_none(), "two lines for {:#010x}", addr);
+    line
+}
+
+/// The line 2.4's /proc/vmallocinfo format gives: `start-end size
+/// file:line pages=N kind`, size and end counting the guard page(s).
+fn expected_line(addr: u32, bytes: u32, file: &str, line: u32, pages: u32, kind: &str) -> String {
+    format!(
+        "{:#010x}-{:#010x} {:>8} {}:{} pages={} {}",
+        addr,
+        addr + bytes,
+        bytes,
+        file,
+        line,
+        pages,
+        kind
+    )
+}
+
+/// One area of every kind, each found in the captured output with its
+/// exact range, size, caller, page count and kind.
 fn vmallocinfo_lists_live_areas() {
-    let p = vmalloc(5 * PAGE_SIZE).expect("vmalloc").as_ptr();
+    let pg = PAGE_SIZE as u32;
+    // Each caller is the line below its `line!() + 1`.
+    let p_line = line!() + 1;
+    let p = vmalloc(5 * PAGE_SIZE).expect("vmalloc").as_ptr() as u32;
+    let f = [frame::alloc_frame().unwrap(), frame::alloc_frame().unwrap()];
+    let m_line = line!() + 1;
+    let m = vmap(&f).expect("vmap").as_ptr() as u32;
+    let io_line = line!() + 1;
+    let io = ioremap(f[0] as u64 + 0x10, 8).expect("ioremap").as_ptr() as u32;
+    let st_line = line!() + 1;
+    let st = vmalloc::vmalloc_stack(4 * PAGE_SIZE).expect("stack");
+    // A thread's stack, as in the boot log's demo: allocated in sched.
+    PARKED_GO.store(false, Ordering::SeqCst);
+    let th = kernel_thread("parked", parked, 0, None);
+    let th_stack = th.stack();
+
+    let mut info = String::new();
+    vmalloc::vmallocinfo_to(&mut info).expect("vmallocinfo_to");
     let mut snap = Vec::new();
     vmalloc::areas_snapshot(&mut snap);
-    let a = vmalloc::find_vm_area(p as u32).unwrap();
-    assert!(
-        snap.contains(&(p as u32, 6 * PAGE_SIZE as u32, a.flags)),
-        "area missing or without guard page"
+    let th_area = th_stack.and_then(|t| vmalloc::find_vm_area(t.guard_below()));
+
+    PARKED_GO.store(true, Ordering::SeqCst);
+    join(&th);
+    drop(th);
+    vmalloc::vfree_stack(&st).unwrap();
+    iounmap(io as *const u8).unwrap();
+    vunmap(m as *const u8).unwrap();
+    frame::free_frame(f[0]);
+    frame::free_frame(f[1]);
+    vfree(p as *const u8).unwrap();
+    // Checked only now: a failure above would have left the thread parked.
+    let th_stack = th_stack.expect("thread without a stack");
+    let th_area = th_area.expect("thread stack not a live area");
+
+    let header = info.lines().next().unwrap_or("");
+    assert_eq!(
+        header,
+        format!("vmallocinfo: {} areas", snap.len()),
+        "header"
     );
-    assert!(
-        a.caller.file().ends_with("vmalloc.rs"),
-        "caller {}",
-        a.caller.file()
+    assert_eq!(
+        info.lines().count(),
+        snap.len() + 1,
+        "one line per area after the header:\n{}",
+        info
     );
-    assert_eq!(a.nr_pages, 5);
-    vmalloc::vmallocinfo();
-    vfree(p).unwrap();
+    // Every live area, not only ours, with its range and size.
+    for &(addr, size, _) in &snap {
+        let l = info_line(&info, addr);
+        let want = format!("{:#010x}-{:#010x} {:>8} ", addr, addr + size, size);
+        assert!(
+            l.starts_with(&want),
+            "{:?} does not start with {:?}",
+            l,
+            want
+        );
+    }
+    let here = file!();
+    let checks = [
+        (expected_line(p, 6 * pg, here, p_line, 5, "vmalloc"), p),
+        (expected_line(m, 3 * pg, here, m_line, 2, "vmap"), m),
+        (
+            expected_line(
+                io & !(pg - 1),
+                2 * pg,
+                here,
+                io_line,
+                1,
+                &format!("phys={:#x} ioremap", f[0]),
+            ),
+            io & !(pg - 1),
+        ),
+        // A stack has a guard page below as well: 4 mapped pages, 6 in all.
+        (
+            expected_line(st.guard_below(), 6 * pg, here, st_line, 4, "stack"),
+            st.guard_below(),
+        ),
+        (
+            expected_line(
+                th_stack.guard_below(),
+                crate::sched::KERNEL_STACK_SIZE as u32 + 2 * pg,
+                "src/sched/mod.rs",
+                th_area.caller.line(),
+                crate::sched::KERNEL_STACK_SIZE as u32 / pg,
+                "stack",
+            ),
+            th_stack.guard_below(),
+        ),
+    ];
+    for (want, addr) in &checks {
+        assert_eq!(info_line(&info, *addr), want.as_str());
+    }
 }
 
 /// What the toucher thread does: first touch of every page, then a
