@@ -167,11 +167,13 @@ impl<'a> FrameAllocator<'a> {
 
 static BITMAP: Mutex<[u32; WORDS]> = Mutex::new([0; WORDS]);
 static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
-/// The bitmap as `init` left it, before anything was allocated: a frame
-/// the allocator was given at boot may since have been handed out, so
-/// "not free now" alone cannot tell a reserved frame from an allocated
-/// one (the frames test needs the difference).
-static FREE_AT_INIT: Mutex<[u32; WORDS]> = Mutex::new([0; WORDS]);
+/// The physical ranges kept from the allocator at boot, kept for the
+/// kernel's lifetime as Linux keeps `memblock.reserved`: "not free now"
+/// cannot tell a reserved frame from one handed out since, and whoever
+/// asks which frames belong to the image or the boot loader needs that.
+static RESERVED: Mutex<([(u64, u64); MAX_RESERVED], usize)> =
+    Mutex::new(([(0, 0); MAX_RESERVED], 0));
+const MAX_RESERVED: usize = 64;
 
 /// Build the global allocator from the boot memory map and reservations.
 pub fn init(usable: impl Iterator<Item = (u64, u64)>, reserved: &[(u64, u64)]) -> MapStats {
@@ -182,7 +184,11 @@ pub fn init(usable: impl Iterator<Item = (u64, u64)>, reserved: &[(u64, u64)]) -
     for &(s, e) in reserved {
         fa.reserve(s, e);
     }
-    FREE_AT_INIT.lock().copy_from_slice(fa.bits);
+    let mut kept = RESERVED.lock();
+    let n = reserved.len().min(MAX_RESERVED);
+    kept.0[..n].copy_from_slice(&reserved[..n]);
+    kept.1 = n;
+    drop(kept);
     *FRAMES.lock() = Some(fa);
     stats
 }
@@ -232,8 +238,12 @@ pub fn is_frame_free(phys: u32) -> bool {
     with(|fa| fa.is_frame_free(phys))
 }
 
-/// Whether `frame::init` gave `phys` to the allocator as free at boot.
-pub fn was_free_at_init(phys: u32) -> bool {
-    let f = phys as usize / PAGE_SIZE;
-    f < MAX_FRAMES && FREE_AT_INIT.lock()[f / 32] & (1 << (f % 32)) != 0
+/// Linux's `memblock_is_reserved`: whether the frame at `phys` lies in a
+/// range `init` kept from the allocator.
+pub fn is_reserved(phys: u32) -> bool {
+    let frame = phys as u64 & !(PAGE_SIZE as u64 - 1);
+    let kept = RESERVED.lock();
+    kept.0[..kept.1]
+        .iter()
+        .any(|&(s, e)| s < frame + PAGE_SIZE as u64 && frame < e)
 }

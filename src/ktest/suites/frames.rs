@@ -82,8 +82,8 @@ fn assert_reserved(what: &str, start: u64, end: u64) -> usize {
         // (the heap takes the first run after the image), which would
         // hide a missing reservation from the second check.
         assert!(
-            !frame::was_free_at_init(pa as u32),
-            "{} frame {:#x} ({:#x}-{:#x}) was handed to the allocator at boot",
+            frame::is_reserved(pa as u32),
+            "{} frame {:#x} ({:#x}-{:#x}) was not reserved at boot",
             what,
             pa,
             start,
