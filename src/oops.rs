@@ -248,7 +248,7 @@ pub fn report_trap(f: &TrapFrame, cr2: u32) {
         .get(f.vector as usize)
         .copied()
         .unwrap_or("interrupt");
-    if crate::ktest::recovery::quiet() {
+    if crate::fixup::quiet() {
         print!("oops (expected): {}: {:04x}", name, f.error_code & 0xffff);
         if f.vector == 14 {
             print!(" at virtual address {:08x}", cr2);

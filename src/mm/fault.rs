@@ -378,7 +378,7 @@ fn bad_area_nosemaphore(frame: &mut TrapFrame, address: u32, why: BadArea) -> ! 
     cpu::cli();
     BAD_AREAS.fetch_add(1, Ordering::Relaxed);
     LAST_BAD_AREA.store(why as u8, Ordering::Relaxed);
-    if !crate::ktest::recovery::quiet() && !crate::oops::silenced() {
+    if !crate::fixup::quiet() && !crate::oops::silenced() {
         println!("vmalloc_fault={}: {}", version().name(), why.describe());
     }
     traps::die_with_cr2(frame, address)

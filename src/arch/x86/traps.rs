@@ -95,7 +95,7 @@ pub fn die(frame: &mut TrapFrame) -> ! {
 /// it first: anything that faults in between would overwrite it).
 pub fn die_with_cr2(frame: &mut TrapFrame, cr2: u32) -> ! {
     crate::oops::report_trap(frame, cr2);
-    crate::ktest::recovery::recover_or_fail(crate::ktest::recovery::Caught::exception(frame, cr2))
+    crate::fixup::recover_or_fail(crate::fixup::Caught::exception(frame, cr2))
 }
 
 /// Linux's `printk(KERN_ALERT "double fault")`: runs in the double-fault
@@ -104,5 +104,5 @@ pub fn die_with_cr2(frame: &mut TrapFrame, cr2: u32) -> ! {
 extern "C" fn double_fault_report(error_code: u32) {
     let state = super::tss::interrupted_state();
     crate::oops::report_double_fault(&state, error_code);
-    crate::ktest::recovery::recover_from_double_fault(&state);
+    crate::fixup::recover_from_double_fault(&state);
 }

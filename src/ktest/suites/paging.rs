@@ -4,7 +4,8 @@
 use crate::arch::x86::cpu;
 use crate::case;
 use crate::cmdline::PagingMode;
-use crate::ktest::recovery::{expect_fault, skip};
+use crate::fixup::expect_fault;
+use crate::ktest::skip;
 use crate::ktest::Suite;
 use crate::mm::addr::{__va, PAGE_OFFSET, PAGE_SIZE};
 use crate::mm::frame;

@@ -6,7 +6,7 @@ use core::arch::asm;
 
 use crate::arch::x86::idt;
 use crate::case;
-use crate::ktest::recovery::{catch, expect_fault, Caught, CaughtKind};
+use crate::fixup::{catch, expect_fault, Caught, CaughtKind};
 use crate::ktest::Suite;
 use crate::oops::{decode_pf_error, pf_headline};
 
@@ -231,7 +231,7 @@ fn require_nx() {
         } else {
             "no NX in two-level mode: a two-level entry has no NX bit"
         };
-        crate::ktest::recovery::skip(why);
+        crate::ktest::skip(why);
     }
 }
 

@@ -156,7 +156,7 @@ fn run_once(
     let bad0 = fault::bad_areas();
     let ta = sched::kernel_thread("prev", prev_thread, 0, Some(a.clone()));
     let tb = sched::kernel_thread("next", next_thread, 0, Some(b.clone()));
-    let r = crate::ktest::recovery::catch(true, || {
+    let r = crate::fixup::catch(true, || {
         sched::join(&ta);
         sched::join(&tb);
     });
