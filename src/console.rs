@@ -62,11 +62,12 @@ pub fn init() -> bool {
 pub fn _print(args: fmt::Arguments) {
     // Interrupts off while the lock is held: an interrupt handler that
     // prints must not spin on a lock its own CPU holds.
-    let flags = cpu::local_irq_save();
-    if let Some(tty) = CONSOLE.lock().as_mut() {
+    // The lock is a local: released before `_irq` unmasks interrupts.
+    let _irq = cpu::irq_save();
+    let mut console = CONSOLE.lock();
+    if let Some(tty) = console.as_mut() {
         let _ = tty.write_fmt(args);
     }
-    cpu::restore_flags(flags);
 }
 
 #[doc(hidden)]

@@ -69,7 +69,7 @@ pub fn print_walk(label: &str, dir: u32, w: &Walk) {
 /// Print `va`'s translation in `init_mm` and in the directory CR3 holds.
 pub fn show_translation(va: u32) {
     let swapper = crate::mm::init::swapper_pg_dir();
-    let cr3 = cpu::read_cr3() & !0x1f;
+    let cr3 = cpu::read_cr3_pa();
     println!("translation of {:#010x}:", va);
     print_walk("init_mm", swapper, &translate(swapper, va));
     print_walk("current", cr3, &translate(cr3, va));

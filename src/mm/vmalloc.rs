@@ -107,10 +107,12 @@ pub fn init() {
 /// Run `f` on the area tree with the lock held and interrupts off (an
 /// interrupt handler may vmalloc; it must not spin on our lock).
 fn with_vmlist<R>(f: impl FnOnce(&mut AreaAllocator) -> R) -> R {
-    let flags = cpu::local_irq_save();
-    let r = f(VMLIST.lock().as_mut().expect("vmalloc not initialised"));
-    cpu::restore_flags(flags);
-    r
+    // The lock guard is a local, not a temporary of the tail expression:
+    // locals drop in reverse order, so it is released before `_irq`
+    // unmasks interrupts (a tail temporary would outlive `_irq`).
+    let _irq = cpu::irq_save();
+    let mut vmlist = VMLIST.lock();
+    f(vmlist.as_mut().expect("vmalloc not initialised"))
 }
 
 /// `arch_sync_kernel_mappings` (Linux 5.8): copy `init_mm`'s entry for the

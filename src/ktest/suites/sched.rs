@@ -109,14 +109,14 @@ fn two_mms_10000_switches_each_sees_own_page() {
     // Lazy TLB, as in 2.4: swapper has no mm, so it kept the last thread's
     // mm as its active_mm (and in CR3) after switching back.
     assert_eq!(current().pid, 0);
-    assert_eq!(cpu::read_cr3() & !0x1f, current().active_mm().pgd);
+    assert_eq!(cpu::read_cr3_pa(), current().active_mm().pgd);
     assert_ne!(
         current().active_mm().pgd,
         init_mm().pgd,
         "swapper did not borrow"
     );
     sched::drop_lazy_mm();
-    assert_eq!(cpu::read_cr3() & !0x1f, init_mm().pgd);
+    assert_eq!(cpu::read_cr3_pa(), init_mm().pgd);
     assert_eq!(frame::nr_free_frames(), frames, "mms or stacks leaked");
 }
 
@@ -129,7 +129,7 @@ fn with_mm(_: usize) {
 
 fn lazy(_: usize) {
     BORROWED.store(current().active_mm().id, Ordering::SeqCst);
-    BORROWED_CR3.store(cpu::read_cr3() & !0x1f, Ordering::SeqCst);
+    BORROWED_CR3.store(cpu::read_cr3_pa(), Ordering::SeqCst);
 }
 
 /// 2.4's lazy TLB: a kernel thread without an mm runs on the previous

@@ -88,7 +88,7 @@ fn debug_trap(frame: &mut TrapFrame) {
         frame.eflags &= !cpu::EFLAGS_TF;
         return;
     }
-    let in_window = cpu::read_cr3() & !0x1f == s.next_pgd;
+    let in_window = cpu::read_cr3_pa() == s.next_pgd;
     if s.recording {
         s.window[s.k] = in_window && frame.eflags & cpu::EFLAGS_IF != 0;
         s.eip[s.k] = frame.eip;
