@@ -29,6 +29,7 @@ use super::vm_area::{AreaAllocator, VmArea, VmFlags};
 use super::walk::{self, MapError};
 use crate::arch::x86::cpu;
 use crate::cmdline::VmallocFaultVersion;
+use crate::console::printk_ratelimit;
 use crate::fixed_buf::FixedBuf;
 use crate::{pr_err, pr_warn, println};
 
@@ -430,13 +431,17 @@ fn release(addr: *const u8, kind: VmFlags, what: &str) -> Result<(), FreeError> 
             _ => Err(FreeError::BadAddress),
         }
     });
+    // Rate-limited (2.6's printk_ratelimit): a test that feeds thousands
+    // of wrong pointers would otherwise bury the log.
     match r {
         // 2.4's words: printk(KERN_ERR "Trying to vfree() bad address (%p)\n", addr);
-        Err(FreeError::BadAddress) => pr_err!("Trying to {}() bad address ({:#010x})", what, a),
-        Err(FreeError::WrongKind) => {
+        Err(FreeError::BadAddress) if printk_ratelimit() => {
+            pr_err!("Trying to {}() bad address ({:#010x})", what, a)
+        }
+        Err(FreeError::WrongKind) if printk_ratelimit() => {
             pr_err!("Trying to {}() an area of another kind ({:#010x})", what, a)
         }
-        Ok(()) => {}
+        _ => {}
     }
     r
 }
