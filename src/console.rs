@@ -62,11 +62,12 @@ pub fn init() -> bool {
 pub fn _print(args: fmt::Arguments) {
     // Interrupts off while the lock is held: an interrupt handler that
     // prints must not spin on a lock its own CPU holds.
-    let flags = cpu::local_irq_save();
-    if let Some(tty) = CONSOLE.lock().as_mut() {
+    // The lock is a local: released before `_irq` unmasks interrupts.
+    let _irq = cpu::irq_save();
+    let mut console = CONSOLE.lock();
+    if let Some(tty) = console.as_mut() {
         let _ = tty.write_fmt(args);
     }
-    cpu::restore_flags(flags);
 }
 
 /// The console as a `fmt::Write`, for code that formats into any sink
@@ -92,6 +93,64 @@ pub fn _printk(level: Level, args: fmt::Arguments) {
     if (level as u8) < loglevel() {
         _print(args);
     }
+}
+
+/// `printk_ratelimit()` (Linux 2.6 kernel/printk.c): allow a burst of 10
+/// messages, then one per 5 seconds, so that code printing for every bad
+/// input (a randomised test feeding vfree thousands of wrong pointers)
+/// keeps the log readable.  The first message let through after a
+/// suppression says how many were dropped: "printk: N messages
+/// suppressed.".  The clock is the TSC as calibrated at boot; before that
+/// every message passes.
+pub fn printk_ratelimit() -> bool {
+    const INTERVAL_MS: u64 = 5000;
+    const BURST: u64 = 10;
+    let Some(now) = crate::arch::x86::tsc::now_ms() else {
+        return true;
+    };
+    let lost = {
+        let _irq = cpu::irq_save();
+        let mut rl = RATELIMIT.lock();
+        // Linux's token bucket: time since the last message earns tokens,
+        // at most a burst's worth; each message spends an interval.
+        let earned = now.saturating_sub(rl.last_ms);
+        rl.toks = (rl.toks + earned).min(BURST * INTERVAL_MS);
+        rl.last_ms = now;
+        if rl.toks < INTERVAL_MS {
+            rl.missed += 1;
+            return false;
+        }
+        rl.toks -= INTERVAL_MS;
+        core::mem::take(&mut rl.missed)
+    };
+    if lost > 0 {
+        _printk(
+            Level::Warning,
+            format_args!("printk: {} messages suppressed.\n", lost),
+        );
+    }
+    true
+}
+
+struct RateLimit {
+    toks: u64,
+    last_ms: u64,
+    missed: u64,
+}
+
+static RATELIMIT: Mutex<RateLimit> = Mutex::new(RateLimit {
+    // Start with a full burst, as Linux does.
+    toks: 10 * 5000,
+    last_ms: 0,
+    missed: 0,
+});
+
+/// How many messages `printk_ratelimit` has suppressed since the last one
+/// it let through.
+pub fn ratelimit_missed() -> u64 {
+    let _irq = cpu::irq_save();
+    let rl = RATELIMIT.lock();
+    rl.missed
 }
 
 /// For oops and panic paths only: the fault may have hit while this CPU

@@ -4,26 +4,32 @@
 //!
 //! Boot order (`start_kernel`): serial console, boot information and command
 //! line, GDT/IDT/TSS, symbols for oops reports, then the binary's `kmain`.
+//!
+//! Floors, each using only those below it (`tests/host/layers.py` checks
+//! every path in `make test`):
+//! - the kernel core: `arch`, `boot`, `mm`, `sched`, `console`, `symbols`,
+//!   `oops`, `panic`, `fixup` (recovery points), `cmdline` and helpers;
+//! - `lab`: the experiments (race explorer, soak, bench, demo);
+//! - `ktest`: the in-kernel test harness, suites and fuzzers;
+//! - the kernel binaries (`src/main.rs`, `tests/*.rs`).
 #![no_std]
 
 pub mod arch;
-pub mod bench;
 pub mod boot;
 pub mod cmdline;
 pub mod console;
-pub mod demo;
 pub mod fixed_buf;
+pub mod fixup;
 extern crate alloc;
 pub mod ktest;
+pub mod lab;
 pub mod mm;
 pub mod oops;
 pub mod panic;
 pub mod qemu;
-pub mod race;
 pub mod racy_cell;
 pub mod rand;
 pub mod sched;
-pub mod soak;
 pub mod symbols;
 
 pub use boot::start::BootParams;

@@ -10,16 +10,16 @@ vmfault::kernel_main!(kmain);
 
 fn kmain(params: &'static BootParams) -> ! {
     if params.cmdline.bench {
-        vmfault::bench::run_all();
+        vmfault::lab::bench::run_all();
         vmfault::qemu::exit(vmfault::qemu::ExitCode::Success);
     }
     if params.cmdline.soak {
-        let cfg = vmfault::soak::SoakConfig {
+        let cfg = vmfault::lab::soak::SoakConfig {
             progress_every: 100_000,
-            ..vmfault::soak::SoakConfig::new(params.cmdline.soak_seed, params.cmdline.soak_ops)
+            ..vmfault::lab::soak::SoakConfig::new(params.cmdline.soak_seed, params.cmdline.soak_ops)
         };
-        let r = vmfault::soak::run(cfg);
-        vmfault::soak::print_report(&cfg, &r);
+        let r = vmfault::lab::soak::run(cfg);
+        vmfault::lab::soak::print_report(&cfg, &r);
         vmfault::qemu::exit(if r.clean() {
             vmfault::qemu::ExitCode::Success
         } else {
@@ -27,13 +27,13 @@ fn kmain(params: &'static BootParams) -> ! {
         });
     }
     if params.cmdline.experiment {
-        vmfault::race::experiments::run_all();
+        vmfault::lab::race::experiments::run_all();
         vmfault::qemu::exit(vmfault::qemu::ExitCode::Success);
     }
     if let Some(filter) = params.cmdline.test {
         vmfault::ktest::run_and_exit(filter);
     }
-    vmfault::demo::lazy_sync_demo();
+    vmfault::lab::demo::lazy_sync_demo();
     println!("vmfault: boot complete; leave QEMU with Ctrl-A X");
     vmfault::arch::x86::cpu::halt_forever()
 }

@@ -6,8 +6,11 @@
 
 use core::fmt::Write;
 
+use crate::arch::x86::cpu;
 use crate::arch::x86::entry::TrapFrame;
-use crate::arch::x86::{cpu, traps::TRAP_NAMES};
+use crate::arch::x86::traps::{
+    TRAP_NAMES, X86_PF_INSTR, X86_PF_PROT, X86_PF_RSVD, X86_PF_USER, X86_PF_WRITE,
+};
 use crate::fixed_buf::FixedBuf;
 use crate::mm::probe::{probe, readable};
 use crate::{print, println, symbols};
@@ -21,20 +24,24 @@ pub fn decode_pf_error(ec: u32) -> FixedBuf<96> {
     let _ = write!(
         s,
         "{} {}{}, {}",
-        if ec & 4 != 0 { "user" } else { "supervisor" },
-        if ec & 16 != 0 {
+        if ec & X86_PF_USER != 0 {
+            "user"
+        } else {
+            "supervisor"
+        },
+        if ec & X86_PF_INSTR != 0 {
             "instruction fetch"
-        } else if ec & 2 != 0 {
+        } else if ec & X86_PF_WRITE != 0 {
             "write"
         } else {
             "read"
         },
-        if ec & 8 != 0 {
+        if ec & X86_PF_RSVD != 0 {
             " (reserved bit set)"
         } else {
             ""
         },
-        if ec & 1 != 0 {
+        if ec & X86_PF_PROT != 0 {
             "protection violation"
         } else {
             "page not present"
@@ -65,7 +72,7 @@ pub fn print_pde(addr: u32) {
     print_entries("", p.pae, p.pgd, p.pmd, p.pte);
     // And the reference directory, which the lazy sync copies from.
     let swapper = crate::mm::init::swapper_pg_dir();
-    if swapper != 0 && cpu::read_cr3() & !0x1f != swapper {
+    if swapper != 0 && cpu::read_cr3_pa() != swapper {
         let w = crate::mm::walk::translate(swapper, addr);
         print_entries("init_mm: ", p.pae, w.pgd, w.pmd, w.pte);
     }
@@ -248,7 +255,7 @@ pub fn report_trap(f: &TrapFrame, cr2: u32) {
         .get(f.vector as usize)
         .copied()
         .unwrap_or("interrupt");
-    if crate::ktest::recovery::quiet() {
+    if crate::fixup::quiet() {
         print!("oops (expected): {}: {:04x}", name, f.error_code & 0xffff);
         if f.vector == 14 {
             print!(" at virtual address {:08x}", cr2);

@@ -5,14 +5,14 @@
 
 use core::panic::PanicInfo;
 
-use crate::ktest::recovery::{self, Caught};
+use crate::fixup::{self, Caught};
 
 #[panic_handler]
 fn panic(info: &PanicInfo) -> ! {
     crate::console::force_unlock();
-    if recovery::armed() {
+    if fixup::armed() {
         // The harness prints the message as the case's diagnostic.
-        recovery::recover_or_fail(Caught::panic(info));
+        fixup::recover_or_fail(Caught::panic(info));
     }
     crate::println!("Kernel panic - not syncing: {}", info);
     crate::qemu::exit(crate::qemu::ExitCode::Failed)

@@ -50,6 +50,8 @@ extern "C" fn start_kernel(magic: u32, info_phys: u32) -> ! {
     gdt::init(t, df);
     tss::load();
     idt::init();
+    // A clock for printk_ratelimit, before anything can print in bulk.
+    crate::arch::x86::tsc::calibrate();
 
     let info = match crate::boot::info::load_boot(magic, info_phys) {
         Ok(i) => INFO.call_once(|| i),

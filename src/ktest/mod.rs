@@ -1,8 +1,8 @@
 //! The in-kernel test harness.  Suites of cases, each case a plain `fn()`
 //! that passes by returning and fails by panicking (`assert!`,
 //! `assert_eq!`), by taking an unexpected exception, or by a double fault;
-//! `recovery::skip` skips it.  Every case runs under its own recovery
-//! point, so one broken case never stops the next.
+//! `skip` skips it.  Every case runs under its own recovery point
+//! (`crate::fixup`, the kernel's exception fixup), so one broken case never stops the next.
 //!
 //! Output is KTAP version 1 on the serial console, one two-space-indented
 //! subtest per suite, then QEMU exits through isa-debug-exit with the
@@ -11,7 +11,6 @@
 
 pub mod fuzz;
 pub mod glob;
-pub mod recovery;
 pub mod suites;
 
 extern crate alloc;
@@ -21,7 +20,7 @@ use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use spin::Mutex;
 
-use recovery::{Caught, CaughtKind};
+use crate::fixup::{self, Caught, CaughtKind};
 
 pub struct Case {
     pub name: &'static str,
@@ -90,6 +89,11 @@ impl Counts {
     }
 }
 
+/// End the running case as skipped, with the reason KTAP prints.
+pub fn skip(reason: &str) -> ! {
+    fixup::abort(reason)
+}
+
 /// Run one case under its recovery point.
 pub fn run_case(case: &Case) -> (Outcome, Option<Caught>) {
     run_guarded(case.func)
@@ -98,7 +102,7 @@ pub fn run_case(case: &Case) -> (Outcome, Option<Caught>) {
 /// What `run_case` does, for any closure (the harness's own checks).
 fn run_guarded(f: impl FnOnce()) -> (Outcome, Option<Caught>) {
     let flags = crate::arch::x86::cpu::save_flags();
-    let r = recovery::catch(false, f);
+    let r = fixup::catch(false, f);
     // Each case starts in init_mm: drop whatever mm swapper borrowed.
     crate::sched::drop_lazy_mm();
     // A case that died with interrupts masked must not leave them masked
@@ -106,7 +110,7 @@ fn run_guarded(f: impl FnOnce()) -> (Outcome, Option<Caught>) {
     crate::arch::x86::cpu::restore_flags(flags);
     match r {
         Ok(()) => (Outcome::Pass, None),
-        Err(c) if c.kind == CaughtKind::Skip => (Outcome::Skip, Some(c)),
+        Err(c) if c.kind == CaughtKind::Abort => (Outcome::Skip, Some(c)),
         Err(c) => (Outcome::Fail, Some(c)),
     }
 }

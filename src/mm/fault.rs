@@ -19,13 +19,13 @@ use super::addr::PAGE_OFFSET;
 use super::init::swapper_pg_dir;
 use super::pgtable::*;
 use crate::arch::x86::entry::TrapFrame;
+use crate::arch::x86::traps::{X86_PF_PROT, X86_PF_USER};
 use crate::arch::x86::{cpu, idt, traps};
 use crate::cmdline::VmallocFaultVersion;
 use crate::println;
 
 /// Linux's `TASK_SIZE`: the user/kernel split.
 pub const TASK_SIZE: u32 = PAGE_OFFSET as u32;
-const EFLAGS_IF: u32 = 1 << 9;
 
 static VERSION: AtomicU8 = AtomicU8::new(2);
 
@@ -42,13 +42,12 @@ pub fn init(v: VmallocFaultVersion) {
         .position(|x| *x == v)
         .unwrap_or(2);
     VERSION.store(i as u8, Ordering::Relaxed);
-    let flags = cpu::local_irq_save();
+    let _irq = cpu::irq_save();
     match v {
         VmallocFaultVersion::Legacy | VmallocFaultVersion::Cli => idt::set_trap_gate(14),
         VmallocFaultVersion::Sync | VmallocFaultVersion::Eager => idt::set_intr_gate(14),
     }
     traps::register_handler(14, Some(do_page_fault));
-    cpu::restore_flags(flags);
 }
 
 // ---------------------------------------------------------------- counters
@@ -195,15 +194,18 @@ fn do_page_fault(frame: &mut TrapFrame) {
     let v = version();
     if matches!(v, VmallocFaultVersion::Sync | VmallocFaultVersion::Eager) {
         // 2.4.16: "It's safe to allow irq's after cr2 has been saved"
-        if frame.eflags & EFLAGS_IF != 0 {
+        if frame.eflags & cpu::EFLAGS_IF != 0 {
             cpu::sti();
         }
     }
     let to_vmalloc_fault = match v {
         // 2.4.1: if (address >= TASK_SIZE) goto vmalloc_fault;
         VmallocFaultVersion::Legacy | VmallocFaultVersion::Cli => address >= TASK_SIZE,
-        // 2.4.16: if (address >= TASK_SIZE && !(error_code & 5))
-        VmallocFaultVersion::Sync => address >= TASK_SIZE && error_code & 5 == 0,
+        // 2.4.16: if (address >= TASK_SIZE && !(error_code & 5)): a
+        // kernel-mode access to a page not present.
+        VmallocFaultVersion::Sync => {
+            address >= TASK_SIZE && error_code & (X86_PF_PROT | X86_PF_USER) == 0
+        }
         // 5.8 x86-32: vmalloc_fault() is gone; arch_sync_kernel_mappings
         // is supposed to make it unnecessary.
         VmallocFaultVersion::Eager => false,
@@ -348,7 +350,7 @@ pub fn vmalloc_fault_cli(address: u32) -> Result<(), BadArea> {
 /// ```
 #[inline(never)]
 pub fn vmalloc_fault_sync(address: u32) -> Result<(), BadArea> {
-    let cr3 = cpu::read_cr3() & !0x1f;
+    let cr3 = cpu::read_cr3_pa();
     let pgd = pgd_offset(cr3, address);
     let pgd_k = pgd_offset(swapper_pg_dir(), address);
     if !pgd_present(pgd_k.read()) {
@@ -378,7 +380,7 @@ fn bad_area_nosemaphore(frame: &mut TrapFrame, address: u32, why: BadArea) -> ! 
     cpu::cli();
     BAD_AREAS.fetch_add(1, Ordering::Relaxed);
     LAST_BAD_AREA.store(why as u8, Ordering::Relaxed);
-    if !crate::ktest::recovery::quiet() && !crate::oops::silenced() {
+    if !crate::fixup::quiet() && !crate::oops::silenced() {
         println!("vmalloc_fault={}: {}", version().name(), why.describe());
     }
     traps::die_with_cr2(frame, address)

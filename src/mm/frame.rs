@@ -196,13 +196,10 @@ pub fn init(usable: impl Iterator<Item = (u64, u64)>, reserved: &[(u64, u64)]) -
 fn with<R>(f: impl FnOnce(&mut FrameAllocator<'static>) -> R) -> R {
     // Interrupt handlers allocate too (page tables for vmalloc): the lock
     // is taken with interrupts off so they never spin on their own CPU.
-    let flags = cpu::local_irq_save();
-    let r = f(FRAMES
-        .lock()
-        .as_mut()
-        .expect("frame allocator not initialised"));
-    cpu::restore_flags(flags);
-    r
+    // The lock is a local so that it is released before `_irq` drops.
+    let _irq = cpu::irq_save();
+    let mut frames = FRAMES.lock();
+    f(frames.as_mut().expect("frame allocator not initialised"))
 }
 
 /// `__get_free_page`: one frame (physical address), or `None`.

@@ -49,42 +49,39 @@ pub fn init(phys: u32, size: usize) {
 
 /// Physical start and size of the heap.
 pub fn region() -> (u32, usize) {
-    let f = cpu::local_irq_save();
-    let size = HEAP.0.lock().size();
-    cpu::restore_flags(f);
+    let size = {
+        let _irq = cpu::irq_save();
+        let heap = HEAP.0.lock();
+        heap.size()
+    };
     (PHYS.load(Ordering::Relaxed) as u32, size)
 }
 
 /// Bytes in use, for leak checks.
 pub fn used() -> usize {
-    let f = cpu::local_irq_save();
-    let u = HEAP.0.lock().used();
-    cpu::restore_flags(f);
-    u
+    let _irq = cpu::irq_save();
+    let heap = HEAP.0.lock();
+    heap.used()
 }
 
 // SAFETY: delegates to linked_list_allocator's Heap under a lock, with
 // interrupts off so the lock is never contended on one CPU.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let f = cpu::local_irq_save();
-        let p = self
-            .0
-            .lock()
-            .allocate_first_fit(layout)
-            .map_or(core::ptr::null_mut(), |p| p.as_ptr());
-        cpu::restore_flags(f);
-        p
+        // The lock is a local so that it is released before `_irq` drops.
+        let _irq = cpu::irq_save();
+        let mut heap = self.0.lock();
+        heap.allocate_first_fit(layout)
+            .map_or(core::ptr::null_mut(), |p| p.as_ptr())
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        let f = cpu::local_irq_save();
+        let _irq = cpu::irq_save();
         // SAFETY: `ptr` came from `alloc` with this layout (GlobalAlloc contract).
         unsafe {
             self.0
                 .lock()
                 .deallocate(NonNull::new_unchecked(ptr), layout)
         };
-        cpu::restore_flags(f);
     }
 }

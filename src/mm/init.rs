@@ -51,8 +51,6 @@ extern "C" {
     fn paging_switch(cr3: u32, cr4: u32);
 }
 
-const CR4_PSE: u32 = 1 << 4;
-const CR4_PAE: u32 = 1 << 5;
 const MSR_EFER: u32 = 0xC000_0080;
 const EFER_NXE: u64 = 1 << 11;
 
@@ -297,7 +295,7 @@ fn switch_to_swapper(mode: PagingMode, pgd: u32) {
             set_pgd(low, mk_entry(alias as u64, PteFlags::PDPTE));
             // SAFETY: the new tables map the kernel high and the first
             // 4 MiB (where paging_switch lives) 1:1; interrupts are off.
-            unsafe { paging_switch(pgd, cpu::read_cr4() | CR4_PAE | CR4_PSE) };
+            unsafe { paging_switch(pgd, cpu::read_cr4() | cpu::CR4_PAE | cpu::CR4_PSE) };
             crate::arch::x86::tss::note_cr3(pgd);
             set_pgd(low, 0);
             cpu::flush_tlb();

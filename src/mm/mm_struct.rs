@@ -85,12 +85,12 @@ pub fn mm_alloc() -> Option<Arc<MmStruct>> {
     // eager sync can never fall between them.
     // Interrupts off: vmalloc (maybe from an interrupt handler, maybe
     // after a preemption) takes this lock with interrupts off too.
-    let f = crate::arch::x86::cpu::local_irq_save();
-    let mut list = PGD_LIST.lock();
-    copy_kernel_part(pgd);
-    list.push(pgd);
-    drop(list);
-    crate::arch::x86::cpu::restore_flags(f);
+    {
+        let _irq = crate::arch::x86::cpu::irq_save();
+        let mut list = PGD_LIST.lock();
+        copy_kernel_part(pgd);
+        list.push(pgd);
+    }
     super::fault::reset_pgd_count(pgd);
     Some(Arc::new(MmStruct {
         pgd,
@@ -137,13 +137,14 @@ impl Drop for MmStruct {
             return;
         }
         assert!(
-            crate::arch::x86::cpu::read_cr3() & !0x1f != self.pgd,
+            crate::arch::x86::cpu::read_cr3_pa() != self.pgd,
             "freeing mm {} while its directory is loaded in CR3",
             self.id
         );
-        let f = crate::arch::x86::cpu::local_irq_save();
-        PGD_LIST.lock().retain(|p| *p != self.pgd);
-        crate::arch::x86::cpu::restore_flags(f);
+        {
+            let _irq = crate::arch::x86::cpu::irq_save();
+            PGD_LIST.lock().retain(|p| *p != self.pgd);
+        }
         walk::free_user_tables(self.pgd, true);
         free_frame(self.pgd);
     }

@@ -1,7 +1,6 @@
 //! Memory management: addresses, frames, page tables, address spaces,
 //! vmalloc and the page-fault path.
 pub mod addr;
-pub mod dump;
 pub mod fault;
 pub mod fixmap;
 pub mod frame;
@@ -12,7 +11,6 @@ pub mod pgtable;
 pub mod probe;
 pub mod vm_area;
 pub mod vmalloc;
-pub mod vmlist24;
 pub mod walk;
 
 /// Bring up memory management: frames, the heap (carved from them),

@@ -9,7 +9,6 @@ use crate::mm::addr::{__va, MAXMEM};
 
 const P: u64 = 1 << 0;
 const PS: u64 = 1 << 7;
-const CR4_PAE: u32 = 1 << 5;
 
 /// Each level's raw entry on the way to `addr`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -44,7 +43,7 @@ fn read_entry(table_phys: u64, index: usize, wide: bool) -> Option<u64> {
 pub fn probe(addr: u32) -> Probe {
     let cr3 = cpu::read_cr3() as u64;
     let a = addr as u64;
-    if cpu::read_cr4() & CR4_PAE == 0 {
+    if cpu::read_cr4() & cpu::CR4_PAE == 0 {
         let pde = read_entry(cr3 & !0xfff, (a >> 22) as usize, false).unwrap_or(0);
         let mut p = Probe {
             pae: false,

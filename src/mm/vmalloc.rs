@@ -29,6 +29,7 @@ use super::vm_area::{AreaAllocator, VmArea, VmFlags};
 use super::walk::{self, MapError};
 use crate::arch::x86::cpu;
 use crate::cmdline::VmallocFaultVersion;
+use crate::console::printk_ratelimit;
 use crate::fixed_buf::FixedBuf;
 use crate::{pr_err, pr_warn, println};
 
@@ -107,10 +108,12 @@ pub fn init() {
 /// Run `f` on the area tree with the lock held and interrupts off (an
 /// interrupt handler may vmalloc; it must not spin on our lock).
 fn with_vmlist<R>(f: impl FnOnce(&mut AreaAllocator) -> R) -> R {
-    let flags = cpu::local_irq_save();
-    let r = f(VMLIST.lock().as_mut().expect("vmalloc not initialised"));
-    cpu::restore_flags(flags);
-    r
+    // The lock guard is a local, not a temporary of the tail expression:
+    // locals drop in reverse order, so it is released before `_irq`
+    // unmasks interrupts (a tail temporary would outlive `_irq`).
+    let _irq = cpu::irq_save();
+    let mut vmlist = VMLIST.lock();
+    f(vmlist.as_mut().expect("vmalloc not initialised"))
 }
 
 /// `arch_sync_kernel_mappings` (Linux 5.8): copy `init_mm`'s entry for the
@@ -428,13 +431,17 @@ fn release(addr: *const u8, kind: VmFlags, what: &str) -> Result<(), FreeError> 
             _ => Err(FreeError::BadAddress),
         }
     });
+    // Rate-limited (2.6's printk_ratelimit): a test that feeds thousands
+    // of wrong pointers would otherwise bury the log.
     match r {
         // 2.4's words: printk(KERN_ERR "Trying to vfree() bad address (%p)\n", addr);
-        Err(FreeError::BadAddress) => pr_err!("Trying to {}() bad address ({:#010x})", what, a),
-        Err(FreeError::WrongKind) => {
+        Err(FreeError::BadAddress) if printk_ratelimit() => {
+            pr_err!("Trying to {}() bad address ({:#010x})", what, a)
+        }
+        Err(FreeError::WrongKind) if printk_ratelimit() => {
             pr_err!("Trying to {}() an area of another kind ({:#010x})", what, a)
         }
-        Ok(()) => {}
+        _ => {}
     }
     r
 }

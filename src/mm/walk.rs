@@ -33,7 +33,7 @@ pub fn pmd_alloc(pgd_phys: u32, pgd: Slot, addr: u32) -> Result<Slot, MapError> 
     if is_pae() && !pgd_present(pgd.read()) {
         let page = alloc_zeroed_frame().ok_or(MapError::OutOfMemory)?;
         set_pgd(pgd, mk_entry(page as u64, PteFlags::PDPTE));
-        if cpu::read_cr3() & !0x1f == pgd_phys {
+        if cpu::read_cr3_pa() == pgd_phys {
             cpu::flush_tlb();
         }
     }

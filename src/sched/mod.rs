@@ -92,12 +92,10 @@ impl Task {
 
     /// The task's `active_mm`.
     pub fn active_mm(&self) -> Arc<MmStruct> {
-        let f = cpu::local_irq_save();
+        let _irq = cpu::irq_save();
         // SAFETY: written only by `schedule` with interrupts off; we read
         // with interrupts off on the only CPU.
-        let mm = unsafe { (*self.active_mm.get()).clone() }.unwrap_or_else(|| init_mm().clone());
-        cpu::restore_flags(f);
-        mm
+        unsafe { (*self.active_mm.get()).clone() }.unwrap_or_else(|| init_mm().clone())
     }
 }
 
@@ -227,10 +225,11 @@ pub fn try_kernel_thread(
     unsafe { *task.esp.get() = esp as u32 };
     // Every lock the scheduler takes is taken with interrupts off: a timer
     // preemption inside it would otherwise spin on it forever.
-    let f = cpu::local_irq_save();
-    TASKS.lock().push(task.clone());
-    RUNQUEUE.lock().push_back(task.clone());
-    cpu::restore_flags(f);
+    {
+        let _irq = cpu::irq_save();
+        TASKS.lock().push(task.clone());
+        RUNQUEUE.lock().push_back(task.clone());
+    }
     Some(task)
 }
 
@@ -349,10 +348,9 @@ pub fn schedule() {
 
 /// Runs in the task that was just switched to (`schedule_tail`).
 fn finish_switch() {
-    let f = cpu::local_irq_save();
+    let _irq = cpu::irq_save();
     IN_SWITCH.store(false, Ordering::SeqCst);
     reap();
-    cpu::restore_flags(f);
 }
 
 static NEED_RESCHED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
@@ -405,7 +403,7 @@ pub fn in_switch() -> bool {
 
 /// `switch_mm(prev, next)`: load next's directory if it differs.
 pub fn switch_mm(prev_pgd: u32, next_pgd: u32) {
-    if prev_pgd != next_pgd || cpu::read_cr3() & !0x1f != next_pgd {
+    if prev_pgd != next_pgd || cpu::read_cr3_pa() != next_pgd {
         // SAFETY: every mm's directory maps the whole kernel.
         unsafe { cpu::write_cr3(next_pgd) };
     }
@@ -433,7 +431,7 @@ fn reap() {
 /// the same when an mm-less task calls `exit_mm`/`enter_lazy_tlb` paths;
 /// the harness uses it between test cases.
 pub fn drop_lazy_mm() {
-    let flags = cpu::local_irq_save();
+    let _irq = cpu::irq_save();
     let cur = current();
     if cur.mm.is_none() {
         // SAFETY: interrupts are off; only the running task's own slot.
@@ -441,7 +439,6 @@ pub fn drop_lazy_mm() {
         switch_mm(old.as_ref().map_or(init_mm().pgd, |m| m.pgd), init_mm().pgd);
         drop(old);
     }
-    cpu::restore_flags(flags);
 }
 
 /// Mark a task that is not running (it waits in the run queue, or is
@@ -504,7 +501,7 @@ pub unsafe fn recover_to(saved: *const Task) {
         let pgd = (*(*saved).active_mm.get())
             .as_ref()
             .map_or(init_mm().pgd, |m| m.pgd);
-        if cpu::read_cr3() & !0x1f != pgd {
+        if cpu::read_cr3_pa() != pgd {
             cpu::write_cr3(pgd);
         }
     }
@@ -528,15 +525,13 @@ fn requeue_runnable(running: *const Task) {
 
 /// Is `t` waiting in the run queue?
 pub fn is_queued(t: *const Task) -> bool {
-    let f = cpu::local_irq_save();
-    let q = RUNQUEUE.lock().iter().any(|x| Arc::as_ptr(x) == t);
-    cpu::restore_flags(f);
-    q
+    let _irq = cpu::irq_save();
+    let queued = RUNQUEUE.lock().iter().any(|x| Arc::as_ptr(x) == t);
+    queued
 }
 
 pub fn nr_tasks() -> usize {
-    let f = cpu::local_irq_save();
+    let _irq = cpu::irq_save();
     let n = TASKS.lock().len();
-    cpu::restore_flags(f);
     n
 }

@@ -36,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 HELPERS = os.path.join(HERE, "gdb", "vmfault-gdb.py")
 GDB_TIMEOUT = int(os.environ.get("VMFAULT_GDB_TIMEOUT", "120"))
 HALT = "vmfault::arch::x86::cpu::halt_forever"
-FIRST_TOUCH = "vmfault::demo::first_touch"
+FIRST_TOUCH = "vmfault::lab::demo::first_touch"
 
 
 # ---------------------------------------------------------------- QEMU
@@ -109,7 +109,7 @@ HINTS = {
     "first_touch": [
         "[vmfault] PAE: no vmalloc fault will happen (the kernel PMD page is shared by every mm);",
         "  stopped in the demo thread before its write; vmalloc_fault has a breakpoint anyway",
-        "  vm-static vmfault::demo::ADDR, then vm-walk $vm_static and vm-sync $vm_static",
+        "  vm-static vmfault::lab::demo::ADDR, then vm-walk $vm_static and vm-sync $vm_static",
         "  vm-help lists the helpers; continue runs to the end of the boot",
     ],
     "halt_forever": [
@@ -142,7 +142,7 @@ def init_script(root, port, paging, stop):
         return "\n".join(lines) + "\n"
     brk("break vmalloc_fault", "vmalloc_fault")
     if paging == "pae":
-        brk("tbreak vmfault::demo::first_touch", "first_touch")
+        brk("tbreak vmfault::lab::demo::first_touch", "first_touch")
     brk("tbreak vmfault::arch::x86::cpu::halt_forever", "halt_forever")
     lines.append("continue")
     return "\n".join(lines) + "\n"
@@ -394,7 +394,7 @@ SESSIONS = {
         ("bp3", "break " + HALT),
         ("cont1", "continue"),
         ("stop1", "info symbol $pc"),
-        ("addr", "vm-static vmfault::demo::ADDR"),
+        ("addr", "vm-static vmfault::lab::demo::ADDR"),
         ("mm", "vm-mm"),
         ("walk_cur", "vm-walk $vm_static"),
         ("walk_ref", "vm-walk $vm_static init_mm"),

@@ -55,6 +55,27 @@ pub fn local_irq_save() -> Flags {
     f
 }
 
+/// `local_irq_save(flags)` ... `local_irq_restore(flags)` as a scope:
+/// interrupts stay masked until the guard drops, on every way out,
+/// including an early return.  Code that quotes a Linux version's own
+/// `__save_flags`/`__cli`/`__restore_flags` sequence (the seed's patch)
+/// keeps those calls, so the reader sees the original.
+#[must_use = "interrupts are restored when the guard drops"]
+pub struct IrqSave(Flags);
+
+/// Mask interrupts until the returned guard drops.
+#[inline(always)]
+pub fn irq_save() -> IrqSave {
+    IrqSave(local_irq_save())
+}
+
+impl Drop for IrqSave {
+    #[inline(always)]
+    fn drop(&mut self) {
+        restore_flags(self.0);
+    }
+}
+
 pub fn irqs_enabled() -> bool {
     save_flags().irqs_enabled()
 }
@@ -86,6 +107,12 @@ pub fn read_cr2() -> u32 {
 pub fn read_cr3() -> u32 {
     // SAFETY: as above.
     unsafe { controlregs::cr3() as u32 }
+}
+
+/// The physical address of the live page directory (two-level) or PDPT
+/// (PAE, 32-byte aligned): CR3 without its low flag bits.
+pub fn read_cr3_pa() -> u32 {
+    read_cr3() & !0x1f
 }
 
 pub fn read_cr4() -> u32 {
@@ -178,11 +205,15 @@ pub fn rdtsc() -> u64 {
 }
 
 /// EFLAGS.TF: single-step trap after each instruction.
-pub const EFLAGS_TF: u32 = 1 << 8;
+pub const EFLAGS_TF: u32 = eflags::EFlags::FLAGS_TF.bits();
 /// EFLAGS.IF.
-pub const EFLAGS_IF: u32 = 1 << 9;
+pub const EFLAGS_IF: u32 = eflags::EFlags::FLAGS_IF.bits();
 /// EFLAGS.RF: resume without re-triggering an instruction breakpoint.
-pub const EFLAGS_RF: u32 = 1 << 16;
+pub const EFLAGS_RF: u32 = eflags::EFlags::FLAGS_RF.bits();
+/// CR4.PSE: 4 MiB pages in two-level directories.
+pub const CR4_PSE: u32 = controlregs::Cr4::CR4_ENABLE_PSE.bits() as u32;
+/// CR4.PAE: three-level paging with 64-bit entries.
+pub const CR4_PAE: u32 = controlregs::Cr4::CR4_ENABLE_PAE.bits() as u32;
 /// DR6.B0: breakpoint 0 hit; DR6.BS: single step.
 pub const DR6_B0: u32 = 1 << 0;
 pub const DR6_BS: u32 = 1 << 14;

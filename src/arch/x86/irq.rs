@@ -50,26 +50,24 @@ pub fn init(apic_va: Option<u32>) {
 
 /// `request_irq`: route `vector` to `handler`.  A PIC vector is unmasked.
 pub fn request_irq(vector: u8, handler: fn(&mut TrapFrame), flags: IrqFlags) {
-    let f = cpu::local_irq_save();
+    let _irq = cpu::irq_save();
     // SAFETY: interrupts are off, so no do_irq reads the slot meanwhile.
     unsafe { (*ACTIONS.get())[vector as usize] = Some(Action { handler, flags }) };
     traps::register_handler(vector, Some(do_irq));
     if let Some(irq) = pic_irq(vector) {
         pic::unmask(irq);
     }
-    cpu::restore_flags(f);
 }
 
 /// `free_irq`.
 pub fn free_irq(vector: u8) {
-    let f = cpu::local_irq_save();
+    let _irq = cpu::irq_save();
     if let Some(irq) = pic_irq(vector) {
         pic::mask(irq);
     }
     // SAFETY: as above.
     unsafe { (*ACTIONS.get())[vector as usize] = None };
     traps::register_handler(vector, None);
-    cpu::restore_flags(f);
 }
 
 fn pic_irq(vector: u8) -> Option<u8> {

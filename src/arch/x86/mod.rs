@@ -10,4 +10,5 @@ pub mod pic;
 pub mod pit;
 pub mod switch;
 pub mod traps;
+pub mod tsc;
 pub mod tss;

@@ -47,13 +47,19 @@ pub const TRAP_NAMES: [&str; 32] = [
     "reserved",
 ];
 
+/// The page-fault error code's bits (Intel SDM 3A 4.7), with the names
+/// Linux gives them (`enum x86_pf_error_code`); 2.4 wrote the numbers.
+pub const X86_PF_PROT: u32 = 1 << 0;
+pub const X86_PF_WRITE: u32 = 1 << 1;
+pub const X86_PF_USER: u32 = 1 << 2;
+pub const X86_PF_RSVD: u32 = 1 << 3;
+pub const X86_PF_INSTR: u32 = 1 << 4;
+
 /// Install `h` for vector `n`, returning the previous handler.
 pub fn register_handler(n: u8, h: Option<Handler>) -> Option<Handler> {
-    let flags = super::cpu::local_irq_save();
+    let _irq = super::cpu::irq_save();
     // SAFETY: interrupts are off, so no trap reads the slot meanwhile.
-    let old = unsafe { core::mem::replace(&mut (*HANDLERS.get())[n as usize], h) };
-    super::cpu::restore_flags(flags);
-    old
+    unsafe { core::mem::replace(&mut (*HANDLERS.get())[n as usize], h) }
 }
 
 pub fn spurious_count() -> u32 {
@@ -95,7 +101,7 @@ pub fn die(frame: &mut TrapFrame) -> ! {
 /// it first: anything that faults in between would overwrite it).
 pub fn die_with_cr2(frame: &mut TrapFrame, cr2: u32) -> ! {
     crate::oops::report_trap(frame, cr2);
-    crate::ktest::recovery::recover_or_fail(crate::ktest::recovery::Caught::exception(frame, cr2))
+    crate::fixup::recover_or_fail(crate::fixup::Caught::exception(frame, cr2))
 }
 
 /// Linux's `printk(KERN_ALERT "double fault")`: runs in the double-fault
@@ -104,5 +110,5 @@ pub fn die_with_cr2(frame: &mut TrapFrame, cr2: u32) -> ! {
 extern "C" fn double_fault_report(error_code: u32) {
     let state = super::tss::interrupted_state();
     crate::oops::report_double_fault(&state, error_code);
-    crate::ktest::recovery::recover_from_double_fault(&state);
+    crate::fixup::recover_from_double_fault(&state);
 }

@@ -19,7 +19,7 @@ pub mod mb2_block;
 pub mod text;
 
 use crate::cmdline::{PagingMode, VmallocFaultVersion};
-use crate::ktest::recovery;
+use crate::fixup;
 use crate::println;
 use crate::rand::Rng;
 
@@ -110,7 +110,7 @@ pub fn run<I>(t: &Target<I>, input: &mut I) {
 pub fn one<I>(t: &Target<I>, input: &mut I, seed: u64, i: u32) -> Verdict {
     (t.generate)(&mut Rng::new(seed), input);
     let mut verdict = None;
-    if let Err(c) = recovery::catch(false, || verdict = Some((t.check)(input))) {
+    if let Err(c) = fixup::catch(false, || verdict = Some((t.check)(input))) {
         for (k, line) in c.msg.as_str().lines().enumerate() {
             if k == 0 {
                 println!("    # {}: iteration {} failed: {}", t.name, i, line);

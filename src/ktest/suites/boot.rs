@@ -28,6 +28,8 @@ pub static SUITE: Suite = Suite {
         case!(overlapping_huge_areas_sum_saturates),
         case!(symbol_tables_outside_direct_map_refused),
         case!(symbols_name_kernel_functions),
+        case!(tsc_calibrated_against_the_pit),
+        case!(printk_ratelimit_allows_a_burst_then_counts),
     ],
 };
 
@@ -402,4 +404,45 @@ fn alloc_free_fmt(e: &BootInfoError) -> crate::fixed_buf::FixedBuf<200> {
     let mut b = crate::fixed_buf::FixedBuf::new();
     let _ = core::fmt::Write::write_fmt(&mut b, format_args!("{}", e));
     b
+}
+
+/// The TSC rate measured at boot is plausible (TCG follows the host clock:
+/// between 100 MHz and 20 GHz), and 10 ms of PIT channel 2 measured again
+/// now agree with it within a factor of two.
+fn tsc_calibrated_against_the_pit() {
+    use crate::arch::x86::{pit, tsc};
+    let per_ms = tsc::cycles_per_ms();
+    assert!(
+        (100_000..20_000_000).contains(&per_ms),
+        "TSC at {} kHz",
+        per_ms
+    );
+    let again = pit::time_tsc_over_ms(10) / 10;
+    assert!(
+        again > per_ms / 2 && again < per_ms * 2,
+        "boot measured {} cycles/ms, now {}",
+        per_ms,
+        again
+    );
+    assert!(tsc::now_ms().is_some());
+}
+
+/// 100 messages in a row: at most a burst of 10 pass (fewer if earlier
+/// output spent tokens), and every refused one is counted, so the next
+/// message let through can say how many were suppressed.
+fn printk_ratelimit_allows_a_burst_then_counts() {
+    use crate::console::{printk_ratelimit, ratelimit_missed};
+    let missed_before = ratelimit_missed();
+    let passed = (0..100).filter(|_| printk_ratelimit()).count() as u64;
+    assert!(passed <= 10, "{} of 100 passed in a burst", passed);
+    // A message that passed after a suppression reset the count; count
+    // only what came after the last one that passed.
+    let missed = ratelimit_missed();
+    assert!(missed >= 1, "nothing suppressed ({} passed)", passed);
+    assert!(
+        missed <= 100 - passed + missed_before,
+        "{} missed, {} passed",
+        missed,
+        passed
+    );
 }

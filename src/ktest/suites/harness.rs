@@ -7,7 +7,8 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use crate::arch::x86::cpu;
 use crate::case;
 use crate::fixed_buf::FixedBuf;
-use crate::ktest::recovery::{skip, Caught, CaughtKind};
+use crate::fixup::{Caught, CaughtKind};
+use crate::ktest::skip;
 use crate::ktest::{run_suite, Case, Counts, Outcome, Reporter, Suite};
 
 pub static SUITE: Suite = Suite {
@@ -135,7 +136,7 @@ fn diagnostics_say_why() {
     assert_eq!(r.kinds[3], Some(CaughtKind::Exception));
     assert!(r.why[3].as_str().contains("page fault"), "{}", r.why[3]);
     assert!(r.why[3].as_str().contains("0badf000"), "{}", r.why[3]);
-    assert_eq!(r.kinds[4], Some(CaughtKind::Skip));
+    assert_eq!(r.kinds[4], Some(CaughtKind::Abort));
     assert_eq!(r.why[4].as_str(), "not applicable here");
 }
 

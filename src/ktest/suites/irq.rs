@@ -8,7 +8,7 @@ use crate::arch::x86::entry::TrapFrame;
 use crate::arch::x86::irq::{self, IrqFlags};
 use crate::arch::x86::{apic, cpu, pit};
 use crate::case;
-use crate::ktest::recovery::skip;
+use crate::ktest::skip;
 use crate::ktest::Suite;
 use crate::sched;
 

@@ -19,7 +19,7 @@ pub static SUITE: Suite = Suite {
 fn frames_restored_after_all_suites() {
     let ran = crate::ktest::suites_finished();
     if ran.is_empty() {
-        crate::ktest::recovery::skip("no suite ran before it (the filter selected leaks only)");
+        crate::ktest::skip("no suite ran before it (the filter selected leaks only)");
     }
     let mut covered = alloc::string::String::new();
     for (i, (name, run, all)) in ran.iter().enumerate() {

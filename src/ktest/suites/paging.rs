@@ -4,7 +4,8 @@
 use crate::arch::x86::cpu;
 use crate::case;
 use crate::cmdline::PagingMode;
-use crate::ktest::recovery::{expect_fault, skip};
+use crate::fixup::expect_fault;
+use crate::ktest::skip;
 use crate::ktest::Suite;
 use crate::mm::addr::{__va, PAGE_OFFSET, PAGE_SIZE};
 use crate::mm::frame;
@@ -59,13 +60,13 @@ fn pae_address_split() {
 fn mode_matches_cmdline_and_cr4() {
     let want = crate::boot::start::params().unwrap().cmdline.paging;
     assert_eq!(mode(), want);
-    let pae = cpu::read_cr4() & (1 << 5) != 0;
+    let pae = cpu::read_cr4() & cpu::CR4_PAE != 0;
     assert_eq!(
         pae,
         want == PagingMode::Pae,
         "CR4.PAE disagrees with paging="
     );
-    assert_eq!(cpu::read_cr3() & !0x1f, init_mm().pgd);
+    assert_eq!(cpu::read_cr3_pa(), init_mm().pgd);
     assert_eq!(init_mm().pgd, swapper_pg_dir());
 }
 
@@ -230,7 +231,7 @@ fn pdpt_change_reloads_cr3() {
     }
     const SECOND_VA: u32 = 0x8000_0000;
     let swapper = swapper_pg_dir();
-    assert_eq!(cpu::read_cr3() & !0x1f, swapper);
+    assert_eq!(cpu::read_cr3_pa(), swapper);
     for va in [USER_VA, SECOND_VA] {
         assert!(
             !pgd_present(pgd_offset(swapper, va).read()),

@@ -7,12 +7,12 @@
 use crate::case;
 use crate::cmdline::{PagingMode, VmallocFaultVersion as V};
 use crate::ktest::Suite;
+use crate::lab::race::explorer::{explore, Outcome, Report, Variant};
+use crate::lab::race::scenario::Scenario;
+use crate::lab::race::stress::stress;
+use crate::lab::race::window::explore_window;
 use crate::mm::fault::{version, BadArea};
 use crate::mm::pgtable::mode;
-use crate::race::explorer::{explore, Outcome, Report, Variant};
-use crate::race::scenario::Scenario;
-use crate::race::stress::stress;
-use crate::race::window::explore_window;
 
 pub static SUITE: Suite = Suite {
     name: "race",
@@ -42,7 +42,7 @@ fn show(what: &str, r: &Report) {
         r.late,
         r.baseline
     );
-    for line in crate::race::report::failure_groups(&r.failing)
+    for line in crate::lab::race::report::failure_groups(&r.failing)
         .iter()
         .take(8)
     {
@@ -64,7 +64,7 @@ fn need_scenario() {
                 crate::mm::frame::nr_free_frames() * 4
             ),
         );
-        crate::ktest::recovery::skip(why.as_str());
+        crate::ktest::skip(why.as_str());
     }
 }
 

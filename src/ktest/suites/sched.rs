@@ -6,7 +6,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::arch::x86::cpu;
 use crate::case;
-use crate::ktest::recovery::{catch, CaughtKind};
+use crate::fixup::{catch, CaughtKind};
 use crate::ktest::Suite;
 use crate::mm::addr::__va;
 use crate::mm::addr::PAGE_SIZE;
@@ -109,14 +109,14 @@ fn two_mms_10000_switches_each_sees_own_page() {
     // Lazy TLB, as in 2.4: swapper has no mm, so it kept the last thread's
     // mm as its active_mm (and in CR3) after switching back.
     assert_eq!(current().pid, 0);
-    assert_eq!(cpu::read_cr3() & !0x1f, current().active_mm().pgd);
+    assert_eq!(cpu::read_cr3_pa(), current().active_mm().pgd);
     assert_ne!(
         current().active_mm().pgd,
         init_mm().pgd,
         "swapper did not borrow"
     );
     sched::drop_lazy_mm();
-    assert_eq!(cpu::read_cr3() & !0x1f, init_mm().pgd);
+    assert_eq!(cpu::read_cr3_pa(), init_mm().pgd);
     assert_eq!(frame::nr_free_frames(), frames, "mms or stacks leaked");
 }
 
@@ -129,7 +129,7 @@ fn with_mm(_: usize) {
 
 fn lazy(_: usize) {
     BORROWED.store(current().active_mm().id, Ordering::SeqCst);
-    BORROWED_CR3.store(cpu::read_cr3() & !0x1f, Ordering::SeqCst);
+    BORROWED_CR3.store(cpu::read_cr3_pa(), Ordering::SeqCst);
 }
 
 /// 2.4's lazy TLB: a kernel thread without an mm runs on the previous
@@ -170,7 +170,7 @@ fn faulting(_: usize) {
 
 fn oops_in_thread_kills_only_that_thread() {
     let t = kernel_thread("faulty", faulting, 0, None);
-    let c = crate::ktest::recovery::expect_fault(|| {
+    let c = crate::fixup::expect_fault(|| {
         join(&t);
     })
     .expect("thread fault not caught");
@@ -248,7 +248,7 @@ fn thread_stack_has_guard_pages_and_is_synced_everywhere() {
         vmalloc::vfree_stack(s).expect("vfree_stack");
     }
     let Some((in_mm, in_init)) = result else {
-        crate::ktest::recovery::skip("every slot of the stack zone already has its page table");
+        crate::ktest::skip("every slot of the stack zone already has its page table");
     };
     assert!(in_init.is_some(), "the new stack is not mapped in init_mm");
     assert_eq!(
@@ -271,11 +271,7 @@ fn recurse(depth: u32) -> u32 {
 /// double-fault task to name an overflow of `st` with `report`, and the
 /// saved ESP to lie in `st`'s guard page: a report that names the guard
 /// while ESP is elsewhere (a mapped guard lets it run a page lower) fails.
-fn expect_overflow(
-    report: &str,
-    st: KernelStack,
-    f: impl FnOnce(),
-) -> crate::ktest::recovery::Caught {
+fn expect_overflow(report: &str, st: KernelStack, f: impl FnOnce()) -> crate::fixup::Caught {
     let c = catch(false, f).expect_err("the overflow was not caught");
     assert_eq!(c.kind, CaughtKind::DoubleFault, "{}", c.msg);
     assert!(c.msg.as_str().starts_with(report), "{}", c.msg);

@@ -5,10 +5,10 @@
 
 use crate::case;
 use crate::cmdline::VmallocFaultVersion;
-use crate::ktest::recovery::skip;
+use crate::ktest::skip;
 use crate::ktest::Suite;
+use crate::lab::soak::{self, SoakConfig};
 use crate::mm::fault;
-use crate::soak::{self, SoakConfig};
 
 pub static SUITE: Suite = Suite {
     name: "soak",

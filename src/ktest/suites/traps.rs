@@ -5,8 +5,9 @@
 use core::arch::asm;
 
 use crate::arch::x86::idt;
+use crate::arch::x86::traps::{X86_PF_INSTR, X86_PF_PROT, X86_PF_WRITE};
 use crate::case;
-use crate::ktest::recovery::{catch, expect_fault, Caught, CaughtKind};
+use crate::fixup::{catch, expect_fault, Caught, CaughtKind};
 use crate::ktest::Suite;
 use crate::oops::{decode_pf_error, pf_headline};
 
@@ -118,7 +119,10 @@ fn page_fault_read_caught_with_cr2() {
 fn page_fault_write_caught_with_cr2() {
     let c = expect(|| raise_page_fault_write(UNMAPPED + 0x1000), 14);
     assert_eq!(c.cr2, UNMAPPED + 0x1000);
-    assert_eq!(c.error_code, 2, "supervisor write of a not-present page");
+    assert_eq!(
+        c.error_code, X86_PF_WRITE,
+        "supervisor write of a not-present page"
+    );
 }
 
 fn breakpoint_caught() {
@@ -205,7 +209,11 @@ fn write_to_kernel_text_oopses() {
     let c = expect_fault(|| unsafe { core::ptr::write_volatile(target as *mut u8, 0xCC) })
         .expect("kernel text is writable");
     assert_eq!((c.vector, c.cr2), (14, target));
-    assert_eq!(c.error_code & 3, 3, "not a write protection violation");
+    assert_eq!(
+        c.error_code & (X86_PF_PROT | X86_PF_WRITE),
+        X86_PF_PROT | X86_PF_WRITE,
+        "not a write protection violation"
+    );
 }
 
 static RODATA_WORD: u32 = 0x1234_5678;
@@ -218,7 +226,10 @@ fn write_to_rodata_oopses() {
     let c = expect_fault(|| unsafe { core::ptr::write_volatile(target as *mut u32, 0) })
         .expect(".rodata is writable");
     assert_eq!((c.vector, c.cr2), (14, target));
-    assert_eq!(c.error_code & 3, 3);
+    assert_eq!(
+        c.error_code & (X86_PF_PROT | X86_PF_WRITE),
+        X86_PF_PROT | X86_PF_WRITE
+    );
     assert_eq!(RODATA_WORD, 0x1234_5678);
 }
 
@@ -231,7 +242,7 @@ fn require_nx() {
         } else {
             "no NX in two-level mode: a two-level entry has no NX bit"
         };
-        crate::ktest::recovery::skip(why);
+        crate::ktest::skip(why);
     }
 }
 
@@ -250,17 +261,12 @@ fn expect_nx_fault(p: *mut u8, what: &str) {
     .unwrap_or_else(|| panic!("{} executed: it is mapped without NX", what));
     assert_eq!((c.vector, c.cr2), (14, p as u32), "{}", c.msg);
     assert_eq!(
-        c.error_code & (PF_PROT | PF_INSTR),
-        PF_PROT | PF_INSTR,
+        c.error_code & (X86_PF_PROT | X86_PF_INSTR),
+        X86_PF_PROT | X86_PF_INSTR,
         "not an instruction-fetch protection fault: error code {:#x}",
         c.error_code
     );
 }
-
-/// Page-fault error code bits (Intel SDM 3A 4.7): present, and
-/// instruction fetch.
-const PF_PROT: u32 = 1 << 0;
-const PF_INSTR: u32 = 1 << 4;
 
 fn jump_into_vmalloc_data_oopses() {
     require_nx();

@@ -13,7 +13,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use crate::arch::x86::idt;
 use crate::case;
 use crate::cmdline::{PagingMode, VmallocFaultVersion as V};
-use crate::ktest::recovery::{catch, expect_fault};
+use crate::fixup::{catch, expect_fault};
 use crate::ktest::Suite;
 use crate::mm::addr::{__va, PAGE_SIZE};
 use crate::mm::fault::{self, BadArea};
@@ -521,7 +521,7 @@ fn reader(arg: usize) {
 
 fn data_written_in_one_mm_read_in_another() {
     if mode() == PagingMode::TwoLevel && v() == V::Cli {
-        crate::ktest::recovery::skip(
+        crate::ktest::skip(
             "cli cannot sync a two-level PGD entry (see lazy_sync_on_first_touch_from_new_mm)",
         );
     }

@@ -350,7 +350,7 @@ PAE) is the CPU's own, from CR4.PAE.  Each level's entry is printed with
 its index, physical address and decoded flags; the last line has exactly
 the shape of the kernel's `translation of` dump (src/mm/dump.rs), so it can
 be compared with the serial log.  ADDR and DIR may be expressions
-(`address`, `$cr2`, `$vm_static` after `vm-static vmfault::demo::ADDR`)."""
+(`address`, `$cr2`, `$vm_static` after `vm-static vmfault::lab::demo::ADDR`)."""
 
     _name = "vm-walk"
 
@@ -677,7 +677,7 @@ class VmHelp(VmCommand):
   vm-mm                       current task, its mm/active_mm pgd, CR3
   vm-early-break [SYM|ADDR]   hbreak at a physical address (default _start, 0x100018)
   $vm_swapper_pg_dir()        physical address of swapper_pg_dir
-  vm-static NAME [SIZE]       a static's value, into $vm_static (e.g. vmfault::demo::ADDR, FAULTS)
+  vm-static NAME [SIZE]       a static's value, into $vm_static (e.g. vmfault::lab::demo::ADDR, FAULTS)
   $cr0 $cr2 $cr3 $cr4         control registers (QEMU's gdb stub)""")
 
 
@@ -694,7 +694,7 @@ class VmSwapperFn(gdb.Function):
 class VmStatic(VmCommand):
     """Print a kernel static as an unsigned integer: vm-static NAME [SIZE]
 
-NAME is a Rust path (`vmfault::demo::ADDR`) or a plain #[no_mangle] name
+NAME is a Rust path (`vmfault::lab::demo::ADDR`) or a plain #[no_mangle] name
 (`FAULTS`, `SWAPPER_PG_DIR`); SIZE in bytes (1, 2, 4 or 8; default 4).
 Handy for atomics, which gdb prints as nested structs.  The value is also
 left in the convenience variable $vm_static."""

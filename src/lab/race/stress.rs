@@ -15,7 +15,7 @@ use super::scenario::Scenario;
 use crate::arch::x86::entry::TrapFrame;
 use crate::arch::x86::irq::{self, IrqFlags};
 use crate::arch::x86::{apic, cpu, pit};
-use crate::ktest::recovery::{self, Caught, CaughtKind};
+use crate::fixup::{self, Caught, CaughtKind};
 use crate::mm::fault;
 use crate::sched;
 
@@ -96,7 +96,7 @@ fn watchdog(_: &mut TrapFrame) {
         let mut c = Caught::exception(&TrapFrame::default(), 0);
         c.kind = CaughtKind::Exception;
         c.vector = 0xFFFF;
-        recovery::recover_or_fail(c);
+        fixup::recover_or_fail(c);
     }
 }
 
@@ -174,7 +174,7 @@ pub fn stress(rounds: u32, mms: usize) -> Option<StressReport> {
         drop(list);
         let t = sched::kernel_thread("calibrate", calibrate, 0, Some(mm));
         // Under cli the calibration touch itself oopses: keep the default.
-        let _ = recovery::catch(true, || {
+        let _ = fixup::catch(true, || {
             sched::join(&t);
         });
         SCENARIOS.lock()[0].restale();
@@ -197,7 +197,7 @@ pub fn stress(rounds: u32, mms: usize) -> Option<StressReport> {
         let chunk = (before + 64).min(rounds) as usize;
         let bad0 = fault::bad_areas();
         let t = sched::kernel_thread("stress", worker, chunk, Some(mm));
-        let r = recovery::catch(true, || {
+        let r = fixup::catch(true, || {
             sched::join(&t);
         });
         if let Err(c) = r {

@@ -18,7 +18,7 @@ use super::scenario::Scenario;
 use crate::arch::x86::entry::{stub_address, TrapFrame};
 use crate::arch::x86::irq::{self, IrqFlags};
 use crate::arch::x86::{apic, cpu, pit, traps};
-use crate::ktest::recovery::{self, Caught};
+use crate::fixup::{self, Caught};
 use crate::mm::fault::{self, BadArea};
 use crate::racy_cell::RacyCell;
 use crate::sched;
@@ -326,7 +326,7 @@ fn run_once(sc: &Scenario, variant: Variant, target: usize, deep: bool, record: 
         (variant == Variant::InIrq) as usize,
         Some(sc.mm.clone()),
     );
-    let r = recovery::catch(true, || {
+    let r = fixup::catch(true, || {
         sched::join(&t);
     });
     disarm();

@@ -1,8 +1,14 @@
-//! Recovery points: each test case (and each deliberate fault inside one)
-//! runs under one, so an exception, a panic, a double fault or a skip ends
-//! that case only, and the harness goes on with the next.  They nest: the
-//! innermost point catches.  Outside any point, the same events end the
-//! run with a failure status, as a real kernel oops would.
+//! Recovery points, the kernel's exception fixup (Linux's
+//! `fixup_exception` and `__ex_table` serve the same end: a fault in code
+//! that expects it resumes at a known place instead of killing the
+//! kernel).  `catch(f)` runs `f` under a point; an exception, a panic, a
+//! double fault or an `abort` inside it ends `f` only, and `catch` returns
+//! what happened.  Points nest: the innermost catches.  Outside any point
+//! the same events end the run with a failure status, as an oops would.
+//!
+//! Users: the test harness (each case runs under a point), the race
+//! explorer and the soak (an expected oops is an outcome to count), the
+//! demo (the `cli` handler's oops).
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -19,7 +25,9 @@ pub enum CaughtKind {
     Exception,
     DoubleFault,
     Panic,
-    Skip,
+    /// The code under the point gave up on purpose (`abort`), with a
+    /// reason: the test harness's "skip".
+    Abort,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -162,12 +170,13 @@ pub fn recover_or_fail(c: Caught) -> ! {
     unsafe { catch::longjmp(&(*top()).buf, 1) }
 }
 
-/// End the current test case as skipped.
-pub fn skip(reason: &str) -> ! {
-    let mut c = Caught::new(CaughtKind::Skip);
+/// End the code under the innermost recovery point on purpose, with
+/// `reason`.
+pub fn abort(reason: &str) -> ! {
+    let mut c = Caught::new(CaughtKind::Abort);
     let _ = c.msg.write_str(reason);
     if !armed() {
-        panic!("skip outside a test case: {}", reason);
+        panic!("abort outside a recovery point: {}", reason);
     }
     recover_or_fail(c)
 }

@@ -8,7 +8,7 @@ extern crate alloc;
 
 use alloc::boxed::Box;
 
-use super::addr::PAGE_SIZE;
+use crate::mm::addr::PAGE_SIZE;
 
 struct VmStruct {
     next: Option<Box<VmStruct>>,

@@ -3,7 +3,7 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use crate::mm::dump::show_translation;
+use crate::lab::dump::show_translation;
 use crate::mm::mm_struct::mm_alloc;
 use crate::mm::pgtable::{mode, pgd_offset, pmd_offset, pmd_present, PagingMode};
 use crate::mm::{fault, vmalloc};
@@ -78,7 +78,7 @@ pub fn lazy_sync_demo() {
         ),
     }
     let t = kernel_thread("demo", first_touch, 0, Some(mm));
-    let r = crate::ktest::recovery::catch(false, || {
+    let r = crate::fixup::catch(false, || {
         join(&t);
     });
     if let Err(c) = r {

@@ -37,7 +37,7 @@ use crate::arch::x86::entry::TrapFrame;
 use crate::arch::x86::irq::{self, IrqFlags};
 use crate::arch::x86::{apic, cpu};
 use crate::cmdline::VmallocFaultVersion;
-use crate::ktest::recovery;
+use crate::fixup;
 use crate::mm::addr::PAGE_SIZE;
 use crate::mm::mm_struct::{mm_alloc, MmStruct};
 use crate::mm::pgtable::is_pae;
@@ -581,7 +581,7 @@ pub fn run(cfg: SoakConfig) -> SoakReport {
     let faults0 = fault::total_faults();
     let switches0 = sched::context_switches();
     start_timers(&cfg);
-    let caught = recovery::catch(false, || s.run());
+    let caught = fixup::catch(false, || s.run());
     stop_timers();
     let op = OP.load(Ordering::Relaxed);
     s.report.ops = op;

@@ -4,10 +4,10 @@
 
 use core::fmt::{self, Write};
 
-use super::pgtable::{is_pae, PteFlags};
-use super::walk::{translate, Walk};
 use crate::arch::x86::cpu;
 use crate::fixed_buf::FixedBuf;
+use crate::mm::pgtable::{is_pae, PteFlags};
+use crate::mm::walk::{translate, Walk};
 use crate::println;
 
 /// `P RW U A D PS G NX` for the set bits.
@@ -68,8 +68,8 @@ pub fn print_walk(label: &str, dir: u32, w: &Walk) {
 
 /// Print `va`'s translation in `init_mm` and in the directory CR3 holds.
 pub fn show_translation(va: u32) {
-    let swapper = super::init::swapper_pg_dir();
-    let cr3 = cpu::read_cr3() & !0x1f;
+    let swapper = crate::mm::init::swapper_pg_dir();
+    let cr3 = cpu::read_cr3_pa();
     println!("translation of {:#010x}:", va);
     print_walk("init_mm", swapper, &translate(swapper, va));
     print_walk("current", cr3, &translate(cr3, va));

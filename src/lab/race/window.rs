@@ -88,7 +88,7 @@ fn debug_trap(frame: &mut TrapFrame) {
         frame.eflags &= !cpu::EFLAGS_TF;
         return;
     }
-    let in_window = cpu::read_cr3() & !0x1f == s.next_pgd;
+    let in_window = cpu::read_cr3_pa() == s.next_pgd;
     if s.recording {
         s.window[s.k] = in_window && frame.eflags & cpu::EFLAGS_IF != 0;
         s.eip[s.k] = frame.eip;
@@ -156,7 +156,7 @@ fn run_once(
     let bad0 = fault::bad_areas();
     let ta = sched::kernel_thread("prev", prev_thread, 0, Some(a.clone()));
     let tb = sched::kernel_thread("next", next_thread, 0, Some(b.clone()));
-    let r = crate::ktest::recovery::catch(true, || {
+    let r = crate::fixup::catch(true, || {
         sched::join(&ta);
         sched::join(&tb);
     });

@@ -10,13 +10,13 @@ use alloc::vec::Vec;
 
 use crate::arch::x86::cpu;
 use crate::cmdline::VmallocFaultVersion as V;
+use crate::lab::race::explorer;
+use crate::lab::vmlist24::Vmlist24;
 use crate::mm::addr::PAGE_SIZE;
 use crate::mm::mm_struct::mm_alloc;
 use crate::mm::vm_area::{AreaAllocator, VmFlags};
-use crate::mm::vmlist24::Vmlist24;
 use crate::mm::{fault, frame, vmalloc};
 use crate::println;
-use crate::race::explorer;
 
 fn median(v: &mut [u64]) -> u64 {
     v.sort_unstable();
