@@ -375,6 +375,11 @@ def cmd_test(args):
     bins, tests = build_kernels()
     main_kernel = next(p for n, p, _ in bins if n == "vmfault")
     res = Results()
+    # The kernel's floors (core <- lab <- ktest <- binaries): any upward
+    # path fails the run, whatever the filter (tests/host/layers.py).
+    import layers
+    upward = layers.check(ROOT)
+    res.record("host layers_import_downward", "not ok" if upward else "ok", "\n".join(upward))
     jobs = []
     extra = f" {args.cmdline}" if args.cmdline else ""  # for every kernel
     for name, path, _ in tests:
