@@ -12,6 +12,12 @@
 #                                 scaling, lazy vs eager -> target/bench/
 #   make experiments              the race explorer and stress, all versions
 #                                 and modes -> target/experiments/race.md
+#   make mutants [FILES="src/mm/fault.rs ..."] [IN_DIFF=1|REF]
+#                                 cargo-mutants over the mm files, each
+#                                 judged by the suites that cover it
+#                                 -> docs/mutants.md; IN_DIFF: only lines
+#                                 changed since main (or REF)
+#   make mutants-list             how many mutants per file
 #   make soak [SOAK_OPS=N] [SOAK_SEED=S]
 #                                 1,000,000 random operations per version
 #                                 and mode (the broken ones may oops, must
@@ -21,12 +27,14 @@ PAGING ?= 2level
 VMALLOC_FAULT ?=
 CMDLINE ?=
 TEST ?=
+FILES ?=
+IN_DIFF ?=
 PYTHON ?= python3
 RUNNER := $(PYTHON) tests/host/runner.py
 
 RUN_CMDLINE := $(strip $(if $(VMALLOC_FAULT),vmalloc_fault=$(VMALLOC_FAULT)) $(CMDLINE))
 
-.PHONY: all build run test iso gdb experiments bench soak clippy fmt check clean
+.PHONY: all build run test iso gdb experiments bench soak mutants mutants-list clippy fmt check clean
 
 all: build
 
@@ -50,6 +58,13 @@ experiments:
 
 soak:
 	$(PYTHON) tests/host/soak.py
+
+# cargo-mutants is a host tool: `cargo install cargo-mutants --locked`.
+mutants:
+	$(PYTHON) tests/host/mutants.py $(if $(IN_DIFF),--in-diff $(if $(filter 1,$(IN_DIFF)),main,$(IN_DIFF))) $(FILES)
+
+mutants-list:
+	$(PYTHON) tests/host/mutants.py --list $(FILES)
 
 gdb:
 	$(RUNNER) gdb --paging $(PAGING) --cmdline "$(RUN_CMDLINE)"

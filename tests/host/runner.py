@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -159,8 +160,9 @@ def qemu_cmd(iso, serial, extra=(), memory=None):
 class Boot:
     """One QEMU run: its exit status (None on timeout) and serial log."""
 
-    def __init__(self, status, log, seconds, killed_on=None):
+    def __init__(self, status, log, seconds, killed_on=None, stopped=False):
         self.status, self.log, self.seconds, self.killed_on = status, log, seconds, killed_on
+        self.stopped = stopped  # killed because `stop` was set elsewhere
 
     def verdict(self):
         if self.killed_on:
@@ -176,11 +178,15 @@ class Boot:
         return f"QEMU exited with unexpected status {self.status}"
 
 
-def boot(kernel, cmdline, logname, timeout=BOOT_TIMEOUT, until=None, extra=(), memory=None):
+def boot(kernel, cmdline, logname, timeout=BOOT_TIMEOUT, until=None, extra=(), memory=None, stop=None):
     """Boot `kernel` with `cmdline`.  With `until` (a regex), stop QEMU once
-    the serial log matches it (for kernels that idle instead of exiting)."""
+    the serial log matches it (for kernels that idle instead of exiting).
+    With `stop` (a threading.Event), stop QEMU, or do not start it, once
+    the event is set."""
     os.makedirs(LOGDIR, exist_ok=True)
     log = os.path.join(LOGDIR, logname + ".log")
+    if stop is not None and stop.is_set():
+        return Boot(None, "", 0.0, stopped=True)
     with tempfile.TemporaryDirectory() as d:
         iso = make_iso(kernel, os.path.join(d, "k.iso"), grub_cfg(cmdline))
         if os.path.exists(log):
@@ -188,7 +194,7 @@ def boot(kernel, cmdline, logname, timeout=BOOT_TIMEOUT, until=None, extra=(), m
         start = time.monotonic()
         p = subprocess.Popen(qemu_cmd(iso, f"file:{log}", extra, memory), stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        status, killed_on = None, None
+        status, killed_on, stopped = None, None, False
         while True:
             try:
                 status = p.wait(timeout=0.1)
@@ -200,11 +206,14 @@ def boot(kernel, cmdline, logname, timeout=BOOT_TIMEOUT, until=None, extra=(), m
                 break
             if time.monotonic() - start > timeout:
                 break
+            if stop is not None and stop.is_set():
+                stopped = True
+                break
         if p.poll() is None:
             p.kill()
             p.wait()
         secs = time.monotonic() - start
-    return Boot(status, read_log(log), secs, killed_on)
+    return Boot(status, read_log(log), secs, killed_on, stopped)
 
 
 def read_log(path):
@@ -561,21 +570,62 @@ def cmd_gdb(args):
 
 
 def cmd_cargo(args):
-    """Called by cargo as the target runner with the binary path."""
+    """Called by cargo as the target runner with the binary path.  A test
+    kernel boots in both paging modes with its default vmalloc_fault=;
+    three environment variables narrow or widen that, for scoped runs such
+    as `make mutants` (tests/host/mutants.py):
+
+      VMFAULT_TEST=GLOB          the KTAP filter, passed as test=GLOB
+      VMFAULT_VERSIONS=a,b,...   boot once per vmalloc_fault= version
+                                 (legacy, cli, sync, eager) and mode
+      VMFAULT_JOBS=N             boots at a time (default 1); with more
+                                 than one boot, the first failing boot
+                                 stops the others (the verdict is known)
+
+    VMFAULT_BOOT_TIMEOUT (seconds per boot) applies as everywhere."""
     kernel = args.kernel
     name = re.sub(r"-[0-9a-f]{16}$", "", os.path.basename(kernel))
     if os.sep + "deps" + os.sep not in kernel:
         args.kernel, args.paging, args.cmdline, args.qemu = kernel, "2level", "", []
         return cmd_run(args)
     ensure_tools()
-    res = Results()
+    exp = expectations(name)
+    test = os.environ.get("VMFAULT_TEST") or None
+    versions = [v.strip() for v in os.environ.get("VMFAULT_VERSIONS", "").split(",") if v.strip()]
+    bad = [v for v in versions if v not in VERSIONS]
+    if bad:
+        sys.exit(f"runner: VMFAULT_VERSIONS: unknown {', '.join(bad)} (allowed: {', '.join(VERSIONS)})")
+    jobs = []
     for mode in MODES:
-        b = boot(kernel, f"paging={mode}", f"{name}-{mode}")
-        exp = expectations(name)
-        if exp["exit"]:
-            judge_expect(res, f"{name}[{mode}]", b, exp)
-        else:
-            judge_ktap(res, f"{name}[{mode}]", b)
+        for v in versions or [None]:
+            cmdline = f"paging={mode}" + (f" vmalloc_fault={v}" if v else "")
+            if test and not exp["exit"]:
+                cmdline += f" test={test}"
+            label = f"{mode},{v}" if v else mode
+            jobs.append((label, cmdline, f"{name}-{label.replace(',', '-')}"))
+    stop = threading.Event()
+
+    def run_job(j):
+        b = boot(kernel, j[1], j[2], stop=stop)
+        failed = (b.status != want) if exp["exit"] else (b.status != EXIT_SUCCESS)
+        if failed:
+            stop.set()
+        return b
+
+    want = {"success": EXIT_SUCCESS, "failure": EXIT_FAILED}.get(exp["exit"])
+    res = Results()
+    workers = max(1, int(os.environ.get("VMFAULT_JOBS", "1")))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(run_job, j) for j in jobs]
+        for (label, _, _), fut in zip(jobs, futures):
+            b = fut.result()
+            if b.stopped:
+                print(f"{name}[{label}]: not judged, stopped after another boot failed", flush=True)
+                continue
+            if exp["exit"]:
+                judge_expect(res, f"{name}[{label}]", b, exp)
+            else:
+                judge_ktap(res, f"{name}[{label}]", b)
     print(res.summary())
     return 1 if res.failed else 0
 
