@@ -12,7 +12,7 @@ use crate::arch::x86::traps::{
     TRAP_NAMES, X86_PF_INSTR, X86_PF_PROT, X86_PF_RSVD, X86_PF_USER, X86_PF_WRITE,
 };
 use crate::fixed_buf::FixedBuf;
-use crate::mm::probe::{probe, readable};
+use crate::mm::walk::{probe, readable, Walk};
 use crate::{print, println, symbols};
 
 const STACK_WORDS: u32 = 24;
@@ -68,29 +68,28 @@ pub fn pf_headline(cr2: u32) -> FixedBuf<96> {
 
 /// Linux 2.4 prints the PGD (and, in PAE, PMD) entry for the address.
 pub fn print_pde(addr: u32) {
-    let p = probe(addr);
-    print_entries("", p.pae, p.pgd, p.pmd, p.pte);
+    print_entries("", &probe(addr));
     // And the reference directory, which the lazy sync copies from.
     let swapper = crate::mm::init::swapper_pg_dir();
     if swapper != 0 && cpu::read_cr3_pa() != swapper {
-        let w = crate::mm::walk::translate(swapper, addr);
-        print_entries("init_mm: ", p.pae, w.pgd, w.pmd, w.pte);
+        print_entries("init_mm: ", &crate::mm::walk::translate(swapper, addr));
     }
 }
 
 /// One line of directory entries, in 2.4's `*pde = ` shape (PAE: the
 /// PDPTE and the PMD entry, 64 bits wide).
-fn print_entries(prefix: &str, pae: bool, pgd: u64, pmd: Option<u64>, pte: Option<u64>) {
+fn print_entries(prefix: &str, w: &Walk) {
+    let pae = crate::mm::pgtable::is_pae();
     if pae {
-        print!("{}*pdpte = {:016x}", prefix, pgd);
-        if let Some(pmd) = pmd {
-            print!("  *pmd = {:016x}", pmd);
+        print!("{}*pdpte = {:016x}", prefix, w.pgd.val());
+        if let Some(pmd) = w.pmd {
+            print!("  *pmd = {:016x}", pmd.val());
         }
     } else {
-        print!("{}*pde = {:08x}", prefix, pgd);
+        print!("{}*pde = {:08x}", prefix, w.pgd.val());
     }
-    if let Some(pte) = pte {
-        print!("  *pte = {:0w$x}", pte, w = if pae { 16 } else { 8 });
+    if let Some(pte) = w.pte {
+        print!("  *pte = {:0w$x}", pte.val(), w = if pae { 16 } else { 8 });
     }
     println!();
 }

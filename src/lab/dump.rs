@@ -53,12 +53,18 @@ impl fmt::Display for Entry {
 
 pub fn print_walk(label: &str, dir: u32, w: &Walk) {
     let lvl = if is_pae() { "pdpte" } else { "pgd" };
-    crate::print!("  {:<8} dir {:#010x}: {} {}", label, dir, lvl, Entry(w.pgd));
+    crate::print!(
+        "  {:<8} dir {:#010x}: {} {}",
+        label,
+        dir,
+        lvl,
+        Entry(w.pgd.val())
+    );
     if let Some(pmd) = w.pmd {
-        crate::print!("  pmd {}", Entry(pmd));
+        crate::print!("  pmd {}", Entry(pmd.val()));
     }
     if let Some(pte) = w.pte {
-        crate::print!("  pte {}", Entry(pte));
+        crate::print!("  pte {}", Entry(pte.val()));
     }
     match w.phys {
         Some(p) => println!("  -> phys {:#x}", p),

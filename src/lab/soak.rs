@@ -40,7 +40,7 @@ use crate::cmdline::VmallocFaultVersion;
 use crate::fixup;
 use crate::mm::addr::PAGE_SIZE;
 use crate::mm::mm_struct::{mm_alloc, MmStruct};
-use crate::mm::pgtable::is_pae;
+use crate::mm::pgtable::{is_pae, PteFlags};
 use crate::mm::vm_area::VmFlags;
 use crate::mm::{fault, frame, vmalloc, walk};
 use crate::rand::Rng;
@@ -471,7 +471,7 @@ impl Soak {
                 }
                 for &(pgd, id) in &mms {
                     let w = walk::translate(pgd, va);
-                    let unsynced = w.pgd & 1 == 0 && lazy_allowed;
+                    let unsynced = !w.pgd.flags().contains(PteFlags::PRESENT) && lazy_allowed;
                     if w.phys != k && !unsynced {
                         self.error(format_args!(
                             "{:#x}: mm {} maps {:?}, init_mm {:?}",

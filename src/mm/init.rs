@@ -200,7 +200,7 @@ pub fn paging_init(p: &BootParams) {
             .unwrap_or_else(|| boot_failure(format_args!("no frame for the kernel pmd")));
         set_pgd(
             pgd_offset(pgd, PAGE_OFFSET as u32),
-            mk_entry(kpmd as u64, PteFlags::PDPTE),
+            mk_pgd(kpmd as u64, PteFlags::PDPTE),
         );
     }
     let mut pa = 0u64;
@@ -283,21 +283,20 @@ fn switch_to_swapper(mode: PagingMode, pgd: u32) {
             unsafe { cpu::write_cr3(pgd) };
         }
         PagingMode::Pae => {
-            let low = Slot(__va(pgd));
-            let kpmd = entry_phys(pgd_offset(pgd, PAGE_OFFSET as u32).read()) as u32;
+            let low = pgd_slot(pgd, 0);
+            let kpmd = pgd_offset(pgd, PAGE_OFFSET as u32).read().phys() as u32;
             let alias = alloc_zeroed_frame()
                 .unwrap_or_else(|| boot_failure(format_args!("no frame for the boot alias")));
             // Two 2 MiB pmd entries = the first 4 MiB, same PTE pages.
             for i in 0..2 {
-                let e = Slot(__va(kpmd) + i * 8).read();
-                set_pmd(Slot(__va(alias) + i * 8), e);
+                set_pmd(pmd_slot(alias, i), pmd_slot(kpmd, i).read());
             }
-            set_pgd(low, mk_entry(alias as u64, PteFlags::PDPTE));
+            set_pgd(low, mk_pgd(alias as u64, PteFlags::PDPTE));
             // SAFETY: the new tables map the kernel high and the first
             // 4 MiB (where paging_switch lives) 1:1; interrupts are off.
             unsafe { paging_switch(pgd, cpu::read_cr4() | cpu::CR4_PAE | cpu::CR4_PSE) };
             crate::arch::x86::tss::note_cr3(pgd);
-            set_pgd(low, 0);
+            pgd_clear(low);
             cpu::flush_tlb();
             frame::free_frame(alias);
         }

@@ -75,10 +75,7 @@ pub fn mm_alloc() -> Option<Arc<MmStruct>> {
                 free_frame(pgd);
                 return None;
             };
-            set_pgd(
-                Slot(__va(pgd) + i * 8),
-                mk_entry(pmd as u64, PteFlags::PDPTE),
-            );
+            set_pgd(pgd_slot(pgd, i), mk_pgd(pmd as u64, PteFlags::PDPTE));
         }
     }
     // The copy and the registration happen under the pgd_list lock, so an

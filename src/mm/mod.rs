@@ -8,7 +8,6 @@ pub mod heap;
 pub mod init;
 pub mod mm_struct;
 pub mod pgtable;
-pub mod probe;
 pub mod vm_area;
 pub mod vmalloc;
 pub mod walk;

@@ -12,8 +12,10 @@
 //! itself, so in two-level mode the real present bit is `pmd_present`.
 //! The historical fault handlers depend on exactly this.
 //!
-//! Entries are handled as `u64` values in generic code; a `Slot` is the
-//! kernel virtual address of one entry, and its width follows the mode.
+//! Each level has its own entry type (`Pgd`, `Pmd`, `Pte`: Linux's
+//! `pgd_t`, `pmd_t`, `pte_t`) and its own slot type (where such an entry
+//! lives), so a value of one level cannot be written into another.  The
+//! width of an entry in memory follows the mode.
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -162,107 +164,66 @@ pub fn geometry() -> Geometry {
     Geometry::of(mode())
 }
 
-/// The kernel virtual address of one table entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Slot(pub usize);
+// ------------------------------------------------------------ entry values
+//
+// Linux's pgd_t, pmd_t and pte_t: one type per level, so that a pte value
+// cannot be written where a pmd belongs (`set_pmd(pmd, pte)` does not
+// compile).  Each holds the raw entry as 64 bits; in two-level mode only
+// the low 32 exist.
 
-impl Slot {
-    /// Read the entry (`pgd_val(*pgd)` and friends).
-    pub fn read(self) -> u64 {
-        // SAFETY: slots are only made by the `*_offset` functions, which
-        // point into live table pages in the direct map.
-        unsafe {
-            if is_pae() {
-                core::ptr::read_volatile(self.0 as *const u64)
-            } else {
-                core::ptr::read_volatile(self.0 as *const u32) as u64
+macro_rules! entry_type {
+    ($(#[$doc:meta])* $name:ident, $val:ident, $make:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        #[repr(transparent)]
+        pub struct $name(u64);
+
+        impl $name {
+            /// The raw entry (Linux's `pgd_val` and friends).
+            pub const fn val(self) -> u64 {
+                self.0
+            }
+
+            /// The frame the entry points to.
+            pub fn phys(self) -> u64 {
+                self.0 & addr_mask()
+            }
+
+            /// The entry's flag bits (NX included in PAE).
+            pub fn flags(self) -> PteFlags {
+                PteFlags::from_bits_truncate(self.0)
             }
         }
-    }
 
-    /// The one function that writes a page-table entry.  In PAE mode the
-    /// high half (frame bits 32+, NX) goes first and the low half (with the
-    /// present bit) last, so the CPU never sees a present entry with a
-    /// stale high half (Linux 2.6 `set_pte` for PAE).
-    fn write(self, val: u64) {
-        // SAFETY: as in `read`; callers hold the lock of the table's mm or
-        // run with interrupts off.
-        unsafe {
-            if is_pae() {
-                let p = self.0 as *mut u32;
-                core::ptr::write_volatile(p.add(1), (val >> 32) as u32);
-                core::sync::atomic::compiler_fence(Ordering::SeqCst);
-                core::ptr::write_volatile(p, val as u32);
-            } else {
-                core::ptr::write_volatile(self.0 as *mut u32, val as u32);
-            }
+        /// Linux's `__pgd(x)` and friends: an entry from its raw value.
+        #[allow(non_snake_case)]
+        pub const fn $make(val: u64) -> $name {
+            $name(val)
         }
-    }
+
+        /// Linux's `pgd_val(x)` and friends.
+        pub const fn $val(e: $name) -> u64 {
+            e.0
+        }
+    };
 }
 
-/// `set_pgd`: in two-level mode this writes the PDE (the folded pmd); in
-/// PAE it writes a PDPTE, which the CPU caches: the caller must reload CR3
-/// if the PDPT is live (see `pmd_alloc`).
-pub fn set_pgd(pgd: Slot, val: u64) {
-    pgd.write(val)
-}
+entry_type!(
+    /// `pgd_t`: a PDE in two-level mode, a PDPTE in PAE.
+    Pgd, pgd_val, __pgd
+);
+entry_type!(
+    /// `pmd_t`: in two-level mode the folded pgd entry itself.
+    Pmd, pmd_val, __pmd
+);
+entry_type!(
+    /// `pte_t`.
+    Pte, pte_val, __pte
+);
 
-/// `set_pmd`.
-pub fn set_pmd(pmd: Slot, val: u64) {
-    pmd.write(val)
-}
-
-/// `set_pte`.
-pub fn set_pte(pte: Slot, val: u64) {
-    pte.write(val)
-}
-
-/// `pte_clear`.
-pub fn pte_clear(pte: Slot) {
-    pte.write(0)
-}
-
-/// `pgd_present`: constant 1 in two-level mode, where the pmd is folded
-/// into the pgd (Linux 2.4 `pgtable-2level.h`).
-pub fn pgd_present(pgd: u64) -> bool {
-    match mode() {
-        PagingMode::TwoLevel => true,
-        PagingMode::Pae => pgd & PteFlags::PRESENT.bits() != 0,
-    }
-}
-
-/// `pgd_none`: constant 0 in two-level mode.
-pub fn pgd_none(pgd: u64) -> bool {
-    match mode() {
-        PagingMode::TwoLevel => false,
-        PagingMode::Pae => pgd == 0,
-    }
-}
-
-pub fn pmd_present(pmd: u64) -> bool {
-    pmd & PteFlags::PRESENT.bits() != 0
-}
-
-pub fn pmd_none(pmd: u64) -> bool {
-    pmd == 0
-}
-
-pub fn pte_present(pte: u64) -> bool {
-    pte & PteFlags::PRESENT.bits() != 0
-}
-
-pub fn pte_none(pte: u64) -> bool {
-    pte == 0
-}
-
-/// The frame an entry points to.
-pub fn entry_phys(e: u64) -> u64 {
-    e & addr_mask()
-}
-
-/// Build an entry from a frame and flags (`mk_pte`, `__pmd`, ...); NX is
-/// dropped where the format has no such bit or the CPU lacks it.
-pub fn mk_entry(phys: u64, flags: PteFlags) -> u64 {
+/// The raw entry for a frame and flags; NX is dropped where the format has
+/// no such bit or the CPU lacks it.
+fn entry_bits(phys: u64, flags: PteFlags) -> u64 {
     let mut f = flags;
     if !is_pae() || !super::init::nx_enabled() {
         f.remove(PteFlags::NX);
@@ -270,29 +231,265 @@ pub fn mk_entry(phys: u64, flags: PteFlags) -> u64 {
     (phys & addr_mask()) | f.bits()
 }
 
-/// `pgd_offset`: the pgd slot for `addr` in the directory at `pgd_phys`
-/// (the PGD page in two-level mode, the PDPT in PAE).
-pub fn pgd_offset(pgd_phys: u32, addr: u32) -> Slot {
-    let g = geometry();
-    Slot(__va(pgd_phys) + g.pgd_index(addr) * g.entry_size)
+/// `mk_pte(page, prot)`.
+pub fn mk_pte(phys: u64, flags: PteFlags) -> Pte {
+    Pte(entry_bits(phys, flags))
 }
 
-/// `pmd_offset`: in two-level mode the pgd slot itself (folded); in PAE
-/// the entry in the PMD page the PDPTE points to.
-pub fn pmd_offset(pgd: Slot, addr: u32) -> Slot {
-    match mode() {
-        PagingMode::TwoLevel => pgd,
-        PagingMode::Pae => {
-            let g = PAE;
-            Slot(__va(entry_phys(pgd.read()) as u32) + g.pmd_index(addr) * g.entry_size)
+/// A pmd pointing to a PTE page: `__pmd(_KERNPG_TABLE + __pa(pte))`.
+pub fn mk_pmd(phys: u64, flags: PteFlags) -> Pmd {
+    Pmd(entry_bits(phys, flags))
+}
+
+/// A pgd pointing to a PMD page (PAE: `__pgd(1 + __pa(page))`) or, in
+/// two-level mode, to a PTE page.
+pub fn mk_pgd(phys: u64, flags: PteFlags) -> Pgd {
+    Pgd(entry_bits(phys, flags))
+}
+
+// ------------------------------------------------------------ entry slots
+//
+// Where one entry lives: the kernel virtual address (in the direct map) of
+// an entry of a given level.  Only the `*_offset` and `*_slot` functions
+// make them, so a slot always points into a live table page.
+
+macro_rules! slot_type {
+    ($(#[$doc:meta])* $name:ident, $entry:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct $name(usize);
+
+        impl $name {
+            /// Read the entry (`*pgd` and friends).
+            pub fn read(self) -> $entry {
+                $entry(read_entry(self.0))
+            }
+
+            /// The kernel virtual address of the entry.
+            pub fn addr(self) -> usize {
+                self.0
+            }
+        }
+    };
+}
+
+slot_type!(
+    /// Where a `pgd_t` lives.
+    PgdSlot, Pgd
+);
+slot_type!(
+    /// Where a `pmd_t` lives; in two-level mode the same address as its pgd.
+    PmdSlot, Pmd
+);
+slot_type!(
+    /// Where a `pte_t` lives.
+    PteSlot, Pte
+);
+
+fn read_entry(va: usize) -> u64 {
+    // SAFETY: slots are only made by the `*_offset`/`*_slot` functions,
+    // which point into live table pages in the direct map.
+    unsafe {
+        if is_pae() {
+            core::ptr::read_volatile(va as *const u64)
+        } else {
+            core::ptr::read_volatile(va as *const u32) as u64
         }
     }
 }
 
+/// A 32-bit store: two-level entries, and one half of a PAE entry.
+fn write_u32(va: usize, val: u32) {
+    // SAFETY: as in `read_entry`; callers hold the lock of the table's mm
+    // or run with interrupts off.
+    unsafe { core::ptr::write_volatile(va as *mut u32, val) }
+}
+
+/// Linux 2.4 `__set_64bit` (include/asm-i386/system.h): one atomic 64-bit
+/// store, a `lock cmpxchg8b` loop.  This is the "64bit move in a single
+/// instruction so we can't be interrupted in the middle by an irq" of the
+/// seed mail: a PAE pgd or pmd entry is never seen half written.
+fn set_64bit(va: usize, val: u64) {
+    let (low, high) = (val as u32, (val >> 32) as u32);
+    // SAFETY: `va` is an 8-byte aligned entry in a live table page (as in
+    // `read_entry`).  EBX cannot be named as an operand (LLVM reserves it),
+    // so the low half is swapped into it around the loop and back.
+    unsafe {
+        core::arch::asm!(
+            "xchg {low}, %ebx",
+            "2:",
+            "movl (%edi), %eax",
+            "movl 4(%edi), %edx",
+            "lock cmpxchg8b (%edi)",
+            "jnz 2b",
+            "xchg {low}, %ebx",
+            low = inout(reg) low => _,
+            in("edi") va,
+            in("ecx") high,
+            out("eax") _,
+            out("edx") _,
+            options(att_syntax),
+        );
+    }
+}
+
+/// `set_pte`.  PAE (2.4 pgtable-3level.h): "the pte being assigned *must*
+/// be either not present or in a state where the hardware will not
+/// attempt to update the pte", so two stores do: the high half (frame
+/// bits 32+, NX) first, then, after a write barrier, the low half with the
+/// present bit.
+pub fn set_pte(pte: PteSlot, val: Pte) {
+    if is_pae() {
+        write_u32(pte.0 + 4, (val.0 >> 32) as u32);
+        core::sync::atomic::compiler_fence(Ordering::SeqCst); // smp_wmb()
+        write_u32(pte.0, val.0 as u32);
+    } else {
+        write_u32(pte.0, val.0 as u32);
+    }
+}
+
+/// `pte_clear(xp)`: 2.4's `do { set_pte(xp, __pte(0)); } while (0)`, so in
+/// PAE the high half is cleared first.  Only for entries the hardware
+/// cannot be using; a live mapping is taken down with
+/// `ptep_get_and_clear`.
+pub fn pte_clear(pte: PteSlot) {
+    set_pte(pte, Pte(0))
+}
+
+/// `ptep_get_and_clear`: clear a live pte and return what it held.  PAE
+/// (2.4 pgtable-3level.h): "xchg acts as a barrier before the setting of
+/// the high bits": the low half (present bit) goes first, atomically, so
+/// the CPU never sees a present entry with half its frame or NX gone.
+pub fn ptep_get_and_clear(pte: PteSlot) -> Pte {
+    // SAFETY: as in `read_entry`; the caller owns the mapping.
+    let low =
+        unsafe { (*(pte.0 as *const core::sync::atomic::AtomicU32)).swap(0, Ordering::SeqCst) };
+    if is_pae() {
+        let high = read_entry(pte.0) >> 32;
+        write_u32(pte.0 + 4, 0);
+        Pte(low as u64 | high << 32)
+    } else {
+        Pte(low as u64)
+    }
+}
+
+/// `set_pmd`: one 32-bit store in two-level mode (where it writes the
+/// folded pgd entry); `set_64bit` in PAE.
+pub fn set_pmd(pmd: PmdSlot, val: Pmd) {
+    if is_pae() {
+        set_64bit(pmd.0, val.0);
+    } else {
+        write_u32(pmd.0, val.0 as u32);
+    }
+}
+
+/// `set_pgd`: in two-level mode this writes the PDE (the folded pmd); in
+/// PAE it writes a PDPTE with `set_64bit`, which the CPU caches: the
+/// caller must reload CR3 if the PDPT is live (see `pmd_alloc`).
+pub fn set_pgd(pgd: PgdSlot, val: Pgd) {
+    if is_pae() {
+        set_64bit(pgd.0, val.0);
+    } else {
+        write_u32(pgd.0, val.0 as u32);
+    }
+}
+
+/// `pmd_clear`.
+pub fn pmd_clear(pmd: PmdSlot) {
+    set_pmd(pmd, Pmd(0))
+}
+
+/// `pgd_clear`: empties a PDPTE in PAE.  In two-level mode the pgd slot is
+/// the folded pmd: callers clear it with `pmd_clear` (2.4's two-level
+/// `pgd_clear` is a no-op).
+pub fn pgd_clear(pgd: PgdSlot) {
+    if is_pae() {
+        set_pgd(pgd, Pgd(0))
+    }
+}
+
+/// `pgd_present`: constant 1 in two-level mode, where the pmd is folded
+/// into the pgd (Linux 2.4 `pgtable-2level.h`).
+pub fn pgd_present(pgd: Pgd) -> bool {
+    match mode() {
+        PagingMode::TwoLevel => true,
+        PagingMode::Pae => pgd.0 & PteFlags::PRESENT.bits() != 0,
+    }
+}
+
+/// `pgd_none`: constant 0 in two-level mode.
+pub fn pgd_none(pgd: Pgd) -> bool {
+    match mode() {
+        PagingMode::TwoLevel => false,
+        PagingMode::Pae => pgd.0 == 0,
+    }
+}
+
+pub fn pmd_present(pmd: Pmd) -> bool {
+    pmd.0 & PteFlags::PRESENT.bits() != 0
+}
+
+pub fn pmd_none(pmd: Pmd) -> bool {
+    pmd.0 == 0
+}
+
+/// A pmd that maps a large page (4 MiB, PAE 2 MiB) instead of a PTE page:
+/// the boot directory's PSE entries.
+pub fn pmd_large(pmd: Pmd) -> bool {
+    pmd.0 & PteFlags::PSE.bits() != 0
+}
+
+pub fn pte_present(pte: Pte) -> bool {
+    pte.0 & PteFlags::PRESENT.bits() != 0
+}
+
+pub fn pte_none(pte: Pte) -> bool {
+    pte.0 == 0
+}
+
+// ------------------------------------------------------------ the walk
+
+/// `pgd_offset`: the pgd slot for `addr` in the directory at `pgd_phys`
+/// (the PGD page in two-level mode, the PDPT in PAE).
+pub fn pgd_offset(pgd_phys: u32, addr: u32) -> PgdSlot {
+    pgd_slot(pgd_phys, geometry().pgd_index(addr))
+}
+
+/// `pmd_offset`: in two-level mode the pgd slot itself, folded (Linux's
+/// `pmd_offset(dir, address)` returns `(pmd_t *) dir`); in PAE the entry
+/// in the PMD page the PDPTE points to.
+pub fn pmd_offset(pgd: PgdSlot, addr: u32) -> PmdSlot {
+    match mode() {
+        PagingMode::TwoLevel => PmdSlot(pgd.0),
+        PagingMode::Pae => pmd_slot(pgd.read().phys() as u32, PAE.pmd_index(addr)),
+    }
+}
+
 /// `pte_offset`: the entry in the PTE page the pmd points to.
-pub fn pte_offset(pmd: Slot, addr: u32) -> Slot {
+pub fn pte_offset(pmd: PmdSlot, addr: u32) -> PteSlot {
+    pte_slot(pmd.read().phys() as u32, geometry().pte_index(addr))
+}
+
+/// Entry `index` of the directory at `pgd_phys`, for code that walks a
+/// whole table (copying the kernel part, freeing user tables).
+pub fn pgd_slot(pgd_phys: u32, index: usize) -> PgdSlot {
     let g = geometry();
-    Slot(__va(entry_phys(pmd.read()) as u32) + g.pte_index(addr) * g.entry_size)
+    debug_assert!(index < g.ptrs_per_pgd);
+    PgdSlot(__va(pgd_phys) + index * g.entry_size)
+}
+
+/// Entry `index` of the PMD page at `pmd_phys` (PAE only: a two-level pmd
+/// is the pgd slot, reached through `pmd_offset`).
+pub fn pmd_slot(pmd_phys: u32, index: usize) -> PmdSlot {
+    debug_assert!(is_pae() && index < PAE.ptrs_per_pmd);
+    PmdSlot(__va(pmd_phys) + index * PAE.entry_size)
+}
+
+/// Entry `index` of the PTE page at `pte_phys`.
+pub fn pte_slot(pte_phys: u32, index: usize) -> PteSlot {
+    let g = geometry();
+    debug_assert!(index < g.ptrs_per_pte);
+    PteSlot(__va(pte_phys) + index * g.entry_size)
 }
 
 /// Zero a freshly allocated table page (`clear_page`).

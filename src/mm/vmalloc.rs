@@ -145,7 +145,7 @@ fn map_kernel_page(va: u32, pa: u64, flags: PteFlags) -> Result<(), MapError> {
             sync_kernel_pgd_slot(va, &EAGER_SYNCS);
         }
     }
-    set_pte(pte, mk_entry(pa, flags));
+    set_pte(pte, mk_pte(pa, flags));
     Ok(())
 }
 
@@ -154,13 +154,11 @@ fn map_kernel_page(va: u32, pa: u64, flags: PteFlags) -> Result<(), MapError> {
 fn unmap_kernel_range(addr: u32, pages: u32, free_frames: bool) {
     for i in 0..pages {
         let va = addr + i * PAGE_SIZE as u32;
+        // 2.4 free_area_pte: page = ptep_get_and_clear(pte); ...
         if let Some(pte) = walk::find_pte(swapper_pg_dir(), va) {
-            let e = pte.read();
-            if pte_present(e) {
-                pte_clear(pte);
-                if free_frames {
-                    free_frame(entry_phys(e) as u32);
-                }
+            let page = ptep_get_and_clear(pte);
+            if pte_present(page) && free_frames {
+                free_frame(page.phys() as u32);
             }
         }
     }
@@ -500,10 +498,10 @@ pub fn drop_kernel_tables(addr: u32, len: u32) {
             if !busy && pmd_present(e) && !is_pae() {
                 let list = PGD_LIST.lock();
                 for &pgd in list.iter() {
-                    set_pmd(pmd_offset(pgd_offset(pgd, slot), slot), 0);
+                    pmd_clear(pmd_offset(pgd_offset(pgd, slot), slot));
                 }
-                set_pmd(pmd, 0);
-                free_frame(entry_phys(e) as u32);
+                pmd_clear(pmd);
+                free_frame(e.phys() as u32);
                 PGTABLE_PAGES.fetch_sub(1, Ordering::Relaxed);
             }
             slot += 4 << 20;

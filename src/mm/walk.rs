@@ -1,5 +1,9 @@
 //! Walking and filling page tables, for any directory (`init_mm`'s or a
 //! process's), in either paging mode: pgd -> pmd -> pte, written once.
+//! The one walker (`walk`) serves `translate`, the oops report's look at
+//! the live tables (`probe`, `readable`) and the tests: it reads a table
+//! only where the direct map has it, so a corrupt entry cannot make the
+//! oops path fault.
 
 use super::frame::{alloc_zeroed_frame, free_frame};
 use super::pgtable::*;
@@ -17,11 +21,21 @@ pub enum MapError {
 /// Each level's entry for one address, and the final translation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Walk {
-    pub pgd: u64,
+    pub pgd: Pgd,
     /// `None` in two-level mode (folded) or when the pgd is not present.
-    pub pmd: Option<u64>,
-    pub pte: Option<u64>,
+    pub pmd: Option<Pmd>,
+    pub pte: Option<Pte>,
     pub phys: Option<u64>,
+}
+
+/// Is a table page at `phys` reachable through the direct map?  Before
+/// `paging_init` only the boot directory's first 4 MiB are.
+fn in_direct_map(phys: u64) -> bool {
+    let end = match super::init::high_memory() {
+        0 => 4 << 20,
+        h => super::addr::__pa(h) as u64,
+    };
+    phys < end
 }
 
 /// `pmd_alloc(pgd, address)` as the seed's patch leaves it
@@ -29,10 +43,10 @@ pub struct Walk {
 /// `set_pgd(pgd, __pgd(1 + __pa(page)))`, `__flush_tlb()`.  The CPU caches
 /// the four PDPTEs when CR3 is loaded, so without that reload a new PDPTE
 /// would be invisible.  In two-level mode the pmd is the pgd slot.
-pub fn pmd_alloc(pgd_phys: u32, pgd: Slot, addr: u32) -> Result<Slot, MapError> {
+pub fn pmd_alloc(pgd_phys: u32, pgd: PgdSlot, addr: u32) -> Result<PmdSlot, MapError> {
     if is_pae() && !pgd_present(pgd.read()) {
         let page = alloc_zeroed_frame().ok_or(MapError::OutOfMemory)?;
-        set_pgd(pgd, mk_entry(page as u64, PteFlags::PDPTE));
+        set_pgd(pgd, mk_pgd(page as u64, PteFlags::PDPTE));
         if cpu::read_cr3_pa() == pgd_phys {
             cpu::flush_tlb();
         }
@@ -43,7 +57,7 @@ pub fn pmd_alloc(pgd_phys: u32, pgd: Slot, addr: u32) -> Result<Slot, MapError> 
 /// `pte_alloc(pmd, address)`, without the re-check the seed removes from
 /// `get_pte_kernel_slow`: the caller holds the lock of this directory, so
 /// nobody can have filled the pmd meanwhile (seed point 3).
-pub fn pte_alloc(pmd: Slot, addr: u32, user: bool) -> Result<Slot, MapError> {
+pub fn pte_alloc(pmd: PmdSlot, addr: u32, user: bool) -> Result<PteSlot, MapError> {
     if pmd_none(pmd.read()) {
         let pte = alloc_zeroed_frame().ok_or(MapError::OutOfMemory)?;
         let flags = if user {
@@ -51,7 +65,7 @@ pub fn pte_alloc(pmd: Slot, addr: u32, user: bool) -> Result<Slot, MapError> {
         } else {
             PteFlags::KERNPG_TABLE
         };
-        set_pmd(pmd, mk_entry(pte as u64, flags));
+        set_pmd(pmd, mk_pmd(pte as u64, flags));
     }
     Ok(pte_offset(pmd, addr))
 }
@@ -65,46 +79,48 @@ pub fn map_page(pgd_phys: u32, va: u32, pa: u64, flags: PteFlags) -> Result<(), 
     if !pte_none(pte.read()) {
         return Err(MapError::AlreadyMapped);
     }
-    set_pte(pte, mk_entry(pa, flags));
+    set_pte(pte, mk_pte(pa, flags));
     Ok(())
 }
 
 /// The pte slot for `va`, if its page table exists.
-pub fn find_pte(pgd_phys: u32, va: u32) -> Option<Slot> {
+pub fn find_pte(pgd_phys: u32, va: u32) -> Option<PteSlot> {
     let pgd = pgd_offset(pgd_phys, va);
     if !pgd_present(pgd.read()) {
         return None;
     }
     let pmd = pmd_offset(pgd, va);
     let e = pmd.read();
-    if !pmd_present(e) || e & PteFlags::PSE.bits() != 0 {
+    if !pmd_present(e) || pmd_large(e) {
         return None;
     }
     Some(pte_offset(pmd, va))
 }
 
-/// Remove the mapping of `va`; returns the frame it mapped.  Flushes the
-/// TLB entry when the directory is live.
+/// Remove the mapping of `va` (`ptep_get_and_clear`, as 2.4's vmalloc
+/// `free_area_pte` does); returns the frame it mapped.  Flushes the TLB
+/// entry when the directory is live.
 pub fn unmap_page(pgd_phys: u32, va: u32) -> Option<u64> {
     let pte = find_pte(pgd_phys, va)?;
-    let e = pte.read();
-    if !pte_present(e) {
+    if !pte_present(pte.read()) {
         return None;
     }
-    pte_clear(pte);
+    let old = ptep_get_and_clear(pte);
     cpu::flush_tlb_one(va as usize);
-    Some(entry_phys(e))
+    Some(old.phys())
 }
 
-/// Walk the directory at `pgd_phys` for `va`.
-pub fn translate(pgd_phys: u32, va: u32) -> Walk {
+/// Walk the directory at `pgd_phys` for `va`, reading only tables the
+/// direct map holds.
+pub fn walk(pgd_phys: u32, va: u32) -> Walk {
+    let mut w = Walk::default();
+    if !in_direct_map(pgd_phys as u64) {
+        return w;
+    }
     let pgd = pgd_offset(pgd_phys, va);
-    let mut w = Walk {
-        pgd: pgd.read(),
-        ..Default::default()
-    };
+    w.pgd = pgd.read();
     let pmd = if is_pae() {
-        if !pgd_present(w.pgd) {
+        if !pgd_present(w.pgd) || !in_direct_map(w.pgd.phys()) {
             return w;
         }
         let pmd = pmd_offset(pgd, va);
@@ -117,17 +133,36 @@ pub fn translate(pgd_phys: u32, va: u32) -> Walk {
     if !pmd_present(pmdv) {
         return w;
     }
-    if pmdv & PteFlags::PSE.bits() != 0 {
+    if pmd_large(pmdv) {
         let size = geometry().pmd_size();
-        w.phys = Some((entry_phys(pmdv) & !(size - 1)) | (va as u64 & (size - 1)));
+        w.phys = Some((pmdv.phys() & !(size - 1)) | (va as u64 & (size - 1)));
+        return w;
+    }
+    if !in_direct_map(pmdv.phys()) {
         return w;
     }
     let pte = pte_offset(pmd, va).read();
     w.pte = Some(pte);
     if pte_present(pte) {
-        w.phys = Some(entry_phys(pte) | (va as u64 & 0xfff));
+        w.phys = Some(pte.phys() | (va as u64 & 0xfff));
     }
     w
+}
+
+/// `va`'s translation in the directory at `pgd_phys`.
+pub fn translate(pgd_phys: u32, va: u32) -> Walk {
+    walk(pgd_phys, va)
+}
+
+/// `va`'s translation in the live tables (CR3), as the MMU would find it:
+/// the oops report's `*pde = ...`.  Takes no lock and allocates nothing.
+pub fn probe(va: u32) -> Walk {
+    walk(cpu::read_cr3_pa(), va)
+}
+
+/// Can the kernel read the 4 bytes at `addr` without faulting?
+pub fn readable(addr: u32) -> bool {
+    probe(addr).phys.is_some() && (addr & 0xfff <= 0xffc || probe(addr + 4).phys.is_some())
 }
 
 /// Free the page tables of the user half (and, if `free_pages`, every page
@@ -137,39 +172,36 @@ pub fn free_user_tables(pgd_phys: u32, free_pages: bool) -> usize {
     let g = geometry();
     let mut freed = 0;
     for i in 0..g.user_ptrs_per_pgd() {
-        let pgd = Slot(super::addr::__va(pgd_phys) + i * g.entry_size);
+        let base = (i as u64 * g.pgdir_size()) as u32;
+        let pgd = pgd_slot(pgd_phys, i);
         let pgdv = pgd.read();
-        let pmd_pages: (usize, usize) = if is_pae() {
-            if pgdv & PteFlags::PRESENT.bits() == 0 {
-                continue;
-            }
-            (super::addr::__va(entry_phys(pgdv) as u32), PAE.ptrs_per_pmd)
-        } else {
-            (pgd.0, 1)
-        };
-        for j in 0..pmd_pages.1 {
-            let pmd = Slot(pmd_pages.0 + j * g.entry_size);
+        if !pgd_present(pgdv) {
+            continue;
+        }
+        // Two-level: one pmd, the folded pgd slot; PAE: the PMD page's 512.
+        for j in 0..g.ptrs_per_pmd {
+            let pmd = pmd_offset(pgd, base + (j as u64 * g.pmd_size()) as u32);
             let pmdv = pmd.read();
-            if !pmd_present(pmdv) || pmdv & PteFlags::PSE.bits() != 0 {
+            if !pmd_present(pmdv) || pmd_large(pmdv) {
                 continue;
             }
-            let pte_page = entry_phys(pmdv) as u32;
+            let pte_page = pmdv.phys() as u32;
             if free_pages {
                 for k in 0..g.ptrs_per_pte {
-                    let e = Slot(super::addr::__va(pte_page) + k * g.entry_size).read();
+                    let e = pte_slot(pte_page, k).read();
                     if pte_present(e) {
-                        free_frame(entry_phys(e) as u32);
+                        free_frame(e.phys() as u32);
                         freed += 1;
                     }
                 }
             }
-            set_pmd(pmd, 0);
+            pmd_clear(pmd);
             free_frame(pte_page);
             freed += 1;
         }
         if is_pae() {
-            set_pgd(pgd, 0);
-            free_frame(entry_phys(pgdv) as u32);
+            pgd_clear(pgd);
+            free_frame(pgdv.phys() as u32);
             freed += 1;
         }
     }

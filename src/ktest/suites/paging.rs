@@ -77,7 +77,7 @@ fn map_translate_unmap_agree_with_loads_and_stores() {
     let frame = mm.map_user_page(USER_VA + 0x3000).expect("map");
     let w = mm.translate(USER_VA + 0x3abc);
     assert_eq!(w.phys, Some(frame as u64 + 0xabc));
-    let flags = PteFlags::from_bits_truncate(w.pte.unwrap());
+    let flags = w.pte.unwrap().flags();
     assert!(flags.contains(PteFlags::PRESENT | PteFlags::RW | PteFlags::USER));
     let old = cpu::read_cr3();
     // SAFETY: mm's directory maps the whole kernel.
@@ -164,18 +164,15 @@ fn kernel_pmd_shared_only_in_pae() {
     let (ea, eb) = (pgd_offset(a.pgd, k).read(), pgd_offset(b.pgd, k).read());
     match mode() {
         PagingMode::Pae => {
-            assert_eq!(entry_phys(ea), entry_phys(eb), "kernel PMD page not shared");
-            assert_eq!(
-                entry_phys(ea),
-                entry_phys(pgd_offset(swapper_pg_dir(), k).read())
-            );
+            assert_eq!(ea.phys(), eb.phys(), "kernel PMD page not shared");
+            assert_eq!(ea.phys(), pgd_offset(swapper_pg_dir(), k).read().phys());
         }
         PagingMode::TwoLevel => {
             assert_ne!(a.pgd, b.pgd);
             assert_eq!(ea, eb, "copied kernel PDEs should be equal");
             assert_ne!(
-                pgd_offset(a.pgd, k).0,
-                pgd_offset(b.pgd, k).0,
+                pgd_offset(a.pgd, k).addr(),
+                pgd_offset(b.pgd, k).addr(),
                 "PGD pages shared"
             );
         }
@@ -203,8 +200,8 @@ fn new_kernel_pgd_slot_stale_only_in_two_level() {
     walk::unmap_page(swapper_pg_dir(), va);
     frame::free_frame(f);
     let pmd = pmd_offset(pgd_offset(swapper_pg_dir(), va), va);
-    frame::free_frame(entry_phys(pmd.read()) as u32);
-    set_pmd(pmd, 0);
+    frame::free_frame(pmd.read().phys() as u32);
+    pmd_clear(pmd);
     assert_eq!(
         seen_after,
         Some(f as u64),
@@ -253,7 +250,7 @@ fn pdpt_change_reloads_cr3() {
     assert_eq!(read(USER_VA), 0xAAAA_0001);
     // Repoint the pte without invlpg: the TLB keeps USER_VA -> old.
     let pte = walk::find_pte(swapper, USER_VA).expect("pte");
-    set_pte(pte, mk_entry(new as u64, PteFlags::PAGE_KERNEL));
+    set_pte(pte, mk_pte(new as u64, PteFlags::PAGE_KERNEL));
     let stale = read(USER_VA) == 0xAAAA_0001;
     // A new PDPTE (slot 2) in the live directory: pmd_alloc reloads CR3.
     walk::map_page(swapper, SECOND_VA, other as u64, PteFlags::PAGE_KERNEL).expect("map");
@@ -300,10 +297,14 @@ fn two_level_pgd_present_is_folded() {
         assert!(pgd_present(kpgd.read()), "kernel PDPTE absent");
         assert!(!pgd_none(kpgd.read()));
         let kpmd = pmd_offset(kpgd, 0xC000_0000);
-        assert_ne!(kpmd, kpgd, "PAE pmd_offset folded onto the pgd slot");
+        assert_ne!(
+            kpmd.addr(),
+            kpgd.addr(),
+            "PAE pmd_offset folded onto the pgd slot"
+        );
         assert_eq!(
-            kpmd.0,
-            __va(entry_phys(kpgd.read()) as u32),
+            kpmd.addr(),
+            __va(kpgd.read().phys() as u32),
             "pmd_offset does not index the page the PDPTE names"
         );
         let upgd = pgd_offset(swapper_pg_dir(), USER_VA);
@@ -311,9 +312,12 @@ fn two_level_pgd_present_is_folded() {
         assert!(!pgd_present(upgd.read()));
         return;
     }
-    assert!(pgd_present(0), "two-level pgd_present must be constant 1");
-    assert!(!pgd_none(0));
+    assert!(
+        pgd_present(__pgd(0)),
+        "two-level pgd_present must be constant 1"
+    );
+    assert!(!pgd_none(__pgd(0)));
     let pgd = pgd_offset(swapper_pg_dir(), 0xC000_0000);
-    assert_eq!(pmd_offset(pgd, 0xC000_0000), pgd);
+    assert_eq!(pmd_offset(pgd, 0xC000_0000).addr(), pgd.addr());
     assert!(pmd_present(pmd_offset(pgd, 0xC000_0000).read()));
 }

@@ -12,8 +12,8 @@ use crate::mm::addr::__va;
 use crate::mm::addr::PAGE_SIZE;
 use crate::mm::frame;
 use crate::mm::mm_struct::{init_mm, mm_alloc};
-use crate::mm::probe;
 use crate::mm::vmalloc::{self, KernelStack};
+use crate::mm::walk::readable;
 use crate::sched::{self, current, join, kernel_thread, State};
 
 pub static SUITE: Suite = Suite {
@@ -210,7 +210,7 @@ fn thread_stack_has_guard_pages_and_is_synced_everywhere() {
         assert!(!mapped(st.guard_below()), "guard below the stack is mapped");
         assert!(!mapped(st.top), "guard above the stack is mapped");
     }
-    assert!(!probe::readable(st.base - PAGE_SIZE as u32));
+    assert!(!readable(st.base - PAGE_SIZE as u32));
     join(&t);
     if crate::mm::pgtable::is_pae() {
         return; // one kernel pmd for everyone: nothing to sync
@@ -224,7 +224,10 @@ fn thread_stack_has_guard_pages_and_is_synced_everywhere() {
     let mut fresh = [false; SLOTS];
     for (i, f) in fresh.iter_mut().enumerate() {
         let va = vmalloc::STACK_ZONE_START + i as u32 * SLOT;
-        *f = crate::mm::walk::translate(init_mm().pgd, va).pgd & 1 == 0;
+        *f = !crate::mm::walk::translate(init_mm().pgd, va)
+            .pgd
+            .flags()
+            .contains(crate::mm::pgtable::PteFlags::PRESENT);
     }
     let syncs = vmalloc::stack_syncs();
     let mut taken = alloc::vec::Vec::new();
@@ -346,10 +349,10 @@ fn stack_overflow_reported_by_double_fault_task() {
 fn swapper_stack_overflow_reported() {
     let (bottom, _) = crate::mm::init::boot_stack();
     assert!(
-        !probe::readable(bottom - PAGE_SIZE as u32),
+        !readable(bottom - PAGE_SIZE as u32),
         "no guard below the boot stack"
     );
-    assert!(probe::readable(bottom));
+    assert!(readable(bottom));
     let st = current().stack().expect("swapper's boot stack");
     assert_eq!(st.base, bottom);
     expect_overflow(

@@ -230,7 +230,7 @@ fn vmap_and_ioremap_map_what_they_are_given() {
         .pte
         .unwrap();
     assert!(
-        PteFlags::from_bits_truncate(pte).contains(PteFlags::PCD),
+        pte.flags().contains(PteFlags::PCD),
         "ioremap is not uncached"
     );
     assert_eq!(iounmap(io), Ok(()));

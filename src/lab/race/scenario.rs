@@ -7,7 +7,7 @@ use alloc::sync::Arc;
 
 use crate::mm::addr::PAGE_SIZE;
 use crate::mm::mm_struct::{mm_alloc, MmStruct};
-use crate::mm::pgtable::{mode, pgd_offset, pmd_offset, pmd_present, set_pmd, PagingMode};
+use crate::mm::pgtable::{mode, pgd_offset, pmd_clear, pmd_offset, pmd_present, PagingMode};
 use crate::mm::vmalloc::{vfree, vmalloc};
 
 pub struct Scenario {
@@ -83,7 +83,7 @@ impl Scenario {
         let lazy = crate::mm::fault::version() != crate::cmdline::VmallocFaultVersion::Eager;
         if lazy && mode() == PagingMode::TwoLevel {
             for a in [self.x, self.z, self.w] {
-                set_pmd(pmd_offset(pgd_offset(self.mm.pgd, a), a), 0);
+                pmd_clear(pmd_offset(pgd_offset(self.mm.pgd, a), a));
             }
         }
     }

@@ -19,7 +19,7 @@ use crate::arch::x86::{apic, cpu, traps};
 use crate::mm::addr::PAGE_SIZE;
 use crate::mm::fault;
 use crate::mm::mm_struct::mm_alloc;
-use crate::mm::pgtable::{mode, pgd_offset, pmd_offset, set_pmd, PagingMode};
+use crate::mm::pgtable::{mode, pgd_offset, pmd_clear, pmd_offset, PagingMode};
 use crate::mm::vmalloc::{vfree, vmalloc};
 use crate::racy_cell::RacyCell;
 use crate::sched::{self, Task};
@@ -142,7 +142,7 @@ fn run_once(
         && crate::mm::fault::version() != crate::cmdline::VmallocFaultVersion::Eager
     {
         for mm in [a, b] {
-            set_pmd(pmd_offset(pgd_offset(mm.pgd, y), y), 0);
+            pmd_clear(pmd_offset(pgd_offset(mm.pgd, y), y));
         }
     }
     let s = st();
