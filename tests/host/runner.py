@@ -319,7 +319,7 @@ def host_checks(main_kernel):
         for pat in [r"^Boot loader: GRUB", r"^Physical RAM map \(multiboot2\):", r"^ mb2: 0000000000000000 - ",
                     r"\(usable\)", rf"^Kernel command line: paging={mode}", paging,
                     r"^CPU features: PSE yes, PAE yes, PGE (yes|no), NX (yes|no)", r"^vmalloc: 0x[0-9a-f]{8}-0xfe000000 .*; stacks 0xfe000000-0xff000000$",
-                    r"^=== lazy vmalloc PGD sync \(vmalloc_fault=sync", r"^vmallocinfo: 2 areas", r"^0xfe000000-0xfe012000 +73728 src/sched/mod.rs:\d+ pages=16 stack$",
+                    r"^=== lazy vmalloc PGD sync \(vmalloc_fault=sync", r"^vmallocinfo: 2 areas", r"^0xfe000000-0xfe012000 +73728 src/sched/task.rs:\d+ pages=16 stack$",
                     # two-level: exactly one lazy sync copies the entry; PAE: none is needed
                     (r"write done: 1 vmalloc fault\(s\) taken" if mode == "2level"
                      else r"write done: 0 vmalloc fault\(s\) taken"),

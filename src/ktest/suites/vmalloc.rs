@@ -362,7 +362,7 @@ fn vmallocinfo_lists_live_areas() {
             expected_line(
                 th_stack.guard_below(),
                 crate::sched::KERNEL_STACK_SIZE as u32 + 2 * pg,
-                "src/sched/mod.rs",
+                "src/sched/task.rs",
                 th_area.caller.line(),
                 crate::sched::KERNEL_STACK_SIZE as u32 / pg,
                 "stack",
