@@ -134,7 +134,7 @@ pub fn last_bad_area() -> BadArea {
 
 /// Vmalloc faults taken in the 4 MiB kernel slot of `addr`.
 pub fn faults_in_slot(addr: u32) -> u32 {
-    BY_SLOT[super::vmalloc::pgd_slot(addr) % SLOTS].load(Ordering::Relaxed)
+    BY_SLOT[super::vmalloc::pgd_slot_index(addr) % SLOTS].load(Ordering::Relaxed)
 }
 
 /// Vmalloc faults taken by the directory at `pgd`.
@@ -153,7 +153,7 @@ pub fn reset_pgd_count(pgd: u32) {
 
 fn count_fault(pgd: u32, addr: u32) {
     FAULTS.fetch_add(1, Ordering::Relaxed);
-    BY_SLOT[super::vmalloc::pgd_slot(addr) % SLOTS].fetch_add(1, Ordering::Relaxed);
+    BY_SLOT[super::vmalloc::pgd_slot_index(addr) % SLOTS].fetch_add(1, Ordering::Relaxed);
     if let Some(c) = BY_PGD.get(pgd as usize >> 12) {
         c.fetch_add(1, Ordering::Relaxed);
     }

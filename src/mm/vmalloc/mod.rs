@@ -10,51 +10,67 @@
 //! rounded up past an 8 MiB hole (`VMALLOC_OFFSET`), so stray accesses
 //! just past the direct map fault; `VMALLOC_END` leaves the top 16 MiB
 //! free (where 2.4 keeps the fixmap).
+//!
+//! This file is the API (`vmalloc`, `vmap`, `ioremap`, their frees) and the
+//! mapping it does; `stack` holds the thread stacks, `info` what vmalloc
+//! reports, `lab_support` what the experiments need beyond the API.
 
-extern crate alloc;
-
-use core::fmt::Write;
 use core::panic::Location;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use spin::Mutex;
 
-use super::addr::{PAGE_OFFSET, PAGE_SIZE};
-use super::frame::{alloc_frame, free_frame};
-use super::init::{high_memory, swapper_pg_dir};
-use super::mm_struct::PGD_LIST;
-use super::pgtable::*;
-use super::vm_area::{AreaAllocator, VmArea, VmFlags};
-use super::walk::{self, MapError};
 use crate::arch::x86::cpu;
 use crate::cmdline::VmallocFaultVersion;
 use crate::console::printk_ratelimit;
-use crate::fixed_buf::FixedBuf;
+use crate::mm::addr::PAGE_SIZE;
+use crate::mm::frame::{alloc_frame, free_frame};
+use crate::mm::init::{high_memory, swapper_pg_dir};
+use crate::mm::mm_struct::PGD_LIST;
+use crate::mm::pgtable::*;
+use crate::mm::vm_area::{AreaAllocator, VmArea, VmFlags};
+use crate::mm::walk::{self, MapError};
 use crate::{pr_err, pr_warn, println};
+
+mod info;
+mod lab_support;
+mod stack;
+
+pub use info::*;
+pub use lab_support::*;
+pub use stack::*;
 
 /// Linux 2.4's `VMALLOC_OFFSET`.
 pub const VMALLOC_OFFSET: u32 = 8 << 20;
+
 pub const VMALLOC_END: u32 = 0xFF00_0000;
+
 /// The top of the vmalloc area holds kernel thread stacks only: four
 /// two-level PGD slots, room for over 200 stacks with their guards.
 pub const STACK_ZONE_SIZE: u32 = 16 << 20;
+
 pub const STACK_ZONE_START: u32 = VMALLOC_END - STACK_ZONE_SIZE;
 
 // gdb reads this by its plain name (tests/host/gdb/vmfault-gdb.py).
+
 #[no_mangle]
-static VMALLOC_START: AtomicU32 = AtomicU32::new(0);
+pub(super) static VMALLOC_START: AtomicU32 = AtomicU32::new(0);
+
 /// Linux 2.4's `vmlist_lock`, around the area tree and the page-table
 /// writes into `init_mm` (seed point 3: no re-checks needed under it).
-static VMLIST: Mutex<Option<AreaAllocator>> = Mutex::new(None);
+pub(super) static VMLIST: Mutex<Option<AreaAllocator>> = Mutex::new(None);
+
 /// Kernel page-table pages vmalloc created; they stay for the kernel's
 /// life, as in 2.4 (other address spaces may point at them).
-static PGTABLE_PAGES: AtomicU32 = AtomicU32::new(0);
+pub(super) static PGTABLE_PAGES: AtomicU32 = AtomicU32::new(0);
+
 /// New kernel PGD entries copied into other directories by `eager`.
-static EAGER_SYNCS: AtomicU32 = AtomicU32::new(0);
+pub(super) static EAGER_SYNCS: AtomicU32 = AtomicU32::new(0);
+
 /// New stack-zone PGD entries copied into other directories (every
 /// version: a stack cannot be synced lazily, see `vmalloc_stack`).
-static STACK_SYNCS: AtomicU32 = AtomicU32::new(0);
+pub(super) static STACK_SYNCS: AtomicU32 = AtomicU32::new(0);
 
 pub fn vmalloc_start() -> u32 {
     VMALLOC_START.load(Ordering::Relaxed)
@@ -62,24 +78,6 @@ pub fn vmalloc_start() -> u32 {
 
 pub fn is_vmalloc_addr(addr: u32) -> bool {
     addr >= vmalloc_start() && addr < VMALLOC_END
-}
-
-pub fn kernel_pgtable_pages() -> u32 {
-    PGTABLE_PAGES.load(Ordering::Relaxed)
-}
-
-/// Free frames plus the kernel page tables vmalloc keeps for good: the
-/// figure that anything giving back all it took leaves unchanged.
-pub fn free_frames_and_kept_tables() -> usize {
-    super::frame::nr_free_frames() + kernel_pgtable_pages() as usize
-}
-
-pub fn eager_syncs() -> u32 {
-    EAGER_SYNCS.load(Ordering::Relaxed)
-}
-
-pub fn stack_syncs() -> u32 {
-    STACK_SYNCS.load(Ordering::Relaxed)
 }
 
 pub fn is_stack_zone_addr(addr: u32) -> bool {
@@ -107,7 +105,7 @@ pub fn init() {
 
 /// Run `f` on the area tree with the lock held and interrupts off (an
 /// interrupt handler may vmalloc; it must not spin on our lock).
-fn with_vmlist<R>(f: impl FnOnce(&mut AreaAllocator) -> R) -> R {
+pub(super) fn with_vmlist<R>(f: impl FnOnce(&mut AreaAllocator) -> R) -> R {
     // The lock guard is a local, not a temporary of the tail expression:
     // locals drop in reverse order, so it is released before `_irq`
     // unmasks interrupts (a tail temporary would outlive `_irq`).
@@ -120,7 +118,7 @@ fn with_vmlist<R>(f: impl FnOnce(&mut AreaAllocator) -> R) -> R {
 /// PGD slot of `addr` into every directory in `pgd_list`.  The caller
 /// holds vmlist_lock; pgd_list_lock is taken inside, and mm_alloc copies
 /// the kernel part under the same lock, so no directory can miss it.
-fn sync_kernel_pgd_slot(addr: u32, counter: &AtomicU32) {
+pub(super) fn sync_kernel_pgd_slot(addr: u32, counter: &AtomicU32) {
     let val = pgd_offset(swapper_pg_dir(), addr).read();
     let list = PGD_LIST.lock();
     for &pgd in list.iter() {
@@ -132,7 +130,7 @@ fn sync_kernel_pgd_slot(addr: u32, counter: &AtomicU32) {
 /// Map one page into `init_mm` (2.4's `alloc_area_pte`).  A PTE page
 /// allocated here is a new kernel PGD entry in two-level mode: it exists
 /// in `swapper_pg_dir` only, unless the eager version syncs it now.
-fn map_kernel_page(va: u32, pa: u64, flags: PteFlags) -> Result<(), MapError> {
+pub(super) fn map_kernel_page(va: u32, pa: u64, flags: PteFlags) -> Result<(), MapError> {
     let pgd = pgd_offset(swapper_pg_dir(), va);
     let pmd = pmd_offset(pgd, va);
     let new_table = pmd_none(pmd.read());
@@ -151,7 +149,7 @@ fn map_kernel_page(va: u32, pa: u64, flags: PteFlags) -> Result<(), MapError> {
 
 /// Unmap `[addr, addr + pages)` from `init_mm`; free the frames if the
 /// area owns them.  The page tables stay (2.4's `vmfree_area_pages`).
-fn unmap_kernel_range(addr: u32, pages: u32, free_frames: bool) {
+pub(super) fn unmap_kernel_range(addr: u32, pages: u32, free_frames: bool) {
     for i in 0..pages {
         let va = addr + i * PAGE_SIZE as u32;
         // 2.4 free_area_pte: page = ptep_get_and_clear(pte); ...
@@ -167,7 +165,7 @@ fn unmap_kernel_range(addr: u32, pages: u32, free_frames: bool) {
     cpu::flush_tlb();
 }
 
-fn check_size(size: usize, what: &str) -> Option<u32> {
+pub(super) fn check_size(size: usize, what: &str) -> Option<u32> {
     let max = (STACK_ZONE_START - vmalloc_start()) as usize;
     if size == 0 {
         pr_warn!("{}: refusing a 0-byte allocation", what);
@@ -185,7 +183,7 @@ fn check_size(size: usize, what: &str) -> Option<u32> {
     Some(super::addr::page_align_up(size) as u32)
 }
 
-fn reserve(
+pub(super) fn reserve(
     size: u32,
     flags: VmFlags,
     what: &str,
@@ -204,7 +202,7 @@ fn reserve(
 
 /// Map pages `page(i)` of a reserved area (from page `first` on: a stack
 /// leaves its lowest page unmapped); on failure undo everything.
-fn populate(
+pub(super) fn populate(
     area: &VmArea,
     first: u32,
     flags: PteFlags,
@@ -294,109 +292,6 @@ pub fn ioremap(phys: u64, size: usize) -> Option<NonNull<u8>> {
     NonNull::new((area.addr as usize + offset) as *mut u8)
 }
 
-/// A kernel thread stack: `[base, top)` is mapped; the page below `base`
-/// and the page at `top` are guards.
-#[derive(Clone, Copy, Debug)]
-pub struct KernelStack {
-    pub base: u32,
-    pub top: u32,
-}
-
-impl KernelStack {
-    /// The page an overflow runs into.
-    pub fn guard_below(&self) -> u32 {
-        self.base - PAGE_SIZE as u32
-    }
-
-    /// Where an overflowing `esp` ended up: an oops report must say where
-    /// ESP really is, not where it was supposed to stop.
-    pub fn overflow_position(&self, esp: u32) -> OverflowPosition {
-        let guard = self.guard_below();
-        if esp >= self.base {
-            OverflowPosition::OnStack
-        } else if esp >= guard {
-            OverflowPosition::InGuard { guard }
-        } else {
-            OverflowPosition::BelowGuard {
-                guard,
-                bytes: guard - esp,
-            }
-        }
-    }
-}
-
-/// An ESP relative to a [`KernelStack`] and its guard page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OverflowPosition {
-    /// Still within `[base, top)`: the fault was not the overflow itself.
-    OnStack,
-    /// In the guard page: the guard did its work.
-    InGuard { guard: u32 },
-    /// Below the guard page: the guard did not stop it (it was mapped, or
-    /// one frame jumped over it).
-    BelowGuard { guard: u32, bytes: u32 },
-}
-
-impl core::fmt::Display for OverflowPosition {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match *self {
-            OverflowPosition::OnStack => write!(f, "still on its stack"),
-            OverflowPosition::InGuard { guard } => {
-                write!(f, "into the guard page at {:08x}", guard)
-            }
-            OverflowPosition::BelowGuard { guard, bytes } => write!(
-                f,
-                "past the guard page at {:08x}, {} bytes below it",
-                guard, bytes
-            ),
-        }
-    }
-}
-
-/// A kernel thread stack from the stack zone (Linux 4.9's
-/// `CONFIG_VMAP_STACK`, which moved x86 stacks into vmalloc space for the
-/// guard page).  Its PGD entry is copied into every address space at
-/// once, whatever `vmalloc_fault` version runs: the lazy sync cannot
-/// serve a stack, because the page fault that would sync it needs that
-/// stack to push its frame on - the CPU double-faults instead.  Linux
-/// met the same wall (4.14 `sync_current_stack_to_mm`: "If our current
-/// stack is in vmalloc space and isn't mapped in the new pgd, we'll
-/// double-fault").  The zone is kept apart from other areas, so the
-/// eager copy never hides a lazy fault an experiment is counting.
-#[track_caller]
-pub fn vmalloc_stack(size: usize) -> Option<KernelStack> {
-    let caller = Location::caller();
-    let size = check_size(size, "vmalloc_stack")?;
-    let area = with_vmlist(|v| v.get_stack_area(size, caller));
-    let Some(area) = area else {
-        pr_warn!(
-            "vmalloc_stack: the stack zone has no free gap of {:#x} bytes (plus two guard pages)",
-            size
-        );
-        return None;
-    };
-    if !populate(&area, 1, PteFlags::PAGE_KERNEL | PteFlags::NX, true, |_| {
-        alloc_frame().map(|f| f as u64)
-    }) {
-        pr_warn!("vmalloc_stack: out of memory for a {:#x}-byte stack", size);
-        return None;
-    }
-    let base = area.addr + PAGE_SIZE as u32;
-    Some(KernelStack {
-        base,
-        top: base + size,
-    })
-}
-
-/// Free a stack from `vmalloc_stack`.
-pub fn vfree_stack(stack: &KernelStack) -> Result<(), FreeError> {
-    release(
-        stack.guard_below() as *const u8,
-        VmFlags::STACK,
-        "vfree_stack",
-    )
-}
-
 /// Why a free was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FreeError {
@@ -406,7 +301,7 @@ pub enum FreeError {
     WrongKind,
 }
 
-fn release(addr: *const u8, kind: VmFlags, what: &str) -> Result<(), FreeError> {
+pub(super) fn release(addr: *const u8, kind: VmFlags, what: &str) -> Result<(), FreeError> {
     if addr.is_null() {
         return Ok(()); // vfree(NULL) is a no-op, as in Linux
     }
@@ -457,119 +352,4 @@ pub fn vunmap(addr: *const u8) -> Result<(), FreeError> {
 
 pub fn iounmap(addr: *const u8) -> Result<(), FreeError> {
     release(addr, VmFlags::IOREMAP, "iounmap")
-}
-
-/// Reserve `size` bytes of the vmalloc area without mapping anything
-/// (benchmarks sub-allocate inside it); give it back with `release_range`.
-#[track_caller]
-pub fn reserve_range(size: usize) -> Option<u32> {
-    let size = check_size(size, "reserve_range")?;
-    reserve(size, VmFlags::MAP, "reserve_range", Location::caller()).map(|a| a.addr)
-}
-
-pub fn release_range(addr: u32) {
-    with_vmlist(|v| v.remove_vm_area(addr));
-}
-
-/// Map one page into `init_mm` at `va` (what vmalloc does per page).
-pub fn map_kernel_page_at(va: u32, pa: u64) -> Result<(), MapError> {
-    with_vmlist(|_| map_kernel_page(va, pa, PteFlags::PAGE_KERNEL | PteFlags::NX))
-}
-
-/// Unmap one page from `init_mm`, returning its frame.
-pub fn unmap_kernel_page_at(va: u32) -> Option<u64> {
-    with_vmlist(|_| walk::unmap_page(swapper_pg_dir(), va))
-}
-
-/// Benchmarks and the soak only: free the kernel page tables of the 4 MiB
-/// slots in `[addr, addr + len)` once nothing is mapped there, clearing
-/// the entry in `init_mm` and in every address space, so the next run
-/// meets fresh slots again.  (The kernel proper never frees them, as in
-/// 2.4.)
-pub fn drop_kernel_tables(addr: u32, len: u32) {
-    with_vmlist(|v| {
-        let mut slot = addr & !((4 << 20) - 1);
-        while slot < addr + len {
-            let busy = v
-                .areas()
-                .any(|a| a.addr < slot + (4 << 20) && a.addr + a.size > slot);
-            let pmd = pmd_offset(pgd_offset(swapper_pg_dir(), slot), slot);
-            let e = pmd.read();
-            if !busy && pmd_present(e) && !is_pae() {
-                let list = PGD_LIST.lock();
-                for &pgd in list.iter() {
-                    pmd_clear(pmd_offset(pgd_offset(pgd, slot), slot));
-                }
-                pmd_clear(pmd);
-                free_frame(e.phys() as u32);
-                PGTABLE_PAGES.fetch_sub(1, Ordering::Relaxed);
-            }
-            slot += 4 << 20;
-        }
-        cpu::flush_tlb();
-    });
-}
-
-/// The live area containing `addr` (guard page included).
-pub fn find_vm_area(addr: u32) -> Option<VmArea> {
-    with_vmlist(|v| v.find_vm_area(addr).copied())
-}
-
-pub fn nr_areas() -> usize {
-    with_vmlist(|v| v.nr_areas())
-}
-
-/// Check the area tree's invariants (tests, soak).
-pub fn check_areas() -> Result<(), &'static str> {
-    with_vmlist(|v| v.check())
-}
-
-/// Snapshot of the live areas as (addr, size, flags) into `out`.
-pub fn areas_snapshot(out: &mut alloc::vec::Vec<(u32, u32, VmFlags)>) {
-    out.clear();
-    with_vmlist(|v| out.extend(v.areas().map(|a| (a.addr, a.size, a.flags))));
-}
-
-/// `/proc/vmallocinfo`: one line per live area, on the console.
-pub fn vmallocinfo() {
-    let _ = vmallocinfo_to(&mut crate::console::Console);
-}
-
-/// `/proc/vmallocinfo` into any writer: a header with the number of
-/// areas, then one line per live area.
-pub fn vmallocinfo_to(w: &mut impl Write) -> core::fmt::Result {
-    let mut lines = alloc::vec::Vec::new();
-    with_vmlist(|v| lines.extend(v.areas().copied()));
-    writeln!(w, "vmallocinfo: {} areas", lines.len())?;
-    for a in lines {
-        let mut kind = FixedBuf::<48>::new();
-        if a.flags.contains(VmFlags::IOREMAP) {
-            let _ = write!(kind, "phys={:#x} ioremap", a.phys_addr);
-        } else if a.flags.contains(VmFlags::MAP) {
-            let _ = kind.write_str("vmap");
-        } else if a.flags.contains(VmFlags::STACK) {
-            let _ = kind.write_str("stack");
-        } else {
-            let _ = kind.write_str("vmalloc");
-        }
-        writeln!(
-            w,
-            "{:#010x}-{:#010x} {:>8} {}:{} pages={} {}",
-            a.addr,
-            a.addr + a.size,
-            a.size,
-            a.caller.file(),
-            a.caller.line(),
-            // Mapped pages: a stack's guard page below is not one.
-            a.nr_pages - a.flags.contains(VmFlags::STACK) as u32,
-            kind
-        )?;
-    }
-    Ok(())
-}
-
-/// The PGD slot (4 MiB in two-level mode) of a kernel address, for the
-/// per-slot counters.
-pub fn pgd_slot(addr: u32) -> usize {
-    (addr as usize - PAGE_OFFSET) >> 22
 }

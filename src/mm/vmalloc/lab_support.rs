@@ -1,0 +1,67 @@
+//! The vmalloc operations the lab (bench, soak, race scenarios) needs
+//! beyond `vmalloc`/`vfree`.  Each is a Linux kernel API in its own right,
+//! except `drop_kernel_tables`, which exists only so that an experiment can
+//! meet fresh, unsynced PGD slots again (the kernel proper never frees a
+//! kernel page table, as in 2.4).
+
+use core::panic::Location;
+use core::sync::atomic::Ordering;
+
+use super::*;
+use crate::arch::x86::cpu;
+use crate::mm::frame::free_frame;
+use crate::mm::init::swapper_pg_dir;
+use crate::mm::mm_struct::PGD_LIST;
+use crate::mm::vm_area::VmFlags;
+use crate::mm::walk::{self, MapError};
+
+/// Reserve `size` bytes of the vmalloc area without mapping anything
+/// (benchmarks sub-allocate inside it); give it back with `release_range`.
+#[track_caller]
+pub fn reserve_range(size: usize) -> Option<u32> {
+    let size = check_size(size, "reserve_range")?;
+    reserve(size, VmFlags::MAP, "reserve_range", Location::caller()).map(|a| a.addr)
+}
+
+pub fn release_range(addr: u32) {
+    with_vmlist(|v| v.remove_vm_area(addr));
+}
+
+/// Map one page into `init_mm` at `va` (what vmalloc does per page).
+pub fn map_kernel_page_at(va: u32, pa: u64) -> Result<(), MapError> {
+    with_vmlist(|_| map_kernel_page(va, pa, PteFlags::PAGE_KERNEL | PteFlags::NX))
+}
+
+/// Unmap one page from `init_mm`, returning its frame.
+pub fn unmap_kernel_page_at(va: u32) -> Option<u64> {
+    with_vmlist(|_| walk::unmap_page(swapper_pg_dir(), va))
+}
+
+/// Benchmarks and the soak only: free the kernel page tables of the 4 MiB
+/// slots in `[addr, addr + len)` once nothing is mapped there, clearing
+/// the entry in `init_mm` and in every address space, so the next run
+/// meets fresh slots again.  (The kernel proper never frees them, as in
+/// 2.4.)
+pub fn drop_kernel_tables(addr: u32, len: u32) {
+    with_vmlist(|v| {
+        let mut slot = addr & !((4 << 20) - 1);
+        while slot < addr + len {
+            let busy = v
+                .areas()
+                .any(|a| a.addr < slot + (4 << 20) && a.addr + a.size > slot);
+            let pmd = pmd_offset(pgd_offset(swapper_pg_dir(), slot), slot);
+            let e = pmd.read();
+            if !busy && pmd_present(e) && !is_pae() {
+                let list = PGD_LIST.lock();
+                for &pgd in list.iter() {
+                    pmd_clear(pmd_offset(pgd_offset(pgd, slot), slot));
+                }
+                pmd_clear(pmd);
+                free_frame(e.phys() as u32);
+                PGTABLE_PAGES.fetch_sub(1, Ordering::Relaxed);
+            }
+            slot += 4 << 20;
+        }
+        cpu::flush_tlb();
+    });
+}
