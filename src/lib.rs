@@ -2,8 +2,9 @@
 //! PGD sync (see `shared/seed/lkml-2001-02-23-vmalloc-pgd-race.txt`) and turns
 //! it into an experiment bench.
 //!
-//! Boot order (`start_kernel`): serial console, boot information and command
-//! line, GDT/IDT/TSS, symbols for oops reports, then the binary's `kmain`.
+//! Boot order (`start_kernel`, src/init/main.rs, in Linux's init/main.c
+//! order): serial console, traps, boot information and command line,
+//! memory, interrupts, the scheduler, the clock, then the binary's `kmain`.
 //!
 //! Floors, each using only those below it (`tests/host/layers.py` checks
 //! every path in `make test`):
@@ -20,6 +21,7 @@ pub mod cmdline;
 pub mod console;
 pub mod fixed_buf;
 pub mod fixup;
+pub mod init;
 extern crate alloc;
 pub mod ktest;
 pub mod lab;

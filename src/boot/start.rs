@@ -1,10 +1,10 @@
-//! `start_kernel`: called by boot/entry.s on the boot stack, paging on with
-//! the boot page directory, interrupts off.
+//! `setup_arch` for this kernel: from GRUB's boot information to the
+//! parameters `kmain` gets (`BootParams`), and the one way a boot stops on
+//! bad input (`boot_failure`).  `start_kernel` (init/main.rs) calls it.
 
 use multiboot2::BootInformation;
 use spin::Once;
 
-use crate::arch::x86::{gdt, idt, tss};
 use crate::cmdline::{self, Cmdline};
 use crate::qemu::{exit, ExitCode};
 use crate::{console, pr_warn, println, symbols};
@@ -20,11 +20,6 @@ pub struct BootParams {
 static INFO: Once<BootInformation<'static>> = Once::new();
 static PARAMS: Once<BootParams> = Once::new();
 
-extern "Rust" {
-    /// Defined by each kernel binary through `vmfault::kernel_main!`.
-    fn __vmfault_kmain(params: &'static BootParams) -> !;
-}
-
 /// Stop the boot with a message the host runner and a user can read.
 pub fn boot_failure(msg: core::fmt::Arguments) -> ! {
     println!("vmfault: boot stopped: {}", msg);
@@ -35,24 +30,11 @@ pub fn params() -> Option<&'static BootParams> {
     PARAMS.get()
 }
 
-#[no_mangle]
-extern "C" fn start_kernel(magic: u32, info_phys: u32) -> ! {
-    console::init();
-    println!();
-    println!(
-        "vmfault {} (i386, Linux 2.4 lazy vmalloc PGD sync bench)",
-        env!("CARGO_PKG_VERSION")
-    );
-
-    // Descriptor tables first, so that anything below that faults gets an
-    // oops report rather than a triple fault.
-    let (t, df) = tss::init();
-    gdt::init(t, df);
-    tss::load();
-    idt::init();
-    // A clock for printk_ratelimit, before anything can print in bulk.
-    crate::arch::x86::tsc::calibrate();
-
+/// The architecture half of boot (Linux's `setup_arch` and
+/// `parse_options`): the multiboot2 information, the command line, the
+/// symbol table for oops reports.  A bad boot information block or a bad
+/// command line stops the boot with a message.
+pub fn setup_arch(magic: u32, info_phys: u32) -> &'static BootParams {
     let info = match crate::boot::info::load_boot(magic, info_phys) {
         Ok(i) => INFO.call_once(|| i),
         Err(e) => boot_failure(format_args!("{}", e)),
@@ -81,17 +63,10 @@ extern "C" fn start_kernel(magic: u32, info_phys: u32) -> ! {
         ),
     }
 
-    let params = PARAMS.call_once(|| BootParams {
+    PARAMS.call_once(|| BootParams {
         info,
         info_phys,
         raw_cmdline: raw,
         cmdline,
-    });
-    crate::mm::init(params);
-    // Every interrupt line is masked until a driver requests it, so this
-    // only lets requested sources (timer, IPIs) in.
-    crate::arch::x86::cpu::sti();
-
-    // SAFETY: every kernel binary defines this symbol via `kernel_main!`.
-    unsafe { __vmfault_kmain(params) }
+    })
 }

@@ -141,14 +141,14 @@ fn lazy_vs_eager() {
                 let f = cpu::local_irq_save();
                 for mm in &mms {
                     // SAFETY: every mm maps the kernel.
-                    unsafe { cpu::write_cr3(mm.pgd) };
+                    unsafe { crate::arch::x86::mmu::load_cr3(mm.pgd) };
                     for s in 0..m as u32 {
                         // SAFETY: vmalloc'd above.
                         unsafe { core::ptr::read_volatile((p + s * (4 << 20)) as *const u32) };
                     }
                 }
                 // SAFETY: back to init_mm.
-                unsafe { cpu::write_cr3(crate::mm::init::swapper_pg_dir()) };
+                unsafe { crate::arch::x86::mmu::load_cr3(crate::mm::init::swapper_pg_dir()) };
                 cpu::restore_flags(f);
                 let t1 = cpu::rdtsc();
                 if i > 0 {

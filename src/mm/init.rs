@@ -280,7 +280,7 @@ fn switch_to_swapper(mode: PagingMode, pgd: u32) {
         PagingMode::TwoLevel => {
             // SAFETY: the new directory maps the kernel exactly where the
             // boot directory did (the whole direct map).
-            unsafe { cpu::write_cr3(pgd) };
+            unsafe { crate::arch::x86::mmu::load_cr3(pgd) };
         }
         PagingMode::Pae => {
             let low = pgd_slot(pgd, 0);

@@ -12,22 +12,13 @@ pub mod vm_area;
 pub mod vmalloc;
 pub mod walk;
 
-/// Bring up memory management: frames, the heap (carved from them),
-/// `swapper_pg_dir` in the mode the command line chose.
+/// Bring up memory management (`paging_init`, `mem_init`): frames, the
+/// heap (carved from them), `swapper_pg_dir` in the mode the command line
+/// chose, `init_mm`, the vmalloc area, and the page-fault gate of the
+/// chosen `vmalloc_fault=` version.
 pub fn init(p: &crate::BootParams) {
     init::paging_init(p);
-    // Before the first mm_alloc, so every address space inherits it.
-    if crate::arch::x86::cpu::features().apic {
-        let va = fixmap::set_fixmap_nocache(
-            fixmap::FixedAddress::ApicBase,
-            crate::arch::x86::apic::phys_base(),
-        );
-        crate::arch::x86::irq::init(Some(va));
-    } else {
-        crate::arch::x86::irq::init(None);
-    }
     let _ = mm_struct::init_mm();
     fault::init(p.cmdline.vmalloc_fault);
     vmalloc::init();
-    crate::sched::init();
 }

@@ -50,7 +50,7 @@ pub unsafe fn recover_to(saved: *const Task) {
             .as_ref()
             .map_or(init_mm().pgd, |m| m.pgd);
         if cpu::read_cr3_pa() != pgd {
-            cpu::write_cr3(pgd);
+            crate::arch::x86::mmu::load_cr3(pgd);
         }
     }
 }

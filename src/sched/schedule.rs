@@ -125,7 +125,7 @@ pub fn in_switch() -> bool {
 pub fn switch_mm(prev_pgd: u32, next_pgd: u32) {
     if prev_pgd != next_pgd || cpu::read_cr3_pa() != next_pgd {
         // SAFETY: every mm's directory maps the whole kernel.
-        unsafe { cpu::write_cr3(next_pgd) };
+        unsafe { crate::arch::x86::mmu::load_cr3(next_pgd) };
     }
 }
 

@@ -125,10 +125,11 @@ pub fn read_cr4() -> u32 {
 ///
 /// # Safety
 /// `cr3` must point to page tables that map the running kernel.
+/// A raw CR3 write: to switch directories use `mmu::load_cr3`, which
+/// also keeps the double-fault task on the live tables.
 pub unsafe fn write_cr3(cr3: u32) {
     // SAFETY: the caller guarantees the new tables map the kernel.
     unsafe { controlregs::cr3_write(cr3 as u64) };
-    super::tss::note_cr3(cr3);
 }
 
 /// # Safety

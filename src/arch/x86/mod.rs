@@ -6,6 +6,7 @@ pub mod entry;
 pub mod gdt;
 pub mod idt;
 pub mod irq;
+pub mod mmu;
 pub mod pic;
 pub mod pit;
 pub mod switch;

@@ -81,7 +81,7 @@ fn map_translate_unmap_agree_with_loads_and_stores() {
     assert!(flags.contains(PteFlags::PRESENT | PteFlags::RW | PteFlags::USER));
     let old = cpu::read_cr3();
     // SAFETY: mm's directory maps the whole kernel.
-    unsafe { cpu::write_cr3(mm.pgd) };
+    unsafe { crate::arch::x86::mmu::load_cr3(mm.pgd) };
     // SAFETY: just mapped; the direct-map alias is the same frame.
     unsafe {
         core::ptr::write_volatile((USER_VA + 0x3abc) as *mut u32, 0xdead_beef);
@@ -103,7 +103,7 @@ fn map_translate_unmap_agree_with_loads_and_stores() {
     })
     .expect("access after unmap did not fault");
     // SAFETY: back to the directory we came with.
-    unsafe { cpu::write_cr3(old) };
+    unsafe { crate::arch::x86::mmu::load_cr3(old) };
     assert_eq!((c.vector, c.cr2), (14, USER_VA + 0x3010));
 }
 

@@ -1,0 +1,65 @@
+//! `start_kernel` (Linux init/main.c): called by boot/entry.s on the boot
+//! stack, paging on with the boot page directory, interrupts off.  Each
+//! step is named after the Linux function that does the same, in Linux's
+//! order where the hardware allows (the serial console comes first here:
+//! it is the only way anything reaches the user, and GRUB already set the
+//! machine up for it).
+
+use crate::arch::x86::{apic, cpu, gdt, idt, irq, tsc, tss};
+use crate::boot::start::{setup_arch, BootParams};
+use crate::mm::fixmap;
+use crate::{console, println};
+
+extern "Rust" {
+    /// Defined by each kernel binary through `vmfault::kernel_main!`.
+    fn __vmfault_kmain(params: &'static BootParams) -> !;
+}
+
+#[no_mangle]
+extern "C" fn start_kernel(magic: u32, info_phys: u32) -> ! {
+    // console_init, early: every later step may need to say why it failed.
+    console::init();
+    println!();
+    println!(
+        "vmfault {} (i386, Linux 2.4 lazy vmalloc PGD sync bench)",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    // trap_init: descriptor tables before anything else can fault, so a
+    // fault gets an oops report rather than a triple fault.
+    let (t, df) = tss::init();
+    gdt::init(t, df);
+    tss::load();
+    idt::init();
+
+    // setup_arch + parse_options: boot information, command line, symbols.
+    let params = setup_arch(magic, info_phys);
+
+    // paging_init and mem_init: frames, heap, swapper_pg_dir in the mode
+    // the command line chose, init_mm, the vmalloc area, the #PF gate of
+    // the chosen vmalloc_fault= version.
+    crate::mm::init(params);
+
+    // init_IRQ: the 8259s, and the local APIC through its fixmap slot,
+    // before the first mm_alloc so that every address space inherits it.
+    if cpu::features().apic {
+        let va = fixmap::set_fixmap_nocache(fixmap::FixedAddress::ApicBase, apic::phys_base());
+        irq::init(Some(va));
+    } else {
+        irq::init(None);
+    }
+
+    // sched_init: the boot context becomes swapper (pid 0).
+    crate::sched::init();
+
+    // time_init: a clock for printk_ratelimit, measured against the PIT.
+    tsc::calibrate();
+
+    // Every interrupt line is masked until a driver requests it, so this
+    // only lets requested sources (timer, IPIs) in.
+    cpu::sti();
+
+    // rest_init: the binary's own main.
+    // SAFETY: every kernel binary defines this symbol via `kernel_main!`.
+    unsafe { __vmfault_kmain(params) }
+}

@@ -1,0 +1,2 @@
+//! Linux's init/: `start_kernel`, the boot order of the whole kernel.
+pub mod main;
