@@ -62,7 +62,7 @@ impl Caught {
         c.cr2 = cr2;
         c.eip = frame.eip;
         c.esp = frame.interrupted_esp();
-        let name = crate::arch::x86::traps::TRAP_NAMES
+        let name = crate::arch::x86::trapnr::TRAP_NAMES
             .get(frame.vector as usize)
             .copied()
             .unwrap_or("interrupt");

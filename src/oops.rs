@@ -8,7 +8,7 @@ use core::fmt::Write;
 
 use crate::arch::x86::cpu;
 use crate::arch::x86::entry::TrapFrame;
-use crate::arch::x86::traps::{
+use crate::arch::x86::trapnr::{
     TRAP_NAMES, X86_PF_INSTR, X86_PF_PROT, X86_PF_RSVD, X86_PF_USER, X86_PF_WRITE,
 };
 use crate::fixed_buf::FixedBuf;

@@ -5,7 +5,7 @@
 //! it is the only way anything reaches the user, and GRUB already set the
 //! machine up for it).
 
-use crate::arch::x86::{apic, cpu, gdt, idt, irq, tsc, tss};
+use crate::arch::x86::{apic, cpu, gdt, idt, irq, traps, tsc, tss};
 use crate::boot::start::{setup_arch, BootParams};
 use crate::mm::fixmap;
 use crate::{console, println};
@@ -31,6 +31,7 @@ extern "C" fn start_kernel(magic: u32, info_phys: u32) -> ! {
     gdt::init(t, df);
     tss::load();
     idt::init();
+    traps::init();
 
     // setup_arch + parse_options: boot information, command line, symbols.
     let params = setup_arch(magic, info_phys);

@@ -2,6 +2,8 @@
 //! All RAM below `MAXMEM` (896 MiB, as 2.4's i386) is mapped at
 //! `PAGE_OFFSET + phys`.
 
+use core::sync::atomic::{AtomicU32, Ordering};
+
 pub const PAGE_OFFSET: usize = 0xC000_0000;
 pub const PAGE_SIZE: usize = 4096;
 pub const PAGE_SHIFT: u32 = 12;
@@ -20,6 +22,19 @@ pub fn __pa(vaddr: usize) -> u32 {
 #[inline]
 pub fn __va(paddr: u32) -> usize {
     paddr as usize + PAGE_OFFSET
+}
+
+static HIGH_MEMORY: AtomicU32 = AtomicU32::new(0);
+
+/// End of the direct map, as a kernel virtual address (Linux's
+/// `high_memory`); 0 until `paging_init` has measured RAM.
+pub fn high_memory() -> usize {
+    HIGH_MEMORY.load(Ordering::Relaxed) as usize
+}
+
+/// Set once by `paging_init`.
+pub fn set_high_memory(va: usize) {
+    HIGH_MEMORY.store(va as u32, Ordering::Relaxed);
 }
 
 pub const fn page_align_up(x: usize) -> usize {

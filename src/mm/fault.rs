@@ -16,11 +16,13 @@
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 use super::addr::PAGE_OFFSET;
+use super::fault_stats::count_fault;
+pub use super::fault_stats::{faults_in_slot, faults_of_pgd, total_faults};
 use super::init::swapper_pg_dir;
 use super::pgtable::*;
 use crate::arch::x86::entry::TrapFrame;
-use crate::arch::x86::traps::{X86_PF_PROT, X86_PF_USER};
-use crate::arch::x86::{cpu, idt, traps};
+use crate::arch::x86::trapnr::{X86_PF_PROT, X86_PF_USER};
+use crate::arch::x86::{cpu, dispatch, idt, traps};
 use crate::cmdline::VmallocFaultVersion;
 use crate::println;
 
@@ -47,28 +49,18 @@ pub fn init(v: VmallocFaultVersion) {
         VmallocFaultVersion::Legacy | VmallocFaultVersion::Cli => idt::set_trap_gate(14),
         VmallocFaultVersion::Sync | VmallocFaultVersion::Eager => idt::set_intr_gate(14),
     }
-    traps::register_handler(14, Some(do_page_fault));
+    dispatch::register_handler(14, Some(do_page_fault));
 }
 
 // ---------------------------------------------------------------- counters
 //
 // The fault path must take no lock ("NOTE! We MUST NOT take any locks for
-// this case", 2.4 fault.c), so the counters are plain atomics and the
-// per-mm table is a fixed array claimed by compare-and-swap.
-
-const SLOTS: usize = 256;
-/// One counter per possible directory frame: O(1) from CR3 to its count.
-const PGD_FRAMES: usize = (super::addr::MAXMEM as usize) >> 12;
+// this case", 2.4 fault.c), so the counters are plain atomics.  The lazy
+// syncs are counted in `fault_stats`, which address spaces reset too.
 
 // gdb reads these by their plain names (tests/host/gdb/vmfault-gdb.py).
 #[no_mangle]
-static FAULTS: AtomicU32 = AtomicU32::new(0);
-#[no_mangle]
 static BAD_AREAS: AtomicU32 = AtomicU32::new(0);
-#[no_mangle]
-static BY_SLOT: [AtomicU32; SLOTS] = [const { AtomicU32::new(0) }; SLOTS];
-#[no_mangle]
-static BY_PGD: [AtomicU32; PGD_FRAMES] = [const { AtomicU32::new(0) }; PGD_FRAMES];
 static LAST_BAD_AREA: AtomicU8 = AtomicU8::new(0);
 
 /// Why a vmalloc fault ended in `bad_area`/`no_context`.
@@ -119,10 +111,6 @@ impl BadArea {
     }
 }
 
-pub fn total_faults() -> u32 {
-    FAULTS.load(Ordering::Relaxed)
-}
-
 pub fn bad_areas() -> u32 {
     BAD_AREAS.load(Ordering::Relaxed)
 }
@@ -130,33 +118,6 @@ pub fn bad_areas() -> u32 {
 /// Reason of the most recent bad_area.
 pub fn last_bad_area() -> BadArea {
     BadArea::from_u8(LAST_BAD_AREA.load(Ordering::Relaxed))
-}
-
-/// Vmalloc faults taken in the 4 MiB kernel slot of `addr`.
-pub fn faults_in_slot(addr: u32) -> u32 {
-    BY_SLOT[super::vmalloc::pgd_slot_index(addr) % SLOTS].load(Ordering::Relaxed)
-}
-
-/// Vmalloc faults taken by the directory at `pgd`.
-pub fn faults_of_pgd(pgd: u32) -> u32 {
-    BY_PGD
-        .get(pgd as usize >> 12)
-        .map_or(0, |c| c.load(Ordering::Relaxed))
-}
-
-/// A new directory at `pgd` starts with no faults (frames are reused).
-pub fn reset_pgd_count(pgd: u32) {
-    if let Some(c) = BY_PGD.get(pgd as usize >> 12) {
-        c.store(0, Ordering::Relaxed);
-    }
-}
-
-fn count_fault(pgd: u32, addr: u32) {
-    FAULTS.fetch_add(1, Ordering::Relaxed);
-    BY_SLOT[super::vmalloc::pgd_slot_index(addr) % SLOTS].fetch_add(1, Ordering::Relaxed);
-    if let Some(c) = BY_PGD.get(pgd as usize >> 12) {
-        c.fetch_add(1, Ordering::Relaxed);
-    }
 }
 
 /// The serial "vmalloc fault statistics" report.
@@ -168,18 +129,7 @@ pub fn show_stats() {
         bad_areas(),
         super::vmalloc::eager_syncs()
     );
-    for (i, c) in BY_SLOT.iter().enumerate() {
-        let n = c.load(Ordering::Relaxed);
-        if n > 0 {
-            println!("  slot {:#010x}: {} faults", PAGE_OFFSET + (i << 22), n);
-        }
-    }
-    for (i, c) in BY_PGD.iter().enumerate() {
-        let n = c.load(Ordering::Relaxed);
-        if n > 0 {
-            println!("  pgd {:#010x}: {} faults", i << 12, n);
-        }
-    }
+    super::fault_stats::show_counts();
 }
 
 // ---------------------------------------------------------------- the path

@@ -215,7 +215,7 @@ pub fn alloc_contiguous(n: usize) -> Option<u32> {
 /// A zeroed frame (`get_zeroed_page`).
 pub fn alloc_zeroed_frame() -> Option<u32> {
     let f = alloc_frame()?;
-    super::pgtable::clear_page(f);
+    clear_page(f);
     Some(f)
 }
 
@@ -243,4 +243,11 @@ pub fn is_reserved(phys: u32) -> bool {
     kept.0[..kept.1]
         .iter()
         .any(|&(s, e)| s < frame + PAGE_SIZE as u64 && frame < e)
+}
+
+/// Zero a frame (`clear_page`), through the direct map.
+pub fn clear_page(phys: u32) {
+    // SAFETY: the frame was just allocated, is in the direct map, and no
+    // one else has a reference to it.
+    unsafe { core::ptr::write_bytes(super::addr::__va(phys) as *mut u8, 0, PAGE_SIZE) }
 }

@@ -4,11 +4,11 @@
 //! new directory, and the CPU switches to it (through the low-memory
 //! `paging_switch` when PAE must be turned on).
 
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use multiboot2::{BootInformation, MemoryAreaType};
 
-use super::addr::{__va, MAXMEM, PAGE_OFFSET, PAGE_SIZE};
+use super::addr::{__va, high_memory, MAXMEM, PAGE_OFFSET, PAGE_SIZE};
 use super::frame::{self, alloc_zeroed_frame};
 use super::heap;
 use super::pgtable::*;
@@ -17,26 +17,14 @@ use crate::arch::x86::cpu;
 use crate::boot::start::{boot_failure, BootParams};
 use crate::{pr_info, pr_warn, println};
 
-static HIGH_MEMORY: AtomicU32 = AtomicU32::new(0);
 // gdb reads this by its plain name (tests/host/gdb/vmfault-gdb.py).
 #[no_mangle]
 static SWAPPER_PG_DIR: AtomicU32 = AtomicU32::new(0);
-static NX: AtomicBool = AtomicBool::new(false);
-
-/// End of the direct map, as a kernel virtual address (Linux's
-/// `high_memory`).
-pub fn high_memory() -> usize {
-    HIGH_MEMORY.load(Ordering::Relaxed) as usize
-}
 
 /// Physical address of `swapper_pg_dir` (the PGD page in two-level mode,
 /// the PDPT in PAE).
 pub fn swapper_pg_dir() -> u32 {
     SWAPPER_PG_DIR.load(Ordering::Relaxed)
-}
-
-pub fn nx_enabled() -> bool {
-    NX.load(Ordering::Relaxed)
 }
 
 extern "C" {
@@ -180,7 +168,7 @@ pub fn paging_init(p: &BootParams) {
         .max()
         .unwrap_or(0)
         & !(PAGE_SIZE as u64 - 1);
-    HIGH_MEMORY.store(__va(top as u32) as u32, Ordering::Relaxed);
+    super::addr::set_high_memory(__va(top as u32));
 
     set_mode(mode);
     if mode == PagingMode::Pae && features.nx {
@@ -189,7 +177,7 @@ pub fn paging_init(p: &BootParams) {
         // SAFETY: EFER exists on every CPU that reports NX; NXE alone
         // changes nothing until PAE paging is on.
         unsafe { cpu::wrmsr(MSR_EFER, cpu::rdmsr(MSR_EFER) | EFER_NXE) };
-        NX.store(true, Ordering::Relaxed);
+        super::pgtable::set_nx(true);
     }
     let pgd = alloc_zeroed_frame()
         .unwrap_or_else(|| boot_failure(format_args!("no frame for swapper_pg_dir")));

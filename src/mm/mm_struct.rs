@@ -88,7 +88,7 @@ pub fn mm_alloc() -> Option<Arc<MmStruct>> {
         copy_kernel_part(pgd);
         list.push(pgd);
     }
-    super::fault::reset_pgd_count(pgd);
+    super::fault_stats::reset_pgd_count(pgd);
     Some(Arc::new(MmStruct {
         pgd,
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),

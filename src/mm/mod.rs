@@ -2,6 +2,7 @@
 //! vmalloc and the page-fault path.
 pub mod addr;
 pub mod fault;
+pub mod fault_stats;
 pub mod fixmap;
 pub mod frame;
 pub mod heap;
@@ -20,5 +21,5 @@ pub fn init(p: &crate::BootParams) {
     init::paging_init(p);
     let _ = mm_struct::init_mm();
     fault::init(p.cmdline.vmalloc_fault);
-    vmalloc::init();
+    vmalloc::init(p.cmdline.vmalloc_fault);
 }

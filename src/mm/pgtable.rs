@@ -21,7 +21,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use bitflags::bitflags;
 
-use super::addr::{__va, PAGE_SIZE};
+use super::addr::__va;
 pub use crate::cmdline::PagingMode;
 
 bitflags! {
@@ -86,6 +86,19 @@ pub fn mode() -> PagingMode {
     } else {
         PagingMode::TwoLevel
     }
+}
+
+static NX: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Whether entries may carry NX: PAE on a CPU with NX, EFER.NXE set by
+/// `paging_init` before any entry has the bit.
+pub fn nx_enabled() -> bool {
+    NX.load(Ordering::Relaxed)
+}
+
+/// Set once by `paging_init`, after EFER.NXE.
+pub fn set_nx(on: bool) {
+    NX.store(on, Ordering::Relaxed);
 }
 
 pub fn is_pae() -> bool {
@@ -225,7 +238,7 @@ entry_type!(
 /// no such bit or the CPU lacks it.
 fn entry_bits(phys: u64, flags: PteFlags) -> u64 {
     let mut f = flags;
-    if !is_pae() || !super::init::nx_enabled() {
+    if !is_pae() || !nx_enabled() {
         f.remove(PteFlags::NX);
     }
     (phys & addr_mask()) | f.bits()
@@ -490,11 +503,4 @@ pub fn pte_slot(pte_phys: u32, index: usize) -> PteSlot {
     let g = geometry();
     debug_assert!(index < g.ptrs_per_pte);
     PteSlot(__va(pte_phys) + index * g.entry_size)
-}
-
-/// Zero a freshly allocated table page (`clear_page`).
-pub fn clear_page(phys: u32) {
-    // SAFETY: the frame was just allocated, is in the direct map, and no
-    // one else has a reference to it.
-    unsafe { core::ptr::write_bytes(__va(phys) as *mut u8, 0, PAGE_SIZE) }
 }

@@ -31,7 +31,7 @@ pub struct Walk {
 /// Is a table page at `phys` reachable through the direct map?  Before
 /// `paging_init` only the boot directory's first 4 MiB are.
 fn in_direct_map(phys: u64) -> bool {
-    let end = match super::init::high_memory() {
+    let end = match super::addr::high_memory() {
         0 => 4 << 20,
         h => super::addr::__pa(h) as u64,
     };

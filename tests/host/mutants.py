@@ -62,6 +62,8 @@ SCOPES = {
     # two-level folding) where sync does not.
     "src/mm/pgtable.rs": ("paging.*,vmalloc.lazy_sync*,vmalloc.data_written*,vmalloc.guard_page*,"
                           "vmalloc.vmap_and_ioremap*,vmalloc.fault_gate*", "legacy,sync"),
+    # The lazy-sync counters the vmalloc and race cases assert on.
+    "src/mm/fault_stats.rs": ("vmalloc.lazy_sync*,vmalloc.*fault*,race.*,-race.explorer_thread_context", "sync"),
     "src/mm/walk.rs": ("paging.*,vmalloc.*,sched.thread_stack*", "sync"),
     # vmalloc/: the API file (mod.rs), the stack zone, its reports; the
     # experiments' hooks (lab_support.rs) are not the kernel's mapping code.

@@ -8,7 +8,7 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::entry::TrapFrame;
-use super::{apic, cpu, pic, traps};
+use super::{apic, cpu, dispatch, pic};
 use crate::racy_cell::RacyCell;
 
 /// Linux's `LOCAL_TIMER_VECTOR`.
@@ -38,10 +38,10 @@ static DEPTH: AtomicU32 = AtomicU32::new(0);
 /// Bring up the PIC (all lines masked) and the local APIC.
 pub fn init(apic_va: Option<u32>) {
     pic::init();
-    traps::register_handler(apic::SPURIOUS_VECTOR, Some(spurious_apic));
+    dispatch::register_handler(apic::SPURIOUS_VECTOR, Some(spurious_apic));
     // IRQ 7 and 15 are where the 8259 reports spurious interrupts.
     for irq in [7u8, 15] {
-        traps::register_handler(pic::IRQ_BASE + irq, Some(do_irq));
+        dispatch::register_handler(pic::IRQ_BASE + irq, Some(do_irq));
     }
     if let Some(va) = apic_va {
         apic::init(va);
@@ -53,7 +53,7 @@ pub fn request_irq(vector: u8, handler: fn(&mut TrapFrame), flags: IrqFlags) {
     let _irq = cpu::irq_save();
     // SAFETY: interrupts are off, so no do_irq reads the slot meanwhile.
     unsafe { (*ACTIONS.get())[vector as usize] = Some(Action { handler, flags }) };
-    traps::register_handler(vector, Some(do_irq));
+    dispatch::register_handler(vector, Some(do_irq));
     if let Some(irq) = pic_irq(vector) {
         pic::unmask(irq);
     }
@@ -67,7 +67,7 @@ pub fn free_irq(vector: u8) {
     }
     // SAFETY: as above.
     unsafe { (*ACTIONS.get())[vector as usize] = None };
-    traps::register_handler(vector, None);
+    dispatch::register_handler(vector, None);
 }
 
 fn pic_irq(vector: u8) -> Option<u8> {
@@ -88,7 +88,7 @@ pub fn count(vector: u8) -> u32 {
 /// Spurious interrupts seen (PIC IRQ 7/15 not in service, APIC 0xFF,
 /// vectors nobody requested): counted, never fatal.
 pub fn spurious_count() -> u32 {
-    SPURIOUS.load(Ordering::Relaxed) + traps::spurious_count()
+    SPURIOUS.load(Ordering::Relaxed) + dispatch::spurious_count()
 }
 
 fn spurious_apic(_: &mut TrapFrame) {

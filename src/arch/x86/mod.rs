@@ -2,6 +2,7 @@
 pub mod apic;
 pub mod catch;
 pub mod cpu;
+pub mod dispatch;
 pub mod entry;
 pub mod gdt;
 pub mod idt;
@@ -10,6 +11,7 @@ pub mod mmu;
 pub mod pic;
 pub mod pit;
 pub mod switch;
+pub mod trapnr;
 pub mod traps;
 pub mod tsc;
 pub mod tss;

@@ -5,7 +5,7 @@
 use core::arch::asm;
 
 use crate::arch::x86::idt;
-use crate::arch::x86::traps::{X86_PF_INSTR, X86_PF_PROT, X86_PF_WRITE};
+use crate::arch::x86::trapnr::{X86_PF_INSTR, X86_PF_PROT, X86_PF_WRITE};
 use crate::case;
 use crate::fixup::{catch, expect_fault, Caught, CaughtKind};
 use crate::ktest::Suite;
@@ -236,7 +236,7 @@ fn write_to_rodata_oopses() {
 /// NX is only as good as the mode that has it: PAE with EFER.NXE.  A
 /// two-level entry has no NX bit at all (Linux 2.4 i386 had none either).
 fn require_nx() {
-    if !crate::mm::init::nx_enabled() {
+    if !crate::mm::pgtable::nx_enabled() {
         let why = if crate::mm::pgtable::is_pae() {
             "no NX: this CPU does not report it (CPUID 0x80000001 EDX bit 20)"
         } else {

@@ -52,7 +52,7 @@ fn v() -> V {
 
 fn area_layout() {
     let start = vmalloc::vmalloc_start();
-    let hm = crate::mm::init::high_memory() as u32;
+    let hm = crate::mm::addr::high_memory() as u32;
     assert!(
         start >= hm + vmalloc::VMALLOC_OFFSET,
         "no 8 MiB hole after the direct map"

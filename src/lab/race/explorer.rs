@@ -17,7 +17,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use super::scenario::Scenario;
 use crate::arch::x86::entry::{stub_address, TrapFrame};
 use crate::arch::x86::irq::{self, IrqFlags};
-use crate::arch::x86::{apic, cpu, pit, traps};
+use crate::arch::x86::{apic, cpu, dispatch, pit};
 use crate::fixup::{self, Caught};
 use crate::mm::fault::{self, BadArea};
 use crate::racy_cell::RacyCell;
@@ -383,7 +383,7 @@ fn prepare() -> Option<Scenario> {
     unsafe { *TARGETS.get() = (sc.x, sc.y, sc.z, sc.w) };
     let (a, sz) = crate::symbols::lookup(touch as *const () as u32).map(|s| (s.addr, s.size))?;
     st().end = (a, a + sz);
-    traps::register_handler(1, Some(debug_trap));
+    dispatch::register_handler(1, Some(debug_trap));
     crate::oops::set_silent(true);
     Some(sc)
 }
@@ -460,8 +460,8 @@ pub fn measure_fault_path() -> Option<(usize, Outcome)> {
 /// with a handler that does nothing: the bare round trip.
 pub fn measure_bare_exception() -> usize {
     fn nothing(_: &mut TrapFrame) {}
-    let old = traps::register_handler(3, Some(nothing));
-    traps::register_handler(1, Some(debug_trap));
+    let old = dispatch::register_handler(3, Some(nothing));
+    dispatch::register_handler(1, Some(debug_trap));
     let (a, sz) =
         crate::symbols::lookup(int3_once as *const () as u32).map_or((0, 0), |s| (s.addr, s.size));
     let s = st();
@@ -477,8 +477,8 @@ pub fn measure_bare_exception() -> usize {
     cpu::set_exec_breakpoint(stub_address(3));
     int3_once();
     disarm();
-    traps::register_handler(1, None);
-    traps::register_handler(3, old);
+    dispatch::register_handler(1, None);
+    dispatch::register_handler(3, old);
     st().k
 }
 
@@ -492,5 +492,5 @@ fn finish() {
     crate::oops::set_silent(false);
     irq::free_irq(NESTED_VECTOR);
     irq::free_irq(DEEP_VECTOR);
-    traps::register_handler(1, None);
+    dispatch::register_handler(1, None);
 }

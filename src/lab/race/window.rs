@@ -15,7 +15,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::arch::x86::entry::TrapFrame;
 use crate::arch::x86::irq::{self, IrqFlags};
-use crate::arch::x86::{apic, cpu, traps};
+use crate::arch::x86::{apic, cpu, dispatch};
 use crate::mm::addr::PAGE_SIZE;
 use crate::mm::fault;
 use crate::mm::mm_struct::mm_alloc;
@@ -181,7 +181,7 @@ pub fn explore_window() -> Option<WindowReport> {
     let area = vmalloc(8 << 20)?.as_ptr() as u32;
     let y = ((area + (4 << 20) - 1) & !((4 << 20) - 1)) + 2 * PAGE_SIZE as u32;
     Y.store(y, Ordering::SeqCst);
-    traps::register_handler(1, Some(debug_trap));
+    dispatch::register_handler(1, Some(debug_trap));
     irq::request_irq(NESTED_VECTOR, nested_irq, IrqFlags::empty());
     crate::oops::set_silent(true);
     let mut rep = WindowReport::default();
@@ -207,7 +207,7 @@ pub fn explore_window() -> Option<WindowReport> {
     }
     crate::oops::set_silent(false);
     irq::free_irq(NESTED_VECTOR);
-    traps::register_handler(1, None);
+    dispatch::register_handler(1, None);
     let _ = vfree(area as *const u8);
     Some(rep)
 }

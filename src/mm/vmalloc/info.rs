@@ -7,7 +7,6 @@ use core::sync::atomic::Ordering;
 
 use super::*;
 use crate::fixed_buf::FixedBuf;
-use crate::mm::addr::PAGE_OFFSET;
 use crate::mm::vm_area::{VmArea, VmFlags};
 
 pub fn kernel_pgtable_pages() -> u32 {
@@ -84,10 +83,4 @@ pub fn vmallocinfo_to(w: &mut impl Write) -> core::fmt::Result {
         )?;
     }
     Ok(())
-}
-
-/// The PGD slot (4 MiB in two-level mode) of a kernel address, for the
-/// per-slot counters.
-pub fn pgd_slot_index(addr: u32) -> usize {
-    (addr as usize - PAGE_OFFSET) >> 22
 }

@@ -24,9 +24,10 @@ use spin::Mutex;
 use crate::arch::x86::cpu;
 use crate::cmdline::VmallocFaultVersion;
 use crate::console::printk_ratelimit;
+use crate::mm::addr::high_memory;
 use crate::mm::addr::PAGE_SIZE;
 use crate::mm::frame::{alloc_frame, free_frame};
-use crate::mm::init::{high_memory, swapper_pg_dir};
+use crate::mm::init::swapper_pg_dir;
 use crate::mm::mm_struct::PGD_LIST;
 use crate::mm::pgtable::*;
 use crate::mm::vm_area::{AreaAllocator, VmArea, VmFlags};
@@ -84,7 +85,17 @@ pub fn is_stack_zone_addr(addr: u32) -> bool {
     (STACK_ZONE_START..VMALLOC_END).contains(&addr)
 }
 
-pub fn init() {
+/// How a new kernel PGD entry reaches the other directories: the
+/// `vmalloc_fault=` version, given once by `mm::init` (vmalloc does the
+/// eager sync itself; every other version leaves it to the fault path).
+static VERSION: Mutex<VmallocFaultVersion> = Mutex::new(VmallocFaultVersion::Sync);
+
+fn eager() -> bool {
+    *VERSION.lock() == VmallocFaultVersion::Eager
+}
+
+pub fn init(version: VmallocFaultVersion) {
+    *VERSION.lock() = version;
     let start = (high_memory() as u32 + 2 * VMALLOC_OFFSET - 1) & !(VMALLOC_OFFSET - 1);
     VMALLOC_START.store(start, Ordering::Relaxed);
     *VMLIST.lock() = Some(AreaAllocator::with_stack_zone(
@@ -97,7 +108,7 @@ pub fn init() {
         start,
         STACK_ZONE_START,
         (STACK_ZONE_START - start) >> 20,
-        super::fault::version().name(),
+        version.name(),
         STACK_ZONE_START,
         VMALLOC_END
     );
@@ -139,7 +150,7 @@ pub(super) fn map_kernel_page(va: u32, pa: u64, flags: PteFlags) -> Result<(), M
         PGTABLE_PAGES.fetch_add(1, Ordering::Relaxed);
         if !is_pae() && is_stack_zone_addr(va) {
             sync_kernel_pgd_slot(va, &STACK_SYNCS);
-        } else if !is_pae() && super::fault::version() == VmallocFaultVersion::Eager {
+        } else if !is_pae() && eager() {
             sync_kernel_pgd_slot(va, &EAGER_SYNCS);
         }
     }
