@@ -62,7 +62,10 @@ pub fn nr_tasks() -> usize {
 
 /// Mark a task that is not running (it waits in the run queue, or is
 /// suspended in a switch) as dead: it is never switched to again, and is
-/// reaped like one that exited.  For tests whose driver oopsed.
+/// reaped like one that exited.  Linux would send such a task a signal it
+/// acts on when next scheduled; kernel threads here have no signals, so
+/// this is how the caller of a recovery point ends the helper threads an
+/// oops left behind (the soak does, after a caught oops).
 pub fn kill_stopped(t: &Task) {
     assert!(
         !core::ptr::eq(t, current()),
