@@ -43,6 +43,10 @@ pub static SUITE: Suite = Suite {
         case!(lazy_sync_on_first_touch_from_new_mm),
         case!(data_written_in_one_mm_read_in_another),
         case!(random_10000_ops_keep_tree_consistent),
+        case!(lazy_fault_with_irqs_off_keeps_them_off),
+        case!(fault_reason_follows_the_version_error_code_check),
+        case!(bad_area_reasons_quote_the_linux_checks),
+        case!(fault_counts_restart_for_a_reused_directory),
     ],
 };
 
@@ -588,4 +592,176 @@ fn random_10000_ops_keep_tree_consistent() {
     }
     vmalloc::check_areas().expect("area tree at the end");
     assert_restored(before);
+}
+
+/// A 4 MiB vmalloc area with a page in a PGD slot that `mm` lacks: the
+/// slots an earlier case left page tables in are emptied first (in every
+/// directory), so vmalloc makes the tables anew, in `init_mm` only.
+/// Returns the area and that page.
+fn area_with_slot_missing_from(mm: &crate::mm::mm_struct::MmStruct) -> (u32, u32) {
+    let size = 4 << 20;
+    let old = vmalloc(size).expect("vmalloc").as_ptr() as u32;
+    vfree(old as *const u8).unwrap();
+    vmalloc::drop_kernel_tables(old, size as u32);
+    let p = vmalloc(size).expect("vmalloc").as_ptr() as u32;
+    let stale = (0..1024u32)
+        .map(|i| p + i * PAGE_SIZE as u32)
+        .find(|&a| !pmd_present(pmd_offset(pgd_offset(mm.pgd, a), a).read()))
+        .expect("no page in a slot the mm lacks");
+    (p, stale)
+}
+
+const IPI_VECTOR: u8 = 0xF5;
+static IPI_HITS: AtomicU32 = AtomicU32::new(0);
+static HITS_DURING_FAULT: AtomicU32 = AtomicU32::new(u32::MAX);
+static IF_AFTER_FAULT: AtomicBool = AtomicBool::new(true);
+
+fn count_ipi(_: &mut crate::arch::x86::entry::TrapFrame) {
+    IPI_HITS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// In its own mm, with interrupts masked: make a self-IPI pending, take a
+/// lazy vmalloc fault on `addr`, note whether the IPI got in, unmask.
+fn touch_with_irqs_off(addr: usize) {
+    use crate::arch::x86::{apic, cpu};
+    let f = cpu::local_irq_save();
+    apic::self_ipi(IPI_VECTOR);
+    // SAFETY: a live vmalloc page of the case; the fault syncs its slot.
+    unsafe { core::ptr::read_volatile(addr as *const u32) };
+    IF_AFTER_FAULT.store(cpu::irqs_enabled(), Ordering::SeqCst);
+    HITS_DURING_FAULT.store(IPI_HITS.load(Ordering::SeqCst), Ordering::SeqCst);
+    cpu::restore_flags(f);
+}
+
+/// 2.4.5-pre2 re-enables interrupts after CR2 is saved only "if the
+/// faulting context had them" (`if (regs->eflags & X86_EFLAGS_IF)`): a
+/// lazy fault taken with interrupts masked must leave them masked, or a
+/// pending interrupt would run inside the handler of code that had
+/// excluded it.  The trap-gate versions never touch IF.
+fn lazy_fault_with_irqs_off_keeps_them_off() {
+    if !crate::arch::x86::apic::present() {
+        crate::ktest::skip("no local APIC for the pending self-IPI");
+    }
+    if mode() != PagingMode::TwoLevel || v() == V::Eager {
+        crate::ktest::skip(
+            "no lazy vmalloc fault here (PAE shares the kernel PMD; eager syncs at vmalloc)",
+        );
+    }
+    if v() == V::Cli {
+        crate::ktest::skip("cli's lazy fault always oopses on a two-level kernel (lazy_sync_on_first_touch_from_new_mm)");
+    }
+    let mm = mm_alloc().expect("mm");
+    let (p, stale) = area_with_slot_missing_from(&mm);
+    let faults = fault::total_faults();
+    IPI_HITS.store(0, Ordering::SeqCst);
+    HITS_DURING_FAULT.store(u32::MAX, Ordering::SeqCst);
+    crate::arch::x86::irq::request_irq(
+        IPI_VECTOR,
+        count_ipi,
+        crate::arch::x86::irq::IrqFlags::empty(),
+    );
+    let t = kernel_thread("irqs-off", touch_with_irqs_off, stale as usize, Some(mm));
+    let r = catch(false, || {
+        join(&t);
+    });
+    crate::arch::x86::irq::free_irq(IPI_VECTOR);
+    vfree(p as *const u8).unwrap();
+    r.expect("the lazy fault oopsed");
+    assert_eq!(fault::total_faults(), faults + 1, "no lazy fault was taken");
+    assert_eq!(
+        HITS_DURING_FAULT.load(Ordering::SeqCst),
+        0,
+        "a pending interrupt ran inside a fault taken with interrupts masked"
+    );
+    assert!(
+        !IF_AFTER_FAULT.load(Ordering::SeqCst),
+        "the fault returned with interrupts enabled"
+    );
+    assert_eq!(IPI_HITS.load(Ordering::SeqCst), 1, "the IPI was lost");
+}
+
+/// Which faults each version sends to `vmalloc_fault`: 2.4.1 every one at
+/// or above `TASK_SIZE`, so a write to kernel text "syncs" and finds the
+/// pmd present; 2.4.5-pre2 only kernel-mode not-present faults
+/// (`!(error_code & 5)`), so the same write is `no_context`.  A user
+/// address never goes there.
+fn fault_reason_follows_the_version_error_code_check() {
+    let user = expect_fault(|| {
+        // SAFETY: faults on purpose: nothing maps this user address.
+        unsafe { core::ptr::read_volatile(0x0BAD_0130 as *const u32) };
+    })
+    .expect("user address read");
+    assert_eq!(user.vector, 14);
+    assert_eq!(fault::last_bad_area(), BadArea::NoContext, "user address");
+    let text = fault_reason_follows_the_version_error_code_check as *const () as u32;
+    let c = expect_fault(|| {
+        // SAFETY: faults on purpose: kernel text is mapped read-only.
+        unsafe { core::ptr::write_volatile(text as *mut u8, 0xCC) };
+    })
+    .expect("write to kernel text");
+    assert_eq!((c.vector, c.cr2), (14, text));
+    let want = match v() {
+        V::Legacy => BadArea::PmdAlreadyPresent,
+        V::Cli => BadArea::CliPgdCheck,
+        V::Sync | V::Eager => BadArea::NoContext,
+    };
+    assert_eq!(fault::last_bad_area(), want, "write to kernel text");
+}
+
+/// The oops names the Linux check that failed, quoting its code, so a
+/// reader can find it in the handler of that release.
+fn bad_area_reasons_quote_the_linux_checks() {
+    for (why, quote) in [
+        (BadArea::PmdAlreadyPresent, "if (pmd_present(*pmd) || ...)"),
+        (
+            BadArea::CliPgdCheck,
+            "if (!pgd_present(*pgd) && pgd_present(*pgd_k))",
+        ),
+        (BadArea::RefPgdAbsent, "pgd entry is not present"),
+        (BadArea::RefPmdAbsent, "pmd entry is not present"),
+        (BadArea::RefPteAbsent, "pte is not present"),
+        (BadArea::NoContext, "outside the vmalloc lazy-sync path"),
+    ] {
+        assert!(
+            why.describe().contains(quote),
+            "{:?}: \"{}\" does not say \"{}\"",
+            why,
+            why.describe(),
+            quote
+        );
+    }
+}
+
+/// A directory frame is reused by a later mm: its fault count must start
+/// from zero, or per-mm counts (and the race suite's "exactly one fault
+/// per stale slot") would inherit a dead mm's faults.
+fn fault_counts_restart_for_a_reused_directory() {
+    if mode() != PagingMode::TwoLevel || matches!(v(), V::Eager | V::Cli) {
+        crate::ktest::skip("needs a lazy sync that succeeds (two-level, legacy or sync)");
+    }
+    let mm = mm_alloc().expect("mm");
+    let (p, stale) = area_with_slot_missing_from(&mm);
+    let t = kernel_thread("count", toucher_once, stale as usize, Some(mm.clone()));
+    join(&t);
+    let pgd = mm.pgd;
+    assert_eq!(fault::faults_of_pgd(pgd), 1, "the touch was not counted");
+    drop(t);
+    drop(mm);
+    crate::sched::yield_now();
+    // The frame allocator hands out the lowest free frame: the next
+    // directory reuses the one just freed, if nothing took it meanwhile.
+    let again = mm_alloc().expect("mm");
+    let reused = again.pgd == pgd;
+    let count = fault::faults_of_pgd(again.pgd);
+    drop(again);
+    vfree(p as *const u8).unwrap();
+    if !reused {
+        crate::ktest::skip("the directory frame was not reused");
+    }
+    assert_eq!(count, 0, "a reused directory inherited a dead mm's faults");
+}
+
+fn toucher_once(addr: usize) {
+    // SAFETY: a live vmalloc page of the case.
+    unsafe { core::ptr::read_volatile(addr as *const u32) };
 }
