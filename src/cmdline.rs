@@ -29,8 +29,9 @@ pub enum PagingMode {
 
 impl PagingMode {
     pub const ALLOWED: &'static str = "2level, pae";
+    pub const ALL: [Self; 2] = [Self::TwoLevel, Self::Pae];
 
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             PagingMode::TwoLevel => "2level",
             PagingMode::Pae => "pae",
@@ -64,7 +65,7 @@ impl VmallocFaultVersion {
     pub const ALLOWED: &'static str = "legacy, cli, sync, eager";
     pub const ALL: [Self; 4] = [Self::Legacy, Self::Cli, Self::Sync, Self::Eager];
 
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Self::Legacy => "legacy",
             Self::Cli => "cli",

@@ -20,6 +20,7 @@ pub mod cmdline;
 pub mod console;
 pub mod fixed_buf;
 pub mod fixup;
+pub mod host_abi;
 extern crate alloc;
 pub mod ktest;
 pub mod lab;
