@@ -12,7 +12,7 @@
 //! Nothing in the kernel reads these statics, so they sit in a section of
 //! their own that linker.ld keeps (`KEEP`) past `--gc-sections`.
 
-use crate::cmdline::{PagingMode, VmallocFaultVersion};
+use crate::cmdline::{self, PagingMode, VmallocFaultVersion};
 use crate::mm::{addr, fault, vm_area, vmalloc};
 use crate::qemu::{ExitCode, ISA_DEBUG_EXIT};
 use crate::sched::KERNEL_STACK_SIZE;
@@ -70,6 +70,34 @@ const VERSION_NAMES: [&str; VmallocFaultVersion::ALL.len()] = {
     out
 };
 
+/// `VERSION_NAMES` without the versions not meant to be correct.
+const CORRECT_NAMES: [&str; correct_count()] = {
+    let mut out = [""; correct_count()];
+    let (mut i, mut n) = (0, 0);
+    while i < VmallocFaultVersion::ALL.len() {
+        if VmallocFaultVersion::ALL[i].meant_correct() {
+            out[n] = VmallocFaultVersion::ALL[i].name();
+            n += 1;
+        }
+        i += 1;
+    }
+    out
+};
+
+const fn correct_count() -> usize {
+    let (mut i, mut n) = (0, 0);
+    while i < VmallocFaultVersion::ALL.len() {
+        if VmallocFaultVersion::ALL[i].meant_correct() {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
+
+const DEFAULT_VERSION: [&str; 1] = [VmallocFaultVersion::DEFAULT.name()];
+const DEFAULT_MODE: [&str; 1] = [PagingMode::DEFAULT.name()];
+
 const MODE_NAMES: [&str; PagingMode::ALL.len()] = {
     let mut out = [""; PagingMode::ALL.len()];
     let mut i = 0;
@@ -96,8 +124,16 @@ export! {
     VMFAULT_QEMU_EXIT_FAILED: u32 = ExitCode::Failed as u32;
     /// `vmalloc_fault=` values, in `VmallocFaultVersion::ALL` order.
     VMFAULT_VERSION_NAMES: [u8; list_len(&VERSION_NAMES)] = list(&VERSION_NAMES);
+    /// The versions `VmallocFaultVersion::meant_correct`, in that order.
+    VMFAULT_CORRECT_VERSIONS: [u8; list_len(&CORRECT_NAMES)] = list(&CORRECT_NAMES);
+    /// The one-name lists of what the kernel runs without the key.
+    VMFAULT_VERSION_DEFAULT: [u8; list_len(&DEFAULT_VERSION)] = list(&DEFAULT_VERSION);
+    VMFAULT_PAGING_DEFAULT: [u8; list_len(&DEFAULT_MODE)] = list(&DEFAULT_MODE);
     /// `paging=` values, in `PagingMode::ALL` order.
     VMFAULT_PAGING_NAMES: [u8; list_len(&MODE_NAMES)] = list(&MODE_NAMES);
+    /// `soak_ops=` and `soak_seed=` when not given.
+    VMFAULT_SOAK_OPS_DEFAULT: u32 = cmdline::SOAK_OPS_DEFAULT;
+    VMFAULT_SOAK_SEED_DEFAULT: u32 = cmdline::SOAK_SEED_DEFAULT;
     /// `BadArea::describe` texts, indexed by the `BadArea` value.
     VMFAULT_BAD_AREA_TEXTS: [u8; list_len(&fault::BAD_AREA_TEXTS)] = list(&fault::BAD_AREA_TEXTS);
 }
