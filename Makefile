@@ -23,7 +23,7 @@
 #                                 and mode (the broken ones may oops, must
 #                                 not leak) -> target/soak/results.md
 
-PAGING ?= 2level
+PAGING ?=
 VMALLOC_FAULT ?=
 CMDLINE ?=
 TEST ?=
@@ -42,7 +42,7 @@ build:
 	cargo build
 
 run:
-	$(RUNNER) run --paging $(PAGING) --cmdline "$(RUN_CMDLINE)"
+	$(RUNNER) run $(if $(PAGING),--paging $(PAGING)) --cmdline "$(RUN_CMDLINE)"
 
 test:
 	$(RUNNER) test $(if $(TEST),--filter '$(TEST)') $(if $(CMDLINE),--cmdline '$(CMDLINE)')
@@ -67,7 +67,7 @@ mutants-list:
 	$(PYTHON) tests/host/mutants.py --list $(FILES)
 
 gdb:
-	$(RUNNER) gdb --paging $(PAGING) --cmdline "$(RUN_CMDLINE)"
+	$(RUNNER) gdb $(if $(PAGING),--paging $(PAGING)) --cmdline "$(RUN_CMDLINE)"
 
 clippy:
 	cargo clippy --all-targets -- -D warnings

@@ -21,6 +21,7 @@ pub mod cmdline;
 pub mod console;
 pub mod fixed_buf;
 pub mod fixup;
+pub mod host_abi;
 pub mod init;
 extern crate alloc;
 pub mod ktest;

@@ -5,7 +5,8 @@
 
 use crate::arch::x86::cpu;
 
-const ISA_DEBUG_EXIT: u16 = 0xf4;
+/// The device's port, as QEMU's `-device isa-debug-exit,iobase=` names it.
+pub const ISA_DEBUG_EXIT: u16 = 0xf4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]

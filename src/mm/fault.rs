@@ -83,19 +83,21 @@ pub enum BadArea {
     NoContext = 6,
 }
 
+/// What each `BadArea` means, indexed by its value: the oops report
+/// prints it, and gdb's `vm-faults` reads it from this ELF.
+pub const BAD_AREA_TEXTS: [&str; 7] = [
+    "none",
+    "init_mm's pgd entry is not present",
+    "pmd already present in this mm (2.4.1 check: `if (pmd_present(*pmd) || ...)`)",
+    "init_mm's pmd entry is not present",
+    "pgd present here or absent in init_mm (seed patch: `if (!pgd_present(*pgd) && pgd_present(*pgd_k))`)",
+    "init_mm's pte is not present (guard page or freed memory)",
+    "kernel fault outside the vmalloc lazy-sync path",
+];
+
 impl BadArea {
     pub fn describe(self) -> &'static str {
-        match self {
-            BadArea::None => "none",
-            BadArea::RefPgdAbsent => "init_mm's pgd entry is not present",
-            BadArea::PmdAlreadyPresent => "pmd already present in this mm (2.4.1 check: `if (pmd_present(*pmd) || ...)`)",
-            BadArea::RefPmdAbsent => "init_mm's pmd entry is not present",
-            BadArea::CliPgdCheck => {
-                "pgd present here or absent in init_mm (seed patch: `if (!pgd_present(*pgd) && pgd_present(*pgd_k))`)"
-            }
-            BadArea::RefPteAbsent => "init_mm's pte is not present (guard page or freed memory)",
-            BadArea::NoContext => "kernel fault outside the vmalloc lazy-sync path",
-        }
+        BAD_AREA_TEXTS[self as usize]
     }
 
     fn from_u8(v: u8) -> Self {

@@ -39,6 +39,10 @@ bitflags::bitflags! {
     }
 }
 
+/// Unmapped pages around a stack area: one below, where an overflow runs,
+/// and the guard page every area has above.
+pub const STACK_GUARD_PAGES: u32 = 2;
+
 /// One live area (Linux's `struct vm_struct`).
 #[derive(Clone, Copy, Debug)]
 pub struct VmArea {
@@ -141,7 +145,7 @@ impl AreaAllocator {
         size: u32,
         caller: &'static Location<'static>,
     ) -> Option<VmArea> {
-        let size = size.checked_add(2 * PAGE_SIZE as u32)?;
+        let size = size.checked_add(STACK_GUARD_PAGES * PAGE_SIZE as u32)?;
         let (&addr, &gap) = self
             .free_by_addr
             .range(self.fence..)

@@ -4,7 +4,6 @@
 //! model along the way, must end with every frame and area given back.
 
 use crate::case;
-use crate::cmdline::VmallocFaultVersion;
 use crate::ktest::skip;
 use crate::ktest::Suite;
 use crate::lab::soak::{self, SoakConfig};
@@ -19,13 +18,7 @@ const SEED: u32 = 0x2001_0223;
 const OPS: u32 = 4_000;
 
 fn short_soak_gives_everything_back() {
-    // The 2.4.1 handler and the seed's cli patch are the subjects of the
-    // race suite, which pins how they fail; the soak is for the versions
-    // meant to be correct.
-    if matches!(
-        fault::version(),
-        VmallocFaultVersion::Legacy | VmallocFaultVersion::Cli
-    ) {
+    if !fault::version().meant_correct() {
         skip("the soak runs the correct handlers only (sync, eager)");
     }
     let cfg = SoakConfig {

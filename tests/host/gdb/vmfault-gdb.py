@@ -4,37 +4,28 @@
 #   (gdb) vm-help
 #
 # Page tables are read through the direct map: physical P is at virtual
-# 0xC0000000 + P in every address space (all RAM is mapped there), so the
+# PAGE_OFFSET + P in every address space (all RAM is mapped there), so the
 # helpers work from any task and any CR3.  If that read fails (before
 # paging, or a frame outside the direct map) they fall back to QEMU's
 # `monitor xp`, which reads physical memory.  The paging mode is what the
 # CPU uses now: CR4.PAE picks two-level (32-bit entries) or PAE (64-bit
 # PDPTE/PMD/PTE).  Control registers come from QEMU's gdb stub (cr0, cr2,
 # cr3, cr4 are in its i386 register set), or from `monitor info registers`.
+#
+# The kernel's constants (PAGE_OFFSET, the vmalloc and stack-zone bounds,
+# the vmalloc_fault= names, the BadArea texts) are read from the ELF gdb
+# loaded, by the VMFAULT_* symbols src/host_abi.rs exports: never a copy
+# here.  See kconst() and knames().
 
 import re
 import struct
 
 import gdb
 
-PAGE_OFFSET = 0xC0000000
-PAGE_SIZE = 0x1000
-VMALLOC_END = 0xFF000000
-# src/mm/vmalloc.rs STACK_ZONE_START: thread stacks, a guard page below each.
-STACK_ZONE_START = VMALLOC_END - (16 << 20)
+# The CPU's, not the kernel's: architectural control-register bits.
 CR0_PG = 1 << 31
 CR4_PSE = 1 << 4
 CR4_PAE = 1 << 5
-VERSIONS = ("legacy", "cli", "sync", "eager")
-BAD_AREA = (
-    "none",
-    "init_mm's pgd entry is not present",
-    "pmd already present in this mm",
-    "init_mm's pmd entry is not present",
-    "pgd present here or absent in init_mm (seed patch check)",
-    "init_mm's pte is not present (guard page or freed memory)",
-    "kernel fault outside the vmalloc lazy-sync path",
-)
 
 # Statics, as (Rust path with debug info, plain ELF name).  The plain names
 # are #[no_mangle] in the kernel so a moved module does not break them.
@@ -52,6 +43,55 @@ SYM_CURRENT = ("vmfault::sched::CURRENT_TASK", "CURRENT_TASK")
 
 class VmError(gdb.GdbError):
     pass
+
+
+# ---------------------------------------------------------------- the kernel's constants
+
+_kconst_cache = {}
+
+
+def _read_file_bytes(addr, size):
+    """`size` bytes at `addr` as the ELF file holds them.  The constants
+    live in .rodata, a read-only section: with trust-readonly-sections gdb
+    reads them from the file, so they come out right before the target is
+    connected, before paging maps the higher half, and from any task."""
+    trusted = gdb.parameter("trust-readonly-sections")
+    gdb.execute("set trust-readonly-sections on", to_string=True)
+    try:
+        return bytes(inferior().read_memory(addr, size))
+    finally:
+        if not trusted:
+            gdb.execute("set trust-readonly-sections off", to_string=True)
+
+
+def _kbytes(name, size=None):
+    """The bytes of VMFAULT_<name>; without `size`, a NUL-ended list."""
+    key = (name, size)
+    if key not in _kconst_cache:
+        addr = sym(("VMFAULT_" + name,))[0]
+        if size is not None:
+            raw = _read_file_bytes(addr, size)
+        else:
+            # The list's length is in the symbol table, which gdb's API
+            # does not show: read on to its final NUL (names are never
+            # empty, so the first pair of NULs ends it).
+            raw = b""
+            while b"\0\0" not in raw and raw != b"\0":
+                raw += _read_file_bytes(addr + len(raw), 64)
+            raw = raw[:raw.index(b"\0\0") + 2] if b"\0\0" in raw else raw
+        _kconst_cache[key] = raw
+    return _kconst_cache[key]
+
+
+def kconst(name):
+    """The u32 the kernel exports as VMFAULT_<name> (src/host_abi.rs)."""
+    return int.from_bytes(_kbytes(name, 4), "little")
+
+
+def knames(name):
+    """The list of names the kernel exports as VMFAULT_<name>."""
+    raw = _kbytes(name)
+    return tuple(t.decode() for t in raw[:-1].split(b"\0")[:-1])
 
 
 # ---------------------------------------------------------------- target access
@@ -72,9 +112,9 @@ def read_phys(pa, size):
     """`size` bytes at physical `pa`: through the direct map, else QEMU."""
     if not paging_on():
         return read_virt(pa, size)
-    if pa + size <= 0x40000000:
+    if pa + size <= kconst("MAXMEM"):
         try:
-            return read_virt(PAGE_OFFSET + pa, size)
+            return read_virt(kconst("PAGE_OFFSET") + pa, size)
         except gdb.MemoryError:
             pass
     words = (size + 3) // 4
@@ -118,6 +158,7 @@ _sym_cache = {}
 
 def _clear_cache(_event=None):
     _sym_cache.clear()
+    _kconst_cache.clear()
 
 
 gdb.events.new_objfile.connect(_clear_cache)
@@ -420,13 +461,13 @@ pgd, so the PGD entry is the one `set_pgd`/`set_pmd` write."""
                 "%s %s [%s]" % (n, ent(e, pae), flags_str(e)) for n, _, _, e in levels)))
         here = [e for _, _, _, e in rows[0]]
         there = [e for _, _, _, e in rows[1]]
-        if va < PAGE_OFFSET:
+        if va < kconst("PAGE_OFFSET"):
             print("  note: a user address; vmalloc_fault only handles kernel addresses")
         else:
             try:
-                vs = static_u(SYM_VMALLOC_START)
-                if not vs <= va < VMALLOC_END:
-                    print("  note: outside the vmalloc area 0x%08x-0x%08x" % (vs, VMALLOC_END))
+                vs, ve = static_u(SYM_VMALLOC_START), kconst("VMALLOC_END")
+                if not vs <= va < ve:
+                    print("  note: outside the vmalloc area 0x%08x-0x%08x" % (vs, ve))
             except VmError:
                 pass
         if not there or not there[-1] & 1:
@@ -449,14 +490,15 @@ def _mapped_runs(ref, start, end, pae):
     runs = []
     cur = None
     mask = addr_mask(pae)
+    page_size = kconst("PAGE_SIZE")
 
     def page(va, present):
         nonlocal cur
         if present:
             if cur is None:
-                cur = [va, va + PAGE_SIZE]
+                cur = [va, va + page_size]
             else:
-                cur[1] = va + PAGE_SIZE
+                cur[1] = va + page_size
         elif cur is not None:
             runs.append(tuple(cur))
             cur = None
@@ -465,7 +507,7 @@ def _mapped_runs(ref, start, end, pae):
         raw = read_phys(table, n * esize)
         fmt = "<%d%s" % (n, "Q" if esize == 8 else "I")
         for i, e in enumerate(struct.unpack(fmt, raw)):
-            va = base + i * PAGE_SIZE
+            va = base + i * page_size
             if start <= va < end:
                 page(va, e & 1)
 
@@ -474,7 +516,7 @@ def _mapped_runs(ref, start, end, pae):
         if not e & 1:
             page(max(va, start), False)
         elif e & 0x80:
-            for p in range(max(va, start), min(va + span, end), PAGE_SIZE):
+            for p in range(max(va, start), min(va + span, end), page_size):
                 page(p, True)
         else:
             ptes(e & mask, va, n, esize)
@@ -511,7 +553,7 @@ class VmAreas(VmCommand):
 
 Derived from swapper_pg_dir, not from the kernel's area tree (a Rust
 BTreeMap behind a spin Mutex, impractical to walk from gdb): each run of
-mapped pages in [VMALLOC_START, 0xFF000000) is one area, and the unmapped
+mapped pages in [VMALLOC_START, VMALLOC_END) is one area, and the unmapped
 guard page after it is counted in its size, as vmallocinfo does (a thread
 stack, in the zone at the top, also has the guard page below it).  So the
 lines read like the kernel's `vmallocinfo` lines (without the caller).
@@ -528,17 +570,18 @@ An area being populated or torn down right now may show partially."""
         start = static_u(SYM_VMALLOC_START)
         if start == 0:
             raise VmError("VMALLOC_START is 0: vmalloc is not initialised yet")
-        runs = _mapped_runs(ref, start, VMALLOC_END, pae)
+        end, page_size = kconst("VMALLOC_END"), kconst("PAGE_SIZE")
+        runs = _mapped_runs(ref, start, end, pae)
         print("vm-areas: %d areas in 0x%08x-0x%08x (from swapper_pg_dir's mapped runs + guard page)" % (
-            len(runs), start, VMALLOC_END))
+            len(runs), start, end))
         for a, b in runs:
             levels, _ = walk(a, ref, pae)
             e = levels[-1][3]
-            pages = (b - a) // PAGE_SIZE
-            if a >= STACK_ZONE_START:
+            pages = (b - a) // page_size
+            if a >= kconst("STACK_ZONE_START"):
                 # A thread stack: its area begins with the guard page below.
-                a -= PAGE_SIZE
-            size = b - a + PAGE_SIZE
+                a -= page_size
+            size = b - a + page_size
             print("0x%08x-0x%08x %8d pages=%d [%s]" % (a, a + size, size, pages, flags_str(e)))
 
 
@@ -556,7 +599,7 @@ chosen by vmalloc_fault= and the reason of the last bad_area."""
 
     def run(self, argv):
         try:
-            ver = VERSIONS[static_u(SYM_VERSION, 1)]
+            ver = knames("VERSION_NAMES")[static_u(SYM_VERSION, 1)]
         except (VmError, IndexError):
             ver = "?"
         try:
@@ -566,16 +609,18 @@ chosen by vmalloc_fault= and the reason of the last bad_area."""
         print("vmalloc_fault=%s: %d lazy syncs, %d bad areas, %s eager syncs" % (
             ver, static_u(SYM_FAULTS), static_u(SYM_BAD_AREAS), eager))
         slots_addr, slots_val = sym(SYM_BY_SLOT)
-        n = int(slots_val.type.sizeof // 4) if slots_val is not None else 256
+        page_offset = kconst("PAGE_OFFSET")
+        # Without debug info: one counter per 4 MiB slot above PAGE_OFFSET.
+        n = int(slots_val.type.sizeof // 4) if slots_val is not None else ((1 << 32) - page_offset) >> 22
         for i, c in enumerate(struct.unpack("<%dI" % n, read_virt(slots_addr, 4 * n))):
             if c:
-                print("  slot 0x%08x: %d faults" % (PAGE_OFFSET + (i << 22), c))
+                print("  slot 0x%08x: %d faults" % (page_offset + (i << 22), c))
         # BY_PGD is either one counter per directory frame (index = pgd >> 12)
         # or (pgd, count) pairs; the debug info says which.
         pgd_addr, pgd_val = sym(SYM_BY_PGD)
         elem = pgd_val.type.strip_typedefs().target() if pgd_val is not None else None
         if elem is None or elem.sizeof == 4:
-            total = pgd_val.type.sizeof if pgd_val is not None else (896 << 20) >> 12 << 2
+            total = pgd_val.type.sizeof if pgd_val is not None else kconst("MAXMEM") >> 12 << 2
             raw = read_virt(pgd_addr, total)
             for i, c in enumerate(struct.unpack("<%dI" % (total // 4), raw)):
                 if c:
@@ -591,7 +636,8 @@ chosen by vmalloc_fault= and the reason of the last bad_area."""
                     print("  pgd 0x%08x: %d faults" % (p, c))
         try:
             last = static_u(SYM_LAST_BAD, 1)
-            print("  last bad_area: %s" % (BAD_AREA[last] if last < len(BAD_AREA) else last))
+            texts = knames("BAD_AREA_TEXTS")
+            print("  last bad_area: %s" % (texts[last] if last < len(texts) else last))
         except VmError:
             pass
 
@@ -632,7 +678,7 @@ vmalloc_fault reads CR3 instead of tsk->active_mm."""
 class VmEarlyBreak(VmCommand):
     """Hardware breakpoint for code that runs before paging: vm-early-break [SYMBOL|ADDR]
 
-Default `_start` (the multiboot2 entry, physical 0x100018).  The .boot
+Default `_start` (the multiboot2 entry, at its physical address).  The .boot
 section (_start, paging_switch) is linked at its physical address, so the
 breakpoint goes there; an `hbreak` is used because the CPU runs with
 paging off or through the boot page directory at that point."""
@@ -655,7 +701,7 @@ paging off or through the boot page directory at that point."""
             if not m:
                 raise VmError("no address for %s: %s" % (what, out.strip()))
             a = int(m.group(1), 16)
-        if a >= PAGE_OFFSET:
+        if a >= kconst("PAGE_OFFSET"):
             raise VmError("0x%08x is a higher-half address: that code runs with paging on; use `break %s`" % (a, what))
         gdb.execute("hbreak *0x%x" % a)
 
@@ -675,7 +721,7 @@ class VmHelp(VmCommand):
   vm-areas                    live vmalloc areas (from swapper_pg_dir's mapped runs)
   vm-faults                   vmalloc fault counters (lazy syncs, bad areas, per slot/pgd)
   vm-mm                       current task, its mm/active_mm pgd, CR3
-  vm-early-break [SYM|ADDR]   hbreak at a physical address (default _start, 0x100018)
+  vm-early-break [SYM|ADDR]   hbreak at a physical address (default _start)
   $vm_swapper_pg_dir()        physical address of swapper_pg_dir
   vm-static NAME [SIZE]       a static's value, into $vm_static (e.g. vmfault::lab::demo::ADDR, FAULTS)
   $cr0 $cr2 $cr3 $cr4         control registers (QEMU's gdb stub)""")

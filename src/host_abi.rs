@@ -1,0 +1,139 @@
+//! The kernel's constants the host tools need, exported by symbol name:
+//! `tests/host/vmfault_host/elf.py` reads them from the ELF the build
+//! produced and `tests/host/gdb/vmfault-gdb.py` from gdb's symbol table,
+//! so no Python file keeps a copy that could drift.  Each value is taken
+//! from the definition the kernel's own code uses, never restated here.
+//!
+//! A number is a little-endian `u32`.  A list of names is their texts in
+//! the kernel's order (a `BadArea` or `fault::VERSION` value indexes it),
+//! each ended by a NUL, the list ended by one more NUL: plain bytes, so
+//! a reader needs no Rust layout and no relocation.
+//!
+//! Nothing in the kernel reads these statics, so they sit in a section of
+//! their own that linker.ld keeps (`KEEP`) past `--gc-sections`.
+
+use crate::cmdline::{self, PagingMode, VmallocFaultVersion};
+use crate::mm::{addr, fault, vm_area, vmalloc};
+use crate::qemu::{ExitCode, ISA_DEBUG_EXIT};
+use crate::sched::KERNEL_STACK_SIZE;
+
+macro_rules! export {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty = $value:expr;)*) => {$(
+        $(#[$doc])*
+        #[no_mangle]
+        #[used]
+        #[link_section = ".rodata.vmfault_abi"]
+        pub static $name: $ty = $value;
+    )*};
+}
+
+/// Bytes `names` take as a list: each name and its NUL, then the last NUL.
+const fn list_len(names: &[&str]) -> usize {
+    let mut n = 1;
+    let mut i = 0;
+    while i < names.len() {
+        n += names[i].len() + 1;
+        i += 1;
+    }
+    n
+}
+
+/// `names` as a NUL-separated list; `N` must be `list_len(names)`.
+const fn list<const N: usize>(names: &[&str]) -> [u8; N] {
+    let mut out = [0u8; N];
+    let mut at = 0;
+    let mut i = 0;
+    while i < names.len() {
+        let b = names[i].as_bytes();
+        let mut j = 0;
+        while j < b.len() {
+            // A NUL inside a name would split it for every reader.
+            assert!(b[j] != 0);
+            out[at] = b[j];
+            at += 1;
+            j += 1;
+        }
+        at += 1;
+        i += 1;
+    }
+    assert!(at + 1 == N);
+    out
+}
+
+const VERSION_NAMES: [&str; VmallocFaultVersion::ALL.len()] = {
+    let mut out = [""; VmallocFaultVersion::ALL.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = VmallocFaultVersion::ALL[i].name();
+        i += 1;
+    }
+    out
+};
+
+/// `VERSION_NAMES` without the versions not meant to be correct.
+const CORRECT_NAMES: [&str; correct_count()] = {
+    let mut out = [""; correct_count()];
+    let (mut i, mut n) = (0, 0);
+    while i < VmallocFaultVersion::ALL.len() {
+        if VmallocFaultVersion::ALL[i].meant_correct() {
+            out[n] = VmallocFaultVersion::ALL[i].name();
+            n += 1;
+        }
+        i += 1;
+    }
+    out
+};
+
+const fn correct_count() -> usize {
+    let (mut i, mut n) = (0, 0);
+    while i < VmallocFaultVersion::ALL.len() {
+        if VmallocFaultVersion::ALL[i].meant_correct() {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
+
+const DEFAULT_VERSION: [&str; 1] = [VmallocFaultVersion::DEFAULT.name()];
+const DEFAULT_MODE: [&str; 1] = [PagingMode::DEFAULT.name()];
+
+const MODE_NAMES: [&str; PagingMode::ALL.len()] = {
+    let mut out = [""; PagingMode::ALL.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = PagingMode::ALL[i].name();
+        i += 1;
+    }
+    out
+};
+
+export! {
+    /// Linux's `PAGE_OFFSET`: the direct map's base.
+    VMFAULT_PAGE_OFFSET: u32 = addr::PAGE_OFFSET as u32;
+    VMFAULT_PAGE_SIZE: u32 = addr::PAGE_SIZE as u32;
+    /// The most RAM the direct map holds (Linux 2.4 `MAXMEM`).
+    VMFAULT_MAXMEM: u32 = addr::MAXMEM as u32;
+    VMFAULT_VMALLOC_END: u32 = vmalloc::VMALLOC_END;
+    VMFAULT_STACK_ZONE_START: u32 = vmalloc::STACK_ZONE_START;
+    VMFAULT_KERNEL_STACK_SIZE: u32 = KERNEL_STACK_SIZE as u32;
+    VMFAULT_STACK_GUARD_PAGES: u32 = vm_area::STACK_GUARD_PAGES;
+    /// The isa-debug-exit port and the values the kernel writes to it.
+    VMFAULT_QEMU_EXIT_PORT: u32 = ISA_DEBUG_EXIT as u32;
+    VMFAULT_QEMU_EXIT_SUCCESS: u32 = ExitCode::Success as u32;
+    VMFAULT_QEMU_EXIT_FAILED: u32 = ExitCode::Failed as u32;
+    /// `vmalloc_fault=` values, in `VmallocFaultVersion::ALL` order.
+    VMFAULT_VERSION_NAMES: [u8; list_len(&VERSION_NAMES)] = list(&VERSION_NAMES);
+    /// The versions `VmallocFaultVersion::meant_correct`, in that order.
+    VMFAULT_CORRECT_VERSIONS: [u8; list_len(&CORRECT_NAMES)] = list(&CORRECT_NAMES);
+    /// The one-name lists of what the kernel runs without the key.
+    VMFAULT_VERSION_DEFAULT: [u8; list_len(&DEFAULT_VERSION)] = list(&DEFAULT_VERSION);
+    VMFAULT_PAGING_DEFAULT: [u8; list_len(&DEFAULT_MODE)] = list(&DEFAULT_MODE);
+    /// `paging=` values, in `PagingMode::ALL` order.
+    VMFAULT_PAGING_NAMES: [u8; list_len(&MODE_NAMES)] = list(&MODE_NAMES);
+    /// `soak_ops=` and `soak_seed=` when not given.
+    VMFAULT_SOAK_OPS_DEFAULT: u32 = cmdline::SOAK_OPS_DEFAULT;
+    VMFAULT_SOAK_SEED_DEFAULT: u32 = cmdline::SOAK_SEED_DEFAULT;
+    /// `BadArea::describe` texts, indexed by the `BadArea` value.
+    VMFAULT_BAD_AREA_TEXTS: [u8; list_len(&fault::BAD_AREA_TEXTS)] = list(&fault::BAD_AREA_TEXTS);
+}

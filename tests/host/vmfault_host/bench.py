@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""make bench: numbers a kernel developer can compare, measured in one run.
+
+In-kernel (release build, `experiment=bench`, both paging modes):
+  1. instructions from the #PF entry to iret (single-step counts) for a bare
+     exception, and a vmalloc fault under each vmalloc_fault version;
+  2. vmalloc+touch+vfree of one page with n live areas, our B-tree area
+     allocator against Linux 2.4's linear first-fit vmlist (TSC, same run);
+  3. lazy (sync) versus eager sync: N address spaces x M new PGD slots;
+  5. explorer throughput (boundaries explored per second, host clock).
+Host side:
+  4. boot to the first KTAP line, and the whole `make test` wall time.
+Writes target/bench/results.csv and target/bench/*.svg (matplotlib).
+Under TCG, time is not hardware time: compare instruction counts and ratios.
+"""
+import csv
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from vmfault_host import build, deps, elf, iso
+from vmfault_host.paths import ROOT, TARGET
+from vmfault_host.qemu import qemu_cmd, read_log
+
+OUT = os.path.join(TARGET, "bench")
+START, STOP, END = r"^BENCH\|explorer-start", r"^BENCH\|explorer-end", r"^BENCH\|end"
+
+
+def timed_boot(kernel, cmdline, marks, timeout=600, memory=None):
+    """Boot and note when each regex in `marks` first appears (host clock)."""
+    k = elf.constants(kernel)
+    with tempfile.TemporaryDirectory() as d:
+        image = iso.make_iso(kernel, os.path.join(d, "k.iso"), iso.grub_cfg(k, cmdline))
+        log = os.path.join(d, "serial.log")
+        start = time.monotonic()
+        p = subprocess.Popen(qemu_cmd(k, image, f"file:{log}", (), memory), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seen = {}
+        while p.poll() is None and time.monotonic() - start < timeout:
+            text = read_log(log)
+            for m in marks:
+                if m not in seen and re.search(m, text, re.M):
+                    seen[m] = time.monotonic() - start
+            time.sleep(0.02)
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+        end = time.monotonic() - start
+        text = read_log(log)
+        for m in marks:  # lines that arrived just before QEMU exited
+            if m not in seen and re.search(m, text, re.M):
+                seen[m] = end
+        return text, seen
+
+
+def get_row(rows, mode, sect, key, metric):
+    for r in rows:
+        if r[0] == mode and r[1] == sect and (r[2] == key or key.endswith("=")) and r[3] == metric:
+            return r[4]
+    return None
+
+
+def fields(line):
+    parts = line.split("|")
+    if parts[1] == "explorer":  # no key: every part is a figure
+        return parts[1], "run", dict(p.split("=", 1) for p in parts[2:] if "=" in p)
+    return parts[1], parts[2], dict(p.split("=", 1) for p in parts[3:] if "=" in p)
+
+
+def sizes(rows, sect, field):
+    """The numbers the kernel's bench ran `sect` with, from its keys
+    (`n=16`, `mms=8,slots=1,version=sync`): the bench, not this script,
+    chooses them."""
+    out = set()
+    for r in rows:
+        if r[1] == sect:
+            for part in r[2].split(","):
+                name, _, v = part.partition("=")
+                if name == field and v.isdigit():
+                    out.add(int(v))
+    return sorted(out)
+
+
+def ensure_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+        return True
+    except ImportError:
+        r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "matplotlib"])
+        if r.returncode != 0:
+            print("bench: matplotlib unavailable; pictures skipped (pip install matplotlib)")
+            return False
+        return True
+
+
+def main():
+    deps.ensure_tools()
+    t_all = time.monotonic()
+    bins, tests = build.build_kernels(release=True)
+    kernel = build.main_kernel(bins)
+    ktest = build.test_kernel(tests, "ktest")
+    k = elf.constants(kernel)
+    os.makedirs(OUT, exist_ok=True)
+    rows = []  # (mode, section, key, metric, value)
+
+    for mode in k.modes:
+        log, seen = timed_boot(kernel, f"paging={mode} experiment=bench",
+                               [START, STOP, END])
+        if END not in seen:
+            sys.exit(f"bench: the {mode} bench kernel did not finish; see its log:\n" + log[-2000:])
+        for line in log.splitlines():
+            if not line.startswith("BENCH|") or line.count("|") < 3:
+                continue
+            sect, key, f = fields(line)
+            if sect == "lazy_eager":
+                key = f"{key},slots={f.pop('slots')},version={f.pop('version')}"
+            for metric, value in f.items():
+                rows.append((mode, sect, key, metric, value))
+        runs = int(get_row(rows, mode, "explorer", "run", "runs") or 0)
+        secs = seen[STOP] - seen[START]
+        if runs:
+            rows.append((mode, "explorer", "throughput", "boundaries_per_second", f"{runs / secs:.0f}"))
+
+    boots = []
+    for _ in range(3):
+        _, seen = timed_boot(ktest, "paging=2level test=boot.*", [r"^KTAP version 1"], timeout=60)
+        boots.append(seen.get(r"^KTAP version 1", float("nan")))
+    rows.append(("2level", "boot", "first_ktap_line", "seconds_median_of_3", f"{statistics.median(boots):.2f}"))
+
+    t0 = time.monotonic()
+    r = subprocess.run(["make", "test"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    last = next((x for x in reversed(r.stdout.splitlines()) if re.match(r"^\d+ passed", x)), "no summary line")
+    rows.append(("both", "make_test", "wall", "seconds", f"{time.monotonic() - t0:.0f}"))
+    rows.append(("both", "make_test", "result", "summary", last.replace(",", ";")))
+
+    with open(os.path.join(OUT, "results.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["paging", "section", "key", "metric", "value"])
+        w.writerows(rows)
+
+    def get(mode, sect, key, metric):
+        for r in rows:
+            if r[:4] == (mode, sect, key, metric):
+                return r[4]
+        return None
+
+    print()
+    print("== 1. fault path, instructions from #PF entry to iret (release build) ==")
+    print(f"{'paging':7} {'handler':15} {'instructions':>12} {'/ bare':>8}")
+    for mode in k.modes:
+        bare = get(mode, "fault", "bare_exception", "instructions")
+        print(f"{mode:7} {'bare int3':15} {bare:>12} {'1.00':>8}")
+        for v in k.versions:
+            n = get(mode, "fault", v, "instructions")
+            ratio = get(mode, "fault", v, "ratio_to_bare") or "-"
+            out = get(mode, "fault", v, "outcome")
+            note = "" if out not in ("no-fault",) else "  (no vmalloc fault happens)"
+            if out and out.startswith("Oops"):
+                note = f"  ({out})"
+            print(f"{mode:7} {v:15} {n:>12} {ratio:>8}{note}")
+        print(f"{mode:7} {'mapped touch':15} {'1':>12}")
+    print()
+    ns = sizes(rows, "scaling", "n")
+    lo, hi = (ns[0], ns[-1]) if ns else (None, None)
+    print(f"== 2. vmalloc+touch+vfree of one page vs live areas (median TSC; ratio to n={lo}) ==")
+    for mode in k.modes:
+        for alloc in ("btree", "vmlist24"):
+            vals = {n: int(get(mode, "scaling", f"n={n}", f"{alloc}_tsc") or 0) for n in ns}
+            ratio = vals[hi] / vals[lo] if ns and vals[lo] else float("nan")
+            print(f"{mode:7} {alloc:9} " + "  ".join(f"n={n}:{v}" for n, v in vals.items()) +
+                  f"   cost({hi})/cost({lo}) = {ratio:.2f}")
+            rows.append((mode, "scaling", alloc, f"ratio_{hi}_to_{lo}", f"{ratio:.2f}"))
+    print()
+    print("== 3. lazy (sync) vs eager: vmalloc of M slots + first touch from N mms (TSC) ==")
+    for mode in k.modes:
+        for m in sizes(rows, "lazy_eager", "slots"):
+            line = []
+            for n in sizes(rows, "lazy_eager", "mms"):
+                lz = get(mode, "lazy_eager", f"mms={n},slots={m},version=sync", "tsc")
+                eg = get(mode, "lazy_eager", f"mms={n},slots={m},version=eager", "tsc")
+                if lz and eg:
+                    line.append(f"N={n}: eager/lazy={int(eg) / int(lz):.2f}")
+            print(f"{mode:7} M={m:<3} " + "  ".join(line))
+    print()
+    print("== 4, 5 ==")
+    print(f"boot to first KTAP line: {get('2level', 'boot', 'first_ktap_line', 'seconds_median_of_3')} s "
+          f"(median of 3, host clock, GRUB ISO, TCG)")
+    print(f"make test wall time: {get('both', 'make_test', 'wall', 'seconds')} s ({last})")
+    for mode in k.modes:
+        print(f"explorer throughput ({mode}): {get(mode, 'explorer', 'throughput', 'boundaries_per_second') or '-'} "
+              f"boundaries/s")
+
+    if ensure_matplotlib():
+        plots(k, rows)
+    with open(os.path.join(OUT, "results.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["paging", "section", "key", "metric", "value"])
+        w.writerows(rows)
+    print(f"\nwritten: {os.path.relpath(OUT)}/results.csv and *.svg; total {time.monotonic() - t_all:.0f} s")
+    return 0
+
+
+def plots(k, rows):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def val(mode, sect, key, metric):
+        for r in rows:
+            if r[:4] == (mode, sect, key, metric):
+                return float(r[4])
+        return float("nan")
+
+    ns = sizes(rows, "scaling", "n")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, mode in zip(axes, k.modes):
+        for alloc, label in (("btree", "B-tree areas (vmfault)"), ("vmlist24", "linear vmlist (Linux 2.4)")):
+            ax.plot(ns, [val(mode, "scaling", f"n={n}", f"{alloc}_tsc") for n in ns], marker="o", label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(f"vmalloc+touch+vfree, {mode}")
+        ax.set_xlabel("live vmalloc areas")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("median TSC ticks (TCG, relative)")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(OUT, "scaling.svg"))
+    fig.savefig(os.path.join(OUT, "scaling.png"), dpi=80)
+
+    nn = sizes(rows, "lazy_eager", "mms")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, m in zip(axes, sizes(rows, "lazy_eager", "slots")):
+        for mode in k.modes:
+            for v, style in (("sync", "-"), ("eager", "--")):
+                ax.plot(nn, [val(mode, "lazy_eager", f"mms={n},slots={m},version={v}", "tsc") for n in nn],
+                        style, marker="o", label=f"{v} ({mode})")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(f"vmalloc of {m} new slot(s) + first touch from N mms")
+        ax.set_xlabel("address spaces N")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("TSC ticks (TCG, relative)")
+    fig.tight_layout()
+    fig.savefig(os.path.join(OUT, "lazy_eager.svg"))
+    fig.savefig(os.path.join(OUT, "lazy_eager.png"), dpi=80)

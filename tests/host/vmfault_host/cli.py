@@ -1,0 +1,216 @@
+"""Host side of vmfault: build kernels, wrap them in GRUB ISOs, boot them in
+qemu-system-i386 and judge what they print on COM1.
+
+  runner.py test            every test kernel in both paging modes, plus the
+                            host-side boot checks; ends with `N passed, N failed`
+  runner.py run [--paging pae] [--cmdline ARGS] [KERNEL]
+                            boot a kernel with the serial console on the terminal
+  runner.py iso [KERNEL]    build target/vmfault.iso with the boot/grub.cfg menu
+  runner.py cargo KERNEL    what `cargo run` / `cargo test` call (.cargo/config.toml)
+
+QEMU runs under TCG (KVM here is a software variant that hangs GRUB), with
+-no-reboot (a triple fault then exits with status 0, which never counts as a
+pass) and no stdin.  Each serial log is kept under target/ktest/.
+"""
+import argparse
+import concurrent.futures
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+
+from vmfault_host import build, deps, elf, gdb, iso, judge, layers, matrix
+from vmfault_host.paths import LOGDIR, ROOT, TARGET
+from vmfault_host.qemu import boot, qemu_cmd
+
+
+def cmd_test(args):
+    deps.ensure_tools()
+    bins, tests = build.build_kernels()
+    main_kernel = build.main_kernel(bins)
+    k = elf.constants(main_kernel)
+    res = judge.Results()
+    # The kernel's floors (core <- lab <- ktest <- binaries): any upward
+    # path fails the run, whatever the filter (vmfault_host/layers.py).
+    upward = layers.check(ROOT)
+    res.record("host layers_import_downward", "not ok" if upward else "ok", "\n".join(upward))
+    jobs = matrix.jobs(k, tests, args.filter, args.cmdline)
+    if not args.filter:
+        # gdb in batch mode against QEMU, both paging modes
+        checks = judge.host_checks(main_kernel) + gdb.checks(main_kernel)
+    else:
+        checks = []
+
+    # Results are reported in declaration order, whatever order they ran in.
+    durations = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        running = {i: pool.submit(boot, jobs[i].path, jobs[i].cmdline, jobs[i].tag, memory=jobs[i].memory)
+                   for i in matrix.start_order(jobs)}
+        futures = [(n, pool.submit(f, m)) for n, f, m in checks]
+        for i, j in enumerate(jobs):
+            b = running[i].result()
+            durations[j.tag] = round(b.seconds, 1)
+            exp = judge.expectations(j.name)
+            if exp["exit"]:
+                judge.judge_expect(res, j.label, b, exp)
+            else:
+                judge.judge_ktap(res, j.label, b)
+        for n, fut in futures:
+            why = fut.result()
+            res.record(n, "not ok" if why else "ok", "\n".join(why))
+    if not args.filter:  # a filtered run's times would mislead the next full one
+        matrix.save_durations(durations)
+    print(f"logs: {os.path.relpath(LOGDIR, os.getcwd())}/")
+    print(res.summary())
+    return 1 if res.failed else 0
+
+
+def checked_paging(args, k):
+    """--paging, checked against the kernel's own paging= values (known
+    only once it is built); unset, the kernel's default."""
+    if args.paging is None:
+        return k.default_mode
+    if args.paging not in k.modes:
+        args.parser.error(f"argument --paging: invalid choice: {args.paging!r} "
+                          f"(choose from {', '.join(repr(m) for m in k.modes)})")
+    return args.paging
+
+
+def cmd_run(args):
+    deps.ensure_tools()
+    kernel = args.kernel
+    if not kernel:
+        bins, _ = build.build_kernels()
+        kernel = build.main_kernel(bins)
+    k = elf.constants(kernel)
+    default = k.modes.index(checked_paging(args, k))
+    os.makedirs(TARGET, exist_ok=True)
+    image = iso.make_iso(kernel, os.path.join(TARGET, "run.iso"),
+                         iso.grub_cfg(k, None, iso.menu(k, args.cmdline), 0, default))
+    extra = list(args.qemu or [])
+    cmd = qemu_cmd(k, image, "mon:stdio", ["-nographic"] + extra)
+    cmd.remove("-display"); cmd.remove("none")
+    print("runner: " + " ".join(cmd), flush=True)
+    print("runner: leave QEMU with Ctrl-A X", flush=True)
+    return subprocess.call(cmd)
+
+
+def cmd_iso(args):
+    deps.ensure_tools()
+    kernel = args.kernel
+    if not kernel:
+        bins, _ = build.build_kernels()
+        kernel = build.main_kernel(bins)
+    with open(os.path.join(ROOT, "boot", "grub.cfg")) as f:
+        cfg = f.read()
+    out = iso.make_iso(kernel, os.path.join(TARGET, "vmfault.iso"), cfg)
+    print(out)
+    return 0
+
+
+def cmd_gdb(args):
+    """`make gdb`: see gdb.interactive."""
+    deps.ensure_tools()
+    if shutil.which("gdb") is None:
+        sys.exit("runner: gdb is missing; install it with: sudo apt-get install gdb")
+    bins, _ = build.build_kernels()
+    kernel = build.main_kernel(bins)
+    paging = checked_paging(args, elf.constants(kernel))
+    return gdb.interactive(kernel, paging, args.cmdline, args.stop, args.batch, args.timeout)
+
+
+def cmd_cargo(args):
+    """Called by cargo as the target runner with the binary path.  A test
+    kernel boots in both paging modes with its default vmalloc_fault=;
+    three environment variables narrow or widen that, for scoped runs such
+    as `make mutants` (vmfault_host/mutants.py):
+
+      VMFAULT_TEST=GLOB          the KTAP filter, passed as test=GLOB
+      VMFAULT_VERSIONS=a,b,...   boot once per vmalloc_fault= version
+                                 (the kernel's names) and mode
+      VMFAULT_JOBS=N             boots at a time (default 1); with more
+                                 than one boot, the first failing boot
+                                 stops the others (the verdict is known)
+
+    VMFAULT_BOOT_TIMEOUT (seconds per boot) applies as everywhere."""
+    kernel = args.kernel
+    name = re.sub(r"-[0-9a-f]{16}$", "", os.path.basename(kernel))
+    if os.sep + "deps" + os.sep not in kernel:
+        args.kernel, args.paging, args.cmdline, args.qemu = kernel, None, "", []
+        return cmd_run(args)
+    deps.ensure_tools()
+    k = elf.constants(kernel)
+    exp = judge.expectations(name)
+    test = os.environ.get("VMFAULT_TEST") or None
+    versions = [v.strip() for v in os.environ.get("VMFAULT_VERSIONS", "").split(",") if v.strip()]
+    bad = [v for v in versions if v not in k.versions]
+    if bad:
+        sys.exit(f"runner: VMFAULT_VERSIONS: unknown {', '.join(bad)} (allowed: {', '.join(k.versions)})")
+    jobs = []
+    for mode in k.modes:
+        for v in versions or [None]:
+            cmdline = f"paging={mode}" + (f" vmalloc_fault={v}" if v else "")
+            if test and not exp["exit"]:
+                cmdline += f" test={test}"
+            label = f"{mode},{v}" if v else mode
+            jobs.append((label, cmdline, f"{name}-{label.replace(',', '-')}"))
+    stop = threading.Event()
+
+    def run_job(j):
+        b = boot(kernel, j[1], j[2], stop=stop)
+        want = judge.expected_status(b, exp) if exp["exit"] else b.success
+        if b.status != want:
+            stop.set()
+        return b
+
+    res = judge.Results()
+    workers = max(1, int(os.environ.get("VMFAULT_JOBS", "1")))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(run_job, j) for j in jobs]
+        for (label, _, _), fut in zip(jobs, futures):
+            b = fut.result()
+            if b.stopped:
+                print(f"{name}[{label}]: not judged, stopped after another boot failed", flush=True)
+                continue
+            if exp["exit"]:
+                judge.judge_expect(res, f"{name}[{label}]", b, exp)
+            else:
+                judge.judge_ktap(res, f"{name}[{label}]", b)
+    print(res.summary())
+    return 1 if res.failed else 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("test")
+    t.add_argument("--filter", default=os.environ.get("TEST") or None, help="KTAP glob (test=)")
+    t.add_argument("--cmdline", default="",
+                   help="more kernel parameters for every test kernel, e.g. fuzz_seed=S fuzz_cases=1")
+    # --paging takes the kernel's paging= values, read from it once built.
+    paging_help = "a paging= value of the kernel (default: the kernel's)"
+    r = sub.add_parser("run")
+    r.add_argument("--paging", metavar="MODE", help=paging_help)
+    r.add_argument("--cmdline", default="")
+    r.add_argument("--qemu", nargs=argparse.REMAINDER)
+    r.add_argument("kernel", nargs="?")
+    r.set_defaults(parser=r)
+    i = sub.add_parser("iso")
+    i.add_argument("kernel", nargs="?")
+    g = sub.add_parser("gdb")
+    g.add_argument("--paging", metavar="MODE", help=paging_help)
+    g.add_argument("--cmdline", default="")
+    g.add_argument("--batch", action="append", help="run this gdb script in batch mode (after the stop)")
+    g.add_argument("--stop", choices=("vmalloc_fault", "start", "reset"),
+                   default=os.environ.get("GDB_STOP") or "vmalloc_fault",
+                   help="where gdb stops first (GDB_STOP): vmalloc_fault, _start (early boot), the reset vector")
+    g.add_argument("--timeout", type=int, help="stop gdb and QEMU after this many seconds (batch: 300)")
+    g.set_defaults(parser=g)
+    c = sub.add_parser("cargo")
+    c.add_argument("kernel")
+    c.add_argument("rest", nargs=argparse.REMAINDER)
+    c.set_defaults(parser=r)
+    args = ap.parse_args(argv)
+    return {"test": cmd_test, "run": cmd_run, "iso": cmd_iso, "gdb": cmd_gdb, "cargo": cmd_cargo}[args.cmd](args)
