@@ -17,7 +17,7 @@
 //! lives), so a value of one level cannot be written into another.  The
 //! width of an entry in memory follows the mode.
 
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::Ordering;
 
 use bitflags::bitflags;
 
@@ -66,22 +66,30 @@ impl PteFlags {
 }
 
 /// Bits of an entry that hold the physical frame address.
+#[inline(always)]
 pub fn addr_mask() -> u64 {
-    match mode() {
-        PagingMode::TwoLevel => 0xFFFF_F000,
-        PagingMode::Pae => 0x000F_FFFF_FFFF_F000,
+    if is_pae() {
+        0x000F_FFFF_FFFF_F000
+    } else {
+        0xFFFF_F000
     }
 }
 
-static MODE: AtomicU8 = AtomicU8::new(0);
+/// The paging mode, written once by `paging_init` before any table exists
+/// and only read after: a plain load, not an atomic.  The fault path
+/// reads it at every step of every walk, and in a debug kernel an atomic
+/// load is a chain of calls that the race explorer single-steps through.
+static PAE_MODE: crate::racy_cell::RacyCell<bool> = crate::racy_cell::RacyCell::new(false);
 
 /// Set once by `mm::init`, before any table exists.
 pub fn set_mode(m: PagingMode) {
-    MODE.store(if m == PagingMode::Pae { 1 } else { 0 }, Ordering::Relaxed);
+    // SAFETY: called once at boot, on one CPU, before anything reads it.
+    unsafe { *PAE_MODE.get() = m == PagingMode::Pae };
 }
 
+#[inline(always)]
 pub fn mode() -> PagingMode {
-    if MODE.load(Ordering::Relaxed) == 1 {
+    if is_pae() {
         PagingMode::Pae
     } else {
         PagingMode::TwoLevel
@@ -92,6 +100,7 @@ static NX: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(
 
 /// Whether entries may carry NX: PAE on a CPU with NX, EFER.NXE set by
 /// `paging_init` before any entry has the bit.
+#[inline(always)]
 pub fn nx_enabled() -> bool {
     NX.load(Ordering::Relaxed)
 }
@@ -101,8 +110,10 @@ pub fn set_nx(on: bool) {
     NX.store(on, Ordering::Relaxed);
 }
 
+#[inline(always)]
 pub fn is_pae() -> bool {
-    mode() == PagingMode::Pae
+    // SAFETY: written once before any reader (see `PAE_MODE`).
+    unsafe { *PAE_MODE.get() }
 }
 
 /// Geometry of one format: Linux's `PGDIR_SHIFT`, `PTRS_PER_*`.
@@ -143,16 +154,19 @@ impl Geometry {
     }
 
     /// `pgd_index(address)`.
+    #[inline(always)]
     pub fn pgd_index(&self, addr: u32) -> usize {
         (addr >> self.pgdir_shift) as usize & (self.ptrs_per_pgd - 1)
     }
 
     /// Index in the pmd page (always 0 when folded).
+    #[inline(always)]
     pub fn pmd_index(&self, addr: u32) -> usize {
         (addr >> self.pmd_shift) as usize & (self.ptrs_per_pmd - 1)
     }
 
     /// `__pte_offset(address)`.
+    #[inline(always)]
     pub fn pte_index(&self, addr: u32) -> usize {
         (addr >> 12) as usize & (self.ptrs_per_pte - 1)
     }
@@ -173,6 +187,7 @@ impl Geometry {
     }
 }
 
+#[inline(always)]
 pub fn geometry() -> Geometry {
     Geometry::of(mode())
 }
@@ -193,16 +208,19 @@ macro_rules! entry_type {
 
         impl $name {
             /// The raw entry (Linux's `pgd_val` and friends).
+            #[inline(always)]
             pub const fn val(self) -> u64 {
                 self.0
             }
 
             /// The frame the entry points to.
+            #[inline(always)]
             pub fn phys(self) -> u64 {
                 self.0 & addr_mask()
             }
 
             /// The entry's flag bits (NX included in PAE).
+            #[inline(always)]
             pub fn flags(self) -> PteFlags {
                 PteFlags::from_bits_truncate(self.0)
             }
@@ -274,11 +292,13 @@ macro_rules! slot_type {
 
         impl $name {
             /// Read the entry (`*pgd` and friends).
+            #[inline(always)]
             pub fn read(self) -> $entry {
                 $entry(read_entry(self.0))
             }
 
             /// The kernel virtual address of the entry.
+            #[inline(always)]
             pub fn addr(self) -> usize {
                 self.0
             }
@@ -299,6 +319,7 @@ slot_type!(
     PteSlot, Pte
 );
 
+#[inline(always)]
 fn read_entry(va: usize) -> u64 {
     // SAFETY: slots are only made by the `*_offset`/`*_slot` functions,
     // which point into live table pages in the direct map.
@@ -312,6 +333,7 @@ fn read_entry(va: usize) -> u64 {
 }
 
 /// A 32-bit store: two-level entries, and one half of a PAE entry.
+#[inline(always)]
 fn write_u32(va: usize, val: u32) {
     // SAFETY: as in `read_entry`; callers hold the lock of the table's mm
     // or run with interrupts off.
@@ -351,6 +373,7 @@ fn set_64bit(va: usize, val: u64) {
 /// attempt to update the pte", so two stores do: the high half (frame
 /// bits 32+, NX) first, then, after a write barrier, the low half with the
 /// present bit.
+#[inline(always)]
 pub fn set_pte(pte: PteSlot, val: Pte) {
     if is_pae() {
         write_u32(pte.0 + 4, (val.0 >> 32) as u32);
@@ -388,6 +411,7 @@ pub fn ptep_get_and_clear(pte: PteSlot) -> Pte {
 
 /// `set_pmd`: one 32-bit store in two-level mode (where it writes the
 /// folded pgd entry); `set_64bit` in PAE.
+#[inline(always)]
 pub fn set_pmd(pmd: PmdSlot, val: Pmd) {
     if is_pae() {
         set_64bit(pmd.0, val.0);
@@ -399,6 +423,7 @@ pub fn set_pmd(pmd: PmdSlot, val: Pmd) {
 /// `set_pgd`: in two-level mode this writes the PDE (the folded pmd); in
 /// PAE it writes a PDPTE with `set_64bit`, which the CPU caches: the
 /// caller must reload CR3 if the PDPT is live (see `pmd_alloc`).
+#[inline(always)]
 pub fn set_pgd(pgd: PgdSlot, val: Pgd) {
     if is_pae() {
         set_64bit(pgd.0, val.0);
@@ -423,6 +448,7 @@ pub fn pgd_clear(pgd: PgdSlot) {
 
 /// `pgd_present`: constant 1 in two-level mode, where the pmd is folded
 /// into the pgd (Linux 2.4 `pgtable-2level.h`).
+#[inline(always)]
 pub fn pgd_present(pgd: Pgd) -> bool {
     match mode() {
         PagingMode::TwoLevel => true,
@@ -431,6 +457,7 @@ pub fn pgd_present(pgd: Pgd) -> bool {
 }
 
 /// `pgd_none`: constant 0 in two-level mode.
+#[inline(always)]
 pub fn pgd_none(pgd: Pgd) -> bool {
     match mode() {
         PagingMode::TwoLevel => false,
@@ -438,24 +465,29 @@ pub fn pgd_none(pgd: Pgd) -> bool {
     }
 }
 
+#[inline(always)]
 pub fn pmd_present(pmd: Pmd) -> bool {
     pmd.0 & PteFlags::PRESENT.bits() != 0
 }
 
+#[inline(always)]
 pub fn pmd_none(pmd: Pmd) -> bool {
     pmd.0 == 0
 }
 
 /// A pmd that maps a large page (4 MiB, PAE 2 MiB) instead of a PTE page:
 /// the boot directory's PSE entries.
+#[inline(always)]
 pub fn pmd_large(pmd: Pmd) -> bool {
     pmd.0 & PteFlags::PSE.bits() != 0
 }
 
+#[inline(always)]
 pub fn pte_present(pte: Pte) -> bool {
     pte.0 & PteFlags::PRESENT.bits() != 0
 }
 
+#[inline(always)]
 pub fn pte_none(pte: Pte) -> bool {
     pte.0 == 0
 }
@@ -464,6 +496,7 @@ pub fn pte_none(pte: Pte) -> bool {
 
 /// `pgd_offset`: the pgd slot for `addr` in the directory at `pgd_phys`
 /// (the PGD page in two-level mode, the PDPT in PAE).
+#[inline(always)]
 pub fn pgd_offset(pgd_phys: u32, addr: u32) -> PgdSlot {
     pgd_slot(pgd_phys, geometry().pgd_index(addr))
 }
@@ -471,6 +504,7 @@ pub fn pgd_offset(pgd_phys: u32, addr: u32) -> PgdSlot {
 /// `pmd_offset`: in two-level mode the pgd slot itself, folded (Linux's
 /// `pmd_offset(dir, address)` returns `(pmd_t *) dir`); in PAE the entry
 /// in the PMD page the PDPTE points to.
+#[inline(always)]
 pub fn pmd_offset(pgd: PgdSlot, addr: u32) -> PmdSlot {
     match mode() {
         PagingMode::TwoLevel => PmdSlot(pgd.0),
@@ -479,12 +513,14 @@ pub fn pmd_offset(pgd: PgdSlot, addr: u32) -> PmdSlot {
 }
 
 /// `pte_offset`: the entry in the PTE page the pmd points to.
+#[inline(always)]
 pub fn pte_offset(pmd: PmdSlot, addr: u32) -> PteSlot {
     pte_slot(pmd.read().phys() as u32, geometry().pte_index(addr))
 }
 
 /// Entry `index` of the directory at `pgd_phys`, for code that walks a
 /// whole table (copying the kernel part, freeing user tables).
+#[inline(always)]
 pub fn pgd_slot(pgd_phys: u32, index: usize) -> PgdSlot {
     let g = geometry();
     debug_assert!(index < g.ptrs_per_pgd);
@@ -493,12 +529,14 @@ pub fn pgd_slot(pgd_phys: u32, index: usize) -> PgdSlot {
 
 /// Entry `index` of the PMD page at `pmd_phys` (PAE only: a two-level pmd
 /// is the pgd slot, reached through `pmd_offset`).
+#[inline(always)]
 pub fn pmd_slot(pmd_phys: u32, index: usize) -> PmdSlot {
     debug_assert!(is_pae() && index < PAE.ptrs_per_pmd);
     PmdSlot(__va(pmd_phys) + index * PAE.entry_size)
 }
 
 /// Entry `index` of the PTE page at `pte_phys`.
+#[inline(always)]
 pub fn pte_slot(pte_phys: u32, index: usize) -> PteSlot {
     let g = geometry();
     debug_assert!(index < g.ptrs_per_pte);
