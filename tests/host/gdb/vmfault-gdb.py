@@ -31,14 +31,14 @@ CR4_PAE = 1 << 5
 # are #[no_mangle] in the kernel so a moved module does not break them.
 SYM_SWAPPER = ("vmfault::mm::init::SWAPPER_PG_DIR", "SWAPPER_PG_DIR")
 SYM_VMALLOC_START = ("vmfault::mm::vmalloc::VMALLOC_START", "VMALLOC_START")
-SYM_FAULTS = ("vmfault::mm::fault::FAULTS", "FAULTS")
+SYM_FAULTS = ("vmfault::mm::fault_stats::FAULTS", "FAULTS")
 SYM_BAD_AREAS = ("vmfault::mm::fault::BAD_AREAS", "BAD_AREAS")
-SYM_BY_SLOT = ("vmfault::mm::fault::BY_SLOT", "BY_SLOT")
-SYM_BY_PGD = ("vmfault::mm::fault::BY_PGD", "BY_PGD")
+SYM_BY_SLOT = ("vmfault::mm::fault_stats::BY_SLOT", "BY_SLOT")
+SYM_BY_PGD = ("vmfault::mm::fault_stats::BY_PGD", "BY_PGD")
 SYM_VERSION = ("vmfault::mm::fault::VERSION",)
 SYM_LAST_BAD = ("vmfault::mm::fault::LAST_BAD_AREA",)
 SYM_EAGER = ("vmfault::mm::vmalloc::EAGER_SYNCS",)
-SYM_CURRENT = ("vmfault::sched::CURRENT_TASK", "CURRENT_TASK")
+SYM_CURRENT = ("vmfault::sched::task::CURRENT_TASK", "CURRENT_TASK")
 
 
 class VmError(gdb.GdbError):
