@@ -78,12 +78,17 @@ def checked_paging(args, k):
     return args.paging
 
 
-def cmd_run(args):
+def user_kernel(args):
+    """The kernel named on the command line, or the freshly built one."""
     deps.ensure_tools()
-    kernel = args.kernel
-    if not kernel:
-        bins, _ = build.build_kernels()
-        kernel = build.main_kernel(bins)
+    if args.kernel:
+        return args.kernel
+    bins, _ = build.build_kernels()
+    return build.main_kernel(bins)
+
+
+def cmd_run(args):
+    kernel = user_kernel(args)
     k = elf.constants(kernel)
     default = k.modes.index(checked_paging(args, k))
     os.makedirs(TARGET, exist_ok=True)
@@ -98,11 +103,7 @@ def cmd_run(args):
 
 
 def cmd_iso(args):
-    deps.ensure_tools()
-    kernel = args.kernel
-    if not kernel:
-        bins, _ = build.build_kernels()
-        kernel = build.main_kernel(bins)
+    kernel = user_kernel(args)
     with open(os.path.join(ROOT, "boot", "grub.cfg")) as f:
         cfg = f.read()
     out = iso.make_iso(kernel, os.path.join(TARGET, "vmfault.iso"), cfg)
