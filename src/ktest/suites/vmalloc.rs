@@ -748,16 +748,32 @@ fn fault_counts_restart_for_a_reused_directory() {
     drop(t);
     drop(mm);
     crate::sched::yield_now();
-    // The frame allocator hands out the lowest free frame: the next
-    // directory reuses the one just freed, if nothing took it meanwhile.
+    // Swapper may still borrow the thread's mm (lazy TLB): give it back.
+    crate::sched::drop_lazy_mm();
+    // The frame allocator hands out the lowest free frame.  Hold every
+    // free frame below the dead directory's, so that the next directory
+    // is made in that very frame.
+    assert!(
+        frame::is_frame_free(pgd),
+        "the dead mm's directory was not freed"
+    );
+    let mut held = Vec::new();
+    while let Some(f) = frame::alloc_frame() {
+        if f == pgd {
+            frame::free_frame(f);
+            break;
+        }
+        held.push(f);
+    }
     let again = mm_alloc().expect("mm");
     let reused = again.pgd == pgd;
     let count = fault::faults_of_pgd(again.pgd);
     drop(again);
-    vfree(p as *const u8).unwrap();
-    if !reused {
-        crate::ktest::skip("the directory frame was not reused");
+    for f in held {
+        frame::free_frame(f);
     }
+    vfree(p as *const u8).unwrap();
+    assert!(reused, "the directory frame {:#x} was not reused", pgd);
     assert_eq!(count, 0, "a reused directory inherited a dead mm's faults");
 }
 
