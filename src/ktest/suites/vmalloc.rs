@@ -47,6 +47,7 @@ pub static SUITE: Suite = Suite {
         case!(fault_reason_follows_the_version_error_code_check),
         case!(bad_area_reasons_quote_the_linux_checks),
         case!(fault_counts_restart_for_a_reused_directory),
+        case!(switching_to_eager_makes_vmalloc_sync),
     ],
 };
 
@@ -780,4 +781,35 @@ fn fault_counts_restart_for_a_reused_directory() {
 fn toucher_once(addr: usize) {
     // SAFETY: a live vmalloc page of the case.
     unsafe { core::ptr::read_volatile(addr as *const u32) };
+}
+
+/// `mm::set_vmalloc_fault` puts a whole version in force, the fault path
+/// and vmalloc's side of it: after switching to 5.8's eager sync, a new
+/// kernel PGD entry is in a directory made before it, with no fault.  (The
+/// bench switches versions this way; once only the fault path switched,
+/// and the bench's "eager" touches oopsed.)
+fn switching_to_eager_makes_vmalloc_sync() {
+    if mode() != PagingMode::TwoLevel {
+        crate::ktest::skip("PAE shares the kernel PMD: nothing to sync");
+    }
+    let booted = v();
+    let mm = mm_alloc().expect("mm");
+    crate::mm::set_vmalloc_fault(V::Eager);
+    let old = vmalloc(4 << 20).expect("vmalloc").as_ptr() as u32;
+    vfree(old as *const u8).unwrap();
+    vmalloc::drop_kernel_tables(old, 4 << 20);
+    let p = vmalloc(4 << 20).expect("vmalloc").as_ptr() as u32;
+    let missing = (0..1024u32)
+        .map(|i| p + i * PAGE_SIZE as u32)
+        .filter(|&a| !pmd_present(pmd_offset(pgd_offset(mm.pgd, a), a).read()))
+        .count();
+    crate::mm::set_vmalloc_fault(booted);
+    vfree(p as *const u8).unwrap();
+    drop(mm);
+    assert_eq!(v(), booted, "the booted version was not restored");
+    assert_eq!(
+        missing, 0,
+        "eager vmalloc left {} pages unsynced in an older mm",
+        missing
+    );
 }

@@ -94,8 +94,13 @@ fn eager() -> bool {
     *VERSION.lock() == VmallocFaultVersion::Eager
 }
 
-pub fn init(version: VmallocFaultVersion) {
+/// Whether new kernel PGD entries are synced eagerly: set with the
+/// fault path's version (`mm::set_vmalloc_fault`).
+pub fn set_version(version: VmallocFaultVersion) {
     *VERSION.lock() = version;
+}
+
+pub fn init() {
     let start = (high_memory() as u32 + 2 * VMALLOC_OFFSET - 1) & !(VMALLOC_OFFSET - 1);
     VMALLOC_START.store(start, Ordering::Relaxed);
     *VMLIST.lock() = Some(AreaAllocator::with_stack_zone(
@@ -108,7 +113,7 @@ pub fn init(version: VmallocFaultVersion) {
         start,
         STACK_ZONE_START,
         (STACK_ZONE_START - start) >> 20,
-        version.name(),
+        VERSION.lock().name(),
         STACK_ZONE_START,
         VMALLOC_END
     );
