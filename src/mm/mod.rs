@@ -20,6 +20,16 @@ pub mod walk;
 pub fn init(p: &crate::BootParams) {
     init::paging_init(p);
     let _ = mm_struct::init_mm();
-    fault::init(p.cmdline.vmalloc_fault);
-    vmalloc::init(p.cmdline.vmalloc_fault);
+    set_vmalloc_fault(p.cmdline.vmalloc_fault);
+    vmalloc::init();
+}
+
+/// Put `vmalloc_fault=` version `v` in force: the page-fault gate and
+/// handler of that Linux release, and whether vmalloc copies a new kernel
+/// PGD entry into every directory itself (5.8's eager sync).  At boot from
+/// the command line; the bench also switches versions within one boot to
+/// compare them on the same memory.
+pub fn set_vmalloc_fault(v: crate::cmdline::VmallocFaultVersion) {
+    fault::init(v);
+    vmalloc::set_version(v);
 }
