@@ -384,18 +384,13 @@ pub fn set_pte(pte: PteSlot, val: Pte) {
     }
 }
 
-/// `pte_clear(xp)`: 2.4's `do { set_pte(xp, __pte(0)); } while (0)`, so in
-/// PAE the high half is cleared first.  Only for entries the hardware
-/// cannot be using; a live mapping is taken down with
-/// `ptep_get_and_clear`.
-pub fn pte_clear(pte: PteSlot) {
-    set_pte(pte, Pte(0))
-}
-
 /// `ptep_get_and_clear`: clear a live pte and return what it held.  PAE
 /// (2.4 pgtable-3level.h): "xchg acts as a barrier before the setting of
 /// the high bits": the low half (present bit) goes first, atomically, so
 /// the CPU never sees a present entry with half its frame or NX gone.
+/// This is what 2.4's vmalloc `free_area_pte` uses, and so do all our
+/// unmaps; 2.4's `pte_clear` (`set_pte(xp, __pte(0))`, high half first)
+/// is for entries the hardware cannot be using, and nothing here needs it.
 pub fn ptep_get_and_clear(pte: PteSlot) -> Pte {
     // SAFETY: as in `read_entry`; the caller owns the mapping.
     let low =

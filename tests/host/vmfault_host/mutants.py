@@ -75,8 +75,11 @@ SCOPES = {
     # Entry formats, offsets, folding: paging is the direct test; the lazy
     # sync cases walk both directories.  legacy reads pgd_present (the
     # two-level folding) where sync does not.
+    # traps.jump_into*/write_to*: NX and read-only bits in the entries
+    # (added after the first pgtable.rs run missed its NX mutants).
     "src/mm/pgtable.rs": ("paging.*,vmalloc.lazy_sync*,vmalloc.data_written*,vmalloc.guard_page*,"
-                          "vmalloc.vmap_and_ioremap*,vmalloc.fault_gate*", "legacy,sync"),
+                          "vmalloc.vmap_and_ioremap*,vmalloc.fault_gate*,traps.jump_into*,traps.write_to*",
+                          "legacy,sync"),
     # The lazy-sync counters the vmalloc and race cases assert on.
     "src/mm/fault_stats.rs": ("vmalloc.lazy_sync*,vmalloc.*fault*,race.*,-race.explorer_thread_context", "sync"),
     "src/mm/walk.rs": ("paging.*,vmalloc.*,sched.thread_stack*", "sync"),
@@ -87,7 +90,7 @@ SCOPES = {
     "src/mm/vmalloc/info.rs": ("vmalloc.*,leaks.*", "sync"),
     "src/mm/vm_area.rs": ("vmalloc.*,sched.*", "sync"),
     "src/mm/frame.rs": ("frames.*,paging.*,leaks.*", "sync"),
-    "src/mm/init.rs": ("paging.*,frames.*,boot.*", "sync"),
+    "src/mm/init.rs": ("paging.*,frames.*,boot.*,traps.jump_into*,traps.write_to*", "sync"),
 }
 
 
