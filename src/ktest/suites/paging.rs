@@ -29,6 +29,8 @@ pub static SUITE: Suite = Suite {
         case!(pdpt_change_reloads_cr3),
         case!(mm_alloc_free_1000_times_leaks_nothing),
         case!(two_level_pgd_present_is_folded),
+        case!(map_refuses_a_mapped_page_and_unmap_spares_its_neighbour),
+        case!(free_user_tables_clears_every_entry),
     ],
 };
 
@@ -321,4 +323,59 @@ fn two_level_pgd_present_is_folded() {
     let pgd = pgd_offset(swapper_pg_dir(), 0xC000_0000);
     assert_eq!(pmd_offset(pgd, 0xC000_0000).addr(), pgd.addr());
     assert!(pmd_present(pmd_offset(pgd, 0xC000_0000).read()));
+}
+
+/// `map_page` refuses a page that is mapped already, and taking a page
+/// down (`ptep_get_and_clear`) touches its own entry only: the entry next
+/// to it keeps every bit, NX and the high half included.
+fn map_refuses_a_mapped_page_and_unmap_spares_its_neighbour() {
+    let mm = mm_alloc().expect("mm");
+    let a = mm.map_user_page(USER_VA).expect("map");
+    let b = mm.map_user_page(USER_VA + 0x1000).expect("map");
+    assert_eq!(
+        walk::map_page(mm.pgd, USER_VA, b as u64, PteFlags::PAGE_SHARED),
+        Err(walk::MapError::AlreadyMapped),
+        "a mapped page was mapped again"
+    );
+    assert_eq!(mm.translate(USER_VA).phys, Some(a as u64));
+    let pte = |va: u32| walk::find_pte(mm.pgd, va).expect("pte").read();
+    let before = pte(USER_VA);
+    assert_eq!(walk::unmap_page(mm.pgd, USER_VA + 0x1000), Some(b as u64));
+    frame::free_frame(b);
+    assert!(
+        pte_none(pte(USER_VA + 0x1000)),
+        "the unmapped entry is not empty"
+    );
+    assert_eq!(
+        pte(USER_VA),
+        before,
+        "unmapping a page changed its neighbour's entry"
+    );
+}
+
+/// `free_user_tables` (an mm's teardown) clears the entries that pointed
+/// to the tables it frees, so nothing can reach a freed page table.
+fn free_user_tables_clears_every_entry() {
+    let mm = mm_alloc().expect("mm");
+    let far = USER_VA + (8 << 20); // another 4 MiB slot, another 2 MiB pmd
+    mm.map_user_page(USER_VA).expect("map");
+    mm.map_user_page(far).expect("map");
+    let freed = walk::free_user_tables(mm.pgd, true);
+    assert!(freed >= 4, "{} frames freed", freed);
+    for va in [USER_VA, far] {
+        let w = mm.translate(va);
+        assert_eq!(w.phys, None);
+        match mode() {
+            PagingMode::TwoLevel => assert!(
+                pmd_none(pmd_offset(pgd_offset(mm.pgd, va), va).read()),
+                "the pde of {:#x} still points to a freed page table",
+                va
+            ),
+            PagingMode::Pae => assert!(
+                pgd_none(w.pgd),
+                "the pdpte of {:#x} still points to a freed pmd page",
+                va
+            ),
+        }
+    }
 }

@@ -235,8 +235,10 @@ fn write_to_rodata_oopses() {
 
 /// NX is only as good as the mode that has it: PAE with EFER.NXE.  A
 /// two-level entry has no NX bit at all (Linux 2.4 i386 had none either).
+/// Asked of the CPU and the mode, not of the kernel's own NX flag: a
+/// kernel that forgot to enable NX must fail these cases, not skip them.
 fn require_nx() {
-    if !crate::mm::pgtable::nx_enabled() {
+    if !(crate::arch::x86::cpu::features().nx && crate::mm::pgtable::is_pae()) {
         let why = if crate::mm::pgtable::is_pae() {
             "no NX: this CPU does not report it (CPUID 0x80000001 EDX bit 20)"
         } else {
