@@ -330,7 +330,15 @@ fn two_level_pgd_present_is_folded() {
 /// to it keeps every bit, NX and the high half included.
 fn map_refuses_a_mapped_page_and_unmap_spares_its_neighbour() {
     let mm = mm_alloc().expect("mm");
-    let a = mm.map_user_page(USER_VA).expect("map");
+    // NX (in PAE with NX) gives the neighbour a high half to lose.
+    let a = frame::alloc_zeroed_frame().expect("frame");
+    walk::map_page(
+        mm.pgd,
+        USER_VA,
+        a as u64,
+        PteFlags::PAGE_SHARED | PteFlags::NX,
+    )
+    .expect("map");
     let b = mm.map_user_page(USER_VA + 0x1000).expect("map");
     assert_eq!(
         walk::map_page(mm.pgd, USER_VA, b as u64, PteFlags::PAGE_SHARED),
