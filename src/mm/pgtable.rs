@@ -24,6 +24,21 @@ use bitflags::bitflags;
 use super::addr::__va;
 pub use crate::cmdline::PagingMode;
 
+mod levels;
+pub use levels::{Levels, ThreeLevel, TwoLevel};
+
+/// Run the `Levels` function of the booted paging mode: one test of the
+/// mode, then code compiled for it.
+macro_rules! by_mode {
+    ($f:ident($($a:expr),*)) => {
+        if is_pae() {
+            <ThreeLevel as Levels>::$f($($a),*)
+        } else {
+            <TwoLevel as Levels>::$f($($a),*)
+        }
+    };
+}
+
 bitflags! {
     /// Entry flags, Linux's `_PAGE_*`.  The low twelve bits are the same in
     /// both formats; NX (bit 63) exists only in PAE entries.
@@ -68,11 +83,7 @@ impl PteFlags {
 /// Bits of an entry that hold the physical frame address.
 #[inline(always)]
 pub fn addr_mask() -> u64 {
-    if is_pae() {
-        0x000F_FFFF_FFFF_F000
-    } else {
-        0xFFFF_F000
-    }
+    by_mode!(addr_mask())
 }
 
 /// The paging mode, written once by `paging_init` before any table exists
@@ -321,15 +332,15 @@ slot_type!(
 
 #[inline(always)]
 fn read_entry(va: usize) -> u64 {
+    by_mode!(read_entry(va))
+}
+
+/// One volatile load of an entry (or a half of one) from a table page.
+#[inline(always)]
+fn read_raw<T: Copy + Into<u64>>(va: usize) -> u64 {
     // SAFETY: slots are only made by the `*_offset`/`*_slot` functions,
     // which point into live table pages in the direct map.
-    unsafe {
-        if is_pae() {
-            core::ptr::read_volatile(va as *const u64)
-        } else {
-            core::ptr::read_volatile(va as *const u32) as u64
-        }
-    }
+    unsafe { core::ptr::read_volatile(va as *const T) }.into()
 }
 
 /// A 32-bit store: two-level entries, and one half of a PAE entry.
@@ -404,27 +415,16 @@ pub fn ptep_get_and_clear(pte: PteSlot) -> Pte {
     }
 }
 
-/// `set_pmd`: one 32-bit store in two-level mode (where it writes the
-/// folded pgd entry); `set_64bit` in PAE.
+/// `set_pmd` (see `Levels::set_pmd`).
 #[inline(always)]
 pub fn set_pmd(pmd: PmdSlot, val: Pmd) {
-    if is_pae() {
-        set_64bit(pmd.0, val.0);
-    } else {
-        write_u32(pmd.0, val.0 as u32);
-    }
+    by_mode!(set_pmd(pmd, val))
 }
 
-/// `set_pgd`: in two-level mode this writes the PDE (the folded pmd); in
-/// PAE it writes a PDPTE with `set_64bit`, which the CPU caches: the
-/// caller must reload CR3 if the PDPT is live (see `pmd_alloc`).
+/// `set_pgd` (see `Levels::set_pgd`).
 #[inline(always)]
 pub fn set_pgd(pgd: PgdSlot, val: Pgd) {
-    if is_pae() {
-        set_64bit(pgd.0, val.0);
-    } else {
-        write_u32(pgd.0, val.0 as u32);
-    }
+    by_mode!(set_pgd(pgd, val))
 }
 
 /// `pmd_clear`.
@@ -445,19 +445,13 @@ pub fn pgd_clear(pgd: PgdSlot) {
 /// into the pgd (Linux 2.4 `pgtable-2level.h`).
 #[inline(always)]
 pub fn pgd_present(pgd: Pgd) -> bool {
-    match mode() {
-        PagingMode::TwoLevel => true,
-        PagingMode::Pae => pgd.0 & PteFlags::PRESENT.bits() != 0,
-    }
+    by_mode!(pgd_present(pgd))
 }
 
 /// `pgd_none`: constant 0 in two-level mode.
 #[inline(always)]
 pub fn pgd_none(pgd: Pgd) -> bool {
-    match mode() {
-        PagingMode::TwoLevel => false,
-        PagingMode::Pae => pgd.0 == 0,
-    }
+    by_mode!(pgd_none(pgd))
 }
 
 #[inline(always)]
@@ -493,7 +487,7 @@ pub fn pte_none(pte: Pte) -> bool {
 /// (the PGD page in two-level mode, the PDPT in PAE).
 #[inline(always)]
 pub fn pgd_offset(pgd_phys: u32, addr: u32) -> PgdSlot {
-    pgd_slot(pgd_phys, geometry().pgd_index(addr))
+    by_mode!(pgd_offset(pgd_phys, addr))
 }
 
 /// `pmd_offset`: in two-level mode the pgd slot itself, folded (Linux's
@@ -501,25 +495,20 @@ pub fn pgd_offset(pgd_phys: u32, addr: u32) -> PgdSlot {
 /// in the PMD page the PDPTE points to.
 #[inline(always)]
 pub fn pmd_offset(pgd: PgdSlot, addr: u32) -> PmdSlot {
-    match mode() {
-        PagingMode::TwoLevel => PmdSlot(pgd.0),
-        PagingMode::Pae => pmd_slot(pgd.read().phys() as u32, PAE.pmd_index(addr)),
-    }
+    by_mode!(pmd_offset(pgd, addr))
 }
 
 /// `pte_offset`: the entry in the PTE page the pmd points to.
 #[inline(always)]
 pub fn pte_offset(pmd: PmdSlot, addr: u32) -> PteSlot {
-    pte_slot(pmd.read().phys() as u32, geometry().pte_index(addr))
+    by_mode!(pte_offset(pmd, addr))
 }
 
 /// Entry `index` of the directory at `pgd_phys`, for code that walks a
 /// whole table (copying the kernel part, freeing user tables).
 #[inline(always)]
 pub fn pgd_slot(pgd_phys: u32, index: usize) -> PgdSlot {
-    let g = geometry();
-    debug_assert!(index < g.ptrs_per_pgd);
-    PgdSlot(__va(pgd_phys) + index * g.entry_size)
+    by_mode!(pgd_slot(pgd_phys, index))
 }
 
 /// Entry `index` of the PMD page at `pmd_phys` (PAE only: a two-level pmd
@@ -533,7 +522,5 @@ pub fn pmd_slot(pmd_phys: u32, index: usize) -> PmdSlot {
 /// Entry `index` of the PTE page at `pte_phys`.
 #[inline(always)]
 pub fn pte_slot(pte_phys: u32, index: usize) -> PteSlot {
-    let g = geometry();
-    debug_assert!(index < g.ptrs_per_pte);
-    PteSlot(__va(pte_phys) + index * g.entry_size)
+    by_mode!(pte_slot(pte_phys, index))
 }
