@@ -4,7 +4,8 @@
 //! | key | values | default |
 //! |---|---|---|
 //! | `paging=` | `2level`, `pae` | `2level` |
-//! | `vmalloc_fault=` | `legacy`, `cli`, `sync`, `eager` | `sync` |
+//! | `vmalloc_fault=` | `legacy`, `cli`, `cr3`, `sync`, `eager`, `eager-lazy` | `sync` |
+//! | `preempt=` | `none` (2.4: kernel code runs until it yields), `full` (the timer preempts kernel code on interrupt exit, as from the 2.5 preempt patch) | `none` |
 //! | `test=` | a glob over `suite.case` (`*`, `?`) | none: no tests run |
 //! | `loglevel=` | `0`..`8` | `7` |
 //! | `experiment=` | `race` (full race experiments) or `bench` (benchmarks), then exit | none |
@@ -49,23 +50,63 @@ impl PagingMode {
     }
 }
 
+/// Whether the timer may preempt kernel code, Linux's `CONFIG_PREEMPT_NONE`
+/// and `CONFIG_PREEMPT`: 2.4 never rescheduled on return to kernel mode
+/// (its `ret_from_intr` looks at `need_resched` only on the way back to
+/// user mode); kernel preemption came with the preempt patch (2.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PreemptModel {
+    None,
+    Full,
+}
+
+impl PreemptModel {
+    pub const ALLOWED: &'static str = "none, full";
+    pub const DEFAULT: Self = Self::None;
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Full => "full",
+        }
+    }
+
+    fn from_value(v: &str) -> Option<Self> {
+        [Self::None, Self::Full].into_iter().find(|x| x.name() == v)
+    }
+}
+
 /// Which historical `vmalloc_fault` the page-fault path runs (DESIGN.md
 /// section 1 has the table of versions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VmallocFaultVersion {
-    /// Linux 2.4.0/2.4.1.
+    /// Linux 2.4.0-2.4.4.
     Legacy,
-    /// The seed's patch (2.4.2aa).
+    /// The seed's patch (2.4.2aa, 23 Feb 2001).
     Cli,
-    /// Linux 2.4.16+.
+    /// Linux 2.4.5-pre1: the pgd from CR3, 2.4.1's checks and trap gate.
+    Cr3,
+    /// Linux 2.4.5-pre2 and later (2.4.16, every 2.4.x after).
     Sync,
-    /// Linux 5.8's eager `arch_sync_kernel_mappings`.
+    /// Linux 5.8 (x86-32): `arch_sync_kernel_mappings` after mapping, no
+    /// vmalloc fault (7f0a002b5a21).
     Eager,
+    /// Linux 5.9+ (x86-32): 5.8's sync plus `vmalloc_fault` as the
+    /// fallback again (4819e15f740e, Sep 2020).
+    EagerLazy,
 }
 
 impl VmallocFaultVersion {
-    pub const ALLOWED: &'static str = "legacy, cli, sync, eager";
-    pub const ALL: [Self; 4] = [Self::Legacy, Self::Cli, Self::Sync, Self::Eager];
+    pub const ALLOWED: &'static str = "legacy, cli, cr3, sync, eager, eager-lazy";
+    /// In the order Linux had them.
+    pub const ALL: [Self; 6] = [
+        Self::Legacy,
+        Self::Cli,
+        Self::Cr3,
+        Self::Sync,
+        Self::Eager,
+        Self::EagerLazy,
+    ];
     /// Without `vmalloc_fault=`.
     pub const DEFAULT: Self = Self::Sync;
 
@@ -73,8 +114,10 @@ impl VmallocFaultVersion {
         match self {
             Self::Legacy => "legacy",
             Self::Cli => "cli",
+            Self::Cr3 => "cr3",
             Self::Sync => "sync",
             Self::Eager => "eager",
+            Self::EagerLazy => "eager-lazy",
         }
     }
 
@@ -86,7 +129,14 @@ impl VmallocFaultVersion {
     /// cli patch are the subjects of the race suite, which pins how they
     /// fail; soaks run the correct ones.
     pub const fn meant_correct(self) -> bool {
-        matches!(self, Self::Sync | Self::Eager)
+        matches!(self, Self::Sync | Self::Eager | Self::EagerLazy)
+    }
+
+    /// 5.8 and later: vmalloc copies a new kernel PMD into every directory
+    /// itself (`arch_sync_kernel_mappings`), so no lazy fault is needed
+    /// unless someone slips into the window before that copy.
+    pub const fn syncs_eagerly(self) -> bool {
+        matches!(self, Self::Eager | Self::EagerLazy)
     }
 }
 
@@ -94,6 +144,7 @@ impl VmallocFaultVersion {
 pub struct Cmdline<'a> {
     pub paging: PagingMode,
     pub vmalloc_fault: VmallocFaultVersion,
+    pub preempt: PreemptModel,
     /// `test=GLOB`: run the in-kernel suite, only the matching cases.
     pub test: Option<&'a str>,
     pub loglevel: Option<u8>,
@@ -120,6 +171,7 @@ impl Default for Cmdline<'_> {
         Cmdline {
             paging: PagingMode::DEFAULT,
             vmalloc_fault: VmallocFaultVersion::DEFAULT,
+            preempt: PreemptModel::DEFAULT,
             test: None,
             loglevel: None,
             experiment: false,
@@ -176,6 +228,13 @@ pub fn parse<'a>(
                     key: "vmalloc_fault",
                     value,
                     allowed: VmallocFaultVersion::ALLOWED,
+                })?
+            }
+            "preempt" => {
+                c.preempt = PreemptModel::from_value(value).ok_or(BadValue {
+                    key: "preempt",
+                    value,
+                    allowed: PreemptModel::ALLOWED,
                 })?
             }
             "test" => {

@@ -50,8 +50,9 @@ extern "C" fn start_kernel(magic: u32, info_phys: u32) -> ! {
         irq::init(None);
     }
 
-    // sched_init: the boot context becomes swapper (pid 0).
+    // sched_init: the boot context becomes swapper (pid 0); preempt=.
     crate::sched::init();
+    crate::sched::set_preempt_model(params.cmdline.preempt);
 
     // time_init: a clock for printk_ratelimit, measured against the PIT.
     tsc::calibrate();

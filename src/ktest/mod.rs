@@ -154,7 +154,13 @@ pub fn run_suite(n: usize, suite: &Suite, filter: &str, r: &mut dyn Reporter) ->
         .filter(|c| glob::selects(filter, suite.name, c.name))
     {
         i += 1;
+        let t0 = crate::arch::x86::tsc::now_ms();
         let (o, why) = run_case(case);
+        // Where make test's time goes (issue 14's 240 s budget): a
+        // diagnostic the host sums per case, never a pass/fail criterion.
+        if let (Some(t0), Some(t1)) = (t0, crate::arch::x86::tsc::now_ms()) {
+            crate::println!("    # time: {}.{} {} ms", suite.name, case.name, t1 - t0);
+        }
         counts.add(o);
         r.case_done(i, case, o, why.as_ref());
     }

@@ -28,7 +28,7 @@ fn fault_path() {
     let bare = explorer::measure_bare_exception();
     println!("BENCH|fault|bare_exception|instructions={}", bare);
     let booted = fault::version();
-    for v in [V::Legacy, V::Cli, V::Sync, V::Eager] {
+    for v in V::ALL {
         crate::mm::set_vmalloc_fault(v);
         match explorer::measure_fault_path() {
             Some((n, out)) => println!(

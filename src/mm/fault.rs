@@ -20,36 +20,44 @@ use super::fault_stats::count_fault;
 pub use super::fault_stats::{faults_in_slot, faults_of_pgd, total_faults};
 use super::init::swapper_pg_dir;
 use super::pgtable::*;
+use super::sync_kernel_mappings::sync_one;
 use crate::arch::x86::entry::TrapFrame;
-use crate::arch::x86::trapnr::{X86_PF_PROT, X86_PF_USER};
-use crate::arch::x86::{cpu, dispatch, idt, traps};
+use crate::arch::x86::trapnr::{X86_PF_PROT, X86_PF_RSVD, X86_PF_USER};
+use crate::arch::x86::{cpu, idt, traps};
 use crate::cmdline::VmallocFaultVersion;
 use crate::println;
 
 /// Linux's `TASK_SIZE`: the user/kernel split.
 pub const TASK_SIZE: u32 = PAGE_OFFSET as u32;
 
-static VERSION: AtomicU8 = AtomicU8::new(2);
+/// Index in `VmallocFaultVersion::ALL` of the booted version (for the
+/// reports: the path itself is chosen by the #PF entry `init` installs).
+static VERSION: AtomicU8 = AtomicU8::new(u8::MAX);
 
 pub fn version() -> VmallocFaultVersion {
-    VmallocFaultVersion::ALL[VERSION.load(Ordering::Relaxed) as usize]
+    let i = VERSION.load(Ordering::Relaxed) as usize;
+    VmallocFaultVersion::ALL
+        .get(i)
+        .copied()
+        .unwrap_or(VmallocFaultVersion::DEFAULT)
 }
 
 /// Install `do_page_fault` for vector 14 with the gate type the version
 /// used: 2.4.0's `set_trap_gate(14, &page_fault)`, 2.4.16's
 /// `set_intr_gate(14, &page_fault)`.
 pub fn init(v: VmallocFaultVersion) {
-    let i = VmallocFaultVersion::ALL
-        .iter()
-        .position(|x| *x == v)
-        .unwrap_or(2);
-    VERSION.store(i as u8, Ordering::Relaxed);
+    let i = VmallocFaultVersion::ALL.iter().position(|x| *x == v);
+    VERSION.store(i.map_or(u8::MAX, |i| i as u8), Ordering::Relaxed);
+    let entry = page_fault_entry(v, is_pae());
     let _irq = cpu::irq_save();
     match v {
-        VmallocFaultVersion::Legacy | VmallocFaultVersion::Cli => idt::set_trap_gate(14),
-        VmallocFaultVersion::Sync | VmallocFaultVersion::Eager => idt::set_intr_gate(14),
+        VmallocFaultVersion::Legacy | VmallocFaultVersion::Cli | VmallocFaultVersion::Cr3 => {
+            idt::set_trap_gate_at(14, entry)
+        }
+        VmallocFaultVersion::Sync | VmallocFaultVersion::Eager | VmallocFaultVersion::EagerLazy => {
+            idt::set_intr_gate_at(14, entry)
+        }
     }
-    dispatch::register_handler(14, Some(do_page_fault));
 }
 
 // ---------------------------------------------------------------- counters
@@ -134,59 +142,161 @@ pub fn show_stats() {
     super::fault_stats::show_counts();
 }
 
-// ---------------------------------------------------------------- the path
+// ---------------------------------------------------------------- the entries
+//
+// 2.4's entry.S: `ENTRY(page_fault) pushl $ SYMBOL_NAME(do_page_fault);
+// jmp error_code`.  Here one such entry exists per version and paging
+// mode, each pushing a `do_page_fault` compiled for that pair, so the
+// handler tests neither (issue 14); `init` points vector 14 at the pair
+// the kernel booted with.  `error_code` (arch/x86/entry.rs) saves the
+// registers and calls the pushed handler directly, as 2.4's does.
 
-/// The page-fault handler.  Its first instruction that matters reads CR2:
-/// under the trap-gate versions an interrupt may already have run (and
-/// faulted, and overwritten CR2) before it.
-fn do_page_fault(frame: &mut TrapFrame) {
+macro_rules! page_fault_entries {
+    ($($v:ident, $l:ident => $label:ident: $handler:ident;)*) => {
+        $(
+            core::arch::global_asm!(
+                concat!(".globl ", stringify!($label)),
+                concat!(".type ", stringify!($label), ", @function"),
+                ".balign 16",
+                concat!(stringify!($label), ":"),
+                "pushl ${h}",
+                "jmp error_code",
+                concat!(".size ", stringify!($label), ", . - ", stringify!($label)),
+                h = sym $handler::<$l>,
+                options(att_syntax)
+            );
+        )*
+
+        extern "C" {
+            $(fn $label();)*
+        }
+
+        /// The address of the `page_fault` entry for `v` in this mode.
+        fn page_fault_entry(v: VmallocFaultVersion, pae: bool) -> u32 {
+            $(
+                if v == VmallocFaultVersion::$v && pae == <$l as Levels>::PAE {
+                    return $label as unsafe extern "C" fn() as usize as u32;
+                }
+            )*
+            unreachable!("no page_fault entry for vmalloc_fault={}", v.name())
+        }
+    };
+}
+
+page_fault_entries! {
+    Legacy, TwoLevel => page_fault_legacy_2level: do_page_fault_legacy;
+    Legacy, ThreeLevel => page_fault_legacy_pae: do_page_fault_legacy;
+    Cli, TwoLevel => page_fault_cli_2level: do_page_fault_cli;
+    Cli, ThreeLevel => page_fault_cli_pae: do_page_fault_cli;
+    Cr3, TwoLevel => page_fault_cr3_2level: do_page_fault_cr3;
+    Cr3, ThreeLevel => page_fault_cr3_pae: do_page_fault_cr3;
+    Sync, TwoLevel => page_fault_sync_2level: do_page_fault_sync;
+    Sync, ThreeLevel => page_fault_sync_pae: do_page_fault_sync;
+    Eager, TwoLevel => page_fault_eager_2level: do_page_fault_eager;
+    Eager, ThreeLevel => page_fault_eager_pae: do_page_fault_eager;
+    EagerLazy, TwoLevel => page_fault_eager_lazy_2level: do_page_fault_eager_lazy;
+    EagerLazy, ThreeLevel => page_fault_eager_lazy_pae: do_page_fault_eager_lazy;
+}
+
+// ---------------------------------------------------------------- the path
+//
+// Each `do_page_fault_*` starts with the CR2 read: under the trap-gate
+// versions an interrupt may already have run (and faulted, and
+// overwritten CR2) before it.  Only kernel-mode faults exist here, so
+// everything that is not a vmalloc fault goes to `no_context`.
+
+/// `do_page_fault` of 2.4.0-2.4.4, through a trap gate (IF as the
+/// faulting code had it).
+extern "C" fn do_page_fault_legacy<L: Levels>(frame: &mut TrapFrame) {
     // __asm__("movl %%cr2,%0":"=r" (address));
     let address = cpu::read_cr2();
-    let error_code = frame.error_code;
-    let v = version();
-    if matches!(v, VmallocFaultVersion::Sync | VmallocFaultVersion::Eager) {
-        // 2.4.16: "It's safe to allow irq's after cr2 has been saved"
-        if frame.eflags & cpu::EFLAGS_IF != 0 {
-            cpu::sti();
-        }
-    }
-    let to_vmalloc_fault = match v {
-        // 2.4.1: if (address >= TASK_SIZE) goto vmalloc_fault;
-        VmallocFaultVersion::Legacy | VmallocFaultVersion::Cli => address >= TASK_SIZE,
-        // 2.4.16: if (address >= TASK_SIZE && !(error_code & 5)): a
-        // kernel-mode access to a page not present.
-        VmallocFaultVersion::Sync => {
-            address >= TASK_SIZE && error_code & (X86_PF_PROT | X86_PF_USER) == 0
-        }
-        // 5.8 x86-32: vmalloc_fault() is gone; arch_sync_kernel_mappings
-        // is supposed to make it unnecessary.
-        VmallocFaultVersion::Eager => false,
-    };
-    let why = if to_vmalloc_fault {
-        vmalloc_fault(address)
+    // if (address >= TASK_SIZE) goto vmalloc_fault;
+    let r = if address >= TASK_SIZE {
+        vmalloc_fault_legacy::<L>(address)
     } else {
-        BadArea::NoContext as u8
+        Err(BadArea::NoContext)
     };
-    if why != BadArea::None as u8 {
-        bad_area_nosemaphore(frame, address, BadArea::from_u8(why));
+    if let Err(why) = r {
+        bad_area_nosemaphore(frame, address, why);
     }
 }
 
-/// The `vmalloc_fault:` label of `do_page_fault`, as one function with a
-/// C name so gdb (`break vmalloc_fault`) and oops traces find it under
-/// Linux's name.  Returns 0 (`BadArea::None`) when the entry was synced.
-#[no_mangle]
-#[inline(never)]
-pub extern "C" fn vmalloc_fault(address: u32) -> u8 {
-    let r = match version() {
-        VmallocFaultVersion::Legacy => vmalloc_fault_legacy(address),
-        VmallocFaultVersion::Cli => vmalloc_fault_cli(address),
-        VmallocFaultVersion::Sync => vmalloc_fault_sync(address),
-        VmallocFaultVersion::Eager => Err(BadArea::NoContext),
+/// 2.4.2aa's `do_page_fault` with the seed's patch: 2.4.1's trap-gate
+/// entry and test, the patched `vmalloc_fault`.
+extern "C" fn do_page_fault_cli<L: Levels>(frame: &mut TrapFrame) {
+    let address = cpu::read_cr2();
+    let r = if address >= TASK_SIZE {
+        vmalloc_fault_cli::<L>(address)
+    } else {
+        Err(BadArea::NoContext)
     };
-    match r {
-        Ok(()) => BadArea::None as u8,
-        Err(why) => why as u8,
+    if let Err(why) = r {
+        bad_area_nosemaphore(frame, address, why);
+    }
+}
+
+/// `do_page_fault` of 2.4.5-pre1: 2.4.4's, with a `vmalloc_fault` that
+/// takes the pgd from CR3.
+extern "C" fn do_page_fault_cr3<L: Levels>(frame: &mut TrapFrame) {
+    let address = cpu::read_cr2();
+    let r = if address >= TASK_SIZE {
+        vmalloc_fault_cr3::<L>(address)
+    } else {
+        Err(BadArea::NoContext)
+    };
+    if let Err(why) = r {
+        bad_area_nosemaphore(frame, address, why);
+    }
+}
+
+/// `do_page_fault` of 2.4.5-pre2 and later: an interrupt gate, IF back on
+/// once CR2 is saved, and only a kernel-mode not-present fault goes to
+/// `vmalloc_fault`.
+extern "C" fn do_page_fault_sync<L: Levels>(frame: &mut TrapFrame) {
+    let address = cpu::read_cr2();
+    // "It's safe to allow irq's after cr2 has been saved"
+    if frame.eflags & cpu::EFLAGS_IF != 0 {
+        cpu::sti();
+    }
+    // if (address >= TASK_SIZE && !(error_code & 5)) goto vmalloc_fault;
+    let r = if address >= TASK_SIZE && frame.error_code & (X86_PF_PROT | X86_PF_USER) == 0 {
+        vmalloc_fault_sync::<L>(address)
+    } else {
+        Err(BadArea::NoContext)
+    };
+    if let Err(why) = r {
+        bad_area_nosemaphore(frame, address, why);
+    }
+}
+
+/// 5.8 x86-32: `vmalloc_fault()` is gone (7f0a002b5a21);
+/// `arch_sync_kernel_mappings` is supposed to make it unnecessary, so
+/// every kernel fault oopses.  5.x handles a kernel-address fault with
+/// interrupts still off (IF is re-enabled only for user addresses).
+// Generic like every entry's handler, though it walks no table.
+#[allow(clippy::extra_unused_type_parameters)]
+extern "C" fn do_page_fault_eager<L: Levels>(frame: &mut TrapFrame) {
+    let address = cpu::read_cr2();
+    bad_area_nosemaphore(frame, address, BadArea::NoContext);
+}
+
+/// 5.9+ x86-32 (`exc_page_fault` -> `do_kern_addr_fault`), interrupts off:
+///
+/// ```c
+/// if (!(hw_error_code & (X86_PF_RSVD | X86_PF_USER | X86_PF_PROT))) {
+///         if (vmalloc_fault(address) >= 0)
+///                 return;
+/// }
+/// ```
+extern "C" fn do_page_fault_eager_lazy<L: Levels>(frame: &mut TrapFrame) {
+    let address = cpu::read_cr2();
+    let r = if frame.error_code & (X86_PF_RSVD | X86_PF_PROT | X86_PF_USER) == 0 {
+        vmalloc_fault_5_9::<L>(address)
+    } else {
+        Err(BadArea::NoContext)
+    };
+    if let Err(why) = r {
+        bad_area_nosemaphore(frame, address, why);
     }
 }
 
@@ -210,32 +320,32 @@ pub extern "C" fn vmalloc_fault(address: u32) -> u8 {
 /// return;
 /// ```
 #[inline(never)]
-pub fn vmalloc_fault_legacy(address: u32) -> Result<(), BadArea> {
+pub fn vmalloc_fault_legacy<L: Levels>(address: u32) -> Result<(), BadArea> {
     let tsk = crate::sched::current();
     let mm_pgd = tsk.active_mm_pgd();
-    let pgd = pgd_offset(mm_pgd, address);
-    let pgd_k = pgd_offset(swapper_pg_dir(), address);
+    let pgd = L::pgd_offset(mm_pgd, address);
+    let pgd_k = L::pgd_offset(swapper_pg_dir(), address);
 
-    if !pgd_present(pgd.read()) {
-        if !pgd_present(pgd_k.read()) {
+    if !L::pgd_present(L::read_pgd(pgd)) {
+        if !L::pgd_present(L::read_pgd(pgd_k)) {
             return Err(BadArea::RefPgdAbsent);
         }
-        set_pgd(pgd, pgd_k.read());
+        L::set_pgd(pgd, L::read_pgd(pgd_k));
         count_fault(mm_pgd, address);
         return Ok(());
     }
 
-    let pmd = pmd_offset(pgd, address);
-    let pmd_k = pmd_offset(pgd_k, address);
+    let pmd = L::pmd_offset(pgd, address);
+    let pmd_k = L::pmd_offset(pgd_k, address);
 
-    if pmd_present(pmd.read()) || !pmd_present(pmd_k.read()) {
-        return Err(if pmd_present(pmd.read()) {
+    if pmd_present(L::read_pmd(pmd)) || !pmd_present(L::read_pmd(pmd_k)) {
+        return Err(if pmd_present(L::read_pmd(pmd)) {
             BadArea::PmdAlreadyPresent
         } else {
             BadArea::RefPmdAbsent
         });
     }
-    set_pmd(pmd, pmd_k.read());
+    L::set_pmd(pmd, L::read_pmd(pmd_k));
     count_fault(mm_pgd, address);
     Ok(())
 }
@@ -256,16 +366,16 @@ pub fn vmalloc_fault_legacy(address: u32) -> Result<(), BadArea> {
 /// goto bad_area_nosemaphore;
 /// ```
 #[inline(never)]
-pub fn vmalloc_fault_cli(address: u32) -> Result<(), BadArea> {
+pub fn vmalloc_fault_cli<L: Levels>(address: u32) -> Result<(), BadArea> {
     let tsk = crate::sched::current();
     let mm_pgd = tsk.active_mm_pgd();
-    let pgd = pgd_offset(mm_pgd, address);
-    let pgd_k = pgd_offset(swapper_pg_dir(), address);
+    let pgd = L::pgd_offset(mm_pgd, address);
+    let pgd_k = L::pgd_offset(swapper_pg_dir(), address);
 
     let flags = cpu::save_flags();
     cpu::cli();
-    if !pgd_present(pgd.read()) && pgd_present(pgd_k.read()) {
-        set_pgd(pgd, pgd_k.read());
+    if !L::pgd_present(L::read_pgd(pgd)) && L::pgd_present(L::read_pgd(pgd_k)) {
+        L::set_pgd(pgd, L::read_pgd(pgd_k));
         cpu::restore_flags(flags);
         count_fault(mm_pgd, address);
         return Ok(());
@@ -274,7 +384,63 @@ pub fn vmalloc_fault_cli(address: u32) -> Result<(), BadArea> {
     Err(BadArea::CliPgdCheck)
 }
 
-/// `vmalloc_fault` of Linux 2.4.16:
+/// `vmalloc_fault` of Linux 2.4.5-pre1 ("fix nasty lazy kernel page table
+/// update problem"): the one-line change from 2.4.4 is where the pgd
+/// comes from; every check stays 2.4.1's, and the gate stays a trap gate.
+///
+/// ```c
+/// /*
+///  * Do _not_ use "tsk" here. We might be inside
+///  * an interrupt in the middle of a task switch..
+///  */
+/// asm("movl %%cr3,%0":"=r" (pgd));
+/// pgd = offset + (pgd_t *)__va(pgd);
+/// pgd_k = init_mm.pgd + offset;
+/// if (!pgd_present(*pgd)) {
+///         if (!pgd_present(*pgd_k))
+///                 goto bad_area_nosemaphore;
+///         set_pgd(pgd, *pgd_k);
+///         return;
+/// }
+/// pmd = pmd_offset(pgd, address);
+/// pmd_k = pmd_offset(pgd_k, address);
+/// if (pmd_present(*pmd) || !pmd_present(*pmd_k))
+///         goto bad_area_nosemaphore;
+/// set_pmd(pmd, *pmd_k);
+/// return;
+/// ```
+#[inline(never)]
+pub fn vmalloc_fault_cr3<L: Levels>(address: u32) -> Result<(), BadArea> {
+    let cr3 = cpu::read_cr3_pa();
+    let pgd = L::pgd_offset(cr3, address);
+    let pgd_k = L::pgd_offset(swapper_pg_dir(), address);
+
+    if !L::pgd_present(L::read_pgd(pgd)) {
+        if !L::pgd_present(L::read_pgd(pgd_k)) {
+            return Err(BadArea::RefPgdAbsent);
+        }
+        L::set_pgd(pgd, L::read_pgd(pgd_k));
+        count_fault(cr3, address);
+        return Ok(());
+    }
+
+    let pmd = L::pmd_offset(pgd, address);
+    let pmd_k = L::pmd_offset(pgd_k, address);
+
+    if pmd_present(L::read_pmd(pmd)) || !pmd_present(L::read_pmd(pmd_k)) {
+        return Err(if pmd_present(L::read_pmd(pmd)) {
+            BadArea::PmdAlreadyPresent
+        } else {
+            BadArea::RefPmdAbsent
+        });
+    }
+    L::set_pmd(pmd, L::read_pmd(pmd_k));
+    count_fault(cr3, address);
+    Ok(())
+}
+
+/// `vmalloc_fault` of Linux 2.4.5-pre2, unchanged through 2.4.16 and the
+/// rest of 2.4:
 ///
 /// ```c
 /// /*
@@ -301,25 +467,60 @@ pub fn vmalloc_fault_cli(address: u32) -> Result<(), BadArea> {
 /// return;
 /// ```
 #[inline(never)]
-pub fn vmalloc_fault_sync(address: u32) -> Result<(), BadArea> {
+pub fn vmalloc_fault_sync<L: Levels>(address: u32) -> Result<(), BadArea> {
     let cr3 = cpu::read_cr3_pa();
-    let pgd = pgd_offset(cr3, address);
-    let pgd_k = pgd_offset(swapper_pg_dir(), address);
-    if !pgd_present(pgd_k.read()) {
+    let pgd = L::pgd_offset(cr3, address);
+    let pgd_k = L::pgd_offset(swapper_pg_dir(), address);
+    if !L::pgd_present(L::read_pgd(pgd_k)) {
         return Err(BadArea::RefPgdAbsent);
     }
     // In PAE this rewrites the kernel PDPTE with the value it already has
     // (the kernel PMD page is shared), so no CR3 reload is needed.
-    set_pgd(pgd, pgd_k.read());
-    let pmd = pmd_offset(pgd, address);
-    let pmd_k = pmd_offset(pgd_k, address);
-    if !pmd_present(pmd_k.read()) {
+    L::set_pgd(pgd, L::read_pgd(pgd_k));
+    let pmd = L::pmd_offset(pgd, address);
+    let pmd_k = L::pmd_offset(pgd_k, address);
+    if !pmd_present(L::read_pmd(pmd_k)) {
         return Err(BadArea::RefPmdAbsent);
     }
-    set_pmd(pmd, pmd_k.read());
-    let pte_k = pte_offset(pmd_k, address);
-    if !pte_present(pte_k.read()) {
+    L::set_pmd(pmd, L::read_pmd(pmd_k));
+    let pte_k = L::pte_offset(pmd_k, address);
+    if !pte_present(L::read_pte(pte_k)) {
         return Err(BadArea::RefPteAbsent);
+    }
+    count_fault(cr3, address);
+    Ok(())
+}
+
+/// `vmalloc_fault` as 4819e15f740e brought it back for x86-32 (5.9):
+///
+/// ```c
+/// /* Make sure we are in vmalloc area: */
+/// if (!(address >= VMALLOC_START && address < VMALLOC_END))
+///         return -1;
+/// /* Do _not_ use "current" here. ... */
+/// pgd_paddr = read_cr3_pa();
+/// pmd_k = vmalloc_sync_one(__va(pgd_paddr), address);
+/// if (!pmd_k)
+///         return -1;
+/// if (pmd_large(*pmd_k))
+///         return 0;
+/// pte_k = pte_offset_kernel(pmd_k, address);
+/// if (!pte_present(*pte_k))
+///         return -1;
+/// return 0;
+/// ```
+#[inline(never)]
+pub fn vmalloc_fault_5_9<L: Levels>(address: u32) -> Result<(), BadArea> {
+    if !(address >= super::vmalloc::vmalloc_start() && address < super::vmalloc::VMALLOC_END) {
+        return Err(BadArea::NoContext);
+    }
+    let cr3 = cpu::read_cr3_pa();
+    let pmd_k = sync_one::<L>(cr3, address).0.ok_or(BadArea::RefPmdAbsent)?;
+    if !pmd_large(L::read_pmd(pmd_k)) {
+        let pte_k = L::pte_offset(pmd_k, address);
+        if !pte_present(L::read_pte(pte_k)) {
+            return Err(BadArea::RefPteAbsent);
+        }
     }
     count_fault(cr3, address);
     Ok(())

@@ -9,6 +9,7 @@ pub mod heap;
 pub mod init;
 pub mod mm_struct;
 pub mod pgtable;
+pub mod sync_kernel_mappings;
 pub mod vm_area;
 pub mod vmalloc;
 pub mod walk;

@@ -136,6 +136,15 @@ impl AreaAllocator {
         Some(self.take(gap, addr, size, flags, caller))
     }
 
+    /// The largest free range below the stack zone: (address, size).
+    pub fn largest_gap(&self) -> Option<(u32, u32)> {
+        self.free_by_size
+            .iter()
+            .rev()
+            .find(|&&(_, a)| a < self.fence)
+            .map(|&(size, addr)| (addr, size))
+    }
+
     /// Reserve a stack of `size` bytes in the stack zone: a guard page
     /// below it (where an overflow runs), the stack, and the usual guard
     /// page above.  Lowest address first, so stacks pack into few PGD

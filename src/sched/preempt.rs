@@ -1,10 +1,33 @@
-//! Timer preemption of kernel code: the PIT marks the running task for
-//! rescheduling and the outermost interrupt exit switches.  (2.4 had no
-//! kernel preemption; it came with the preempt patch in 2.5.)
+//! The timer tick and kernel preemption.  The PIT marks the running task
+//! for rescheduling (`need_resched`); what happens next is `preempt=`:
+//!
+//! - `none` (the default, 2.4): nothing until the task yields.  2.4's
+//!   `ret_from_intr` tests `need_resched` only on the way back to user
+//!   mode (`testl $(VM_MASK | 3)`), and kernel threads here never go
+//!   there, so kernel code runs until it calls `schedule()`.
+//! - `full` (the preempt patch, 2.5; `CONFIG_PREEMPT`): the outermost
+//!   interrupt exit switches, inside `vmalloc_fault` too.
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use super::*;
+use crate::cmdline::PreemptModel;
+
+static PREEMPT_FULL: AtomicBool = AtomicBool::new(false);
+
+/// `preempt=`, set once at boot; tests and experiments that need the other
+/// model set it around their run and put it back.
+pub fn set_preempt_model(m: PreemptModel) {
+    PREEMPT_FULL.store(m == PreemptModel::Full, Ordering::SeqCst);
+}
+
+pub fn preempt_model() -> PreemptModel {
+    if PREEMPT_FULL.load(Ordering::SeqCst) {
+        PreemptModel::Full
+    } else {
+        PreemptModel::None
+    }
+}
 
 pub(super) static NEED_RESCHED: core::sync::atomic::AtomicBool =
     core::sync::atomic::AtomicBool::new(false);
@@ -40,13 +63,24 @@ pub fn stop_preemption() {
     NEED_RESCHED.store(false, Ordering::SeqCst);
 }
 
+/// Mark the running task for rescheduling, as the timer tick does: under
+/// `preempt=full` the next outermost interrupt exit switches.
+pub fn set_need_resched() {
+    NEED_RESCHED.store(true, Ordering::SeqCst);
+}
+
 pub fn ticks() -> u32 {
     TICKS.load(Ordering::Relaxed)
 }
 
-/// Called by do_irq when the outermost handler is done (interrupts off).
+/// Called by do_irq when the outermost handler is done (interrupts off):
+/// a switch only under `preempt=full`.
 pub fn preempt_on_irq_exit() {
-    if NEED_RESCHED.load(Ordering::SeqCst) && !in_switch() && is_initialised() {
+    if PREEMPT_FULL.load(Ordering::Relaxed)
+        && NEED_RESCHED.load(Ordering::SeqCst)
+        && !in_switch()
+        && is_initialised()
+    {
         NEED_RESCHED.store(false, Ordering::SeqCst);
         schedule();
     }

@@ -106,6 +106,31 @@ trapret:
     iretl
     .size alltraps, . - alltraps
 
+    /* 2.4 entry.S's `error_code`: an entry (mm/fault.rs `page_fault_*`)
+       pushed its handler where a stub pushes the vector number; save the
+       registers as alltraps does, put the vector (14, the only user) in
+       that slot and call the handler directly: no handler table, no
+       dispatch, as in 2.4, where `call *%edi` follows SAVE_ALL. */
+    .globl error_code
+    .type error_code, @function
+error_code:
+    pushl %ds
+    pushl %es
+    pushl %fs
+    pushl %gs
+    pushal
+    movl 48(%esp), %edi
+    movl $14, 48(%esp)
+    movw ${kds}, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    cld
+    pushl %esp
+    call *%edi
+    addl $4, %esp
+    jmp trapret
+    .size error_code, . - error_code
+
     /* The double-fault task: its TSS starts it here with the error code
        already pushed on its own stack.  Report, then iret: with NT set
        that switches back to the interrupted task, and the next double

@@ -37,22 +37,35 @@ fn cs() -> SegmentSelector {
     SegmentSelector::from_raw(KERNEL_CS)
 }
 
-/// `set_intr_gate(n, addr)`: IF is cleared on entry.
+/// `set_intr_gate(n, addr)` to vector `n`'s stub: IF is cleared on entry.
 pub fn set_intr_gate(n: u8) {
-    let d = <DescriptorBuilder as GateDescriptorBuilder<u32>>::interrupt_descriptor(
-        cs(),
-        stub_address(n),
-    );
+    set_intr_gate_at(n, stub_address(n))
+}
+
+/// `set_trap_gate(n, addr)` to vector `n`'s stub: IF keeps the
+/// interrupted context's value.
+pub fn set_trap_gate(n: u8) {
+    set_trap_gate_at(n, stub_address(n))
+}
+
+/// `set_intr_gate(n, addr)` to an entry of its own (the #PF entries).
+pub fn set_intr_gate_at(n: u8, addr: u32) {
+    let d = <DescriptorBuilder as GateDescriptorBuilder<u32>>::interrupt_descriptor(cs(), addr);
     write(n, d.present().dpl(Ring::Ring0).finish());
 }
 
-/// `set_trap_gate(n, addr)`: IF keeps the interrupted context's value.
-pub fn set_trap_gate(n: u8) {
-    let d = <DescriptorBuilder as GateDescriptorBuilder<u32>>::trap_gate_descriptor(
-        cs(),
-        stub_address(n),
-    );
+/// `set_trap_gate(n, addr)` to an entry of its own.
+pub fn set_trap_gate_at(n: u8, addr: u32) {
+    let d = <DescriptorBuilder as GateDescriptorBuilder<u32>>::trap_gate_descriptor(cs(), addr);
     write(n, d.present().dpl(Ring::Ring0).finish());
+}
+
+/// Where vector `n`'s gate enters: the first instruction the CPU runs for
+/// it (the race explorers put their breakpoint there).
+pub fn gate_address(n: u8) -> u32 {
+    // SAFETY: an 8-byte read of our own table.
+    let d = unsafe { (*IDT.get()).0[n as usize] };
+    (d.lower & 0xFFFF) | (d.upper & 0xFFFF_0000)
 }
 
 /// `set_task_gate(n, tss_selector)`: a hardware task switch to that TSS.

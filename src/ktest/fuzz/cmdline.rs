@@ -15,17 +15,32 @@ use crate::cmdline::{parse, BadValue, Cmdline};
 use crate::println;
 use crate::rand::Rng;
 
-const KEYS: [&str; 7] = [
+const KEYS: [&str; 8] = [
     "paging",
     "vmalloc_fault",
+    "preempt",
     "test",
     "loglevel",
     "experiment",
     "fuzz_seed",
     "fuzz_cases",
 ];
-const GOOD_WORDS: [&str; 11] = [
-    "2level", "pae", "legacy", "cli", "sync", "eager", "race", "bench", "0", "8", "0x10",
+const GOOD_WORDS: [&str; 15] = [
+    "2level",
+    "pae",
+    "legacy",
+    "cli",
+    "cr3",
+    "sync",
+    "eager",
+    "eager-lazy",
+    "none",
+    "full",
+    "race",
+    "bench",
+    "0",
+    "8",
+    "0x10",
 ];
 /// Characters that are not plain: NUL, controls, vertical tab (not a
 /// separator for `split_ascii_whitespace`), NEL and no-break space
@@ -121,6 +136,7 @@ fn bad_token(rng: &mut Rng, t: &mut Text) {
             "vmalloc_fault",
             &["lazy", "SYNC", "", "sync,cli", "légacy"][..],
         ),
+        ("preempt", &["voluntary", "", "Full", "nonE"][..]),
         ("test", &[""][..]),
         (
             "loglevel",

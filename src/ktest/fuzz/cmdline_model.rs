@@ -7,7 +7,9 @@
 //! `split_ascii_whitespace` and the WHATWG define it; vertical tab and
 //! Unicode spaces are not separators).
 
-use crate::cmdline::{Cmdline, PagingMode, VmallocFaultVersion, FUZZ_CASES_MAX, SOAK_OPS_MAX};
+use crate::cmdline::{
+    Cmdline, PagingMode, PreemptModel, VmallocFaultVersion, FUZZ_CASES_MAX, SOAK_OPS_MAX,
+};
 
 /// What parsing a string must give.
 pub struct Expected<'a> {
@@ -111,9 +113,16 @@ pub fn expect(s: &str) -> Expected<'_> {
             "vmalloc_fault" => match value {
                 "legacy" => c.vmalloc_fault = VmallocFaultVersion::Legacy,
                 "cli" => c.vmalloc_fault = VmallocFaultVersion::Cli,
+                "cr3" => c.vmalloc_fault = VmallocFaultVersion::Cr3,
                 "sync" => c.vmalloc_fault = VmallocFaultVersion::Sync,
                 "eager" => c.vmalloc_fault = VmallocFaultVersion::Eager,
+                "eager-lazy" => c.vmalloc_fault = VmallocFaultVersion::EagerLazy,
                 _ => return bad("vmalloc_fault"),
+            },
+            "preempt" => match value {
+                "none" => c.preempt = PreemptModel::None,
+                "full" => c.preempt = PreemptModel::Full,
+                _ => return bad("preempt"),
             },
             "test" if value.is_empty() => return bad("test"),
             "test" => c.test = Some(value),

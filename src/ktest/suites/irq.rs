@@ -8,6 +8,7 @@ use crate::arch::x86::entry::TrapFrame;
 use crate::arch::x86::irq::{self, IrqFlags};
 use crate::arch::x86::{apic, cpu, pit};
 use crate::case;
+use crate::cmdline::PreemptModel;
 use crate::ktest::skip;
 use crate::ktest::Suite;
 use crate::sched;
@@ -22,6 +23,7 @@ pub static SUITE: Suite = Suite {
         case!(sa_interrupt_handlers_do_not_nest),
         case!(spurious_vectors_are_counted_not_fatal),
         case!(timer_preempts_busy_threads),
+        case!(preempt_none_never_switches_kernel_code),
     ],
 };
 
@@ -177,17 +179,21 @@ fn busy(i: usize) {
     }
 }
 
+/// `preempt=full`, whatever the boot chose: the mechanism itself.
 fn timer_preempts_busy_threads() {
     SPIN[0].store(0, Ordering::SeqCst);
     SPIN[1].store(0, Ordering::SeqCst);
     let switches = sched::context_switches();
     DEADLINE.store(sched::ticks() + 3000, Ordering::SeqCst);
+    let booted = sched::preempt_model();
+    sched::set_preempt_model(PreemptModel::Full);
     sched::start_preemption(1000);
     let a = sched::kernel_thread("busy-0", busy, 0, None);
     let b = sched::kernel_thread("busy-1", busy, 1, None);
     sched::join(&a);
     sched::join(&b);
     sched::stop_preemption();
+    sched::set_preempt_model(booted);
     assert!(
         sched::ticks() <= DEADLINE.load(Ordering::SeqCst),
         "deadline hit: a thread never got the CPU"
@@ -196,5 +202,41 @@ fn timer_preempts_busy_threads() {
     assert!(
         sched::context_switches() - switches >= 3,
         "no preemption happened"
+    );
+}
+
+static SPUN_TICKS: AtomicU32 = AtomicU32::new(0);
+
+/// Spin through 50 timer ticks without yielding.
+fn spin_through_ticks(_: usize) {
+    let start = sched::ticks();
+    while sched::ticks() < start + 50 {
+        core::hint::spin_loop();
+    }
+    SPUN_TICKS.store(sched::ticks() - start, Ordering::SeqCst);
+}
+
+/// `preempt=none` (2.4): the tick sets need_resched, and kernel code that
+/// never yields keeps the CPU through every tick anyway.
+fn preempt_none_never_switches_kernel_code() {
+    let booted = sched::preempt_model();
+    sched::set_preempt_model(PreemptModel::None);
+    let t = sched::kernel_thread("spinner", spin_through_ticks, 0, None);
+    sched::start_preemption(1000);
+    // The spinner runs when this thread yields in join, and the switch
+    // back happens only when it is done.
+    let switches = sched::context_switches();
+    sched::join(&t);
+    let during = sched::context_switches() - switches;
+    sched::stop_preemption();
+    sched::set_preempt_model(booted);
+    assert!(
+        SPUN_TICKS.load(Ordering::SeqCst) >= 50,
+        "the spinner saw no ticks"
+    );
+    assert!(
+        during <= 2,
+        "{} context switches while a kernel thread spun through 50 ticks under preempt=none",
+        during
     );
 }

@@ -8,6 +8,7 @@ use crate::case;
 use crate::cmdline::{PagingMode, VmallocFaultVersion as V};
 use crate::ktest::Suite;
 use crate::lab::race::explorer::{explore, Outcome, Report, Variant};
+use crate::lab::race::regression2020::explore_2020;
 use crate::lab::race::scenario::Scenario;
 use crate::lab::race::stress::stress;
 use crate::lab::race::window::explore_window;
@@ -22,11 +23,12 @@ pub static SUITE: Suite = Suite {
         case!(explorer_two_nested_levels_never_reset),
         case!(explorer_context_switch_window),
         case!(stress_apic_timer),
+        case!(regression_2020_window),
     ],
 };
 
 fn two_level_lazy() -> bool {
-    mode() == PagingMode::TwoLevel && version() != V::Eager
+    mode() == PagingMode::TwoLevel && !version().syncs_eagerly()
 }
 
 fn show(what: &str, r: &Report) {
@@ -78,7 +80,9 @@ fn check_depth1(r: &Report) {
     }
     assert!(r.stepped > 0);
     match version() {
-        V::Legacy => {
+        // 2.4.5-pre1 changed only where the pgd comes from: the same trap
+        // gate and the same "pmd already present" check as 2.4.1.
+        V::Legacy | V::Cr3 => {
             assert_eq!(r.baseline, Some(Outcome::Clean));
             assert_eq!(r.with_if, r.stepped, "trap gate: IF=1 on the whole path");
             assert!(r.failures > 0, "the seed's race 2 was not reproduced");
@@ -117,7 +121,7 @@ fn check_depth1(r: &Report) {
                 "interrupt gate: no boundary before the CR2 read may have IF=1"
             );
         }
-        V::Eager => unreachable!(),
+        V::Eager | V::EagerLazy => unreachable!(),
     }
 }
 
@@ -163,8 +167,8 @@ fn explorer_two_nested_levels_never_reset() {
             // The second interrupt lands before the nested fault reads CR2
             // (trap gate): that nested handler reads the innermost
             // fault's address, finds it synced, and oopses, every time.
-            V::Legacy | V::Cli => assert_eq!(r.failures, r.runs),
-            V::Eager => unreachable!(),
+            V::Legacy | V::Cli | V::Cr3 => assert_eq!(r.failures, r.runs),
+            V::Eager | V::EagerLazy => unreachable!(),
         }
     } else {
         assert_eq!(r.stepped, 0);
@@ -199,8 +203,9 @@ fn explorer_context_switch_window() {
                 .all(|(_, _, o)| *o == Outcome::Oops(BadArea::PmdAlreadyPresent)));
         }
         V::Cli => assert_eq!(r.failures, r.in_window),
-        V::Sync => assert_eq!(r.failures, 0, "CR3-based sync failed in the window"),
-        V::Eager => unreachable!(),
+        // What 2.4.5-pre1 fixed, and all it fixed.
+        V::Cr3 | V::Sync => assert_eq!(r.failures, 0, "CR3-based sync failed in the window"),
+        V::Eager | V::EagerLazy => unreachable!(),
     }
 }
 
@@ -221,10 +226,91 @@ fn stress_apic_timer() {
     if two_level_lazy() && version() == V::Cli {
         assert_eq!(r.clean, 0, "cli synced a two-level entry");
     }
-    if two_level_lazy() && version() == V::Legacy {
+    if two_level_lazy() && matches!(version(), V::Legacy | V::Cr3) {
         assert_eq!(
             r.oopses, r.bad_areas,
-            "legacy died of something else than its bad_area"
+            "2.4.1's checks died of something else than their bad_area"
         );
+    }
+}
+
+/// Linux's 2020 x86-32 regression on one CPU, under preempt=full: A maps
+/// into a fresh slot and is preempted at every boundary from its init_mm
+/// set_pmd to its return; B maps into the same slot and touches it from
+/// an older mm.  5.8 (`eager`) oopses inside the window and only there;
+/// 5.9 (`eager-lazy`) takes one lazy fault there and never oopses; the
+/// lazy versions sync on B's fault as always.
+fn regression_2020_window() {
+    let r = explore_2020(1).expect("2020 explorer");
+    crate::println!(
+        "    # 2020 window: stepped {} preemptible {} runs {} failures {} window {:?} faults {} in {} runs baseline {:?} ({} faults) slots to VMALLOC_END {}",
+        r.stepped,
+        r.preemptible,
+        r.runs,
+        r.failures,
+        r.window,
+        r.faults,
+        r.runs_with_faults,
+        r.baseline,
+        r.baseline_faults,
+        r.slots_to_end
+    );
+    for run in r.failing.iter().take(4) {
+        crate::println!(
+            "    #   boundary {} at {:#010x}: {:?}",
+            run.k,
+            run.eip,
+            run.outcome
+        );
+        if let (Outcome::OtherOops(_), Some(m)) = (run.outcome, &run.caught) {
+            crate::println!("    #     {}", m.as_str().lines().next().unwrap_or(""));
+        }
+    }
+    assert!(!r.overflow, "the dry run hit its step limit");
+    if mode() == PagingMode::Pae {
+        // SHARED_KERNEL_PMD: no vmalloc fault, no sync, nothing to fail.
+        assert_eq!(r.failures, 0);
+        assert_eq!(r.faults, 0);
+        return;
+    }
+    assert!(
+        r.stepped > 0 && r.preemptible > 0,
+        "the window was not found"
+    );
+    assert!(
+        r.failing.iter().all(|run| run.preempted),
+        "a failing run was never preempted"
+    );
+    match version() {
+        V::Eager => {
+            assert!(r.failures > 0, "5.8's window was not reproduced");
+            assert!(r
+                .failing
+                .iter()
+                .all(|run| run.outcome == Outcome::Oops(BadArea::NoContext)));
+            assert_eq!(
+                r.baseline,
+                Some(Outcome::Clean),
+                "5.8 failed outside the window"
+            );
+        }
+        V::EagerLazy => {
+            assert_eq!(
+                r.failures, 0,
+                "5.9's vmalloc_fault did not catch the window"
+            );
+            assert!(r.runs_with_faults > 0, "no lazy fault in the window");
+            assert_eq!(
+                r.faults, r.runs_with_faults as u32,
+                "more than one lazy fault in a run"
+            );
+            assert_eq!(r.baseline_faults, 0);
+        }
+        // The seed's patch oopses on every two-level lazy fault anyway.
+        V::Cli => assert_eq!(r.failures, r.runs),
+        V::Legacy | V::Cr3 | V::Sync => {
+            assert_eq!(r.failures, 0, "a lazy version oopsed in the 2020 window");
+            assert_eq!(r.baseline, Some(Outcome::Clean));
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! runner) turns into target/experiments/race.md.
 
 use super::explorer::{explore, Report, Variant};
+use super::regression2020::explore_2020;
 use super::report::failure_groups;
 use super::stress::stress;
 use super::window::explore_window;
@@ -56,6 +57,37 @@ pub fn run_all() {
             println!(
                 "EXPG|window|first failing boundary {} at {:#010x}: {:?}",
                 k, eip, o
+            );
+        }
+    }
+    if let Some(r) = explore_2020(1) {
+        println!(
+            "EXP|r2020|stepped={}|preemptible={}|runs={}|failures={}|first={}|last={}|faults={}|runs_with_faults={}|baseline={:?}|slots_to_end={}",
+            r.stepped,
+            r.preemptible,
+            r.runs,
+            r.failures,
+            r.window.map_or(-1, |w| w.0 as i64),
+            r.window.map_or(-1, |w| w.1 as i64),
+            r.faults,
+            r.runs_with_faults,
+            r.baseline,
+            r.slots_to_end
+        );
+        for run in r
+            .failing
+            .iter()
+            .take(1)
+            .chain(r.failing.iter().skip(1).last())
+        {
+            let sym = crate::symbols::lookup(run.eip);
+            println!(
+                "EXPG|r2020|boundary {} at {:#010x} ({}+{:#x}): {:?}",
+                run.k,
+                run.eip,
+                sym.map_or("?", |s| s.name),
+                sym.map_or(0, |s| run.eip - s.addr),
+                run.outcome
             );
         }
     }

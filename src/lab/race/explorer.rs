@@ -17,7 +17,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use super::scenario::Scenario;
 use crate::arch::x86::entry::{stub_address, TrapFrame};
 use crate::arch::x86::irq::{self, IrqFlags};
-use crate::arch::x86::{apic, cpu, dispatch, pit};
+use crate::arch::x86::{apic, cpu, dispatch, idt, pit};
 use crate::fixup::{self, Caught};
 use crate::mm::fault::{self, BadArea};
 use crate::racy_cell::RacyCell;
@@ -163,7 +163,7 @@ fn arm(base_depth: u32) {
     let s = st();
     s.base_depth = base_depth;
     s.active = true;
-    cpu::set_exec_breakpoint(stub_address(14));
+    cpu::set_exec_breakpoint(idt::gate_address(14));
 }
 
 fn disarm() {

@@ -80,7 +80,7 @@ impl Scenario {
     pub fn restale(&self) {
         // Under eager the entries were copied at vmalloc time; clearing
         // them would fake a state that version cannot reach.
-        let lazy = crate::mm::fault::version() != crate::cmdline::VmallocFaultVersion::Eager;
+        let lazy = !crate::mm::fault::version().syncs_eagerly();
         if lazy && mode() == PagingMode::TwoLevel {
             for a in [self.x, self.z, self.w] {
                 pmd_clear(pmd_offset(pgd_offset(self.mm.pgd, a), a));

@@ -138,9 +138,7 @@ fn run_once(
     target: usize,
     record: bool,
 ) -> Outcome {
-    if mode() == PagingMode::TwoLevel
-        && crate::mm::fault::version() != crate::cmdline::VmallocFaultVersion::Eager
-    {
+    if mode() == PagingMode::TwoLevel && !crate::mm::fault::version().syncs_eagerly() {
         for mm in [a, b] {
             pmd_clear(pmd_offset(pgd_offset(mm.pgd, y), y));
         }
@@ -185,7 +183,7 @@ pub fn explore_window() -> Option<WindowReport> {
     irq::request_irq(NESTED_VECTOR, nested_irq, IrqFlags::empty());
     crate::oops::set_silent(true);
     let mut rep = WindowReport::default();
-    let lazy = crate::mm::fault::version() != crate::cmdline::VmallocFaultVersion::Eager;
+    let lazy = !crate::mm::fault::version().syncs_eagerly();
     let stale = lazy && mode() == PagingMode::TwoLevel;
     if run_once(&a, &b, y, usize::MAX, true) == Outcome::Clean {
         rep.stepped = st().k;

@@ -11,7 +11,6 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use spin::Mutex;
 
 use crate::arch::x86::cpu;
-use crate::cmdline::VmallocFaultVersion;
 use crate::mm::mm_struct::MmStruct;
 use crate::mm::pgtable::{is_pae, PteFlags};
 use crate::mm::vm_area::VmFlags;
@@ -121,7 +120,7 @@ impl Soak {
         // Translations: init_mm maps every page to a distinct, allocated
         // frame and leaves the guard page unmapped; every other address
         // space agrees, or (lazy two-level) has not synced the slot yet.
-        let lazy_allowed = !is_pae() && fault::version() != VmallocFaultVersion::Eager;
+        let lazy_allowed = !is_pae() && !fault::version().syncs_eagerly();
         let reference = crate::mm::init::swapper_pg_dir();
         let mms: Vec<(u32, u32)> = with_shared(|s| s.mms.iter().map(|m| (m.pgd, m.id)).collect());
         let mut seen = BTreeSet::new();

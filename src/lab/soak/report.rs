@@ -22,10 +22,11 @@ pub fn print_report(cfg: &SoakConfig, r: &SoakReport) {
         r.oopses, r.model_errors, r.corruptions, r.leaked_frames, r.leaked_areas, r.orphans
     );
     print!(
-        "SOAK|{}|{}|seed={:#x}|ops={}|oopses={}|model_errors={}|corruptions={}",
+        "SOAK|{}|{}|seed={:#x}|preempt={}|ops={}|oopses={}|model_errors={}|corruptions={}",
         if is_pae() { "pae" } else { "2level" },
         fault::version().name(),
         cfg.seed,
+        crate::sched::preempt_model().name(),
         r.ops,
         r.oopses,
         r.model_errors,

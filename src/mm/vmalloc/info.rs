@@ -19,8 +19,9 @@ pub fn free_frames_and_kept_tables() -> usize {
     crate::mm::frame::nr_free_frames() + kernel_pgtable_pages() as usize
 }
 
+/// Entries `arch_sync_kernel_mappings` copied (eager, eager-lazy).
 pub fn eager_syncs() -> u32 {
-    EAGER_SYNCS.load(Ordering::Relaxed)
+    crate::mm::sync_kernel_mappings::eager_syncs()
 }
 
 pub fn stack_syncs() -> u32 {

@@ -27,6 +27,43 @@ pub fn release_range(addr: u32) {
     with_vmlist(|v| v.remove_vm_area(addr));
 }
 
+/// Reserve `size` bytes at the top of the largest free range, the part of
+/// the vmalloc area nearest `VMALLOC_END` that is free: 5.8's
+/// `arch_sync_kernel_mappings` walks from the area to `VMALLOC_END`, and
+/// the 2020 explorer steps every instruction of that walk.
+#[track_caller]
+pub fn reserve_range_high(size: usize) -> Option<u32> {
+    let size = check_size(size, "reserve_range_high")?;
+    let (_, gap) = with_vmlist(|v| v.largest_gap())?;
+    // Best fit takes the bottom of the largest gap for the filler, and the
+    // rest of that gap, now the only one that fits, for the range.
+    let filler = gap.checked_sub(size + 2 * PAGE_SIZE as u32)?;
+    let low = if filler > PAGE_SIZE as u32 {
+        reserve_range(filler as usize - PAGE_SIZE)
+    } else {
+        None
+    };
+    let r = reserve(size, VmFlags::MAP, "reserve_range_high", Location::caller()).map(|a| a.addr);
+    if let Some(l) = low {
+        release_range(l);
+    }
+    r
+}
+
+/// Map `frames` at `addr` in `init_mm` the way the booted version's
+/// vmalloc does: 5.8's `map_kernel_range_noflush` (with its sync) under
+/// `eager`/`eager-lazy`, else 2.4's page by page under vmlist_lock.
+pub fn map_pages_at(addr: u32, frames: &[u64]) -> Result<(), MapError> {
+    let flags = PteFlags::PAGE_KERNEL | PteFlags::NX;
+    if eager() {
+        return map_range::map_kernel_range_noflush(addr, frames, flags).map_err(|(_, e)| e);
+    }
+    for (i, &pa) in frames.iter().enumerate() {
+        with_vmlist(|_| map_kernel_page(addr + (i * PAGE_SIZE) as u32, pa, flags))?;
+    }
+    Ok(())
+}
+
 /// Map one page into `init_mm` at `va` (what vmalloc does per page).
 pub fn map_kernel_page_at(va: u32, pa: u64) -> Result<(), MapError> {
     with_vmlist(|_| map_kernel_page(va, pa, PteFlags::PAGE_KERNEL | PteFlags::NX))
@@ -43,12 +80,28 @@ pub fn unmap_kernel_page_at(va: u32) -> Option<u64> {
 /// meets fresh slots again.  (The kernel proper never frees them, as in
 /// 2.4.)
 pub fn drop_kernel_tables(addr: u32, len: u32) {
+    drop_tables_where(addr, len, |v, slot| {
+        v.areas()
+            .any(|a| a.addr < slot + (4 << 20) && a.addr + a.size > slot)
+    })
+}
+
+/// `drop_kernel_tables` for slots inside a range the caller reserved: a
+/// slot's table goes once none of its entries maps a page.
+pub fn drop_empty_kernel_tables(addr: u32, len: u32) {
+    drop_tables_where(addr, len, |_, slot| {
+        let table = pmd_offset(pgd_offset(swapper_pg_dir(), slot), slot).read();
+        pmd_present(table)
+            && (0..geometry().ptrs_per_pte)
+                .any(|i| !pte_none(pte_slot(table.phys() as u32, i).read()))
+    })
+}
+
+fn drop_tables_where(addr: u32, len: u32, busy: impl Fn(&AreaAllocator, u32) -> bool) {
     with_vmlist(|v| {
         let mut slot = addr & !((4 << 20) - 1);
         while slot < addr + len {
-            let busy = v
-                .areas()
-                .any(|a| a.addr < slot + (4 << 20) && a.addr + a.size > slot);
+            let busy = busy(v, slot);
             let pmd = pmd_offset(pgd_offset(swapper_pg_dir(), slot), slot);
             let e = pmd.read();
             if !busy && pmd_present(e) && !is_pae() {

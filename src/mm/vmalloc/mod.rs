@@ -2,9 +2,10 @@
 //! `swapper_pg_dir` only.  When that needs a new page table in two-level
 //! mode, the new PGD entry exists in `init_mm` alone, and every other
 //! address space picks it up lazily in `vmalloc_fault` (mm/fault.rs) the
-//! first time it touches the area.  Under `vmalloc_fault=eager` the new
-//! entry is instead copied into every address space right here
-//! (`arch_sync_kernel_mappings`, Linux 5.8).
+//! first time it touches the area.  Under `vmalloc_fault=eager` and
+//! `eager-lazy` the area is mapped as 5.8 maps it (`map_range`): the new
+//! entry is copied into every address space after the whole range is
+//! mapped (`arch_sync_kernel_mappings`).
 //!
 //! Layout (Linux 2.4 `pgtable.h`): `VMALLOC_START` is `high_memory`
 //! rounded up past an 8 MiB hole (`VMALLOC_OFFSET`), so stray accesses
@@ -36,6 +37,7 @@ use crate::{pr_err, pr_warn, println};
 
 mod info;
 mod lab_support;
+mod map_range;
 mod stack;
 
 pub use info::*;
@@ -66,9 +68,6 @@ pub(super) static VMLIST: Mutex<Option<AreaAllocator>> = Mutex::new(None);
 /// life, as in 2.4 (other address spaces may point at them).
 pub(super) static PGTABLE_PAGES: AtomicU32 = AtomicU32::new(0);
 
-/// New kernel PGD entries copied into other directories by `eager`.
-pub(super) static EAGER_SYNCS: AtomicU32 = AtomicU32::new(0);
-
 /// New stack-zone PGD entries copied into other directories (every
 /// version: a stack cannot be synced lazily, see `vmalloc_stack`).
 pub(super) static STACK_SYNCS: AtomicU32 = AtomicU32::new(0);
@@ -90,8 +89,9 @@ pub fn is_stack_zone_addr(addr: u32) -> bool {
 /// eager sync itself; every other version leaves it to the fault path).
 static VERSION: Mutex<VmallocFaultVersion> = Mutex::new(VmallocFaultVersion::Sync);
 
+/// 5.8's way of mapping (and syncing) an area, under `eager`/`eager-lazy`.
 fn eager() -> bool {
-    *VERSION.lock() == VmallocFaultVersion::Eager
+    VERSION.lock().syncs_eagerly()
 }
 
 /// Whether new kernel PGD entries are synced eagerly: set with the
@@ -130,10 +130,11 @@ pub(super) fn with_vmlist<R>(f: impl FnOnce(&mut AreaAllocator) -> R) -> R {
     f(vmlist.as_mut().expect("vmalloc not initialised"))
 }
 
-/// `arch_sync_kernel_mappings` (Linux 5.8): copy `init_mm`'s entry for the
-/// PGD slot of `addr` into every directory in `pgd_list`.  The caller
-/// holds vmlist_lock; pgd_list_lock is taken inside, and mm_alloc copies
-/// the kernel part under the same lock, so no directory can miss it.
+/// Copy `init_mm`'s entry for the PGD slot of `addr` into every directory
+/// in `pgd_list` (a thread stack's slot, whatever the version: see
+/// `vmalloc_stack`).  The caller holds vmlist_lock; pgd_list_lock is taken
+/// inside, and mm_alloc copies the kernel part under the same lock, so no
+/// directory can miss it.
 pub(super) fn sync_kernel_pgd_slot(addr: u32, counter: &AtomicU32) {
     let val = pgd_offset(swapper_pg_dir(), addr).read();
     let list = PGD_LIST.lock();
@@ -145,7 +146,7 @@ pub(super) fn sync_kernel_pgd_slot(addr: u32, counter: &AtomicU32) {
 
 /// Map one page into `init_mm` (2.4's `alloc_area_pte`).  A PTE page
 /// allocated here is a new kernel PGD entry in two-level mode: it exists
-/// in `swapper_pg_dir` only, unless the eager version syncs it now.
+/// in `swapper_pg_dir` only (a stack's is synced at once).
 pub(super) fn map_kernel_page(va: u32, pa: u64, flags: PteFlags) -> Result<(), MapError> {
     let pgd = pgd_offset(swapper_pg_dir(), va);
     let pmd = pmd_offset(pgd, va);
@@ -155,8 +156,6 @@ pub(super) fn map_kernel_page(va: u32, pa: u64, flags: PteFlags) -> Result<(), M
         PGTABLE_PAGES.fetch_add(1, Ordering::Relaxed);
         if !is_pae() && is_stack_zone_addr(va) {
             sync_kernel_pgd_slot(va, &STACK_SYNCS);
-        } else if !is_pae() && eager() {
-            sync_kernel_pgd_slot(va, &EAGER_SYNCS);
         }
     }
     set_pte(pte, mk_pte(pa, flags));
@@ -225,6 +224,9 @@ pub(super) fn populate(
     owned: bool,
     mut page: impl FnMut(u32) -> Option<u64>,
 ) -> bool {
+    if eager() && !area.flags.contains(VmFlags::STACK) {
+        return populate_5_8(area, first, flags, owned, page);
+    }
     for i in first..area.nr_pages {
         let va = area.addr + i * PAGE_SIZE as u32;
         // Getting the frame and mapping it in one interrupts-off step: an
@@ -249,6 +251,45 @@ pub(super) fn populate(
         }
     }
     true
+}
+
+/// 5.8's `__vmalloc_area_node`: every page first, then
+/// `map_kernel_range`, with no lock held across the two (see `map_range`).
+fn populate_5_8(
+    area: &VmArea,
+    first: u32,
+    flags: PteFlags,
+    owned: bool,
+    mut page: impl FnMut(u32) -> Option<u64>,
+) -> bool {
+    extern crate alloc;
+    let mut pages = alloc::vec::Vec::with_capacity((area.nr_pages - first) as usize);
+    for i in first..area.nr_pages {
+        match page(i) {
+            Some(pa) => pages.push(pa),
+            None => break,
+        }
+    }
+    let start = area.addr + first * PAGE_SIZE as u32;
+    let mapped = if pages.len() == (area.nr_pages - first) as usize {
+        match map_range::map_kernel_range_noflush(start, &pages, flags) {
+            Ok(()) => return true,
+            Err((n, _)) => n,
+        }
+    } else {
+        0
+    };
+    // Undo: the mapped pages through the tables, the rest directly.
+    with_vmlist(|v| {
+        unmap_kernel_range(start, mapped as u32, owned);
+        v.remove_vm_area(area.addr);
+    });
+    if owned {
+        for &pa in &pages[mapped..] {
+            free_frame(pa as u32);
+        }
+    }
+    false
 }
 
 /// `vmalloc(size)`: virtually contiguous, page-granular kernel memory.

@@ -68,6 +68,17 @@ def main():
         w = rows.get("window")
         if w:
             md.append(f"| {m} | {v} | {w['stepped']} | {w['in_window']} | {w['failures']} |")
+    md += ["", "Linux's 2020 x86-32 regression on one CPU (`preempt=full`): thread A maps a page into a fresh slot and is",
+           "preempted at every boundary (IF=1) from its init_mm `set_pmd` to its return; thread B maps into the same slot",
+           "and touches it from an older mm. Window = first..last failing boundary.", "",
+           "| paging | version | boundaries stepped | preemptible | runs | failures | window | lazy faults (runs) | B after A (faults) |",
+           "|---|---|---:|---:|---:|---:|---|---:|---|"]
+    for (m, v), (rows, groups, complete, b) in results.items():
+        w = rows.get("r2020")
+        if w:
+            win = f"{w['first']}..{w['last']}" if w["first"] != "-1" else "-"
+            md.append(f"| {m} | {v} | {w['stepped']} | {w['preemptible']} | {w['runs']} | {w['failures']} | {win} | "
+                      f"{w['faults']} ({w['runs_with_faults']}) | {w['baseline']} |")
     # The setup as the kernel ran it (its EXP|stress line).
     setup = next((r["stress"] for r, _, _, _ in results.values() if "stress" in r), None)
     setup = f", {int(setup['planned']):,} rounds, {setup['mms']} mms" if setup and "planned" in setup else ""
@@ -81,7 +92,7 @@ def main():
                       f"{s['timer_during_touch']} |")
     md += ["", "## Where the failing boundaries are", ""]
     for (m, v), (rows, groups, complete, b) in results.items():
-        for name in ("thread", "irq", "depth2", "window"):
+        for name in ("thread", "irq", "depth2", "window", "r2020"):
             g = groups.get(name)
             if g:
                 md.append(f"**{m} {v} {name}** ({len(g)} groups)")

@@ -1,0 +1,341 @@
+//! Linux's 2020 x86-32 regression, on one CPU (issue 14).  5.8 maps a
+//! vmalloc range into init_mm first and copies a new PMD into the other
+//! directories only afterwards (`arch_sync_kernel_mappings`), and no lock
+//! covers both.  4819e15f740e ("x86/mm/32: Bring back vmalloc faulting on
+//! x86_32", Sep 2020): "that assumption was incredibly naive".
+//!
+//! Thread A maps a page into a fresh 4 MiB slot S.  From the write of
+//! S's entry in init_mm (a DR1 watchpoint) to A's return, A is preempted
+//! at boundary k (`preempt=full`: a self-IPI whose interrupt exit
+//! switches), and thread B, in an address space made before S existed,
+//! maps a page into S (finding its PMD present, so it syncs nothing) and
+//! touches it.  A dry run records every boundary; run k stops A there
+//! with DR0 on that boundary's instruction, counting its earlier hits, so
+//! a run costs a few #DBs, not k.  Interrupts off (a held spinlock in
+//! 5.8) means no preemption: such boundaries are counted, not run.
+
+extern crate alloc;
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use crate::arch::x86::entry::TrapFrame;
+use crate::arch::x86::irq::{self, IrqFlags};
+use crate::arch::x86::{apic, cpu, dispatch};
+use crate::cmdline::PreemptModel;
+use crate::mm::addr::PAGE_SIZE;
+use crate::mm::fault::{self, faults_of_pgd};
+use crate::mm::frame::{alloc_frame, free_frame};
+use crate::mm::init::swapper_pg_dir;
+use crate::mm::mm_struct::{mm_alloc, MmStruct};
+use crate::mm::pgtable::{pgd_offset, pmd_offset};
+use crate::mm::vmalloc;
+use crate::racy_cell::RacyCell;
+use crate::sched;
+
+use super::explorer::Outcome;
+
+/// The self-IPI that preempts A.
+pub const PREEMPT_VECTOR: u8 = 0xF3;
+const MAX_STEPS: usize = 200_000;
+const SLOT: u32 = 4 << 20;
+const MARK: u32 = 0x2020_0904;
+
+struct State {
+    /// Dry run: TF stepping from the watchpoint to A's return.
+    recording: bool,
+    stepping: bool,
+    k: usize,
+    /// Run k: DR0 on `eip[k]`, hit number `occurrence[k]` is boundary k.
+    target: Option<(u32, u32)>,
+    hits: u32,
+    /// A's thread function: back there, the map call has returned.
+    end: (u32, u32),
+    eip: Vec<u32>,
+    irq_on: Vec<bool>,
+    overflow: bool,
+}
+
+static ST: RacyCell<State> = RacyCell::new(State {
+    recording: false,
+    stepping: false,
+    k: 0,
+    target: None,
+    hits: 0,
+    end: (0, 0),
+    eip: Vec::new(),
+    irq_on: Vec::new(),
+    overflow: false,
+});
+
+static S: AtomicU32 = AtomicU32::new(0);
+static GO_B: AtomicBool = AtomicBool::new(false);
+static PREEMPTED: AtomicBool = AtomicBool::new(false);
+static B_SAW: AtomicU32 = AtomicU32::new(0);
+
+fn st() -> &'static mut State {
+    // SAFETY: one CPU; the #DB handler and the driver never run at once
+    // (the driver only reads it after the threads are joined).
+    unsafe { &mut *ST.get() }
+}
+
+fn preempt_irq(_: &mut TrapFrame) {
+    // Nothing: the interrupt exit does the switch under preempt=full.
+}
+
+fn debug_trap(frame: &mut TrapFrame) {
+    let dr6 = cpu::take_dr6();
+    let s = st();
+    if dr6 & cpu::DR6_B0 != 0 {
+        frame.eflags |= cpu::EFLAGS_RF;
+    }
+    if dr6 & cpu::DR6_B1 != 0 {
+        // A just wrote S's pmd in init_mm: boundary 0 is the next one.
+        cpu::clear_write_watchpoint();
+        s.k = 0;
+        match s.target {
+            Some((eip, _)) => {
+                s.hits = 0;
+                cpu::set_exec_breakpoint(eip);
+            }
+            None => s.stepping = s.recording,
+        }
+    }
+    if let Some((_, occurrence)) = s.target {
+        if dr6 & cpu::DR6_B0 != 0 {
+            if s.hits == occurrence {
+                cpu::clear_exec_breakpoint();
+                s.target = None;
+                preempt_here();
+            }
+            s.hits += 1;
+        }
+        frame.eflags &= !cpu::EFLAGS_TF;
+        return;
+    }
+    if !s.stepping {
+        frame.eflags &= !cpu::EFLAGS_TF;
+        return;
+    }
+    if (frame.eip >= s.end.0 && frame.eip < s.end.1) || s.k >= MAX_STEPS {
+        s.overflow = s.k >= MAX_STEPS;
+        s.stepping = false;
+        frame.eflags &= !cpu::EFLAGS_TF;
+        return;
+    }
+    s.eip.push(frame.eip);
+    s.irq_on.push(frame.eflags & cpu::EFLAGS_IF != 0);
+    s.k += 1;
+    frame.eflags |= cpu::EFLAGS_TF;
+}
+
+/// What the timer does under preempt=full, at exactly this boundary.
+fn preempt_here() {
+    GO_B.store(true, Ordering::SeqCst);
+    PREEMPTED.store(true, Ordering::SeqCst);
+    sched::set_need_resched();
+    apic::self_ipi(PREEMPT_VECTOR);
+}
+
+fn thread_a(frame: usize) {
+    let s = S.load(Ordering::SeqCst);
+    let pmd = pmd_offset(pgd_offset(swapper_pg_dir(), s), s);
+    cpu::set_write_watchpoint(pmd.addr() as u32);
+    let r = vmalloc::map_pages_at(s, &[frame as u64]);
+    cpu::clear_write_watchpoint();
+    cpu::clear_exec_breakpoint();
+    st().stepping = false;
+    assert!(r.is_ok(), "A could not map its page: {:?}", r);
+    // Not preempted in the window: B runs now, after A's sync.
+    GO_B.store(true, Ordering::SeqCst);
+}
+
+fn thread_b(frame: usize) {
+    while !GO_B.load(Ordering::SeqCst) {
+        sched::yield_now();
+    }
+    let va = S.load(Ordering::SeqCst) + 2 * PAGE_SIZE as u32;
+    let r = vmalloc::map_pages_at(va, &[frame as u64]);
+    assert!(r.is_ok(), "B could not map its page: {:?}", r);
+    // SAFETY: mapped just above in init_mm; from this mm it faults (or
+    // oopses) if the slot is missing, which is the experiment.
+    unsafe { core::ptr::write_volatile(va as *mut u32, MARK) };
+    // SAFETY: as above.
+    B_SAW.store(
+        unsafe { core::ptr::read_volatile(va as *const u32) },
+        Ordering::SeqCst,
+    );
+}
+
+/// One boundary's outcome.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub k: usize,
+    pub eip: u32,
+    pub outcome: Outcome,
+    /// Lazy vmalloc faults B's directory took.
+    pub faults: u32,
+    /// A really was preempted there (B ran before A's map returned).
+    pub preempted: bool,
+    /// What the recovery point caught, for an `OtherOops`.
+    pub caught: Option<crate::fixed_buf::FixedBuf<240>>,
+}
+
+/// The 2020 window, explored.
+#[derive(Clone, Debug, Default)]
+pub struct Report2020 {
+    /// Boundaries from the init_mm write of S's entry to A's return.
+    pub stepped: usize,
+    /// Of those, where A could be preempted (IF=1).
+    pub preemptible: usize,
+    pub runs: usize,
+    pub failures: usize,
+    /// B's touch after A's map returned (no preemption).
+    pub baseline: Option<Outcome>,
+    pub baseline_faults: u32,
+    /// Runs where B took a lazy fault, and how many in all.
+    pub runs_with_faults: usize,
+    pub faults: u32,
+    pub failing: Vec<Run>,
+    /// First and last failing boundary.
+    pub window: Option<(usize, usize)>,
+    /// The dry run hit the step limit: the report is partial.
+    pub overflow: bool,
+    /// Slots `arch_sync_kernel_mappings` walks from S (5.8: to VMALLOC_END).
+    pub slots_to_end: u32,
+}
+
+struct Fixture {
+    a: Arc<MmStruct>,
+    b: Arc<MmStruct>,
+    range: u32,
+}
+
+/// Run once: A maps, maybe preempted at `target`, B maps and touches.
+fn run_once(f: &Fixture, target: Option<(u32, u32)>, record: bool) -> Run {
+    let s = S.load(Ordering::SeqCst);
+    // Fresh again: no page table for S anywhere.
+    vmalloc::drop_empty_kernel_tables(s, SLOT);
+    let (fa, fb) = (alloc_frame().expect("frame"), alloc_frame().expect("frame"));
+    let st = st();
+    st.recording = record;
+    st.stepping = false;
+    st.target = target;
+    st.k = 0;
+    GO_B.store(false, Ordering::SeqCst);
+    PREEMPTED.store(false, Ordering::SeqCst);
+    B_SAW.store(0, Ordering::SeqCst);
+    let faults0 = faults_of_pgd(f.b.pgd);
+    let bad0 = fault::bad_areas();
+    let ta = sched::kernel_thread("2020-a", thread_a, fa as usize, Some(f.a.clone()));
+    let tb = sched::kernel_thread("2020-b", thread_b, fb as usize, Some(f.b.clone()));
+    let r = crate::fixup::catch(true, || {
+        sched::join(&ta);
+        sched::join(&tb);
+    });
+    cpu::clear_exec_breakpoint();
+    cpu::clear_write_watchpoint();
+    st.stepping = false;
+    st.target = None;
+    sched::drop_lazy_mm();
+    // B's oops lands in this recovery point while A, preempted, is still
+    // runnable: let both finish before the next run reuses the slot.
+    GO_B.store(true, Ordering::SeqCst);
+    sched::join(&ta);
+    sched::join(&tb);
+    let caught = r.as_ref().err().map(|c| c.msg);
+    let outcome = match r {
+        Err(_) if fault::bad_areas() != bad0 => Outcome::Oops(fault::last_bad_area()),
+        Err(c) => Outcome::OtherOops(c.vector),
+        Ok(()) if B_SAW.load(Ordering::SeqCst) != MARK => Outcome::Corrupt,
+        Ok(()) => Outcome::Clean,
+    };
+    for va in [s, s + 2 * PAGE_SIZE as u32] {
+        vmalloc::unmap_kernel_page_at(va);
+    }
+    free_frame(fa);
+    free_frame(fb);
+    let _ = f.range;
+    Run {
+        k: 0,
+        eip: 0,
+        outcome,
+        faults: faults_of_pgd(f.b.pgd) - faults0,
+        preempted: PREEMPTED.load(Ordering::SeqCst),
+        caught,
+    }
+}
+
+/// Explore every preemptible boundary of the window (`stride` 1), or
+/// every `stride`-th.  Runs under preempt=full whatever the boot chose.
+pub fn explore_2020(stride: usize) -> Option<Report2020> {
+    if !apic::present() {
+        return None;
+    }
+    let (a, b) = (mm_alloc()?, mm_alloc()?);
+    let range = vmalloc::reserve_range_high(2 * SLOT as usize)?;
+    let s = (range + SLOT - 1) & !(SLOT - 1);
+    S.store(s, Ordering::SeqCst);
+    let f = Fixture { a, b, range };
+    let (fa, sz) =
+        crate::symbols::lookup(thread_a as *const () as u32).map(|x| (x.addr, x.size))?;
+    st().end = (fa, fa + sz);
+    st().eip = Vec::with_capacity(MAX_STEPS);
+    st().irq_on = Vec::with_capacity(MAX_STEPS);
+    st().overflow = false;
+    let booted = sched::preempt_model();
+    sched::set_preempt_model(PreemptModel::Full);
+    dispatch::register_handler(1, Some(debug_trap));
+    irq::request_irq(PREEMPT_VECTOR, preempt_irq, IrqFlags::empty());
+    crate::oops::set_silent(true);
+
+    let mut rep = Report2020 {
+        slots_to_end: (vmalloc::VMALLOC_END - s) / SLOT,
+        ..Default::default()
+    };
+    let base = run_once(&f, None, true);
+    rep.baseline = Some(base.outcome);
+    rep.baseline_faults = base.faults;
+    let eips = core::mem::take(&mut st().eip);
+    let irq_on = core::mem::take(&mut st().irq_on);
+    rep.overflow = st().overflow;
+    rep.stepped = eips.len();
+    rep.preemptible = irq_on.iter().filter(|x| **x).count();
+    // How many times boundary k's instruction ran before k.
+    let mut seen: alloc::collections::BTreeMap<u32, u32> = alloc::collections::BTreeMap::new();
+    let mut occurrence = Vec::with_capacity(eips.len());
+    for &e in &eips {
+        let n = seen.entry(e).or_insert(0);
+        occurrence.push(*n);
+        *n += 1;
+    }
+    let mut i = 0;
+    for k in (0..eips.len()).filter(|&k| irq_on[k]) {
+        i += 1;
+        if (i - 1) % stride.max(1) != 0 {
+            continue;
+        }
+        let mut run = run_once(&f, Some((eips[k], occurrence[k])), false);
+        run.k = k;
+        run.eip = eips[k];
+        rep.runs += 1;
+        rep.faults += run.faults;
+        if run.faults > 0 {
+            rep.runs_with_faults += 1;
+        }
+        if run.outcome.failed() {
+            rep.failures += 1;
+            rep.window = Some(rep.window.map_or((k, k), |(lo, _)| (lo, k)));
+            rep.failing.push(run);
+        }
+    }
+
+    crate::oops::set_silent(false);
+    irq::free_irq(PREEMPT_VECTOR);
+    dispatch::register_handler(1, None);
+    sched::set_preempt_model(booted);
+    vmalloc::drop_empty_kernel_tables(s, SLOT);
+    vmalloc::release_range(f.range);
+    Some(rep)
+}
