@@ -93,8 +93,8 @@ pub fn run_all() {
     }
     if let Some(s) = stress(STRESS_ROUNDS, STRESS_MMS) {
         println!(
-            "EXP|stress|rounds={}|clean={}|oopses={}|bad_areas={}|hangs={}|timer_during_touch={}|fault_ticks={}|planned={}|mms={}",
-            s.rounds, s.clean, s.oopses, s.bad_areas, s.hangs, s.timer_during_touch, s.fault_ticks,
+            "EXP|stress|rounds={}|clean={}|oopses={}|bad_areas={}|hangs={}|fault_loops={}|timer_during_touch={}|fault_ticks={}|planned={}|mms={}",
+            s.rounds, s.clean, s.oopses, s.bad_areas, s.hangs, s.fault_loops, s.timer_during_touch, s.fault_ticks,
             STRESS_ROUNDS, STRESS_MMS
         );
     }

@@ -55,6 +55,8 @@ pub enum Outcome {
     OtherOops(u32),
     /// The step limit was reached.
     Hang,
+    /// The same access faulted again and again (`fault_loop`).
+    FaultLoop,
     /// The run completed but the data written is wrong.
     Corrupt,
 }
@@ -192,6 +194,7 @@ fn victim_thread(variant: usize) {
 /// The #DB handler: breakpoint on the #PF stub, or one single step.
 fn debug_trap(frame: &mut TrapFrame) {
     let dr6 = cpu::take_dr6();
+    super::fault_loop::on_debug(frame, dr6);
     let s = st();
     if dr6 & cpu::DR6_B0 != 0 {
         frame.eflags |= cpu::EFLAGS_RF;
@@ -326,9 +329,11 @@ fn run_once(sc: &Scenario, variant: Variant, target: usize, deep: bool, record: 
         (variant == Variant::InIrq) as usize,
         Some(sc.mm.clone()),
     );
+    super::fault_loop::arm();
     let r = fixup::catch(true, || {
         sched::join(&t);
     });
+    super::fault_loop::disarm();
     disarm();
     irq::free_irq(irq::TIMER_IRQ_VECTOR);
     crate::sched::drop_lazy_mm();
@@ -358,6 +363,9 @@ fn run_once(sc: &Scenario, variant: Variant, target: usize, deep: bool, record: 
 fn classify(c: &Caught, bad0: u32, x: u32) -> Outcome {
     if st().hang {
         return Outcome::Hang;
+    }
+    if super::fault_loop::caught(c) {
+        return Outcome::FaultLoop;
     }
     if c.vector == 14 && fault::bad_areas() != bad0 {
         let why = fault::last_bad_area();

@@ -19,6 +19,7 @@
 
 pub mod experiments;
 pub mod explorer;
+pub mod fault_loop;
 pub mod regression2020;
 pub mod report;
 pub mod scenario;

@@ -86,6 +86,7 @@ fn preempt_irq(_: &mut TrapFrame) {
 
 fn debug_trap(frame: &mut TrapFrame) {
     let dr6 = cpu::take_dr6();
+    super::fault_loop::on_debug(frame, dr6);
     let s = st();
     if dr6 & cpu::DR6_B0 != 0 {
         frame.eflags |= cpu::EFLAGS_RF;
@@ -230,10 +231,12 @@ fn run_once(f: &Fixture, target: Option<(u32, u32)>, record: bool) -> Run {
     let bad0 = fault::bad_areas();
     let ta = sched::kernel_thread("2020-a", thread_a, fa as usize, Some(f.a.clone()));
     let tb = sched::kernel_thread("2020-b", thread_b, fb as usize, Some(f.b.clone()));
+    super::fault_loop::arm();
     let r = crate::fixup::catch(true, || {
         sched::join(&ta);
         sched::join(&tb);
     });
+    super::fault_loop::disarm();
     cpu::clear_exec_breakpoint();
     cpu::clear_write_watchpoint();
     st.stepping = false;
@@ -246,6 +249,7 @@ fn run_once(f: &Fixture, target: Option<(u32, u32)>, record: bool) -> Run {
     sched::join(&tb);
     let caught = r.as_ref().err().map(|c| c.msg);
     let outcome = match r {
+        Err(c) if super::fault_loop::caught(&c) => Outcome::FaultLoop,
         Err(_) if fault::bad_areas() != bad0 => Outcome::Oops(fault::last_bad_area()),
         Err(c) => Outcome::OtherOops(c.vector),
         Ok(()) if B_SAW.load(Ordering::SeqCst) != MARK => Outcome::Corrupt,

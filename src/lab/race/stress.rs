@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use super::scenario::Scenario;
 use crate::arch::x86::entry::TrapFrame;
 use crate::arch::x86::irq::{self, IrqFlags};
-use crate::arch::x86::{apic, cpu, pit};
+use crate::arch::x86::{apic, cpu, dispatch, pit};
 use crate::fixup::{self, Caught, CaughtKind};
 use crate::mm::fault;
 use crate::sched;
@@ -66,6 +66,8 @@ pub struct StressReport {
     /// Of the oopses, those that came through vmalloc_fault's bad_area.
     pub bad_areas: u32,
     pub hangs: u32,
+    /// Rounds ended by the same fault again and again (`fault_loop`).
+    pub fault_loops: u32,
     /// Rounds whose timer interrupt arrived during the touch, i.e. while
     /// its vmalloc fault (if any) was being handled: the interesting ones.
     pub timer_during_touch: u32,
@@ -162,6 +164,7 @@ pub fn stress(rounds: u32, mms: usize) -> Option<StressReport> {
     irq::request_irq(irq::LOCAL_TIMER_VECTOR, timer_irq, IrqFlags::empty());
     pit::set_periodic(100);
     irq::request_irq(irq::TIMER_IRQ_VECTOR, watchdog, IrqFlags::SA_INTERRUPT);
+    dispatch::register_handler(1, Some(super::fault_loop::debug_trap));
     ROUNDS.store(0, Ordering::SeqCst);
     CLEAN.store(0, Ordering::SeqCst);
     INSIDE.store(0, Ordering::SeqCst);
@@ -197,13 +200,17 @@ pub fn stress(rounds: u32, mms: usize) -> Option<StressReport> {
         let chunk = (before + 64).min(rounds) as usize;
         let bad0 = fault::bad_areas();
         let t = sched::kernel_thread("stress", worker, chunk, Some(mm));
+        super::fault_loop::arm();
         let r = fixup::catch(true, || {
             sched::join(&t);
         });
+        super::fault_loop::disarm();
         if let Err(c) = r {
             // The round that died is over, whatever killed it.
             ROUNDS.fetch_add(1, Ordering::SeqCst);
-            if c.vector == 0xFFFF {
+            if super::fault_loop::caught(&c) {
+                rep.fault_loops += 1;
+            } else if c.vector == 0xFFFF {
                 rep.hangs += 1;
             } else {
                 rep.oopses += 1;
@@ -219,6 +226,7 @@ pub fn stress(rounds: u32, mms: usize) -> Option<StressReport> {
         sched::drop_lazy_mm();
     }
     ACTIVE.store(false, Ordering::SeqCst);
+    dispatch::register_handler(1, None);
     apic::timer_stop();
     irq::free_irq(irq::TIMER_IRQ_VECTOR);
     irq::free_irq(irq::LOCAL_TIMER_VECTOR);

@@ -69,6 +69,7 @@ fn nested_irq(_: &mut TrapFrame) {
 
 fn debug_trap(frame: &mut TrapFrame) {
     let dr6 = cpu::take_dr6();
+    super::fault_loop::on_debug(frame, dr6);
     let s = st();
     if dr6 & cpu::DR6_B0 != 0 {
         frame.eflags |= cpu::EFLAGS_RF;
@@ -154,10 +155,12 @@ fn run_once(
     let bad0 = fault::bad_areas();
     let ta = sched::kernel_thread("prev", prev_thread, 0, Some(a.clone()));
     let tb = sched::kernel_thread("next", next_thread, 0, Some(b.clone()));
+    super::fault_loop::arm();
     let r = crate::fixup::catch(true, || {
         sched::join(&ta);
         sched::join(&tb);
     });
+    super::fault_loop::disarm();
     cpu::clear_exec_breakpoint();
     s.active = false;
     sched::drop_lazy_mm();
@@ -166,6 +169,7 @@ fn run_once(
     sched::join(&tb);
     match r {
         Err(_) if fault::bad_areas() != bad0 => Outcome::Oops(fault::last_bad_area()),
+        Err(c) if super::fault_loop::caught(&c) => Outcome::FaultLoop,
         Err(c) => Outcome::OtherOops(c.vector),
         Ok(()) => Outcome::Clean,
     }
