@@ -198,6 +198,38 @@ page_fault_entries! {
     EagerLazy, ThreeLevel => page_fault_eager_lazy_pae: do_page_fault_eager_lazy;
 }
 
+/// The `vmalloc_fault:` label of each version's `do_page_fault`, as a
+/// function compiled once per version (`V`, its index in
+/// `VmallocFaultVersion::ALL`) and paging mode.  `make gdb` breaks on the
+/// copy the kernel booted with (by its linker name: gdb cannot name a
+/// generic instance), and `finish` prints what it returns: 0 when the
+/// entry was synced, else the `BadArea`.
+#[inline(never)]
+extern "C" fn vmalloc_fault<L: Levels, const V: usize>(address: u32) -> u8 {
+    let r = match VmallocFaultVersion::ALL[V] {
+        VmallocFaultVersion::Legacy => vmalloc_fault_legacy::<L>(address),
+        VmallocFaultVersion::Cli => vmalloc_fault_cli::<L>(address),
+        VmallocFaultVersion::Cr3 => vmalloc_fault_cr3::<L>(address),
+        VmallocFaultVersion::Sync => vmalloc_fault_sync::<L>(address),
+        // 5.8 has none: `do_page_fault_eager` never calls this.
+        VmallocFaultVersion::Eager => Err(BadArea::NoContext),
+        VmallocFaultVersion::EagerLazy => vmalloc_fault_5_9::<L>(address),
+    };
+    match r {
+        Ok(()) => BadArea::None as u8,
+        Err(why) => why as u8,
+    }
+}
+
+/// Whatever `vmalloc_fault` could not fix ends in `bad_area_nosemaphore`.
+#[inline(always)]
+fn vmalloc_fault_or_die<L: Levels, const V: usize>(frame: &mut TrapFrame, address: u32) {
+    let why = vmalloc_fault::<L, V>(address);
+    if why != BadArea::None as u8 {
+        bad_area_nosemaphore(frame, address, BadArea::from_u8(why));
+    }
+}
+
 // ---------------------------------------------------------------- the path
 //
 // Each `do_page_fault_*` starts with the CR2 read: under the trap-gate
@@ -211,42 +243,30 @@ extern "C" fn do_page_fault_legacy<L: Levels>(frame: &mut TrapFrame) {
     // __asm__("movl %%cr2,%0":"=r" (address));
     let address = cpu::read_cr2();
     // if (address >= TASK_SIZE) goto vmalloc_fault;
-    let r = if address >= TASK_SIZE {
-        vmalloc_fault_legacy::<L>(address)
-    } else {
-        Err(BadArea::NoContext)
-    };
-    if let Err(why) = r {
-        bad_area_nosemaphore(frame, address, why);
+    if address < TASK_SIZE {
+        bad_area_nosemaphore(frame, address, BadArea::NoContext);
     }
+    vmalloc_fault_or_die::<L, { VmallocFaultVersion::Legacy as usize }>(frame, address);
 }
 
 /// 2.4.2aa's `do_page_fault` with the seed's patch: 2.4.1's trap-gate
 /// entry and test, the patched `vmalloc_fault`.
 extern "C" fn do_page_fault_cli<L: Levels>(frame: &mut TrapFrame) {
     let address = cpu::read_cr2();
-    let r = if address >= TASK_SIZE {
-        vmalloc_fault_cli::<L>(address)
-    } else {
-        Err(BadArea::NoContext)
-    };
-    if let Err(why) = r {
-        bad_area_nosemaphore(frame, address, why);
+    if address < TASK_SIZE {
+        bad_area_nosemaphore(frame, address, BadArea::NoContext);
     }
+    vmalloc_fault_or_die::<L, { VmallocFaultVersion::Cli as usize }>(frame, address);
 }
 
 /// `do_page_fault` of 2.4.5-pre1: 2.4.4's, with a `vmalloc_fault` that
 /// takes the pgd from CR3.
 extern "C" fn do_page_fault_cr3<L: Levels>(frame: &mut TrapFrame) {
     let address = cpu::read_cr2();
-    let r = if address >= TASK_SIZE {
-        vmalloc_fault_cr3::<L>(address)
-    } else {
-        Err(BadArea::NoContext)
-    };
-    if let Err(why) = r {
-        bad_area_nosemaphore(frame, address, why);
+    if address < TASK_SIZE {
+        bad_area_nosemaphore(frame, address, BadArea::NoContext);
     }
+    vmalloc_fault_or_die::<L, { VmallocFaultVersion::Cr3 as usize }>(frame, address);
 }
 
 /// `do_page_fault` of 2.4.5-pre2 and later: an interrupt gate, IF back on
@@ -259,14 +279,10 @@ extern "C" fn do_page_fault_sync<L: Levels>(frame: &mut TrapFrame) {
         cpu::sti();
     }
     // if (address >= TASK_SIZE && !(error_code & 5)) goto vmalloc_fault;
-    let r = if address >= TASK_SIZE && frame.error_code & (X86_PF_PROT | X86_PF_USER) == 0 {
-        vmalloc_fault_sync::<L>(address)
-    } else {
-        Err(BadArea::NoContext)
-    };
-    if let Err(why) = r {
-        bad_area_nosemaphore(frame, address, why);
+    if address < TASK_SIZE || frame.error_code & (X86_PF_PROT | X86_PF_USER) != 0 {
+        bad_area_nosemaphore(frame, address, BadArea::NoContext);
     }
+    vmalloc_fault_or_die::<L, { VmallocFaultVersion::Sync as usize }>(frame, address);
 }
 
 /// 5.8 x86-32: `vmalloc_fault()` is gone (7f0a002b5a21);
@@ -290,14 +306,10 @@ extern "C" fn do_page_fault_eager<L: Levels>(frame: &mut TrapFrame) {
 /// ```
 extern "C" fn do_page_fault_eager_lazy<L: Levels>(frame: &mut TrapFrame) {
     let address = cpu::read_cr2();
-    let r = if frame.error_code & (X86_PF_RSVD | X86_PF_PROT | X86_PF_USER) == 0 {
-        vmalloc_fault_5_9::<L>(address)
-    } else {
-        Err(BadArea::NoContext)
-    };
-    if let Err(why) = r {
-        bad_area_nosemaphore(frame, address, why);
+    if frame.error_code & (X86_PF_RSVD | X86_PF_PROT | X86_PF_USER) != 0 {
+        bad_area_nosemaphore(frame, address, BadArea::NoContext);
     }
+    vmalloc_fault_or_die::<L, { VmallocFaultVersion::EagerLazy as usize }>(frame, address);
 }
 
 /// `vmalloc_fault` of Linux 2.4.0/2.4.1 (arch/i386/mm/fault.c), the code
@@ -319,7 +331,7 @@ extern "C" fn do_page_fault_eager_lazy<L: Levels>(frame: &mut TrapFrame) {
 /// set_pmd(pmd, *pmd_k);
 /// return;
 /// ```
-#[inline(never)]
+#[inline(always)]
 pub fn vmalloc_fault_legacy<L: Levels>(address: u32) -> Result<(), BadArea> {
     let tsk = crate::sched::current();
     let mm_pgd = tsk.active_mm_pgd();
@@ -365,7 +377,7 @@ pub fn vmalloc_fault_legacy<L: Levels>(address: u32) -> Result<(), BadArea> {
 /// __restore_flags(flags);
 /// goto bad_area_nosemaphore;
 /// ```
-#[inline(never)]
+#[inline(always)]
 pub fn vmalloc_fault_cli<L: Levels>(address: u32) -> Result<(), BadArea> {
     let tsk = crate::sched::current();
     let mm_pgd = tsk.active_mm_pgd();
@@ -409,7 +421,7 @@ pub fn vmalloc_fault_cli<L: Levels>(address: u32) -> Result<(), BadArea> {
 /// set_pmd(pmd, *pmd_k);
 /// return;
 /// ```
-#[inline(never)]
+#[inline(always)]
 pub fn vmalloc_fault_cr3<L: Levels>(address: u32) -> Result<(), BadArea> {
     let cr3 = cpu::read_cr3_pa();
     let pgd = L::pgd_offset(cr3, address);
@@ -466,7 +478,7 @@ pub fn vmalloc_fault_cr3<L: Levels>(address: u32) -> Result<(), BadArea> {
 ///         goto no_context;
 /// return;
 /// ```
-#[inline(never)]
+#[inline(always)]
 pub fn vmalloc_fault_sync<L: Levels>(address: u32) -> Result<(), BadArea> {
     let cr3 = cpu::read_cr3_pa();
     let pgd = L::pgd_offset(cr3, address);
@@ -509,7 +521,7 @@ pub fn vmalloc_fault_sync<L: Levels>(address: u32) -> Result<(), BadArea> {
 ///         return -1;
 /// return 0;
 /// ```
-#[inline(never)]
+#[inline(always)]
 pub fn vmalloc_fault_5_9<L: Levels>(address: u32) -> Result<(), BadArea> {
     if !(address >= super::vmalloc::vmalloc_start() && address < super::vmalloc::VMALLOC_END) {
         return Err(BadArea::NoContext);

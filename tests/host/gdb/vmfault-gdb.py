@@ -37,7 +37,7 @@ SYM_BY_SLOT = ("vmfault::mm::fault_stats::BY_SLOT", "BY_SLOT")
 SYM_BY_PGD = ("vmfault::mm::fault_stats::BY_PGD", "BY_PGD")
 SYM_VERSION = ("vmfault::mm::fault::VERSION",)
 SYM_LAST_BAD = ("vmfault::mm::fault::LAST_BAD_AREA",)
-SYM_EAGER = ("vmfault::mm::vmalloc::EAGER_SYNCS",)
+SYM_EAGER = ("vmfault::mm::sync_kernel_mappings::EAGER_SYNCS",)
 SYM_CURRENT = ("vmfault::sched::task::CURRENT_TASK", "CURRENT_TASK")
 
 

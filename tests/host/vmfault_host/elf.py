@@ -11,6 +11,7 @@ kernel number or text.
 """
 import functools
 import os
+import re
 import struct
 from dataclasses import dataclass
 
@@ -132,6 +133,20 @@ def _constants(path, mtime, size):
         modes=n("PAGING_NAMES"), default_mode=n("PAGING_DEFAULT")[0], bad_area_texts=n("BAD_AREA_TEXTS"),
         soak_ops_default=u("SOAK_OPS_DEFAULT"), soak_seed_default=u("SOAK_SEED_DEFAULT"),
         entry=e.address("_start"))
+
+
+def vmalloc_fault_symbol(kernel, mode, version):
+    """The linker name of `vmalloc_fault::<L, V>` (src/mm/fault.rs) for
+    paging `mode` and vmalloc_fault= `version`: a generic Rust function has
+    no plain name, and gdb's Rust support cannot name an instance, but it
+    breaks on the mangled (v0) symbol and skips its prologue.  None for a
+    kernel without it."""
+    path = os.path.abspath(kernel)
+    e = _elf(path, *_stamp(path))
+    k = constants(kernel)
+    level = "8TwoLevel" if mode == "2level" else "10ThreeLevel"
+    pattern = re.compile(r"13vmalloc_fault.*" + level + r"Kj" + format(k.versions.index(version), "x") + r"_E")
+    return next((s for s in e.symbols if s.startswith("_R") and pattern.search(s)), None)
 
 
 def constants(kernel):
