@@ -31,12 +31,13 @@ fn fault_path() {
     for v in V::ALL {
         crate::mm::set_vmalloc_fault(v);
         match explorer::measure_fault_path() {
-            Some((n, out)) => println!(
-                "BENCH|fault|{}|instructions={}|outcome={:?}|ratio_to_bare={:.2}",
+            Some((n, out, cr2)) => println!(
+                "BENCH|fault|{}|instructions={}|outcome={:?}|ratio_to_bare={:.2}|cr2_read_at={}",
                 v.name(),
                 n,
                 out,
-                n as f64 / bare.max(1) as f64
+                n as f64 / bare.max(1) as f64,
+                cr2.map_or(-1, |c| c as i64)
             ),
             None => println!("BENCH|fault|{}|instructions=0|outcome=no-fault", v.name()),
         }

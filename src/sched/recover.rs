@@ -46,9 +46,14 @@ pub unsafe fn recover_to(saved: *const Task) {
         // task back, and close the switch that will never finish.
         IN_SWITCH.store(false, Ordering::SeqCst);
         requeue_runnable(saved);
-        let pgd = (*(*saved).active_mm.get())
-            .as_ref()
-            .map_or(init_mm().pgd, |m| m.pgd);
+        // A kernel thread caught in the window where 2.4 has set its
+        // active_mm to NULL runs on in init_mm: a running task always has
+        // an active_mm.
+        let slot = &mut *(*saved).active_mm.get();
+        if slot.is_none() {
+            *slot = Some(init_mm().clone());
+        }
+        let pgd = slot.as_ref().map_or(init_mm().pgd, |m| m.pgd);
         if cpu::read_cr3_pa() != pgd {
             crate::arch::x86::mmu::load_cr3(pgd);
         }

@@ -96,6 +96,23 @@ pub fn schedule() {
     if let Some(pgd) = new_pgd {
         switch_mm(old_pgd, pgd);
     }
+    // 2.4 sched.c, still before switch_to and with interrupts on:
+    //     if (!prev->mm) {
+    //             prev->active_mm = NULL;
+    //             mmdrop(oldmm);
+    //     }
+    // A fault in this window that reads tsk->active_mm (2.4.0-2.4.4, the
+    // seed's patch) dereferences NULL.
+    if prev.mm.is_none() {
+        // Interrupts off from the take to the drop: an oops in between
+        // (the experiments kill tasks in this window) would strand the
+        // reference on this stack and leak the mm.
+        let _irq = cpu::irq_save();
+        // SAFETY: only the scheduler writes active_mm, and prev is this
+        // CPU's running task until switch_to.
+        let oldmm = unsafe { (*prev.active_mm.get()).take() };
+        drop(oldmm);
+    }
     // SAFETY: both stacks are live; next's saved ESP was written by its
     // last switch_to or by kernel_thread.  The Arc in TASKS keeps `next`.
     unsafe {

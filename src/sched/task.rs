@@ -66,11 +66,17 @@ impl Task {
     pub fn active_mm_pgd(&self) -> u32 {
         // SAFETY: a read of a field only `schedule` writes; the Arc it
         // holds keeps the mm alive while it is installed.
-        unsafe {
-            (*self.active_mm.get())
-                .as_ref()
-                .map_or(init_mm().pgd, |m| m.pgd)
+        match unsafe { (*self.active_mm.get()).as_ref() } {
+            Some(mm) => mm.pgd,
+            None => null_mm_pgd(),
         }
+    }
+
+    /// False only in 2.4's window where `schedule` has set a kernel
+    /// thread's `active_mm` to NULL and `switch_to` has not run yet.
+    pub fn has_active_mm(&self) -> bool {
+        // SAFETY: a read of a field only `schedule` writes.
+        unsafe { (*self.active_mm.get()).is_some() }
     }
 
     pub fn stack(&self) -> Option<KernelStack> {
@@ -241,4 +247,28 @@ pub fn join(t: &Arc<Task>) -> State {
         yield_now();
     }
     t.state()
+}
+
+/// `tsk->active_mm->pgd` with `active_mm` NULL, as 2.4 executes it: a load
+/// from `offsetof(struct mm_struct, pgd)`, 0xc in 2.4.1's
+/// include/linux/sched.h (after `mmap`, `mmap_avl`, `mmap_cache`).
+/// Nothing maps the first page, so it faults, and the fault handler
+/// oopses: "Unable to handle kernel NULL pointer dereference at virtual
+/// address 0000000c".  Inline asm, because a null dereference in Rust is
+/// undefined behaviour, and this is the machine instruction 2.4 ran.
+#[inline(never)]
+fn null_mm_pgd() -> u32 {
+    const MM_STRUCT_PGD_OFFSET_2_4: u32 = 0xc;
+    let pgd: u32;
+    // SAFETY: the load faults (the first page is never mapped) and the
+    // fault ends in the oops path; no memory is written.
+    unsafe {
+        core::arch::asm!(
+            "movl ({addr}), {out}",
+            addr = in(reg) MM_STRUCT_PGD_OFFSET_2_4,
+            out = lateout(reg) pgd,
+            options(att_syntax, nostack, readonly)
+        )
+    };
+    pgd
 }

@@ -2,7 +2,7 @@
 //! same code `start_kernel` runs, fed strings no boot could produce.
 
 use crate::case;
-use crate::cmdline::{parse, BadValue, Cmdline, PagingMode, VmallocFaultVersion};
+use crate::cmdline::{parse, BadValue, Cmdline, PagingMode, PreemptModel, VmallocFaultVersion};
 use crate::fixed_buf::FixedBuf;
 use crate::ktest::glob::{glob_match, selects};
 use crate::ktest::Suite;
@@ -66,6 +66,22 @@ fn every_good_value_parses() {
     assert!(ok("experiment=race").experiment);
     assert!(!c.experiment);
     assert_eq!(bad("experiment=all").key, "experiment");
+    assert_eq!(
+        c.preempt,
+        PreemptModel::None,
+        "2.4 has no kernel preemption"
+    );
+    assert_eq!(ok("preempt=full").preempt, PreemptModel::Full);
+    assert_eq!(ok("preempt=full preempt=none").preempt, PreemptModel::None);
+    for v in ["voluntary", "", "Full", "none,full"] {
+        let mut b = FixedBuf::<40>::new();
+        let _ = core::fmt::Write::write_fmt(&mut b, format_args!("preempt={}", v));
+        let e = bad(b.as_str());
+        assert_eq!(
+            (e.key, e.value, e.allowed),
+            ("preempt", v, PreemptModel::ALLOWED)
+        );
+    }
 }
 
 fn unknown_keys_reported_and_ignored() {

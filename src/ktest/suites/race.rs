@@ -22,6 +22,7 @@ pub static SUITE: Suite = Suite {
         case!(explorer_inside_an_irq_handler),
         case!(explorer_two_nested_levels_never_reset),
         case!(explorer_context_switch_window),
+        case!(explorer_kernel_thread_switch_window),
         case!(stress_apic_timer),
         case!(regression_2020_window),
         case!(fault_loop_is_the_same_fault_again_and_again),
@@ -183,7 +184,7 @@ fn explorer_two_nested_levels_never_reset() {
 /// 2.4.16's "Do _not_ use tsk here. We might be inside an interrupt in
 /// the middle of a task switch".
 fn explorer_context_switch_window() {
-    let r = explore_window().expect("window explorer");
+    let r = explore_window(false).expect("window explorer");
     crate::println!(
         "    # switch window: stepped {} in window (CR3=next, current=prev, IF=1) {} delivered {} failures {}",
         r.stepped,
@@ -350,4 +351,59 @@ fn fault_loop_is_the_same_fault_again_and_again() {
         "another EIP must restart the count"
     );
     reset();
+}
+
+/// The same window with a kernel thread as prev: after `switch_mm`, 2.4
+/// sets `prev->active_mm = NULL` (sched.c: `if (!prev->mm) {
+/// prev->active_mm = NULL; mmdrop(oldmm); }`), and a handler reading
+/// `tsk->active_mm->pgd` there dereferences NULL.
+fn explorer_kernel_thread_switch_window() {
+    let r = explore_window(true).expect("window explorer");
+    crate::println!(
+        "    # kernel-thread switch window: stepped {} in window {} (active_mm NULL at {}) delivered {} failures {} (in the NULL part {})",
+        r.stepped,
+        r.in_window,
+        r.null_active_mm,
+        r.delivered,
+        r.failures,
+        r.null_failures
+    );
+    for (k, eip, o) in r.failing.first().into_iter().chain(r.failing.last()) {
+        crate::println!("    #   boundary {} at {:#010x}: {:?}", k, eip, o);
+    }
+    assert!(r.stepped > 0 && r.in_window > 0, "the window was not found");
+    assert!(r.null_active_mm > 0, "prev's active_mm was never NULL");
+    assert!(r.failing.iter().all(|(_, _, o)| *o != Outcome::FaultLoop));
+    if !two_level_lazy() {
+        assert_eq!(r.failures, 0);
+        return;
+    }
+    assert_eq!(r.delivered, r.in_window, "an interrupt was not delivered");
+    match version() {
+        // Measured: prev borrowed next's own mm (next ran just before it),
+        // so CR3 and tsk->active_mm agree until 2.4 sets active_mm to
+        // NULL; from there to switch_to, 2.4.1 dereferences NULL at every
+        // boundary, and nowhere else.
+        V::Legacy => {
+            assert_eq!(
+                r.null_failures, r.null_active_mm,
+                "the NULL active_mm was not dereferenced"
+            );
+            assert_eq!(
+                r.failures, r.null_failures,
+                "2.4.1 failed outside the NULL part"
+            );
+            assert!(r
+                .failing
+                .iter()
+                .all(|(_, _, o)| *o == Outcome::Oops(BadArea::NoContext)));
+        }
+        // The seed's patch oopses on every two-level lazy fault anyway.
+        V::Cli => {
+            assert_eq!(r.failures, r.in_window);
+            assert_eq!(r.null_failures, r.null_active_mm);
+        }
+        V::Cr3 | V::Sync => assert_eq!(r.failures, 0, "CR3-based sync failed in the window"),
+        V::Eager | V::EagerLazy => unreachable!(),
+    }
 }

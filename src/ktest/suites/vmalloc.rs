@@ -43,6 +43,7 @@ pub static SUITE: Suite = Suite {
         case!(lazy_sync_on_first_touch_from_new_mm),
         case!(data_written_in_one_mm_read_in_another),
         case!(random_10000_ops_keep_tree_consistent),
+        case!(area_allocator_edges_and_its_own_checker),
         case!(lazy_fault_with_irqs_off_keeps_them_off),
         case!(fault_reason_follows_the_version_error_code_check),
         case!(bad_area_reasons_quote_the_linux_checks),
@@ -813,4 +814,60 @@ fn switching_to_eager_makes_vmalloc_sync() {
         "eager vmalloc left {} pages unsynced in an older mm",
         missing
     );
+}
+
+/// The area allocator at its edges, on small addresses of its own (no
+/// memory is mapped): a zone of zero size on either side of the fence, the
+/// first address past an area's guard page, a merge with the free range
+/// after a freed area, and `check` itself refusing a broken tiling (a
+/// checker that always said yes would pass every other case).  Found by
+/// the mutation run (issue 12): each was a surviving mutant.
+fn area_allocator_edges_and_its_own_checker() {
+    use crate::mm::vm_area::{AreaAllocator, VmFlags};
+    let here = core::panic::Location::caller();
+    let p = PAGE_SIZE as u32;
+    // No room below the fence, or none above it: one free range, no empty one.
+    for (start, fence, end) in [(0x10000, 0x10000, 0x20000), (0x10000, 0x20000, 0x20000)] {
+        let a = AreaAllocator::with_stack_zone(start, fence, end);
+        assert_eq!(a.check(), Ok(()), "{:#x}..{:#x}..{:#x}", start, fence, end);
+        assert_eq!(a.stack_zone(), (fence, end));
+        assert_eq!(
+            a.largest_gap(),
+            (fence > start).then_some((start, fence - start))
+        );
+    }
+    // Small addresses: an area's size is larger than its address, which
+    // no vmalloc address shows.
+    let mut a = AreaAllocator::with_stack_zone(p, 16 * p, 32 * p);
+    let x = a.get_vm_area(2 * p, VmFlags::ALLOC, here).expect("area");
+    let y = a.get_vm_area(p, VmFlags::ALLOC, here).expect("area");
+    assert_eq!((x.addr, x.size, y.addr), (p, 3 * p, 4 * p));
+    assert_eq!(a.check(), Ok(()));
+    assert_eq!(
+        a.find_vm_area(x.addr + x.size - 1).map(|v| v.addr),
+        Some(x.addr),
+        "x's guard page"
+    );
+    assert_eq!(
+        a.find_vm_area(x.addr + x.size).map(|v| v.addr),
+        Some(y.addr),
+        "past x's guard page"
+    );
+    assert!(
+        a.find_vm_area(y.addr + y.size).is_none(),
+        "past y's guard page lies free"
+    );
+    // Freeing y merges it with the free range after it: x, then one gap.
+    a.remove_vm_area(y.addr).expect("y");
+    assert_eq!(a.check(), Ok(()));
+    assert_eq!(
+        a.largest_gap(),
+        Some((x.addr + x.size, 16 * p - x.addr - x.size))
+    );
+    a.remove_vm_area(x.addr).expect("x");
+    assert_eq!(a.largest_gap(), Some((p, 15 * p)));
+    // A fence off the page grid tiles the area with ranges that are not
+    // whole pages: the checker must say so.
+    let bad = AreaAllocator::with_stack_zone(p, 2 * p + p / 2, 4 * p);
+    assert_eq!(bad.check(), Err("range size not a positive page multiple"));
 }

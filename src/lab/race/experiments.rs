@@ -48,16 +48,18 @@ pub fn run_all() {
     if let Some(r) = explore(Variant::Thread, true, 1) {
         row("depth2", &r);
     }
-    if let Some(w) = explore_window() {
-        println!(
-            "EXP|window|stepped={}|in_window={}|delivered={}|failures={}",
-            w.stepped, w.in_window, w.delivered, w.failures
-        );
-        if let Some((k, eip, o)) = w.failing.first() {
+    for (name, kthread) in [("window", false), ("window_kthread", true)] {
+        if let Some(w) = explore_window(kthread) {
             println!(
-                "EXPG|window|first failing boundary {} at {:#010x}: {:?}",
-                k, eip, o
+                "EXP|{}|stepped={}|in_window={}|delivered={}|failures={}|null_active_mm={}|null_failures={}",
+                name, w.stepped, w.in_window, w.delivered, w.failures, w.null_active_mm, w.null_failures
             );
+            for (k, eip, o) in w.failing.first().into_iter().chain(w.failing.last()) {
+                println!(
+                    "EXPG|{}|failing boundary {} at {:#010x}: {:?}",
+                    name, k, eip, o
+                );
+            }
         }
     }
     if let Some(r) = explore_2020(1) {

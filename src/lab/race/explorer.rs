@@ -450,13 +450,16 @@ pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
     Some(rep)
 }
 
-/// Length of the outer fault path alone (no nested interrupt): the
-/// instruction count `make bench` reports.  `None` if nothing faults.
-pub fn measure_fault_path() -> Option<(usize, Outcome)> {
+/// Length of the outer fault path alone (no nested interrupt), and the
+/// boundary whose instruction reads CR2: what `make bench` reports.
+/// `None` if nothing faults.
+pub fn measure_fault_path() -> Option<(usize, Outcome, Option<usize>)> {
     let sc = prepare()?;
     let r = if sc.stale() {
-        let out = run_once(&sc, Variant::Thread, usize::MAX, false, false);
-        Some((st().k, out))
+        let out = run_once(&sc, Variant::Thread, usize::MAX, false, true);
+        let n = st().k;
+        let cr2 = st().eip[..n].iter().position(|&e| is_mov_from_cr2(e));
+        Some((n, out, cr2))
     } else {
         None
     };

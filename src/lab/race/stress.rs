@@ -108,6 +108,9 @@ fn worker(total: usize) {
     while ROUNDS.load(Ordering::SeqCst) < total as u32 {
         let r = ROUND.fetch_add(1, Ordering::SeqCst) + 1;
         FIRED.store(false, Ordering::SeqCst);
+        // Each round re-stales the slot: the same touch faulting again in
+        // the next round is progress, not a loop.
+        super::fault_loop::reset();
         // Delays spread over twice the measured length of one faulting
         // touch, so the interrupt lands before, inside and after it.
         let span = 2 * SPAN.load(Ordering::SeqCst) + 2;

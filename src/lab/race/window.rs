@@ -6,7 +6,10 @@
 //! that reads CR3 does not.  This explorer steps that window (DR0 on
 //! `switch_mm`, then EFLAGS.TF until `current` changes) and delivers the
 //! nested test interrupt, which touches a slot stale in both mms, at each
-//! boundary where CR3 and `current` disagree.
+//! boundary where CR3 and `current` disagree.  With a kernel thread (no
+//! mm of its own) as prev, the window holds a second one: 2.4 sets
+//! `prev->active_mm = NULL` after `switch_mm`, so a handler that reads
+//! `tsk->active_mm->pgd` there dereferences NULL.
 
 extern crate alloc;
 
@@ -36,6 +39,7 @@ struct State {
     next_pgd: u32,
     prev_task: *const Task,
     window: [bool; MAX_STEPS],
+    null_mm: [bool; MAX_STEPS],
     eip: [u32; MAX_STEPS],
     recording: bool,
 }
@@ -48,6 +52,7 @@ static ST: RacyCell<State> = RacyCell::new(State {
     next_pgd: 0,
     prev_task: core::ptr::null(),
     window: [false; MAX_STEPS],
+    null_mm: [false; MAX_STEPS],
     eip: [0; MAX_STEPS],
     recording: false,
 });
@@ -92,6 +97,8 @@ fn debug_trap(frame: &mut TrapFrame) {
     let in_window = cpu::read_cr3_pa() == s.next_pgd;
     if s.recording {
         s.window[s.k] = in_window && frame.eflags & cpu::EFLAGS_IF != 0;
+        // SAFETY: prev is a live task (its thread is being switched out).
+        s.null_mm[s.k] = !unsafe { (*s.prev_task).has_active_mm() };
         s.eip[s.k] = frame.eip;
     }
     if s.k == s.target && in_window && frame.eflags & cpu::EFLAGS_IF != 0 {
@@ -128,6 +135,10 @@ pub struct WindowReport {
     pub stepped: usize,
     /// Boundaries with CR3 = next's directory, `current` = prev, IF=1.
     pub in_window: usize,
+    /// Of those, where prev's `active_mm` is NULL (a kernel-thread prev).
+    pub null_active_mm: usize,
+    /// Failures inside that NULL sub-window.
+    pub null_failures: usize,
     pub failures: usize,
     pub failing: Vec<(usize, u32, Outcome)>,
 }
@@ -138,6 +149,7 @@ fn run_once(
     y: u32,
     target: usize,
     record: bool,
+    kthread: bool,
 ) -> Outcome {
     if mode() == PagingMode::TwoLevel && !crate::mm::fault::version().syncs_eagerly() {
         for mm in [a, b] {
@@ -153,7 +165,8 @@ fn run_once(
     NESTED_DONE.store(false, Ordering::SeqCst);
     B_READY.store(false, Ordering::SeqCst);
     let bad0 = fault::bad_areas();
-    let ta = sched::kernel_thread("prev", prev_thread, 0, Some(a.clone()));
+    // A kernel thread borrows the mm of whoever ran before it (lazy TLB).
+    let ta = sched::kernel_thread("prev", prev_thread, 0, (!kthread).then(|| a.clone()));
     let tb = sched::kernel_thread("next", next_thread, 0, Some(b.clone()));
     super::fault_loop::arm();
     let r = crate::fixup::catch(true, || {
@@ -175,7 +188,8 @@ fn run_once(
     }
 }
 
-pub fn explore_window() -> Option<WindowReport> {
+/// `kthread`: prev is a kernel thread without an mm of its own.
+pub fn explore_window(kthread: bool) -> Option<WindowReport> {
     if !apic::present() {
         return None;
     }
@@ -189,20 +203,27 @@ pub fn explore_window() -> Option<WindowReport> {
     let mut rep = WindowReport::default();
     let lazy = !crate::mm::fault::version().syncs_eagerly();
     let stale = lazy && mode() == PagingMode::TwoLevel;
-    if run_once(&a, &b, y, usize::MAX, true) == Outcome::Clean {
+    if run_once(&a, &b, y, usize::MAX, true, kthread) == Outcome::Clean {
         rep.stepped = st().k;
     }
     let window: Vec<bool> = st().window[..rep.stepped].to_vec();
+    let null_mm: Vec<bool> = st().null_mm[..rep.stepped].to_vec();
+    rep.null_active_mm = (0..rep.stepped)
+        .filter(|&k| window[k] && null_mm[k])
+        .count();
     let eips: Vec<u32> = st().eip[..rep.stepped].to_vec();
     rep.in_window = window.iter().filter(|w| **w).count();
     if stale {
         for k in (0..rep.stepped).filter(|&k| window[k]) {
-            let out = run_once(&a, &b, y, k, false);
+            let out = run_once(&a, &b, y, k, false, kthread);
             if NESTED_DONE.load(Ordering::SeqCst) || out.failed() {
                 rep.delivered += 1;
             }
             if out.failed() {
                 rep.failures += 1;
+                if null_mm[k] {
+                    rep.null_failures += 1;
+                }
                 rep.failing.push((k, eips[k], out));
             }
         }

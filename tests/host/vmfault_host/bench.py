@@ -30,6 +30,12 @@ OUT = os.path.join(TARGET, "bench")
 START, STOP, END = r"^BENCH\|explorer-start", r"^BENCH\|explorer-end", r"^BENCH\|end"
 
 
+# Instructions from the #PF vector to 2.4.1's `movl %cr2` (inclusive),
+# derived from its entry.S and fault.c in docs/bench.md: page_fault 2,
+# error_code 25 to its `call *%edi`, then 0-5 of do_page_fault's prologue.
+LINUX_241_CR2 = "28-33"
+
+
 def timed_boot(kernel, cmdline, marks, timeout=600, memory=None):
     """Boot and note when each regex in `marks` first appears (host clock)."""
     k = elf.constants(kernel)
@@ -150,7 +156,7 @@ def main():
 
     print()
     print("== 1. fault path, instructions from #PF entry to iret (release build) ==")
-    print(f"{'paging':7} {'handler':15} {'instructions':>12} {'/ bare':>8}")
+    print(f"{'paging':7} {'handler':15} {'instructions':>12} {'/ bare':>8} {'CR2 read at':>12}")
     for mode in k.modes:
         bare = get(mode, "fault", "bare_exception", "instructions")
         print(f"{mode:7} {'bare int3':15} {bare:>12} {'1.00':>8}")
@@ -161,8 +167,11 @@ def main():
             note = "" if out not in ("no-fault",) else "  (no vmalloc fault happens)"
             if out and out.startswith("Oops"):
                 note = f"  ({out})"
-            print(f"{mode:7} {v:15} {n:>12} {ratio:>8}{note}")
+            cr2 = get(mode, "fault", v, "cr2_read_at")
+            cr2 = cr2 if cr2 not in (None, "-1") else "-"
+            print(f"{mode:7} {v:15} {n:>12} {ratio:>8} {cr2:>12}{note}")
         print(f"{mode:7} {'mapped touch':15} {'1':>12}")
+        print(f"{mode:7} {'Linux 2.4.1':15} {'':>12} {'':>8} {LINUX_241_CR2:>12}  (derived: docs/bench.md)")
     print()
     ns = sizes(rows, "scaling", "n")
     lo, hi = (ns[0], ns[-1]) if ns else (None, None)
