@@ -245,6 +245,12 @@ pub fn is_reserved(phys: u32) -> bool {
         .any(|&(s, e)| s < frame + PAGE_SIZE as u64 && frame < e)
 }
 
+/// The ranges `init` kept from the allocator (a copy), for the tests that
+/// check `is_reserved` at their edges.
+pub fn reserved_ranges() -> ([(u64, u64); MAX_RESERVED], usize) {
+    *RESERVED.lock()
+}
+
 /// Zero a frame (`clear_page`), through the direct map.
 pub fn clear_page(phys: u32) {
     // SAFETY: the frame was just allocated, is in the direct map, and no

@@ -16,6 +16,7 @@ pub static SUITE: Suite = Suite {
         case!(alloc_all_free_all_restores_count),
         case!(allocated_frames_are_distinct_ram),
         case!(frame_zero_and_kernel_are_reserved),
+        case!(reserved_ranges_have_exact_edges),
         case!(map_with_hole_below_1mib),
         case!(ram_above_896mib_ignored_with_count),
         case!(unaligned_areas_keep_whole_frames_only),
@@ -271,4 +272,62 @@ fn areas_above_16tib_stay_out_of_low_memory() {
     // The ignored total saturates rather than overflows.
     let s = fa.add_areas([(0, u64::MAX), (0, u64::MAX)].into_iter());
     assert_eq!(s.ignored_bytes, u64::MAX);
+}
+
+/// `is_reserved` at the edges of every range `init` kept: its first and
+/// last byte are reserved, the frame just below and the one just past it
+/// are not (unless another range holds them), and a frame the allocator
+/// hands out never is.  (Mutation run, issue 12: a predicate that said
+/// yes to everything passed `frame_zero_and_kernel_are_reserved`.)
+fn reserved_ranges_have_exact_edges() {
+    let (ranges, n) = frame::reserved_ranges();
+    let ranges = &ranges[..n];
+    assert!(n > 0, "no reservation recorded");
+    let page = PAGE_SIZE as u64;
+    let held = |pa: u64| ranges.iter().any(|&(s, e)| s < pa + page && pa < e);
+    for &(s, e) in ranges {
+        if e <= s || e > MAXMEM {
+            continue;
+        }
+        assert!(
+            frame::is_reserved(s as u32),
+            "first byte {:#x} of {:#x}-{:#x}",
+            s,
+            s,
+            e
+        );
+        assert!(
+            frame::is_reserved((e - 1) as u32),
+            "last byte {:#x} of {:#x}-{:#x}",
+            e - 1,
+            s,
+            e
+        );
+        let below = (s & !(page - 1)).wrapping_sub(page);
+        if s >= page && !held(below) {
+            assert!(
+                !frame::is_reserved(below as u32),
+                "frame {:#x} below {:#x}-{:#x}",
+                below,
+                s,
+                e
+            );
+            assert!(!frame::is_reserved((below + page / 2) as u32));
+        }
+        let past = (e + page - 1) & !(page - 1);
+        if past < MAXMEM && !held(past) {
+            assert!(
+                !frame::is_reserved(past as u32),
+                "frame {:#x} past {:#x}-{:#x}",
+                past,
+                s,
+                e
+            );
+            assert!(!frame::is_reserved((past + page - 1) as u32));
+        }
+    }
+    let f = frame::alloc_frame().expect("frame");
+    let reserved = frame::is_reserved(f) || frame::is_reserved(f + PAGE_SIZE as u32 / 2);
+    frame::free_frame(f);
+    assert!(!reserved, "an allocated frame {:#x} counts as reserved", f);
 }

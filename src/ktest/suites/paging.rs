@@ -31,6 +31,8 @@ pub static SUITE: Suite = Suite {
         case!(two_level_pgd_present_is_folded),
         case!(map_refuses_a_mapped_page_and_unmap_spares_its_neighbour),
         case!(free_user_tables_clears_every_entry),
+        case!(walk_reads_the_boot_directorys_large_pages),
+        case!(walk_follows_no_table_outside_the_direct_map),
     ],
 };
 
@@ -386,4 +388,54 @@ fn free_user_tables_clears_every_entry() {
             ),
         }
     }
+}
+
+extern "C" {
+    static boot_pgdir: u8;
+}
+
+/// A 4 MiB PSE entry (the boot directory head.S-style entry.s builds):
+/// the walk adds the offset inside the large page to its frame.
+fn walk_reads_the_boot_directorys_large_pages() {
+    if is_pae() {
+        crate::ktest::skip("the boot directory is a two-level one; this kernel runs PAE tables");
+    }
+    // SAFETY: only the symbol's address is taken.
+    let dir = crate::mm::addr::__pa(unsafe { &boot_pgdir as *const u8 as usize });
+    for va in [0xC123_4567u32, 0xC000_0FFF, 0xC3FF_FFFC] {
+        let w = crate::mm::walk::translate(dir, va);
+        assert_eq!(w.pte, None, "{:#x}: a large page has no pte", va);
+        assert_eq!(
+            w.phys,
+            Some((va - 0xC000_0000) as u64),
+            "{:#x} through the boot directory",
+            va
+        );
+    }
+}
+
+/// An entry that points outside the direct map (a corrupt or foreign
+/// table) is reported, never followed; one just at its end neither.
+fn walk_follows_no_table_outside_the_direct_map() {
+    use crate::mm::walk;
+    let mm = mm_alloc().expect("mm");
+    let va = 0x1000_0000u32;
+    assert!(
+        walk::find_pte(mm.pgd, va).is_none(),
+        "a pte slot under an empty pmd"
+    );
+    let end = crate::mm::addr::__pa(crate::mm::addr::high_memory()) as u64;
+    let pmd = pmd_offset(pgd_offset(mm.pgd, va), va);
+    for table in [end, 0xF000_0000] {
+        set_pmd(pmd, mk_pmd(table, PteFlags::PAGE_TABLE));
+        let w = walk::translate(mm.pgd, va);
+        assert_eq!(
+            (w.pte, w.phys),
+            (None, None),
+            "followed a table at {:#x}",
+            table
+        );
+    }
+    pmd_clear(pmd);
+    drop(mm);
 }
