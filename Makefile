@@ -18,7 +18,7 @@
 #                                 -> docs/mutants.md; IN_DIFF: only lines
 #                                 changed since main (or REF)
 #   make mutants-list             how many mutants per file
-#   make soak [SOAK_OPS=N] [SOAK_SEED=S]
+#   make soak [SOAK_OPS=N] [SOAK_SEED=S] [SOAK_PREEMPT=none|full]
 #                                 1,000,000 random operations per version
 #                                 and mode (the broken ones may oops, must
 #                                 not leak) -> target/soak/results.md

@@ -1,17 +1,20 @@
-//! The page-fault path: `do_page_fault` and the four historical versions
-//! of `vmalloc_fault`, chosen at boot by `vmalloc_fault=`.
+//! The page-fault path: the `#PF` entries, `do_page_fault` and the six
+//! historical versions of `vmalloc_fault`, chosen at boot by
+//! `vmalloc_fault=`.
 //!
 //! | version | Linux | #PF gate | which pgd | what it checks |
 //! |---|---|---|---|---|
-//! | `legacy` | 2.4.0/2.4.1 | trap (IF untouched) | `tsk->active_mm` | pgd absent -> copy pgd; else pmd present or reference pmd absent -> bad_area; else copy pmd |
+//! | `legacy` | 2.4.0-2.4.4 | trap (IF untouched) | `tsk->active_mm` | pgd absent -> copy pgd; else pmd present or reference pmd absent -> bad_area; else copy pmd |
 //! | `cli` | 2.4.2aa (the seed's patch) | trap | `tsk->active_mm` | save_flags, cli; copy pgd iff absent here and present in reference; else bad_area |
-//! | `sync` | 2.4.16+ | interrupt, IF back on after CR2 is saved | CR3 | copy pgd and pmd unconditionally, check only the reference side |
-//! | `eager` | 5.8 (x86-32) | interrupt | - | no lazy fault: vmalloc syncs every pgd at map time |
+//! | `cr3` | 2.4.5-pre1 | trap | CR3 | 2.4.1's checks |
+//! | `sync` | 2.4.5-pre2 and later (2.4.16) | interrupt, IF back on after CR2 is saved | CR3 | copy pgd and pmd unconditionally, check only the reference side |
+//! | `eager` | 5.8 (x86-32) | interrupt | - | no vmalloc fault: vmalloc syncs after mapping (`sync_kernel_mappings`) |
+//! | `eager-lazy` | 5.9+ (x86-32) | interrupt | CR3 | `vmalloc_sync_one`, then the reference pte |
 //!
 //! The code of each version follows its Linux source line by line, on top
 //! of this kernel's faithful `pgtable-2level.h` folding (`pgd_present()`
 //! is 1 in two-level mode).  The consequences are measured, not assumed:
-//! see the vmalloc suite and the README.
+//! see the vmalloc and race suites and docs/experiments.md.
 
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
@@ -43,7 +46,7 @@ pub fn version() -> VmallocFaultVersion {
 }
 
 /// Install `do_page_fault` for vector 14 with the gate type the version
-/// used: 2.4.0's `set_trap_gate(14, &page_fault)`, 2.4.16's
+/// used: 2.4.0's `set_trap_gate(14, &page_fault)`, 2.4.5-pre2's
 /// `set_intr_gate(14, &page_fault)`.
 pub fn init(v: VmallocFaultVersion) {
     let i = VmallocFaultVersion::ALL.iter().position(|x| *x == v);

@@ -91,7 +91,7 @@ pub fn schedule() {
     // 2.4 sched.c does `spin_unlock_irq(&runqueue_lock)` here, before
     // switch_mm and switch_to: interrupts are enabled again while CR3
     // already belongs to `next` and `current` is still `prev`.  That is
-    // the window 2.4.16's "Do _not_ use tsk here" is about.
+    // the window 2.4.5-pre1's "Do _not_ use tsk here" is about.
     cpu::restore_flags(flags);
     if let Some(pgd) = new_pgd {
         switch_mm(old_pgd, pgd);

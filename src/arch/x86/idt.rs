@@ -1,7 +1,7 @@
 //! The interrupt descriptor table, with Linux 2.4's vocabulary: an
 //! *interrupt gate* clears IF on entry, a *trap gate* leaves it as it was.
 //! That difference is the whole story of the seed's race: 2.4.0/2.4.1 used
-//! `set_trap_gate(14, &page_fault)`, 2.4.16 switched to `set_intr_gate`.
+//! `set_trap_gate(14, &page_fault)`, 2.4.5-pre2 switched to `set_intr_gate`.
 
 use x86::dtables::{lidt, DescriptorTablePointer};
 use x86::segmentation::{

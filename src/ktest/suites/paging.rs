@@ -33,6 +33,7 @@ pub static SUITE: Suite = Suite {
         case!(free_user_tables_clears_every_entry),
         case!(walk_reads_the_boot_directorys_large_pages),
         case!(walk_follows_no_table_outside_the_direct_map),
+        case!(probe_and_readable_see_the_live_tables),
     ],
 };
 
@@ -438,4 +439,44 @@ fn walk_follows_no_table_outside_the_direct_map() {
     }
     pmd_clear(pmd);
     drop(mm);
+}
+
+/// `probe` walks the live tables (CR3), as the oops report's `*pde =`
+/// lines do, and `readable` says whether 4 bytes can be read there: both
+/// must agree with a walk of the same directory and with what faults.
+fn probe_and_readable_see_the_live_tables() {
+    static WORD: u32 = 0x5eed;
+    let here = &WORD as *const u32 as u32;
+    assert_eq!(
+        walk::probe(here).phys,
+        translate(cpu::read_cr3_pa(), here).phys
+    );
+    assert_eq!(
+        walk::probe(here).phys,
+        Some(crate::mm::addr::__pa(here as usize) as u64)
+    );
+    assert!(walk::readable(here));
+    assert!(
+        walk::probe(0x1000).phys.is_none() && !walk::readable(0x1000),
+        "the first pages are unmapped"
+    );
+    // A vmalloc page followed by its guard page: its last word is
+    // readable, a word straddling into the guard page is not.
+    let p = crate::mm::vmalloc::vmalloc(PAGE_SIZE)
+        .expect("vmalloc")
+        .as_ptr() as u32;
+    let last = p + PAGE_SIZE as u32 - 4;
+    let (ok_last, straddle, guard) = (
+        walk::readable(last),
+        walk::readable(last + 1),
+        walk::readable(p + PAGE_SIZE as u32),
+    );
+    let _ = crate::mm::vmalloc::vfree(p as *const u8);
+    assert!(ok_last, "the page's last word at {:#x}", last);
+    assert!(
+        !straddle,
+        "a word running into the guard page at {:#x}",
+        last + 1
+    );
+    assert!(!guard, "the guard page at {:#x}", p + PAGE_SIZE as u32);
 }

@@ -117,7 +117,7 @@ fn check_depth1(r: &Report) {
             assert_eq!(
                 r.failures,
                 0,
-                "2.4.16's handler failed at {:?}",
+                "2.4.5-pre2's handler failed at {:?}",
                 r.failing.first()
             );
             let cr2 = r.cr2_read_at.expect("CR2 read not seen");
@@ -181,7 +181,7 @@ fn explorer_two_nested_levels_never_reset() {
     }
 }
 
-/// 2.4.16's "Do _not_ use tsk here. We might be inside an interrupt in
+/// 2.4.5-pre1's "Do _not_ use tsk here. We might be inside an interrupt in
 /// the middle of a task switch".
 fn explorer_context_switch_window() {
     let r = explore_window(false).expect("window explorer");

@@ -68,7 +68,7 @@ fn area_layout() {
     vmalloc::check_areas().expect("area tree");
 }
 
-/// 2.4.0 `set_trap_gate(14, &page_fault)`, 2.4.16 `set_intr_gate`.
+/// 2.4.0 `set_trap_gate(14, &page_fault)`, 2.4.5-pre2 `set_intr_gate`.
 fn fault_gate_matches_version() {
     let want = match v() {
         V::Legacy | V::Cli | V::Cr3 => idt::GateKind::Trap,
@@ -186,7 +186,7 @@ fn expect_bad_area(addr: u32) {
     let want = match v() {
         // swapper's own directory: pgd and pmd present, so 2.4.1 rejects
         // it as "pmd already present" (so does 2.4.5-pre1, whose checks are
-        // 2.4.1's); 2.4.16 finds the reference pte absent.
+        // 2.4.1's); 2.4.5-pre2 finds the reference pte absent.
         V::Legacy | V::Cr3 => BadArea::PmdAlreadyPresent,
         V::Cli => BadArea::CliPgdCheck,
         V::Sync | V::EagerLazy => BadArea::RefPteAbsent,

@@ -647,7 +647,7 @@ class VmMm(VmCommand):
 
 current (pid, name), its own mm and its active_mm (mm id and pgd), CR3,
 and swapper_pg_dir.  CR3 differs from active_mm's pgd inside the
-switch_mm/switch_to window of schedule(), which is why 2.4.16's
+switch_mm/switch_to window of schedule(), which is why 2.4.5-pre1's
 vmalloc_fault reads CR3 instead of tsk->active_mm."""
 
     _name = "vm-mm"

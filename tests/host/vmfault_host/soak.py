@@ -53,6 +53,10 @@ def main():
     k = elf.constants(kernel)
     ops = int(os.environ.get("SOAK_OPS", str(k.soak_ops_default)))
     seed = os.environ.get("SOAK_SEED", f"{k.soak_seed_default:#x}")
+    # none: 2.4's figures (kernel code runs until it yields); full: the
+    # timer preempts kernel code too, inside vmalloc_fault and inside 5.8's
+    # map-then-sync window.
+    preempt = os.environ.get("SOAK_PREEMPT", "none")
     correct = k.correct_versions
     # The others (2.4.1's handler, the seed's cli patch) for comparison.
     broken = tuple(v for v in k.versions if v not in correct)
@@ -60,8 +64,8 @@ def main():
 
     def run(job):
         m, v = job
-        b = boot(kernel, f"paging={m} vmalloc_fault={v} experiment=soak soak_ops={ops} soak_seed={seed}",
-                        f"soak-{m}-{v}", timeout=timeout)
+        b = boot(kernel, f"paging={m} vmalloc_fault={v} preempt={preempt} experiment=soak soak_ops={ops} "
+                         f"soak_seed={seed}", f"soak-{m}-{v}", timeout=timeout)
         return job, b
 
     failed = 0
