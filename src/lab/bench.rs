@@ -136,8 +136,11 @@ fn lazy_vs_eager() {
                     .map(|_| frame::alloc_frame().expect("frame"))
                     .collect();
                 let t0 = cpu::rdtsc();
+                // As the version's vmalloc maps: 2.4's page by page, or
+                // 5.8's map_kernel_range_noflush, whose sync walks every
+                // PMD step from the slot to VMALLOC_END.
                 for (s, f) in frames.iter().enumerate() {
-                    vmalloc::map_kernel_page_at(p + s as u32 * (4 << 20), *f as u64).expect("map");
+                    vmalloc::map_pages_at(p + s as u32 * (4 << 20), &[*f as u64]).expect("map");
                 }
                 let f = cpu::local_irq_save();
                 for mm in &mms {
