@@ -9,6 +9,12 @@ pub const PAGE_SIZE: usize = 4096;
 pub const PAGE_SHIFT: u32 = 12;
 /// Most physical memory the direct map can hold (Linux 2.4 `MAXMEM`).
 pub const MAXMEM: u64 = 896 << 20;
+/// Linux's `TASK_SIZE` (5.x: `TASK_SIZE_MAX`): the user/kernel split.
+pub const TASK_SIZE: u32 = PAGE_OFFSET as u32;
+/// The end of the vmalloc area (2.4 `pgtable.h`): the top 16 MiB stay
+/// free, where 2.4 keeps the fixmap.  Here with the other layout
+/// constants, because 5.8's sync walks up to it as well as vmalloc.
+pub const VMALLOC_END: u32 = 0xFF00_0000;
 
 /// Physical address of a direct-mapped kernel virtual address.
 #[allow(non_snake_case)]

@@ -18,7 +18,7 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
-use super::addr::PAGE_OFFSET;
+pub use super::addr::TASK_SIZE;
 use super::fault_stats::count_fault;
 pub use super::fault_stats::{faults_in_slot, faults_of_pgd, total_faults};
 use super::init::swapper_pg_dir;
@@ -29,9 +29,6 @@ use crate::arch::x86::trapnr::{X86_PF_PROT, X86_PF_RSVD, X86_PF_USER};
 use crate::arch::x86::{cpu, idt, traps};
 use crate::cmdline::VmallocFaultVersion;
 use crate::println;
-
-/// Linux's `TASK_SIZE`: the user/kernel split.
-pub const TASK_SIZE: u32 = PAGE_OFFSET as u32;
 
 /// Index in `VmallocFaultVersion::ALL` of the booted version (for the
 /// reports: the path itself is chosen by the #PF entry `init` installs).
@@ -206,8 +203,11 @@ page_fault_entries! {
 /// `VmallocFaultVersion::ALL`) and paging mode.  `make gdb` breaks on the
 /// copy the kernel booted with (by its linker name: gdb cannot name a
 /// generic instance), and `finish` prints what it returns: 0 when the
-/// entry was synced, else the `BadArea`.
-#[inline(never)]
+/// entry was synced, else the `BadArea`.  A function of its own only in
+/// the debug kernel (gdb's, and the experiments'); the release kernel
+/// inlines it into `do_page_fault`, where 2.4 has it as a label.
+#[cfg_attr(debug_assertions, inline(never))]
+#[cfg_attr(not(debug_assertions), inline(always))]
 extern "C" fn vmalloc_fault<L: Levels, const V: usize>(address: u32) -> u8 {
     let r = match VmallocFaultVersion::ALL[V] {
         VmallocFaultVersion::Legacy => vmalloc_fault_legacy::<L>(address),

@@ -8,10 +8,10 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use super::addr::{TASK_SIZE, VMALLOC_END};
 use super::init::swapper_pg_dir;
 use super::mm_struct::PGD_LIST;
 use super::pgtable::*;
-use super::vmalloc::VMALLOC_END;
 use crate::arch::x86::cpu;
 
 /// Entries copied by `arch_sync_kernel_mappings` (gdb and the bench read
@@ -127,7 +127,7 @@ pub fn arch_sync_kernel_mappings(start: u32, end: u32) {
 fn sync_range<L: Levels>(start: u32, _end: u32) {
     let pmd_size = 1u32 << L::GEOMETRY.pmd_shift;
     let mut address = start & !(pmd_size - 1);
-    while (super::fault::TASK_SIZE..VMALLOC_END).contains(&address) {
+    while (TASK_SIZE..VMALLOC_END).contains(&address) {
         {
             // spin_lock(&pgd_lock): no preemption while it is held; here
             // interrupts are off instead, which also keeps the timer out.

@@ -47,7 +47,7 @@ pub use stack::*;
 /// Linux 2.4's `VMALLOC_OFFSET`.
 pub const VMALLOC_OFFSET: u32 = 8 << 20;
 
-pub const VMALLOC_END: u32 = 0xFF00_0000;
+pub use crate::mm::addr::VMALLOC_END;
 
 /// The top of the vmalloc area holds kernel thread stacks only: four
 /// two-level PGD slots, room for over 200 stacks with their guards.
