@@ -80,6 +80,17 @@ SCOPES = {
     "src/mm/pgtable.rs": ("paging.*,vmalloc.lazy_sync*,vmalloc.data_written*,vmalloc.guard_page*,"
                           "vmalloc.vmap_and_ioremap*,vmalloc.fault_gate*,traps.jump_into*,traps.write_to*",
                           "legacy,sync"),
+    # The two formats as types (issue 14): every handler's walk and write
+    # is one of these bodies, compiled per mode.
+    "src/mm/pgtable/levels.rs": ("paging.*,vmalloc.lazy_sync*,vmalloc.data_written*,vmalloc.guard_page*,"
+                                 "vmalloc.vmap_and_ioremap*,vmalloc.fault_gate*,traps.jump_into*,traps.write_to*",
+                                 "legacy,sync"),
+    # 5.8's map-then-sync and 5.9's fallback: the eager versions' vmalloc
+    # suite and the 2020 window.
+    "src/mm/sync_kernel_mappings.rs": ("vmalloc.*,race.regression_2020_window,-vmalloc.random_10000_ops_keep_tree_consistent",
+                                       "eager,eager-lazy"),
+    "src/mm/vmalloc/map_range.rs": ("vmalloc.*,race.regression_2020_window,-vmalloc.random_10000_ops_keep_tree_consistent",
+                                    "eager,eager-lazy"),
     # The lazy-sync counters the vmalloc and race cases assert on.
     "src/mm/fault_stats.rs": ("vmalloc.lazy_sync*,vmalloc.*fault*,race.*,-race.explorer_thread_context", "sync"),
     "src/mm/walk.rs": ("paging.*,vmalloc.*,sched.thread_stack*", "sync"),
