@@ -857,14 +857,17 @@ fn area_allocator_edges_and_its_own_checker() {
         a.find_vm_area(y.addr + y.size).is_none(),
         "past y's guard page lies free"
     );
-    // Freeing y merges it with the free range after it: x, then one gap.
-    a.remove_vm_area(y.addr).expect("y");
+    // Freeing x leaves it a free range of its own (y is busy after it);
+    // freeing y then merges with both neighbours: x's range before it and
+    // the rest after it, one gap again.
+    a.remove_vm_area(x.addr).expect("x");
     assert_eq!(a.check(), Ok(()));
     assert_eq!(
         a.largest_gap(),
-        Some((x.addr + x.size, 16 * p - x.addr - x.size))
+        Some((y.addr + y.size, 16 * p - y.addr - y.size))
     );
-    a.remove_vm_area(x.addr).expect("x");
+    a.remove_vm_area(y.addr).expect("y");
+    assert_eq!(a.check(), Ok(()));
     assert_eq!(a.largest_gap(), Some((p, 15 * p)));
     // A fence off the page grid tiles the area with ranges that are not
     // whole pages: the checker must say so.
