@@ -337,8 +337,15 @@ extern "C" fn do_page_fault_eager_lazy<L: Levels>(frame: &mut TrapFrame) {
 #[inline(always)]
 pub fn vmalloc_fault_legacy<L: Levels>(address: u32) -> Result<(), BadArea> {
     let tsk = crate::sched::current();
-    let mm_pgd = tsk.active_mm_pgd();
-    let pgd = L::pgd_offset(mm_pgd, address);
+    sync_by_2_4_1_checks::<L>(tsk.active_mm_pgd(), address)
+}
+
+/// The body 2.4.0-2.4.5-pre1 share: 2.4.1's checks and copies on the
+/// directory at `pgd_phys` (`tsk->active_mm->pgd`, or from 2.4.5-pre1 on
+/// the one in CR3: the one line that version changed).
+#[inline(always)]
+fn sync_by_2_4_1_checks<L: Levels>(pgd_phys: u32, address: u32) -> Result<(), BadArea> {
+    let pgd = L::pgd_offset(pgd_phys, address);
     let pgd_k = L::pgd_offset(swapper_pg_dir(), address);
 
     if !L::pgd_present(L::read_pgd(pgd)) {
@@ -346,7 +353,7 @@ pub fn vmalloc_fault_legacy<L: Levels>(address: u32) -> Result<(), BadArea> {
             return Err(BadArea::RefPgdAbsent);
         }
         L::set_pgd(pgd, L::read_pgd(pgd_k));
-        count_fault(mm_pgd, address);
+        count_fault(pgd_phys, address);
         return Ok(());
     }
 
@@ -361,7 +368,7 @@ pub fn vmalloc_fault_legacy<L: Levels>(address: u32) -> Result<(), BadArea> {
         });
     }
     L::set_pmd(pmd, L::read_pmd(pmd_k));
-    count_fault(mm_pgd, address);
+    count_fault(pgd_phys, address);
     Ok(())
 }
 
@@ -426,32 +433,7 @@ pub fn vmalloc_fault_cli<L: Levels>(address: u32) -> Result<(), BadArea> {
 /// ```
 #[inline(always)]
 pub fn vmalloc_fault_cr3<L: Levels>(address: u32) -> Result<(), BadArea> {
-    let cr3 = cpu::read_cr3_pa();
-    let pgd = L::pgd_offset(cr3, address);
-    let pgd_k = L::pgd_offset(swapper_pg_dir(), address);
-
-    if !L::pgd_present(L::read_pgd(pgd)) {
-        if !L::pgd_present(L::read_pgd(pgd_k)) {
-            return Err(BadArea::RefPgdAbsent);
-        }
-        L::set_pgd(pgd, L::read_pgd(pgd_k));
-        count_fault(cr3, address);
-        return Ok(());
-    }
-
-    let pmd = L::pmd_offset(pgd, address);
-    let pmd_k = L::pmd_offset(pgd_k, address);
-
-    if pmd_present(L::read_pmd(pmd)) || !pmd_present(L::read_pmd(pmd_k)) {
-        return Err(if pmd_present(L::read_pmd(pmd)) {
-            BadArea::PmdAlreadyPresent
-        } else {
-            BadArea::RefPmdAbsent
-        });
-    }
-    L::set_pmd(pmd, L::read_pmd(pmd_k));
-    count_fault(cr3, address);
-    Ok(())
+    sync_by_2_4_1_checks::<L>(cpu::read_cr3_pa(), address)
 }
 
 /// `vmalloc_fault` of Linux 2.4.5-pre2, unchanged through 2.4.16 and the
