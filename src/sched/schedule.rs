@@ -138,7 +138,11 @@ pub fn in_switch() -> bool {
     IN_SWITCH.load(Ordering::SeqCst)
 }
 
-/// `switch_mm(prev, next)`: load next's directory if it differs.
+/// `switch_mm(prev, next)`: load next's directory if it differs.  A
+/// `static inline` in 2.4's mmu_context.h; never inlined here, so the
+/// switch-window explorer's breakpoint on its entry is hit in an
+/// optimised kernel too.
+#[inline(never)]
 pub fn switch_mm(prev_pgd: u32, next_pgd: u32) {
     if prev_pgd != next_pgd || cpu::read_cr3_pa() != next_pgd {
         // SAFETY: every mm's directory maps the whole kernel.

@@ -7,7 +7,17 @@
 //! the real IDT path.  Boundaries where the interrupted code has IF=0
 //! cannot take an interrupt and are skipped (and counted).  Every run
 //! starts from the same stale state and ends clean, in an oops caught by
-//! a recovery point, or in a hang caught by the step limit.
+//! a recovery point, or in a hang: the step limit catches one before the
+//! interrupt, the fault-loop detector a fault repeating after it.
+//!
+//! Only the baseline run single-steps the whole path: it records each
+//! boundary's instruction.  Run k then reaches the last boundary at or
+//! before k that lies in the fault handlers' own code with DR0 on its
+//! instruction, counting its earlier hits (as the 2020 explorer does),
+//! steps from there to k, and runs free once the interrupt is sent: a run
+//! costs tens of #DBs, not the path's length, and the CPU state at the
+//! boundary is the same (the path is deterministic; both ways stop
+//! before the instruction runs).
 
 extern crate alloc;
 
@@ -71,8 +81,15 @@ struct State {
     active: bool,
     base_depth: u32,
     stepping: bool,
+    /// The outer fault's #PF entry was hit: its path has begun.
+    started: bool,
     k: usize,
     target: usize,
+    /// Run k: DR0 on the instruction of boundary `anchor` (at or before
+    /// k); its hit number `.1`, counted from boundary 1, is that boundary.
+    jump: Option<(u32, u32)>,
+    anchor: usize,
+    hits: u32,
     deep: bool,
     deep_sent: bool,
     nested_stepping: bool,
@@ -89,8 +106,12 @@ static ST: RacyCell<State> = RacyCell::new(State {
     active: false,
     base_depth: 0,
     stepping: false,
+    started: false,
     k: 0,
     target: usize::MAX,
+    jump: None,
+    anchor: 0,
+    hits: 0,
     deep: false,
     deep_sent: false,
     nested_stepping: false,
@@ -208,15 +229,52 @@ fn debug_trap(frame: &mut TrapFrame) {
         nested_step(frame, dr6);
         return;
     }
-    if dr6 & cpu::DR6_B0 != 0 && !s.stepping && s.k == 0 {
+    let hit = dr6 & cpu::DR6_B0 != 0;
+    if hit && !s.started {
+        s.started = true;
         s.stepping = true;
         s.bad_before = fault::bad_areas();
+        if let Some((eip, _)) = s.jump {
+            s.stepping = false;
+            s.hits = 0;
+            cpu::set_exec_breakpoint(eip);
+            frame.eflags &= !cpu::EFLAGS_TF;
+            return;
+        }
+    }
+    if let Some((_, occurrence)) = s.jump {
+        if hit && s.hits == occurrence {
+            // The anchor: step from here to the target, DR0 back on the
+            // #PF entry, as in a stepped run.
+            s.jump = None;
+            s.k = s.anchor;
+            s.stepping = true;
+            cpu::set_exec_breakpoint(idt::gate_address(14));
+        } else {
+            s.hits += u32::from(hit);
+            frame.eflags &= !cpu::EFLAGS_TF;
+            return;
+        }
     }
     if !s.stepping {
         frame.eflags &= !cpu::EFLAGS_TF;
         return;
     }
     boundary(frame);
+}
+
+/// Send the nested interrupt at this boundary (masked here, it is taken
+/// right after our iret), then let the run go on unstepped: only a hang
+/// before the target is caught by the step limit now; DR0 stays on the
+/// #PF entry, so a nested fault is still seen (depth-2 runs).
+fn deliver(frame: &mut TrapFrame) {
+    let s = st();
+    if frame.eflags & cpu::EFLAGS_IF != 0 {
+        apic::self_ipi(NESTED_VECTOR);
+        s.delivered_eip = frame.eip;
+    }
+    s.stepping = false;
+    frame.eflags &= !cpu::EFLAGS_TF;
 }
 
 /// Depth-2 runs: a fault inside the nested handler.  Send the second
@@ -263,10 +321,10 @@ fn boundary(frame: &mut TrapFrame) {
         s.eflags[k] = frame.eflags;
         s.eip[k] = frame.eip;
     }
-    if k == s.target && frame.eflags & cpu::EFLAGS_IF != 0 {
-        // Masked here: taken right after our iret, at this boundary.
-        apic::self_ipi(NESTED_VECTOR);
-        s.delivered_eip = frame.eip;
+    if k == s.target {
+        s.k += 1;
+        deliver(frame);
+        return;
     }
     s.k += 1;
     frame.eflags |= cpu::EFLAGS_TF;
@@ -296,6 +354,30 @@ pub struct Report {
     pub baseline: Option<Outcome>,
 }
 
+/// For each of `eips`: is it inside a fault handler function
+/// (`do_page_fault_*`, `vmalloc_fault*`, 2.4.1's checks), which no #DB
+/// runs?  The path runs a function for many boundaries in a row: one
+/// symbol-table lookup per function entered, not per boundary.
+fn fault_handler_code(eips: &[u32]) -> Vec<bool> {
+    let mut last: Option<(u32, u32, bool)> = None;
+    eips.iter()
+        .map(|&e| {
+            if let Some((_, _, own)) = last.filter(|&(lo, hi, _)| e >= lo && e < hi) {
+                return own;
+            }
+            let Some(s) = crate::symbols::lookup(e) else {
+                last = None;
+                return false;
+            };
+            let own = ["do_page_fault", "vmalloc_fault", "sync_by_2_4_1_checks"]
+                .iter()
+                .any(|f| s.name.contains(f));
+            last = Some((s.addr, s.addr + s.size.max(1), own));
+            own
+        })
+        .collect()
+}
+
 fn is_mov_from_cr2(eip: u32) -> bool {
     // SAFETY: kernel text, readable.
     let b = unsafe { core::slice::from_raw_parts(eip as *const u8, 3) };
@@ -303,13 +385,26 @@ fn is_mov_from_cr2(eip: u32) -> bool {
 }
 
 /// Run once, delivering the nested interrupt at boundary `target`
-/// (`usize::MAX`: never).
-fn run_once(sc: &Scenario, variant: Variant, target: usize, deep: bool, record: bool) -> Outcome {
+/// (`usize::MAX`: never), stepping to it from the #PF entry or, with
+/// `jump` (an anchor boundary, its instruction and its earlier hits),
+/// from that anchor, reached by DR0.
+fn run_once(
+    sc: &Scenario,
+    variant: Variant,
+    target: usize,
+    jump: Option<(usize, u32, u32)>,
+    deep: bool,
+    record: bool,
+) -> Outcome {
     sc.restale();
     let s = st();
     let f = cpu::local_irq_save();
     s.k = 0;
     s.target = target;
+    s.jump = jump.map(|(_, eip, occurrence)| (eip, occurrence));
+    s.anchor = jump.map_or(0, |(anchor, _, _)| anchor);
+    s.hits = 0;
+    s.started = false;
     s.stepping = false;
     s.deep = deep;
     s.deep_sent = false;
@@ -413,7 +508,7 @@ pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
         finish();
         return Some(rep);
     }
-    rep.baseline = Some(run_once(&sc, variant, usize::MAX, deep, true));
+    rep.baseline = Some(run_once(&sc, variant, usize::MAX, None, deep, true));
     rep.stepped = st().k;
     let if_at: Vec<bool> = (0..rep.stepped)
         .map(|k| st().eflags[k] & cpu::EFLAGS_IF != 0)
@@ -421,11 +516,42 @@ pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
     let eip_at: Vec<u32> = st().eip[..rep.stepped].to_vec();
     rep.with_if = if_at.iter().filter(|b| **b).count();
     rep.cr2_read_at = eip_at.iter().position(|&e| is_mov_from_cr2(e));
+    // How many times boundary k's instruction ran before k, from boundary
+    // 1 on (boundary 0 is the #PF entry hit that starts the count).
+    let mut seen = alloc::collections::BTreeMap::<u32, u32>::new();
+    let occurrence: Vec<u32> = eip_at
+        .iter()
+        .enumerate()
+        .map(|(k, &e)| {
+            if k == 0 {
+                return 0;
+            }
+            let n = seen.entry(e).or_insert(0);
+            *n += 1;
+            *n - 1
+        })
+        .collect();
+    // DR0 may only stop an instruction the #DB path never runs itself (a
+    // breakpoint in its own entry code or in a core helper it shares
+    // would recurse): the fault handlers' own code.  Each boundary is
+    // reached from the last such boundary at or before it.
+    let own = fault_handler_code(&eip_at);
+    let mut anchor = 0;
+    let anchors: Vec<usize> = (0..rep.stepped)
+        .map(|k| {
+            if own[k] {
+                anchor = k;
+            }
+            anchor
+        })
+        .collect();
     for k in (0..rep.stepped)
         .step_by(stride.max(1))
         .filter(|&k| if_at[k])
     {
-        let out = run_once(&sc, variant, k, deep, false);
+        let a = anchors[k];
+        let jump = (a > 0).then(|| (a, eip_at[a], occurrence[a]));
+        let out = run_once(&sc, variant, k, jump, deep, false);
         rep.runs += 1;
         if rep.cr2_read_at.is_some_and(|c| k <= c) {
             rep.tried_before_cr2 += 1;
@@ -456,7 +582,7 @@ pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
 pub fn measure_fault_path() -> Option<(usize, Outcome, Option<usize>)> {
     let sc = prepare()?;
     let r = if sc.stale() {
-        let out = run_once(&sc, Variant::Thread, usize::MAX, false, true);
+        let out = run_once(&sc, Variant::Thread, usize::MAX, None, false, true);
         let n = st().k;
         let cr2 = st().eip[..n].iter().position(|&e| is_mov_from_cr2(e));
         Some((n, out, cr2))
@@ -479,6 +605,8 @@ pub fn measure_bare_exception() -> usize {
     s.end = (a, a + sz);
     s.k = 0;
     s.target = usize::MAX;
+    s.jump = None;
+    s.started = false;
     s.stepping = false;
     s.recording = false;
     s.hang = false;

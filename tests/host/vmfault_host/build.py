@@ -24,11 +24,18 @@ def cargo_artifacts(args):
     return out
 
 
+# The profile of the test kernels `make test` boots (Cargo.toml: the dev
+# profile's checks at opt-level 1, in a directory of its own, so the dev
+# kernel beside it stays unoptimised).
+TEST_PROFILE = "ktest"
+
+
 def build_kernels(release=False):
-    """(binaries, test kernels), each [(name, path, is_test)]."""
+    """(binaries, test kernels), each [(name, path, is_test)]: the dev
+    binaries and the `ktest`-profile test kernels, or all of them release."""
     extra = ["--release"] if release else []
     bins = cargo_artifacts(["build", "--bins"] + extra)
-    tests = [t for t in cargo_artifacts(["test", "--no-run"] + extra) if t[2]]
+    tests = [t for t in cargo_artifacts(["test", "--no-run"] + (extra or ["--profile", TEST_PROFILE])) if t[2]]
     return bins, tests
 
 

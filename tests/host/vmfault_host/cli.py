@@ -83,8 +83,7 @@ def user_kernel(args):
     deps.ensure_tools()
     if args.kernel:
         return args.kernel
-    bins, _ = build.build_kernels()
-    return build.main_kernel(bins)
+    return build.build_main()
 
 
 def cmd_run(args):
@@ -116,8 +115,7 @@ def cmd_gdb(args):
     deps.ensure_tools()
     if shutil.which("gdb") is None:
         sys.exit("runner: gdb is missing; install it with: sudo apt-get install gdb")
-    bins, _ = build.build_kernels()
-    kernel = build.main_kernel(bins)
+    kernel = build.build_main()
     paging = checked_paging(args, elf.constants(kernel))
     return gdb.interactive(kernel, paging, args.cmdline, args.stop, args.batch, args.timeout)
 

@@ -27,8 +27,7 @@ def parse(log):
 
 def main():
     deps.ensure_tools()
-    bins, _ = build.build_kernels()
-    kernel = build.main_kernel(bins)
+    kernel = build.build_main()
     k = elf.constants(kernel)
     jobs = [(m, v) for m in k.modes for v in k.versions]
     start = time.monotonic()
