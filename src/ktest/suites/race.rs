@@ -147,10 +147,10 @@ fn explorer_thread_context() {
     }
 }
 
-/// Every 8th boundary here; `make experiments` runs them all.
+/// Every boundary, the fault taken inside the PIT handler.
 fn explorer_inside_an_irq_handler() {
     need_scenario();
-    let r = explore(Variant::InIrq, false, 8).expect("explorer");
+    let r = explore(Variant::InIrq, false, 1).expect("explorer");
     show("in PIT handler", &r);
     check_depth1(&r);
 }
@@ -161,7 +161,7 @@ fn explorer_inside_an_irq_handler() {
 /// the assertions pin how each version copes.
 fn explorer_two_nested_levels_never_reset() {
     need_scenario();
-    let r = explore(Variant::Thread, true, 8).expect("explorer");
+    let r = explore(Variant::Thread, true, 1).expect("explorer");
     show("two nested levels", &r);
     assert!(
         r.failing.iter().all(|(_, _, o)| *o != Outcome::Hang),

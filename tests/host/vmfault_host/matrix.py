@@ -95,16 +95,10 @@ def jobs(k, tests, filter_glob=None, cmdline=""):
                 # from free frames, and at MAXMEM (896 MiB), the direct
                 # map's limit with a 104 MiB vmalloc area.  One correct
                 # handler version: what memory size changes does not depend
-                # on it.  In two-level mode the exhaustive explorer (a
-                # minute of single-stepping, the same 4704 instructions at
-                # any size) runs at MEMORY only; its every-8th-boundary
-                # siblings, on the same 16 MiB victim area, run here.
+                # on it.
                 v = k.correct_versions[0]
                 for mem in (SMALL_MEMORY, k.maxmem >> 20):
-                    cut = ["-" + s for s in MEMORY_INDEPENDENT]
-                    if mode == "2level":
-                        cut.append("-race.explorer_thread_context")
-                    only = " test=" + ",".join(cut)
+                    only = " test=" + ",".join("-" + s for s in MEMORY_INDEPENDENT)
                     out.append(Job(name, f"{mode},{v}", path, f"paging={mode} vmalloc_fault={v}{only}{extra}", mem))
     return out
 
