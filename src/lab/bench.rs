@@ -185,7 +185,11 @@ pub fn run_all() {
     lazy_vs_eager();
     println!("BENCH|explorer-start");
     if let Some(r) = explorer::explore(explorer::Variant::Thread, false, 1) {
-        println!("BENCH|explorer|runs={}|stepped={}", r.runs, r.stepped);
+        let us = r.run_cycles * 1000 / crate::arch::x86::tsc::cycles_per_ms().max(1);
+        println!(
+            "BENCH|explorer|runs={}|stepped={}|runs_us={}",
+            r.runs, r.stepped, us
+        );
     }
     println!("BENCH|explorer-end");
     println!("BENCH|end");

@@ -352,6 +352,9 @@ pub struct Report {
     pub failing: Vec<(usize, u32, Outcome)>,
     /// The baseline (no nested interrupt) outcome.
     pub baseline: Option<Outcome>,
+    /// TSC cycles the runs took (not the scenario's setup or the
+    /// baseline): what `make bench`'s explorer throughput divides by.
+    pub run_cycles: u64,
 }
 
 /// For each of `eips`: is it inside a fault handler function
@@ -545,6 +548,7 @@ pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
             anchor
         })
         .collect();
+    let t0 = cpu::rdtsc();
     for k in (0..rep.stepped)
         .step_by(stride.max(1))
         .filter(|&k| if_at[k])
@@ -571,6 +575,7 @@ pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
             rep.failing.push((k, eip_at[k], out));
         }
     }
+    rep.run_cycles = cpu::rdtsc() - t0;
 
     finish();
     Some(rep)
