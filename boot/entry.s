@@ -24,6 +24,7 @@ _start:
     mov $(boot_stack_top - PAGE_OFFSET), %esp
     mov %eax, %edi                      /* keep the magic */
     mov %ebx, %esi                      /* keep the info pointer */
+    call check_cpu                      /* boot/cpu_check.s: or stop here */
 
     mov $(boot_pgdir - PAGE_OFFSET), %edx
     movl $PDE_4M_KERNEL, (%edx)         /* 0..4 MiB identity */
