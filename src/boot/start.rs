@@ -63,6 +63,10 @@ pub fn setup_arch(magic: u32, info_phys: u32) -> &'static BootParams {
         ),
     }
 
+    // find_smp_config: while the boot directory still maps the ACPI
+    // tables at the top of RAM.
+    crate::arch::x86::mpparse::find_smp_config(info);
+
     PARAMS.call_once(|| BootParams {
         info,
         info_phys,

@@ -1,4 +1,5 @@
 //! i386 support: descriptor tables, interrupt entry, CPU state.
+pub mod acpi;
 pub mod apic;
 pub mod catch;
 pub mod cpu;
@@ -8,6 +9,7 @@ pub mod gdt;
 pub mod idt;
 pub mod irq;
 pub mod mmu;
+pub mod mpparse;
 pub mod pic;
 pub mod pit;
 pub mod switch;

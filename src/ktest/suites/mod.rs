@@ -10,6 +10,7 @@ mod leaks;
 mod paging;
 mod race;
 mod sched;
+mod smp;
 mod soak;
 mod traps;
 mod vmalloc;
@@ -26,6 +27,7 @@ pub static ALL: &[&Suite] = &[
     &sched::SUITE,
     &vmalloc::SUITE,
     &irq::SUITE,
+    &smp::SUITE,
     &race::SUITE,
     &soak::SUITE,
     &fuzz::SUITE,

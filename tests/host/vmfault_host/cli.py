@@ -46,7 +46,8 @@ def cmd_test(args):
     # Results are reported in declaration order, whatever order they ran in.
     durations = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        running = {i: pool.submit(boot, jobs[i].path, jobs[i].cmdline, jobs[i].tag, memory=jobs[i].memory)
+        running = {i: pool.submit(boot, jobs[i].path, jobs[i].cmdline, jobs[i].tag, memory=jobs[i].memory,
+                                  smp=jobs[i].smp)
                    for i in matrix.start_order(jobs)}
         futures = [(n, pool.submit(f, m)) for n, f, m in checks]
         for i, j in enumerate(jobs):

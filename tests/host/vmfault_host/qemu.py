@@ -26,9 +26,13 @@ def exit_status(code):
     return (code << 1) | 1
 
 
-def qemu_cmd(k, iso_path, serial, extra=(), memory=None):
-    """`k`: the kernel's constants (elf.Kernel), for its exit port."""
-    return ["qemu-system-i386", "-accel", "tcg", "-cpu", "qemu32,+nx", "-m", str(memory or MEMORY),
+def qemu_cmd(k, iso_path, serial, extra=(), memory=None, smp=None):
+    """`k`: the kernel's constants (elf.Kernel), for its exit port.  With
+    `smp` CPUs, round-robin TCG (one vCPU runs at a time, PAUSE hands over
+    at once: ../shared/PLATFORM.md measured multi-threaded TCG 20-300x
+    slower and noisy on spin hand-offs)."""
+    cpus = ["-accel", "tcg,thread=single", "-smp", str(smp)] if smp else ["-accel", "tcg"]
+    return ["qemu-system-i386", *cpus, "-cpu", "qemu32,+nx", "-m", str(memory or MEMORY),
             "-cdrom", iso_path, "-boot", "d",
             "-display", "none", "-no-reboot", "-serial", serial,
             "-device", f"isa-debug-exit,iobase={k.exit_port:#x},iosize=0x04", *extra]
@@ -58,7 +62,7 @@ class Boot:
         return f"QEMU exited with unexpected status {self.status}"
 
 
-def boot(kernel, cmdline, logname, timeout=BOOT_TIMEOUT, until=None, extra=(), memory=None, stop=None):
+def boot(kernel, cmdline, logname, timeout=BOOT_TIMEOUT, until=None, extra=(), memory=None, stop=None, smp=None):
     """Boot `kernel` with `cmdline`.  With `until` (a regex), stop QEMU once
     the serial log matches it (for kernels that idle instead of exiting).
     With `stop` (a threading.Event), stop QEMU, or do not start it, once
@@ -73,7 +77,7 @@ def boot(kernel, cmdline, logname, timeout=BOOT_TIMEOUT, until=None, extra=(), m
         if os.path.exists(log):
             os.remove(log)
         start = time.monotonic()
-        p = subprocess.Popen(qemu_cmd(k, image, f"file:{log}", extra, memory), stdin=subprocess.DEVNULL,
+        p = subprocess.Popen(qemu_cmd(k, image, f"file:{log}", extra, memory, smp), stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         status, killed_on, stopped = None, None, False
         while True:

@@ -1,0 +1,75 @@
+//! Where the CPUs are (issue 15): the ACPI MADT and the MP table, both
+//! read in setup_arch, must agree on the CPUs they both list, and the one
+//! marked as the boot CPU must be the one running.  `make test` boots this
+//! suite with one and with two CPUs (`-smp 2`).  Measured: with `-smp 2`,
+//! SeaBIOS (QEMU 7.2) builds an MP table that lists the boot CPU only,
+//! while QEMU's MADT lists both; the kernel goes by the MADT.
+
+use crate::arch::x86::apic;
+use crate::arch::x86::mpparse::{self, Source};
+use crate::case;
+use crate::ktest::{skip, Suite};
+
+pub static SUITE: Suite = Suite {
+    name: "smp",
+    cases: &[
+        case!(mp_table_cpus_are_the_madts),
+        case!(boot_cpu_is_the_one_running),
+    ],
+};
+
+fn mp_table_cpus_are_the_madts() {
+    let f = mpparse::found().expect("find_smp_config did not run in setup_arch");
+    let (madt, mp) = match (&f.madt, &f.mp_table) {
+        (Ok(a), Ok(b)) => (a, b),
+        (a, b) => skip(match (a, b) {
+            (Err(_), Err(_)) => "neither an MADT nor an MP table",
+            (Err(_), _) => "no MADT",
+            _ => "no MP table",
+        }),
+    };
+    assert_eq!(madt.source, Source::Madt);
+    assert_eq!(mp.source, Source::MpTable);
+    crate::println!("    # MADT: {:?}", madt.cpus());
+    crate::println!("    # MP table: {:?}", mp.cpus());
+    assert!(!madt.cpus().is_empty() && !mp.cpus().is_empty());
+    for c in mp.cpus() {
+        assert!(
+            madt.cpus().contains(c),
+            "the MP table lists {:?}, the MADT does not",
+            c
+        );
+    }
+    for t in [madt, mp] {
+        assert_eq!(
+            t.cpus().iter().filter(|c| c.boot).count(),
+            1,
+            "{}: exactly one boot CPU",
+            t.source.name()
+        );
+    }
+    assert_eq!(madt.lapic_phys, mp.lapic_phys);
+    // The kernel goes by the MADT when there is one.
+    assert_eq!(f.config().map(|c| c.source), Some(Source::Madt));
+}
+
+fn boot_cpu_is_the_one_running() {
+    if !apic::present() {
+        skip("no local APIC: no APIC ID to compare");
+    }
+    let c = mpparse::found()
+        .and_then(|f| f.config())
+        .unwrap_or_else(|| skip("no CPU list from the firmware"));
+    let me = apic::id() as u8;
+    let b = c
+        .cpus()
+        .iter()
+        .find(|x| x.boot)
+        .expect("no boot CPU listed");
+    assert_eq!(b.apic_id, me, "the table's boot CPU is not the one running");
+    assert_eq!(
+        c.lapic_phys as u64,
+        apic::phys_base(),
+        "the table's local APIC address differs from IA32_APIC_BASE"
+    );
+}
