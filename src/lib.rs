@@ -57,3 +57,4 @@ macro_rules! kernel_main {
 core::arch::global_asm!(include_str!("../boot/multiboot2.s"), options(att_syntax));
 core::arch::global_asm!(include_str!("../boot/entry.s"), options(att_syntax));
 core::arch::global_asm!(include_str!("../boot/cpu_check.s"), options(att_syntax));
+core::arch::global_asm!(include_str!("../boot/trampoline.s"), options(att_syntax));

@@ -5,7 +5,7 @@
 //! it is the only way anything reaches the user, and GRUB already set the
 //! machine up for it).
 
-use crate::arch::x86::{apic, cpu, gdt, idt, irq, traps, tsc, tss};
+use crate::arch::x86::{apic, cpu, gdt, idt, irq, mpparse, smpboot, traps, tsc, tss};
 use crate::boot::start::{setup_arch, BootParams};
 use crate::mm::fixmap;
 use crate::{console, println};
@@ -56,6 +56,9 @@ extern "C" fn start_kernel(magic: u32, info_phys: u32) -> ! {
 
     // time_init: a clock for printk_ratelimit, measured against the PIT.
     tsc::calibrate();
+
+    // smp_init: start the other CPUs the firmware lists (they park).
+    smpboot::smp_boot_cpus(mpparse::NR_CPUS);
 
     // Every interrupt line is masked until a driver requests it, so this
     // only lets requested sources (timer, IPIs) in.

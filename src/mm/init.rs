@@ -97,7 +97,10 @@ pub fn reserved_ranges(
         }
     };
     add(0, PAGE_SIZE as u64); // frame 0: real-mode IVT and BIOS data
-                              // SAFETY: linker symbols, only their addresses are taken.
+                              // The secondary CPUs' real-mode entry (the STARTUP IPI's page).
+    let tr = crate::arch::x86::smpboot::TRAMPOLINE_PHYS as u64;
+    add(tr, tr + PAGE_SIZE as u64);
+    // SAFETY: linker symbols, only their addresses are taken.
     let (ks, ke) = unsafe {
         (
             &__kernel_phys_start as *const u8 as u64,

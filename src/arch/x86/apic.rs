@@ -22,6 +22,10 @@ const REG_TIMER_CUR: u32 = 0x390;
 const REG_TIMER_DIV: u32 = 0x3E0;
 const ICR_SELF: u32 = 1 << 18;
 const ICR_PENDING: u32 = 1 << 12;
+const ICR_INIT: u32 = 0b101 << 8;
+const ICR_STARTUP: u32 = 0b110 << 8;
+const ICR_LEVEL_ASSERT: u32 = 1 << 14;
+const ICR_TRIGGER_LEVEL: u32 = 1 << 15;
 const LVT_PERIODIC: u32 = 1 << 17;
 const LVT_MASKED: u32 = 1 << 16;
 
@@ -51,9 +55,16 @@ pub fn phys_base() -> u64 {
 
 /// Enable the APIC with its registers at virtual `va` (already mapped).
 pub fn init(va: u32) {
+    BASE.store(va, Ordering::Relaxed);
+    setup_this_cpu();
+}
+
+/// Enable and set up the running CPU's own APIC (every CPU has one at the
+/// same physical address, so the one mapping serves all): the boot CPU
+/// from `init`, a secondary one in `start_secondary`.
+pub fn setup_this_cpu() {
     // SAFETY: as above; setting the enable bit keeps the base.
     unsafe { cpu::wrmsr(MSR_APIC_BASE, cpu::rdmsr(MSR_APIC_BASE) | APIC_BASE_ENABLE) };
-    BASE.store(va, Ordering::Relaxed);
     write(REG_TPR, 0);
     write(REG_SVR, (1 << 8) | SPURIOUS_VECTOR as u32);
     write(REG_TIMER_DIV, 0x3); // divide by 16
@@ -67,6 +78,31 @@ pub fn id() -> u32 {
 /// `ack_APIC_irq`.
 pub fn eoi() {
     write(REG_EOI, 0);
+}
+
+/// Wait until the ICR has sent the last IPI (delivery status idle).
+fn wait_icr_idle() {
+    while read(REG_ICR_LOW) & ICR_PENDING != 0 {
+        core::hint::spin_loop();
+    }
+}
+
+/// INIT to the CPU with local APIC `apic_id` (Intel SDM 3A 8.4.4.1: level
+/// assert, then de-assert, as Linux 2.4's `do_boot_cpu` sends it).
+pub fn send_init(apic_id: u8) {
+    write(REG_ICR_HIGH, (apic_id as u32) << 24);
+    write(REG_ICR_LOW, ICR_INIT | ICR_LEVEL_ASSERT | ICR_TRIGGER_LEVEL);
+    wait_icr_idle();
+    write(REG_ICR_HIGH, (apic_id as u32) << 24);
+    write(REG_ICR_LOW, ICR_INIT | ICR_TRIGGER_LEVEL);
+    wait_icr_idle();
+}
+
+/// STARTUP IPI: the CPU starts in real mode at `page << 12`.
+pub fn send_startup(apic_id: u8, page: u8) {
+    write(REG_ICR_HIGH, (apic_id as u32) << 24);
+    write(REG_ICR_LOW, ICR_STARTUP | page as u32);
+    wait_icr_idle();
 }
 
 /// Send `vector` to this CPU (ICR destination shorthand "self").

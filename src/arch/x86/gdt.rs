@@ -65,6 +65,15 @@ pub fn init(tss: (u32, u32), df_tss: (u32, u32)) {
         tss_descriptor(tss.0, tss.1),
         tss_descriptor(df_tss.0, df_tss.1),
     ];
+    load();
+}
+
+/// Load the GDT and reload every segment register: the boot CPU from
+/// `init`, a secondary CPU in `start_secondary` (one table for all CPUs,
+/// as Linux 2.4's `gdt_table`).
+pub fn load() {
+    // SAFETY: written once by `init`, before any CPU loads it.
+    let gdt = unsafe { &*GDT.get() };
     let ptr = DescriptorTablePointer::new_from_slice(&gdt.0);
     let cs = SegmentSelector::from_raw(KERNEL_CS);
     let ds = SegmentSelector::from_raw(KERNEL_DS);

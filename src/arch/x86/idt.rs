@@ -92,7 +92,14 @@ pub fn init() {
         set_intr_gate(n);
     }
     set_task_gate(8, super::tss::df_selector());
-    // SAFETY: boot, interrupts off.
+    load();
+}
+
+/// Load the IDT: the boot CPU from `init`, a secondary CPU in
+/// `start_secondary` (one table for all CPUs, as Linux 2.4's `idt_table`).
+pub fn load() {
+    // SAFETY: filled by `init` before any CPU loads it; gates change later
+    // only by single aligned writes (set_*_gate).
     let idt = unsafe { &*IDT.get() };
     let ptr = DescriptorTablePointer::new_from_slice(&idt.0);
     // SAFETY: the table lives in a static and every gate points at a stub.

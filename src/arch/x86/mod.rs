@@ -12,6 +12,7 @@ pub mod mmu;
 pub mod mpparse;
 pub mod pic;
 pub mod pit;
+pub mod smpboot;
 pub mod switch;
 pub mod trapnr;
 pub mod traps;

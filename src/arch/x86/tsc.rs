@@ -33,3 +33,12 @@ pub fn now_ms() -> Option<u64> {
 pub fn cycles_per_ms() -> u64 {
     TSC_PER_MS.load(Ordering::Relaxed)
 }
+
+/// Spin for at least `us` microseconds (Linux's `udelay`), by the TSC;
+/// after `calibrate` only.
+pub fn udelay(us: u64) {
+    let end = cpu::rdtsc() + us * cycles_per_ms().max(1) / 1000;
+    while cpu::rdtsc() < end {
+        core::hint::spin_loop();
+    }
+}

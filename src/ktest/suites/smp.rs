@@ -5,8 +5,10 @@
 //! SeaBIOS (QEMU 7.2) builds an MP table that lists the boot CPU only,
 //! while QEMU's MADT lists both; the kernel goes by the MADT.
 
-use crate::arch::x86::apic;
+extern crate alloc;
+
 use crate::arch::x86::mpparse::{self, Source};
+use crate::arch::x86::{apic, smpboot};
 use crate::case;
 use crate::ktest::{skip, Suite};
 
@@ -15,6 +17,7 @@ pub static SUITE: Suite = Suite {
     cases: &[
         case!(mp_table_cpus_are_the_madts),
         case!(boot_cpu_is_the_one_running),
+        case!(ap_boots_and_reports_its_apic_id),
     ],
 };
 
@@ -71,5 +74,35 @@ fn boot_cpu_is_the_one_running() {
         c.lapic_phys as u64,
         apic::phys_base(),
         "the table's local APIC address differs from IA32_APIC_BASE"
+    );
+}
+
+/// Every CPU the MADT lists came up through the trampoline and called in
+/// with the APIC ID its own local APIC reports, which must be the MADT's.
+fn ap_boots_and_reports_its_apic_id() {
+    let c = mpparse::found()
+        .and_then(|f| f.config())
+        .unwrap_or_else(|| skip("no CPU list from the firmware"));
+    if c.cpus().len() < 2 {
+        skip("one CPU (make test boots this suite with -smp 2 too)");
+    }
+    let online: alloc::vec::Vec<u8> = smpboot::online().collect();
+    let listed: alloc::vec::Vec<u8> = c.cpus().iter().map(|x| x.apic_id).collect();
+    crate::println!("    # listed {:?}, online {:?}", listed, online);
+    for i in 1..online.len() {
+        crate::println!(
+            "    # CPU {} called in {} us after its first STARTUP IPI",
+            i,
+            smpboot::callin_us(i).unwrap_or(0)
+        );
+    }
+    assert_eq!(
+        online.first().copied(),
+        Some(apic::id() as u8),
+        "slot 0 is the boot CPU"
+    );
+    assert_eq!(
+        online, listed,
+        "every listed CPU online, with its APIC ID, in the MADT's order"
     );
 }

@@ -94,10 +94,11 @@ def jobs(k, tests, filter_glob=None, cmdline=""):
                 out.append(Job(name, mode, path, f"paging={mode}{test}"))
             if name == "ktest" and not filter_glob:
                 out.append(Job(name, mode, path, f"paging={mode} test=frames.*,paging.*{extra}", LARGE_MEMORY))
-                # Two CPUs (issue 15): the CPU discovery cases.  The second
-                # CPU is not started yet, so the rest of the suite would run
-                # as with one.
-                out.append(Job(name, mode, path, f"paging={mode} test=smp.*{extra}", smp=2))
+                # Two CPUs (issue 15): the whole suite under the default
+                # version, with the second CPU started and parked (it runs
+                # nothing else yet), and the smp cases that need it.
+                out.append(Job(name, f"{mode},{k.default_version}", path,
+                               f"paging={mode} vmalloc_fault={k.default_version}{extra}", smp=2))
                 # The suite at 32 MiB, where the race cases size themselves
                 # from free frames, and at MAXMEM (896 MiB), the direct
                 # map's limit with a 104 MiB vmalloc area.  One correct

@@ -1,0 +1,181 @@
+//! Starting the other CPUs (Linux 2.4 `smpboot.c`: `smp_boot_cpus`,
+//! `do_boot_cpu`, `start_secondary`; xv6 `startothers`).  For each CPU the
+//! MADT lists besides the running one: a guarded stack from the vmalloc
+//! stack zone, a directory for the trampoline's jump into paging (the
+//! kernel half of swapper_pg_dir, as every new directory has it, plus the
+//! trampoline page 1:1), the trampoline copied to its reserved low page,
+//! then INIT and two STARTUP IPIs (Intel SDM 3A 8.4.4.1: 10 ms after INIT,
+//! 200 us between the two), and a wait of up to 5 s for it to call in, as
+//! 2.4's `do_boot_cpu`.
+//!
+//! The AP loads swapper_pg_dir, the GDT and IDT every CPU shares, and its
+//! own local APIC, calls in with its APIC ID, and parks (interrupts off,
+//! HLT).  It has no TSS or per-CPU state yet, so it runs nothing else:
+//! those, IPIs and the scheduler on two CPUs are issue 15's next steps.
+
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use super::mpparse::{self, NR_CPUS};
+use super::{apic, cpu, gdt, idt, tsc};
+use crate::mm::addr::{__va, PAGE_SIZE};
+use crate::mm::init::swapper_pg_dir;
+use crate::mm::mm_struct::mm_alloc;
+use crate::mm::pgtable::{nx_enabled, PteFlags};
+use crate::mm::vmalloc::vmalloc_stack;
+use crate::mm::walk;
+
+/// The page the STARTUP IPI points at (vector 0x08), reserved by
+/// `mm::init::reserved_ranges` before the frame allocator starts; the
+/// assembler half knows it as TRAMPOLINE_BASE (boot/trampoline.s).
+pub const TRAMPOLINE_PHYS: u32 = 0x8000;
+/// A secondary CPU's own stack (it parks on it, for now).
+const AP_STACK_SIZE: usize = 16 * 1024;
+/// How long the BSP waits for a started CPU to call in (2.4: 5 s).
+const CALLIN_TIMEOUT_US: u64 = 5_000_000;
+
+extern "C" {
+    static trampoline_start: u8;
+    static trampoline_end: u8;
+    static tr_cr3: u32;
+    static tr_cr4: u32;
+    static tr_nxe: u32;
+    static tr_esp: u32;
+    static tr_entry: u32;
+}
+
+/// APIC ID + 1 of the CPU that called in last (0: none yet).
+static CALLIN: AtomicU32 = AtomicU32::new(0);
+/// APIC ID + 1 of each CPU that is online, the boot CPU first.
+static ONLINE: [AtomicU32; NR_CPUS] = [const { AtomicU32::new(0) }; NR_CPUS];
+/// Microseconds from the first STARTUP IPI to the call-in, per CPU slot.
+static CALLIN_US: [AtomicU64; NR_CPUS] = [const { AtomicU64::new(0) }; NR_CPUS];
+
+/// The APIC IDs of the CPUs online, the boot CPU first.
+pub fn online() -> impl Iterator<Item = u8> {
+    ONLINE
+        .iter()
+        .map(|a| a.load(Ordering::Acquire))
+        .take_while(|&v| v != 0)
+        .map(|v| (v - 1) as u8)
+}
+
+/// How long CPU slot `i` (1 = the first AP) took to call in, in us.
+pub fn callin_us(i: usize) -> Option<u64> {
+    CALLIN_US.get(i).map(|a| a.load(Ordering::Relaxed))
+}
+
+/// Where field `f` of the trampoline lands in its copy.
+fn trampoline_field(f: *const u32) -> *mut u32 {
+    // SAFETY: linker symbols; only their addresses are taken.
+    let start = unsafe { &trampoline_start as *const u8 as usize };
+    (__va(TRAMPOLINE_PHYS) + (f as usize - start)) as *mut u32
+}
+
+/// `smp_boot_cpus`: start every CPU the firmware lists, up to `max_cpus`
+/// in all.  Needs the local APIC, the TSC clock and the vmalloc area.
+pub fn smp_boot_cpus(max_cpus: usize) {
+    let me = if apic::present() { apic::id() as u8 } else { 0 };
+    ONLINE[0].store(me as u32 + 1, Ordering::Release);
+    let Some(cfg) = mpparse::found().and_then(|f| f.config()) else {
+        return;
+    };
+    if !apic::present() {
+        crate::println!("SMP: no local APIC: one CPU");
+        return;
+    }
+    let mut slot = 1;
+    for c in cfg.cpus().iter().filter(|c| c.apic_id != me) {
+        if slot >= max_cpus.min(NR_CPUS) {
+            crate::println!(
+                "SMP: APIC ID {} not started (smp= limit {})",
+                c.apic_id,
+                max_cpus
+            );
+            continue;
+        }
+        match do_boot_cpu(c.apic_id, slot) {
+            Ok(us) => {
+                crate::println!(
+                    "SMP: CPU {} (APIC ID {}) called in {} us after its first STARTUP IPI",
+                    slot,
+                    c.apic_id,
+                    us
+                );
+                slot += 1;
+            }
+            Err(why) => crate::println!("SMP: APIC ID {} not started: {}", c.apic_id, why),
+        }
+    }
+    crate::println!("SMP: {} CPU(s) online", online().count());
+}
+
+fn do_boot_cpu(apic_id: u8, slot: usize) -> Result<u64, &'static str> {
+    // The kernel half of swapper_pg_dir, the stack zone included (it is
+    // copied into every directory), and the trampoline 1:1 (no GLOBAL
+    // bit: it must not outlive this directory in the AP's TLB).
+    let mm = mm_alloc().ok_or("no memory for the trampoline's directory")?;
+    walk::map_page(
+        mm.pgd,
+        TRAMPOLINE_PHYS,
+        TRAMPOLINE_PHYS as u64,
+        PteFlags::PAGE_KERNEL,
+    )
+    .map_err(|_| "no memory to map the trampoline")?;
+    let stack = vmalloc_stack(AP_STACK_SIZE).ok_or("no memory for its stack")?;
+    // SAFETY: linker symbols bracketing the trampoline's bytes; the
+    // destination is the reserved page, direct-mapped, nobody else's.
+    unsafe {
+        let start = &trampoline_start as *const u8;
+        let len = &trampoline_end as *const u8 as usize - start as usize;
+        assert!(len <= PAGE_SIZE, "the trampoline outgrew its page");
+        core::ptr::copy_nonoverlapping(start, __va(TRAMPOLINE_PHYS) as *mut u8, len);
+        trampoline_field(&raw const tr_cr3).write_volatile(mm.pgd);
+        trampoline_field(&raw const tr_cr4).write_volatile(cpu::read_cr4());
+        trampoline_field(&raw const tr_nxe).write_volatile(nx_enabled() as u32);
+        trampoline_field(&raw const tr_esp).write_volatile(stack.top);
+        trampoline_field(&raw const tr_entry).write_volatile(start_secondary as *const () as u32);
+    }
+    CALLIN.store(0, Ordering::SeqCst);
+    apic::send_init(apic_id);
+    tsc::udelay(10_000);
+    let t0 = cpu::rdtsc();
+    for _ in 0..2 {
+        apic::send_startup(apic_id, (TRAMPOLINE_PHYS >> 12) as u8);
+        tsc::udelay(200);
+    }
+    let per_us = (tsc::cycles_per_ms() / 1000).max(1);
+    while CALLIN.load(Ordering::SeqCst) != apic_id as u32 + 1 {
+        if (cpu::rdtsc() - t0) / per_us > CALLIN_TIMEOUT_US {
+            // It may still be running the trampoline through `mm`: keep
+            // it, and the stack (2.4 also leaves a CPU that did not answer
+            // alone).
+            core::mem::forget(mm);
+            return Err("no call-in within 5 s");
+        }
+        core::hint::spin_loop();
+    }
+    let us = (cpu::rdtsc() - t0) / per_us;
+    // It runs on swapper_pg_dir now, on `stack`, which stays its own.
+    // The page is reserved: take it out of the directory, not back to the
+    // frame allocator, before the directory goes.
+    walk::unmap_page(mm.pgd, TRAMPOLINE_PHYS);
+    drop(mm);
+    CALLIN_US[slot].store(us, Ordering::Relaxed);
+    ONLINE[slot].store(apic_id as u32 + 1, Ordering::Release);
+    Ok(us)
+}
+
+/// The AP's first Rust code, on its own stack, paging on through the
+/// trampoline's directory, interrupts off.
+extern "C" fn start_secondary() -> ! {
+    // Not mmu::load_cr3: that also points the boot CPU's double-fault
+    // task at the directory, and this CPU has no task of its own yet.
+    // SAFETY: swapper_pg_dir maps the kernel, and this stack (the stack
+    // zone is in every directory).
+    unsafe { cpu::write_cr3(swapper_pg_dir()) };
+    gdt::load();
+    idt::load();
+    apic::setup_this_cpu();
+    CALLIN.store(apic::id() + 1, Ordering::SeqCst);
+    cpu::halt_forever()
+}
