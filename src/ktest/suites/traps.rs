@@ -32,6 +32,7 @@ pub static SUITE: Suite = Suite {
         case!(jump_into_kernel_static_oopses),
         case!(jump_into_kernel_heap_oopses),
         case!(jump_into_direct_map_page_oopses),
+        case!(fault_at_task_size_is_a_kernel_address),
     ],
 };
 
@@ -299,4 +300,33 @@ fn jump_into_direct_map_page_oopses() {
     let f = crate::mm::frame::alloc_frame().expect("frame");
     expect_nx_fault(crate::mm::addr::__va(f) as *mut u8, "a direct-map page");
     crate::mm::frame::free_frame(f);
+}
+
+/// `if (address >= TASK_SIZE) goto vmalloc_fault;` (2.4.0-2.4.5-pre1):
+/// TASK_SIZE itself is a kernel address.  The one kernel-mode fault this
+/// kernel can take there is an NX fetch from the direct map's first page
+/// (PAE with NX).  The trap-gate versions take it into `vmalloc_fault`,
+/// which finds the kernel PMD present and gives up with its own reason;
+/// 2.4.5-pre2 and 5.x send a protection fault straight to no_context.
+fn fault_at_task_size_is_a_kernel_address() {
+    use crate::cmdline::VmallocFaultVersion as V;
+    use crate::mm::fault::{last_bad_area, version, BadArea};
+    require_nx();
+    let p = crate::mm::addr::TASK_SIZE as *mut u8;
+    // SAFETY: the real-mode IVT's first byte, unused since protected
+    // mode; restored below.
+    let saved = unsafe { core::ptr::read_volatile(p) };
+    expect_nx_fault(p, "TASK_SIZE (the direct map's first page)");
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(p, saved) };
+    let why = last_bad_area();
+    crate::println!("    # bad area at TASK_SIZE: {:?}", why);
+    match version() {
+        V::Legacy | V::Cli | V::Cr3 => assert_ne!(
+            why,
+            BadArea::NoContext,
+            "TASK_SIZE taken for a user address"
+        ),
+        V::Sync | V::Eager | V::EagerLazy => assert_eq!(why, BadArea::NoContext),
+    }
 }
