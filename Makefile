@@ -3,7 +3,7 @@
 # xorriso, mtools, gdb through apt-get; rust-src through rustup) or says
 # exactly what to install.
 #
-#   make run  [PAGING=2level|pae] [VMALLOC_FAULT=legacy|cli|sync|eager] [CMDLINE=...]
+#   make run  [PAGING=2level|pae] [VMALLOC_FAULT=legacy|cli|sync|eager] [CMDLINE=...] [SMP=N]
 #   make test [TEST=glob] [CMDLINE=...]
 #                                 every test kernel, both paging modes
 #   make gdb  [PAGING=...] [VMALLOC_FAULT=...] [GDB_PORT=...] [GDB_STOP=vmalloc_fault|start|reset]
@@ -24,6 +24,7 @@
 #                                 not leak) -> target/soak/results.md
 
 PAGING ?=
+SMP ?=
 VMALLOC_FAULT ?=
 CMDLINE ?=
 TEST ?=
@@ -42,7 +43,7 @@ build:
 	cargo build
 
 run:
-	$(RUNNER) run $(if $(PAGING),--paging $(PAGING)) --cmdline "$(RUN_CMDLINE)"
+	$(RUNNER) run $(if $(PAGING),--paging $(PAGING)) $(if $(SMP),--smp $(SMP)) --cmdline "$(RUN_CMDLINE)"
 
 test:
 	$(RUNNER) test $(if $(TEST),--filter '$(TEST)') $(if $(CMDLINE),--cmdline '$(CMDLINE)')

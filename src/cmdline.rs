@@ -11,6 +11,8 @@
 //! | `experiment=` | `race` (full race experiments) or `bench` (benchmarks), then exit | none |
 //! | `fuzz_seed=` | the fuzz suite's base seed, decimal or `0x` hex (replays a failure) | built in |
 //! | `fuzz_cases=` | iterations per fuzz case, `1`..`1000000` | built in |
+//! | `smp=` | CPUs to run, `1`..`NR_CPUS` (8), the boot CPU included | every CPU the firmware lists |
+//! | `nosmp` | (no value) the boot CPU only, as `smp=1` (Linux's `nosmp`) | |
 //!
 //! An unknown key is reported and ignored (Linux passes those on to init);
 //! a bad value for a known key is an error that stops the boot, naming the
@@ -18,6 +20,11 @@
 //! the tests exercise exactly the code the boot runs.
 
 use core::fmt;
+
+use crate::arch::x86::mpparse::NR_CPUS;
+
+// smp='s `allowed` text below names the bound.
+const _: () = assert!(NR_CPUS == 8);
 
 /// Which i386 page-table format the kernel runs with (DESIGN.md section 2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,6 +171,8 @@ pub struct Cmdline<'a> {
     pub fuzz_seed: Option<u64>,
     /// `fuzz_cases=`: iterations per fuzz case.
     pub fuzz_cases: Option<u32>,
+    /// `smp=N` / `nosmp`: start at most N CPUs in all (None: every one).
+    pub smp: Option<u8>,
 }
 
 impl Default for Cmdline<'_> {
@@ -181,6 +190,7 @@ impl Default for Cmdline<'_> {
             soak_seed: SOAK_SEED_DEFAULT,
             fuzz_seed: None,
             fuzz_cases: None,
+            smp: None,
         }
     }
 }
@@ -309,6 +319,29 @@ pub fn parse<'a>(
                             allowed: "1..1000000",
                         })? as u32,
                 )
+            }
+            "smp" => {
+                c.smp = Some(
+                    value
+                        .parse::<u8>()
+                        .ok()
+                        .filter(|n| (1..=NR_CPUS as u8).contains(n))
+                        .ok_or(BadValue {
+                            key: "smp",
+                            value,
+                            allowed: "1..8 (NR_CPUS)",
+                        })?,
+                )
+            }
+            "nosmp" => {
+                if word != "nosmp" {
+                    return Err(BadValue {
+                        key: "nosmp",
+                        value,
+                        allowed: "no value: nosmp alone",
+                    });
+                }
+                c.smp = Some(1)
             }
             _ => unknown(word),
         }

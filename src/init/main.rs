@@ -57,8 +57,9 @@ extern "C" fn start_kernel(magic: u32, info_phys: u32) -> ! {
     // time_init: a clock for printk_ratelimit, measured against the PIT.
     tsc::calibrate();
 
-    // smp_init: start the other CPUs the firmware lists (they park).
-    smpboot::smp_boot_cpus(mpparse::NR_CPUS);
+    // smp_init: start the other CPUs the firmware lists, up to smp= (they
+    // park).
+    smpboot::smp_boot_cpus(params.cmdline.smp.map_or(mpparse::NR_CPUS, usize::from));
 
     // Every interrupt line is masked until a driver requests it, so this
     // only lets requested sources (timer, IPIs) in.

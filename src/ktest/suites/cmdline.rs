@@ -18,6 +18,7 @@ pub static SUITE: Suite = Suite {
         case!(key_without_value_is_bad),
         case!(loglevel_range_checked),
         case!(soak_numbers_checked),
+        case!(smp_and_nosmp_checked),
         case!(last_value_wins),
         case!(fuzz_parameters_parse),
         case!(glob_matching),
@@ -135,6 +136,22 @@ fn loglevel_range_checked() {
     assert_eq!(bad("loglevel=9").key, "loglevel");
     assert_eq!(bad("loglevel=-1").key, "loglevel");
     assert_eq!(bad("loglevel=x").key, "loglevel");
+}
+
+/// `smp=N` (1..NR_CPUS) and Linux's bare `nosmp`.
+fn smp_and_nosmp_checked() {
+    assert_eq!(ok("").smp, None);
+    assert_eq!(ok("smp=1").smp, Some(1));
+    assert_eq!(ok("smp=8").smp, Some(8));
+    assert_eq!(ok("nosmp").smp, Some(1));
+    assert_eq!(ok("smp=4 nosmp").smp, Some(1));
+    for s in ["smp=0", "smp=9", "smp=-1", "smp=x", "smp="] {
+        let e = bad(s);
+        assert_eq!(e.key, "smp", "{}", s);
+        assert!(text(&e).as_str().contains("1..8"), "{}", text(&e));
+    }
+    assert_eq!(bad("nosmp=1").key, "nosmp");
+    assert_eq!(bad("nosmp=").key, "nosmp");
 }
 
 /// Linux semantics: a repeated parameter's last value counts.

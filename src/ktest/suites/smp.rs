@@ -77,8 +77,9 @@ fn boot_cpu_is_the_one_running() {
     );
 }
 
-/// Every CPU the MADT lists came up through the trampoline and called in
-/// with the APIC ID its own local APIC reports, which must be the MADT's.
+/// Every CPU the MADT lists (up to `smp=`) came up through the trampoline
+/// and called in with the APIC ID its own local APIC reports, which must
+/// be the MADT's; under `nosmp` only the boot CPU runs.
 fn ap_boots_and_reports_its_apic_id() {
     let c = mpparse::found()
         .and_then(|f| f.config())
@@ -87,7 +88,11 @@ fn ap_boots_and_reports_its_apic_id() {
         skip("one CPU (make test boots this suite with -smp 2 too)");
     }
     let online: alloc::vec::Vec<u8> = smpboot::online().collect();
-    let listed: alloc::vec::Vec<u8> = c.cpus().iter().map(|x| x.apic_id).collect();
+    // smp=N / nosmp: only the first N, the boot CPU included.
+    let limit = crate::boot::start::params()
+        .and_then(|p| p.cmdline.smp)
+        .map_or(usize::MAX, usize::from);
+    let listed: alloc::vec::Vec<u8> = c.cpus().iter().map(|x| x.apic_id).take(limit).collect();
     crate::println!("    # listed {:?}, online {:?}", listed, online);
     for i in 1..online.len() {
         crate::println!(

@@ -95,7 +95,7 @@ def cmd_run(args):
     image = iso.make_iso(kernel, os.path.join(TARGET, "run.iso"),
                          iso.grub_cfg(k, None, iso.menu(k, args.cmdline), 0, default))
     extra = list(args.qemu or [])
-    cmd = qemu_cmd(k, image, "mon:stdio", ["-nographic"] + extra)
+    cmd = qemu_cmd(k, image, "mon:stdio", ["-nographic"] + extra, smp=args.smp)
     cmd.remove("-display"); cmd.remove("none")
     print("runner: " + " ".join(cmd), flush=True)
     print("runner: leave QEMU with Ctrl-A X", flush=True)
@@ -138,7 +138,7 @@ def cmd_cargo(args):
     kernel = args.kernel
     name = re.sub(r"-[0-9a-f]{16}$", "", os.path.basename(kernel))
     if os.sep + "deps" + os.sep not in kernel:
-        args.kernel, args.paging, args.cmdline, args.qemu = kernel, None, "", []
+        args.kernel, args.paging, args.cmdline, args.qemu, args.smp = kernel, None, "", [], None
         return cmd_run(args)
     deps.ensure_tools()
     k = elf.constants(kernel)
@@ -194,6 +194,7 @@ def main(argv=None):
     r = sub.add_parser("run")
     r.add_argument("--paging", metavar="MODE", help=paging_help)
     r.add_argument("--cmdline", default="")
+    r.add_argument("--smp", type=int, help="CPUs QEMU gives the machine (round-robin TCG)")
     r.add_argument("--qemu", nargs=argparse.REMAINDER)
     r.add_argument("kernel", nargs="?")
     r.set_defaults(parser=r)

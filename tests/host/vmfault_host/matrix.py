@@ -99,6 +99,8 @@ def jobs(k, tests, filter_glob=None, cmdline=""):
                 # nothing else yet), and the smp cases that need it.
                 out.append(Job(name, f"{mode},{k.default_version}", path,
                                f"paging={mode} vmalloc_fault={k.default_version}{extra}", smp=2))
+                # nosmp with two CPUs there: the second is left alone.
+                out.append(Job(name, f"{mode},nosmp", path, f"paging={mode} nosmp test=smp.*{extra}", smp=2))
                 # The suite at 32 MiB, where the race cases size themselves
                 # from free frames, and at MAXMEM (896 MiB), the direct
                 # map's limit with a 104 MiB vmalloc area.  One correct
