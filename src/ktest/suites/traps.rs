@@ -33,6 +33,7 @@ pub static SUITE: Suite = Suite {
         case!(jump_into_kernel_heap_oopses),
         case!(jump_into_direct_map_page_oopses),
         case!(fault_at_task_size_is_a_kernel_address),
+        case!(not_present_fault_at_task_size_enters_vmalloc_fault),
     ],
 };
 
@@ -300,6 +301,47 @@ fn jump_into_direct_map_page_oopses() {
     let f = crate::mm::frame::alloc_frame().expect("frame");
     expect_nx_fault(crate::mm::addr::__va(f) as *mut u8, "a direct-map page");
     crate::mm::frame::free_frame(f);
+}
+
+/// The same boundary for a not-present fault, which reaches `vmalloc_fault`
+/// under 2.4.5-pre2's `!(error_code & 5)` test too: the direct map's first
+/// page (the real-mode IVT, unused since protected mode) is taken out of
+/// the shared kernel page table for one read.  Each version's
+/// 2.4 `vmalloc_fault` then finds the kernel entries present and the pte
+/// absent, and says so in its own words.
+fn not_present_fault_at_task_size_enters_vmalloc_fault() {
+    use crate::cmdline::VmallocFaultVersion as V;
+    use crate::mm::addr::TASK_SIZE;
+    use crate::mm::fault::{last_bad_area, version, BadArea};
+    use crate::mm::pgtable::{__pte, set_pte};
+    let slot = crate::mm::walk::find_pte(crate::mm::init::swapper_pg_dir(), TASK_SIZE)
+        .expect("the direct map's first page has a pte");
+    let saved = slot.read();
+    let f = crate::arch::x86::cpu::local_irq_save();
+    set_pte(slot, __pte(0));
+    crate::arch::x86::cpu::flush_tlb_one(TASK_SIZE as usize);
+    // SAFETY: a read the MMU refuses (the pte is cleared just above).
+    let c = expect_fault(|| unsafe {
+        core::ptr::read_volatile(TASK_SIZE as *const u8);
+    });
+    set_pte(slot, saved);
+    crate::arch::x86::cpu::flush_tlb_one(TASK_SIZE as usize);
+    crate::arch::x86::cpu::restore_flags(f);
+    let c = c.expect("a read at TASK_SIZE with its pte cleared did not fault");
+    assert_eq!((c.vector, c.cr2), (14, TASK_SIZE), "{}", c.msg);
+    assert_eq!(c.error_code & X86_PF_PROT, 0, "not a not-present fault");
+    let why = last_bad_area();
+    crate::println!("    # bad area at TASK_SIZE (not present): {:?}", why);
+    // NoContext would mean TASK_SIZE was taken for a user address.
+    let want = match version() {
+        V::Legacy | V::Cr3 => BadArea::PmdAlreadyPresent,
+        V::Cli => BadArea::CliPgdCheck,
+        V::Sync => BadArea::RefPteAbsent,
+        // 5.8 has no vmalloc_fault; 5.9's returns at once outside
+        // VMALLOC_START..VMALLOC_END.
+        V::Eager | V::EagerLazy => BadArea::NoContext,
+    };
+    assert_eq!(why, want);
 }
 
 /// `if (address >= TASK_SIZE) goto vmalloc_fault;` (2.4.0-2.4.5-pre1):

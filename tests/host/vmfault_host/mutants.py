@@ -69,7 +69,7 @@ SCOPES = {
     # traps.write_to*/jump_into*: protection faults on kernel addresses must
     # not enter vmalloc_fault (the 2.4.16 `!(error_code & 5)` test); added
     # after the first run missed `&& -> ||` there.
-    "src/mm/fault.rs": ("vmalloc.*,race.*,traps.page_fault*,traps.write_to*,traps.jump_into*,traps.fault_at*,sched.thread_stack*,"
+    "src/mm/fault.rs": ("vmalloc.*,race.*,traps.page_fault*,traps.write_to*,traps.jump_into*,traps.fault_at*,traps.not_present*,sched.thread_stack*,"
                         "-vmalloc.random_10000_ops_keep_tree_consistent",
                         ALL_VERSIONS),
     # Entry formats, offsets, folding: paging is the direct test; the lazy
