@@ -5,7 +5,7 @@
 //! it is the only way anything reaches the user, and GRUB already set the
 //! machine up for it).
 
-use crate::arch::x86::{apic, cpu, gdt, idt, irq, mpparse, smpboot, traps, tsc, tss};
+use crate::arch::x86::{apic, cpu, gdt, idt, irq, mpparse, percpu, smpboot, traps, tsc, tss};
 use crate::boot::start::{setup_arch, BootParams};
 use crate::mm::fixmap;
 use crate::{console, println};
@@ -27,8 +27,9 @@ extern "C" fn start_kernel(magic: u32, info_phys: u32) -> ! {
 
     // trap_init: descriptor tables before anything else can fault, so a
     // fault gets an oops report rather than a triple fault.
-    let (t, df) = tss::init();
-    gdt::init(t, df);
+    // The boot CPU is CPU 0 (its APIC ID is read once the APIC is mapped).
+    let (t, df) = tss::init(0);
+    gdt::init(0, t, df, percpu::setup(0, 0));
     tss::load();
     idt::init();
     traps::init();

@@ -96,7 +96,8 @@ pub fn init() {
 }
 
 /// Load the IDT: the boot CPU from `init`, a secondary CPU in
-/// `start_secondary` (one table for all CPUs, as Linux 2.4's `idt_table`).
+/// `start_secondary` (one table for all CPUs, as Linux 2.4's `idt_table`;
+/// its double-fault task gate resolves in each CPU's own GDT).
 pub fn load() {
     // SAFETY: filled by `init` before any CPU loads it; gates change later
     // only by single aligned writes (set_*_gate).

@@ -8,15 +8,17 @@
 //! 200 us between the two), and a wait of up to 5 s for it to call in, as
 //! 2.4's `do_boot_cpu`.
 //!
-//! The AP loads swapper_pg_dir, the GDT and IDT every CPU shares, and its
-//! own local APIC, calls in with its APIC ID, and parks (interrupts off,
-//! HLT).  It has no TSS or per-CPU state yet, so it runs nothing else:
-//! those, IPIs and the scheduler on two CPUs are issue 15's next steps.
+//! The AP loads swapper_pg_dir, enables its own local APIC, builds its
+//! TSSes and GDT (percpu.rs: %gs gives `smp_processor_id`), loads the IDT
+//! every CPU shares, calls in with its APIC ID and CPU number, and parks
+//! (interrupts off, HLT): `current`, the interrupt depth, recovery points
+//! and the scheduler are not per CPU yet, so it runs nothing else (issue
+//! 15's next steps).
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::mpparse::{self, NR_CPUS};
-use super::{apic, cpu, gdt, idt, tsc};
+use super::{apic, cpu, gdt, idt, percpu, tsc, tss};
 use crate::mm::addr::{__va, PAGE_SIZE};
 use crate::mm::init::swapper_pg_dir;
 use crate::mm::mm_struct::mm_alloc;
@@ -47,6 +49,11 @@ extern "C" {
 static CALLIN: AtomicU32 = AtomicU32::new(0);
 /// APIC ID + 1 of each CPU that is online, the boot CPU first.
 static ONLINE: [AtomicU32; NR_CPUS] = [const { AtomicU32::new(0) }; NR_CPUS];
+/// The CPU number the AP being started is to take (2.4: `cpucount`); one
+/// AP starts at a time.
+static BOOTING: AtomicU32 = AtomicU32::new(0);
+/// What each CPU's `smp_processor_id()` said when it called in.
+static SAID_ID: [AtomicU32; NR_CPUS] = [const { AtomicU32::new(u32::MAX) }; NR_CPUS];
 /// Microseconds from the first STARTUP IPI to the call-in, per CPU slot.
 static CALLIN_US: [AtomicU64; NR_CPUS] = [const { AtomicU64::new(0) }; NR_CPUS];
 
@@ -57,6 +64,11 @@ pub fn online() -> impl Iterator<Item = u8> {
         .map(|a| a.load(Ordering::Acquire))
         .take_while(|&v| v != 0)
         .map(|v| (v - 1) as u8)
+}
+
+/// What CPU `i`'s own `smp_processor_id()` returned when it called in.
+pub fn said_id(i: usize) -> Option<u32> {
+    SAID_ID.get(i).map(|a| a.load(Ordering::Acquire))
 }
 
 /// How long CPU slot `i` (1 = the first AP) took to call in, in us.
@@ -75,6 +87,8 @@ fn trampoline_field(f: *const u32) -> *mut u32 {
 /// in all.  Needs the local APIC, the TSC clock and the vmalloc area.
 pub fn smp_boot_cpus(max_cpus: usize) {
     let me = if apic::present() { apic::id() as u8 } else { 0 };
+    percpu::setup(0, me as u32);
+    SAID_ID[0].store(percpu::smp_processor_id() as u32, Ordering::Release);
     ONLINE[0].store(me as u32 + 1, Ordering::Release);
     let Some(cfg) = mpparse::found().and_then(|f| f.config()) else {
         return;
@@ -136,6 +150,7 @@ fn do_boot_cpu(apic_id: u8, slot: usize) -> Result<u64, &'static str> {
         trampoline_field(&raw const tr_entry).write_volatile(start_secondary as *const () as u32);
     }
     CALLIN.store(0, Ordering::SeqCst);
+    BOOTING.store(slot as u32, Ordering::SeqCst);
     apic::send_init(apic_id);
     tsc::udelay(10_000);
     let t0 = cpu::rdtsc();
@@ -168,14 +183,19 @@ fn do_boot_cpu(apic_id: u8, slot: usize) -> Result<u64, &'static str> {
 /// The AP's first Rust code, on its own stack, paging on through the
 /// trampoline's directory, interrupts off.
 extern "C" fn start_secondary() -> ! {
-    // Not mmu::load_cr3: that also points the boot CPU's double-fault
-    // task at the directory, and this CPU has no task of its own yet.
     // SAFETY: swapper_pg_dir maps the kernel, and this stack (the stack
-    // zone is in every directory).
+    // zone is in every directory).  (Not mmu::load_cr3 yet: it points
+    // this CPU's double-fault task at the directory, and that task is set
+    // up only below.)
     unsafe { cpu::write_cr3(swapper_pg_dir()) };
-    gdt::load();
-    idt::load();
     apic::setup_this_cpu();
-    CALLIN.store(apic::id() + 1, Ordering::SeqCst);
+    let me = BOOTING.load(Ordering::SeqCst) as usize;
+    let apic_id = apic::id();
+    let (t, df) = tss::init(me);
+    gdt::init(me, t, df, percpu::setup(me, apic_id));
+    tss::load();
+    idt::load();
+    SAID_ID[me].store(percpu::smp_processor_id() as u32, Ordering::Release);
+    CALLIN.store(apic_id + 1, Ordering::SeqCst);
     cpu::halt_forever()
 }

@@ -18,6 +18,7 @@ pub static SUITE: Suite = Suite {
         case!(mp_table_cpus_are_the_madts),
         case!(boot_cpu_is_the_one_running),
         case!(ap_boots_and_reports_its_apic_id),
+        case!(each_cpu_reads_its_own_number_through_gs),
     ],
 };
 
@@ -110,4 +111,22 @@ fn ap_boots_and_reports_its_apic_id() {
         online, listed,
         "every listed CPU online, with its APIC ID, in the MADT's order"
     );
+}
+
+/// `smp_processor_id()` reads %gs:0, each CPU's own per-CPU segment: 0 on
+/// the boot CPU, and on each AP the number it was started as (recorded
+/// when it called in, after loading its own GDT).
+fn each_cpu_reads_its_own_number_through_gs() {
+    use crate::arch::x86::percpu::smp_processor_id;
+    assert_eq!(smp_processor_id(), 0, "the suite runs on the boot CPU");
+    let n = smpboot::online().count();
+    for i in 0..n {
+        assert_eq!(
+            smpboot::said_id(i),
+            Some(i as u32),
+            "CPU {} read another number",
+            i
+        );
+    }
+    crate::println!("    # {} CPU(s), each read its own number", n);
 }
