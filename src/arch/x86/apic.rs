@@ -105,6 +105,14 @@ pub fn send_startup(apic_id: u8, page: u8) {
     wait_icr_idle();
 }
 
+/// Send `vector` to the CPU with local APIC `apic_id` (fixed delivery,
+/// physical destination).
+pub fn send_ipi(apic_id: u8, vector: u8) {
+    write(REG_ICR_HIGH, (apic_id as u32) << 24);
+    write(REG_ICR_LOW, vector as u32);
+    wait_icr_idle();
+}
+
 /// Send `vector` to this CPU (ICR destination shorthand "self").
 pub fn self_ipi(vector: u8) {
     write(REG_ICR_HIGH, 0);

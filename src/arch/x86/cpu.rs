@@ -86,6 +86,13 @@ pub fn hlt() {
     unsafe { core::arch::asm!("hlt", options(nomem, nostack)) }
 }
 
+/// Linux's `safe_halt`: `sti; hlt` as one pair, so an interrupt that
+/// arrives between them still ends the HLT (STI's one-instruction shadow).
+pub fn safe_halt() {
+    // SAFETY: enables interrupts and waits for one; the idle loop's job.
+    unsafe { core::arch::asm!("sti; hlt", options(nomem, nostack)) }
+}
+
 /// Stop this CPU for good.
 pub fn halt_forever() -> ! {
     loop {

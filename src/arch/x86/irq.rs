@@ -8,6 +8,7 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::entry::TrapFrame;
+use super::percpu::{smp_processor_id, this_cpu};
 use super::{apic, cpu, dispatch, pic};
 use crate::racy_cell::RacyCell;
 
@@ -33,7 +34,6 @@ struct Action {
 static ACTIONS: RacyCell<[Option<Action>; 256]> = RacyCell::new([None; 256]);
 static COUNTS: [AtomicU32; 256] = [const { AtomicU32::new(0) }; 256];
 static SPURIOUS: AtomicU32 = AtomicU32::new(0);
-static DEPTH: AtomicU32 = AtomicU32::new(0);
 
 /// Bring up the PIC (all lines masked) and the local APIC.
 pub fn init(apic_va: Option<u32>) {
@@ -76,9 +76,9 @@ fn pic_irq(vector: u8) -> Option<u8> {
         .then(|| vector - pic::IRQ_BASE)
 }
 
-/// Interrupts being handled right now (nesting depth).
+/// Interrupts being handled right now on this CPU (nesting depth).
 pub fn depth() -> u32 {
-    DEPTH.load(Ordering::SeqCst)
+    this_cpu().irq_depth.load(Ordering::SeqCst)
 }
 
 pub fn count(vector: u8) -> u32 {
@@ -98,7 +98,7 @@ fn spurious_apic(_: &mut TrapFrame) {
 /// Back to the nesting depth a recovery point was set at: the handlers
 /// an oops abandoned mid-flight never came back through `do_irq`.
 pub fn restore_depth(d: u32) {
-    DEPTH.store(d, Ordering::SeqCst);
+    this_cpu().irq_depth.store(d, Ordering::SeqCst);
 }
 
 fn do_irq(frame: &mut TrapFrame) {
@@ -124,19 +124,21 @@ fn do_irq(frame: &mut TrapFrame) {
         return;
     };
     COUNTS[vector as usize].fetch_add(1, Ordering::Relaxed);
-    DEPTH.fetch_add(1, Ordering::SeqCst);
+    this_cpu().irq_depth.fetch_add(1, Ordering::SeqCst);
     if !action.flags.contains(IrqFlags::SA_INTERRUPT) {
         cpu::sti();
     }
     (action.handler)(frame);
     cpu::cli();
-    let d = DEPTH.fetch_sub(1, Ordering::SeqCst) - 1;
+    let d = this_cpu().irq_depth.fetch_sub(1, Ordering::SeqCst) - 1;
     if let Some(irq) = pic {
         pic::unmask(irq);
     }
     // Leaving the outermost handler: the place to preempt (2.4 does it on
-    // the way back to user mode; these are all kernel threads).
-    if d == 0 {
+    // the way back to user mode; these are all kernel threads).  Only the
+    // boot CPU schedules so far: the run queue and `current` are not per
+    // CPU yet (issue 15).
+    if d == 0 && smp_processor_id() == 0 {
         crate::sched::preempt_on_irq_exit();
     }
 }

@@ -13,6 +13,7 @@ pub mod mpparse;
 pub mod percpu;
 pub mod pic;
 pub mod pit;
+pub mod smp;
 pub mod smpboot;
 pub mod switch;
 pub mod trapnr;

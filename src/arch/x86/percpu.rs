@@ -8,6 +8,8 @@
 //! the translated code, on paths (the fault handler, `current`) that run
 //! all the time.
 
+use core::sync::atomic::AtomicU32;
+
 use super::mpparse::NR_CPUS;
 use crate::racy_cell::RacyCell;
 
@@ -18,10 +20,17 @@ pub struct PerCpu {
     pub cpu: u32,
     /// The local APIC ID of this CPU.
     pub apic_id: u32,
+    /// Interrupt handlers running on this CPU (irq.rs: `do_irq` nesting).
+    pub irq_depth: AtomicU32,
 }
 
-static PER_CPU: [RacyCell<PerCpu>; NR_CPUS] =
-    [const { RacyCell::new(PerCpu { cpu: 0, apic_id: 0 }) }; NR_CPUS];
+static PER_CPU: [RacyCell<PerCpu>; NR_CPUS] = [const {
+    RacyCell::new(PerCpu {
+        cpu: 0,
+        apic_id: 0,
+        irq_depth: AtomicU32::new(0),
+    })
+}; NR_CPUS];
 
 /// CPU `cpu`'s area: its address (the segment's base) after setting its
 /// number.  Called by that CPU before it loads its GDT.
@@ -47,4 +56,12 @@ pub fn smp_processor_id() -> usize {
         core::arch::asm!("mov {}, gs:[0]", out(reg) cpu, options(nostack, readonly, preserves_flags))
     };
     cpu as usize
+}
+
+/// The running CPU's area.
+#[inline(always)]
+pub fn this_cpu() -> &'static PerCpu {
+    // SAFETY: after `setup`, the area is only read (its atomics change
+    // through shared references).
+    unsafe { &*PER_CPU[smp_processor_id()].get() }
 }

@@ -10,10 +10,10 @@
 //!
 //! The AP loads swapper_pg_dir, enables its own local APIC, builds its
 //! TSSes and GDT (percpu.rs: %gs gives `smp_processor_id`), loads the IDT
-//! every CPU shares, calls in with its APIC ID and CPU number, and parks
-//! (interrupts off, HLT): `current`, the interrupt depth, recovery points
-//! and the scheduler are not per CPU yet, so it runs nothing else (issue
-//! 15's next steps).
+//! every CPU shares, calls in with its APIC ID and CPU number, and idles
+//! with interrupts on: it runs what IPIs bring (smp.rs).  `current`,
+//! recovery points and the scheduler are not per CPU yet, so it runs no
+//! thread (issue 15's next steps).
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -197,5 +197,14 @@ extern "C" fn start_secondary() -> ! {
     idt::load();
     SAID_ID[me].store(percpu::smp_processor_id() as u32, Ordering::Release);
     CALLIN.store(apic_id + 1, Ordering::SeqCst);
-    cpu::halt_forever()
+    cpu_idle()
+}
+
+/// A secondary CPU's idle loop (2.4 `cpu_idle`): wait for an interrupt.
+/// Only IPIs reach it (its LINT0 and timer stay masked, the PIC's lines go
+/// to the boot CPU), and their handlers run under `do_irq` as anywhere.
+fn cpu_idle() -> ! {
+    loop {
+        cpu::safe_halt();
+    }
 }

@@ -8,7 +8,12 @@
 extern crate alloc;
 
 use crate::arch::x86::mpparse::{self, Source};
-use crate::arch::x86::{apic, smpboot};
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use crate::arch::x86::entry::TrapFrame;
+use crate::arch::x86::irq::{self, IrqFlags};
+use crate::arch::x86::smp::{smp_call_function, CallError};
+use crate::arch::x86::{apic, cpu, smpboot};
 use crate::case;
 use crate::ktest::{skip, Suite};
 
@@ -19,6 +24,9 @@ pub static SUITE: Suite = Suite {
         case!(boot_cpu_is_the_one_running),
         case!(ap_boots_and_reports_its_apic_id),
         case!(each_cpu_reads_its_own_number_through_gs),
+        case!(ipi_roundtrip),
+        case!(call_function_waits),
+        case!(call_function_refused_with_interrupts_off),
     ],
 };
 
@@ -129,4 +137,115 @@ fn each_cpu_reads_its_own_number_through_gs() {
         );
     }
     crate::println!("    # {} CPU(s), each read its own number", n);
+}
+
+fn need_two_cpus() -> u8 {
+    if !apic::present() {
+        skip("no local APIC");
+    }
+    let me = apic::id() as u8;
+    smpboot::online()
+        .find(|&id| id != me)
+        .unwrap_or_else(|| skip("one CPU online (make test boots this suite with -smp 2 too)"))
+}
+
+const PING: u8 = 0xF6;
+const PONG: u8 = 0xF7;
+static PING_ON: AtomicU32 = AtomicU32::new(u32::MAX);
+static PONGS: AtomicU32 = AtomicU32::new(0);
+static BSP_APIC: AtomicU32 = AtomicU32::new(0);
+
+fn ping(_: &mut TrapFrame) {
+    PING_ON.store(
+        crate::arch::x86::percpu::smp_processor_id() as u32,
+        Ordering::SeqCst,
+    );
+    apic::send_ipi(BSP_APIC.load(Ordering::SeqCst) as u8, PONG);
+}
+
+fn pong(_: &mut TrapFrame) {
+    PONGS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// A fixed-vector IPI to the other CPU, whose handler answers with one
+/// back: both ran, on the CPUs they were sent to.
+fn ipi_roundtrip() {
+    let other = need_two_cpus();
+    BSP_APIC.store(apic::id(), Ordering::SeqCst);
+    PING_ON.store(u32::MAX, Ordering::SeqCst);
+    PONGS.store(0, Ordering::SeqCst);
+    irq::request_irq(PING, ping, IrqFlags::SA_INTERRUPT);
+    irq::request_irq(PONG, pong, IrqFlags::SA_INTERRUPT);
+    let rounds = 100;
+    for i in 0..rounds {
+        apic::send_ipi(other, PING);
+        let mut spins = 0u32;
+        while PONGS.load(Ordering::SeqCst) <= i {
+            spins += 1;
+            assert!(spins < 50_000_000, "no answer to ping {}", i);
+            core::hint::spin_loop();
+        }
+    }
+    irq::free_irq(PING);
+    irq::free_irq(PONG);
+    assert_eq!(PONGS.load(Ordering::SeqCst), rounds);
+    assert_eq!(PING_ON.load(Ordering::SeqCst), 1, "the ping ran on CPU 1");
+}
+
+static RAN_ON: [AtomicU32; 8] = [const { AtomicU32::new(0) }; 8];
+static SLOW_DONE: AtomicU32 = AtomicU32::new(0);
+
+fn record_and_dawdle(tag: usize) {
+    RAN_ON[crate::arch::x86::percpu::smp_processor_id()].store(tag as u32, Ordering::SeqCst);
+    // Long enough that a caller not waiting would return first.
+    crate::arch::x86::tsc::udelay(2_000);
+    SLOW_DONE.store(tag as u32, Ordering::SeqCst);
+}
+
+/// `smp_call_function(f, info, 1)` runs `f(info)` on every other CPU and
+/// returns only after each finished it; the caller's CPU does not run it.
+fn call_function_waits() {
+    need_two_cpus();
+    for r in &RAN_ON {
+        r.store(0, Ordering::SeqCst);
+    }
+    SLOW_DONE.store(0, Ordering::SeqCst);
+    let n = smp_call_function(record_and_dawdle, 0x5eed, true).expect("smp_call_function");
+    assert_eq!(n as usize, smpboot::online().count() - 1);
+    assert_eq!(
+        SLOW_DONE.load(Ordering::SeqCst),
+        0x5eed,
+        "returned before the function finished"
+    );
+    assert_eq!(
+        RAN_ON[0].load(Ordering::SeqCst),
+        0,
+        "ran on the calling CPU"
+    );
+    for (i, r) in RAN_ON
+        .iter()
+        .enumerate()
+        .take(smpboot::online().count())
+        .skip(1)
+    {
+        assert_eq!(r.load(Ordering::SeqCst), 0x5eed, "CPU {} did not run it", i);
+    }
+    // Without `wait`: back once every CPU has started it.
+    SLOW_DONE.store(0, Ordering::SeqCst);
+    smp_call_function(record_and_dawdle, 0xbeef, false).expect("smp_call_function");
+    let mut spins = 0u32;
+    while SLOW_DONE.load(Ordering::SeqCst) != 0xbeef {
+        spins += 1;
+        assert!(spins < 50_000_000, "the unwaited call never finished");
+        core::hint::spin_loop();
+    }
+}
+
+/// 2.4: "You must not call this function with disabled interrupts": two
+/// CPUs calling each other that way would wait for ever.
+fn call_function_refused_with_interrupts_off() {
+    let f = cpu::local_irq_save();
+    let r = smp_call_function(record_and_dawdle, 1, true);
+    cpu::restore_flags(f);
+    assert_eq!(r, Err(CallError::InterruptsOff));
 }

@@ -1,0 +1,120 @@
+//! Inter-processor interrupts (Linux 2.4 `arch/i386/kernel/smp.c`): a
+//! fixed-vector IPI to one CPU, and `smp_call_function`, which runs a
+//! function on every other online CPU and, when asked, waits for it to
+//! finish.  As in 2.4: one call at a time under `call_lock`, the caller
+//! with interrupts enabled (a CPU waiting with them off for another that
+//! waits for it the same way would deadlock), the callee acknowledging
+//! that it has read the call's data before it runs the function.
+
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+
+use spin::Mutex;
+
+use super::entry::TrapFrame;
+use super::irq::{self, IrqFlags};
+use super::{apic, cpu, smpboot, tsc};
+
+/// 2.4's `CALL_FUNCTION_VECTOR`.
+pub const CALL_FUNCTION_VECTOR: u8 = 0xFB;
+/// How long a caller waits for the others before it gives up and says so
+/// (2.4 waits for ever; a test must not).
+const CALL_TIMEOUT_US: u64 = 1_000_000;
+
+struct CallData {
+    func: fn(usize),
+    info: usize,
+    wait: bool,
+    started: AtomicU32,
+    finished: AtomicU32,
+}
+
+static CALL_LOCK: Mutex<()> = Mutex::new(());
+static CALL_DATA: AtomicPtr<CallData> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Install the call-function handler (every CPU shares the IDT and the
+/// handler table, so once is enough).
+pub fn init() {
+    irq::request_irq(
+        CALL_FUNCTION_VECTOR,
+        smp_call_function_interrupt,
+        IrqFlags::SA_INTERRUPT,
+    );
+}
+
+/// Why a call did not complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallError {
+    /// Called with interrupts off (2.4: a deadlock waiting to happen).
+    InterruptsOff,
+    /// Some CPU did not start (or finish) within the timeout.
+    Timeout {
+        cpus: u32,
+        started: u32,
+        finished: u32,
+    },
+}
+
+/// `smp_call_function(func, info, wait)`: run `func(info)` on every other
+/// online CPU; return once all have started it, or with `wait` once all
+/// have finished.  Returns how many CPUs ran it.
+pub fn smp_call_function(func: fn(usize), info: usize, wait: bool) -> Result<u32, CallError> {
+    if !cpu::save_flags().irqs_enabled() {
+        return Err(CallError::InterruptsOff);
+    }
+    let me = apic::id() as u8;
+    let others: u32 = smpboot::online().filter(|&id| id != me).count() as u32;
+    if others == 0 {
+        return Ok(0);
+    }
+    let data = CallData {
+        func,
+        info,
+        wait,
+        started: AtomicU32::new(0),
+        finished: AtomicU32::new(0),
+    };
+    let _g = CALL_LOCK.lock();
+    CALL_DATA.store(&data as *const CallData as *mut CallData, Ordering::SeqCst);
+    for id in smpboot::online().filter(|&id| id != me) {
+        apic::send_ipi(id, CALL_FUNCTION_VECTOR);
+    }
+    let per_us = (tsc::cycles_per_ms() / 1000).max(1);
+    let t0 = cpu::rdtsc();
+    let done = |d: &CallData| {
+        d.started.load(Ordering::SeqCst) == others
+            && (!wait || d.finished.load(Ordering::SeqCst) == others)
+    };
+    while !done(&data) {
+        if (cpu::rdtsc() - t0) / per_us > CALL_TIMEOUT_US {
+            // `data` lives on this stack: a late CPU must not read it.
+            CALL_DATA.store(core::ptr::null_mut(), Ordering::SeqCst);
+            return Err(CallError::Timeout {
+                cpus: others,
+                started: data.started.load(Ordering::SeqCst),
+                finished: data.finished.load(Ordering::SeqCst),
+            });
+        }
+        core::hint::spin_loop();
+    }
+    CALL_DATA.store(core::ptr::null_mut(), Ordering::SeqCst);
+    Ok(others)
+}
+
+fn smp_call_function_interrupt(_: &mut TrapFrame) {
+    let p = CALL_DATA.load(Ordering::SeqCst);
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: the caller keeps the data alive until every CPU it sent the
+    // IPI to has counted itself in `started` (and, with `wait`, in
+    // `finished`), or it clears CALL_DATA first.
+    let d = unsafe { &*p };
+    let (func, info, wait) = (d.func, d.info, d.wait);
+    // "Notify initiating CPU that I've grabbed the data and am about to
+    // execute the function" (2.4): without `wait`, `d` may go right after.
+    d.started.fetch_add(1, Ordering::SeqCst);
+    func(info);
+    if wait {
+        d.finished.fetch_add(1, Ordering::SeqCst);
+    }
+}
