@@ -21,7 +21,7 @@
 
 use core::fmt;
 
-use crate::arch::x86::mpparse::NR_CPUS;
+use crate::arch::x86::smp_config::NR_CPUS;
 
 // smp='s `allowed` text below names the bound.
 const _: () = assert!(NR_CPUS == 8);

@@ -5,7 +5,9 @@
 //! it is the only way anything reaches the user, and GRUB already set the
 //! machine up for it).
 
-use crate::arch::x86::{apic, cpu, gdt, idt, irq, mpparse, percpu, smp, smpboot, traps, tsc, tss};
+use crate::arch::x86::{
+    apic, cpu, gdt, idt, irq, percpu, smp, smp_config, smpboot, traps, tsc, tss,
+};
 use crate::boot::start::{setup_arch, BootParams};
 use crate::mm::fixmap;
 use crate::{console, println};
@@ -61,7 +63,7 @@ extern "C" fn start_kernel(magic: u32, info_phys: u32) -> ! {
     // smp_init: start the other CPUs the firmware lists, up to smp= (they
     // park).
     smp::init();
-    smpboot::smp_boot_cpus(params.cmdline.smp.map_or(mpparse::NR_CPUS, usize::from));
+    smpboot::smp_boot_cpus(params.cmdline.smp.map_or(smp_config::NR_CPUS, usize::from));
 
     // Every interrupt line is masked until a driver requests it, so this
     // only lets requested sources (timer, IPIs) in.

@@ -12,7 +12,7 @@ use acpi::madt::{Madt, MadtEntry};
 use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
 use multiboot2::BootInformation;
 
-use super::mpparse::{CpuEntry, SmpConfig, Source};
+use super::smp_config::{CpuEntry, SmpConfig, Source};
 use crate::boot::info::BOOT_MAPPED;
 use crate::mm::addr::__va;
 

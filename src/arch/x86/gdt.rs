@@ -13,7 +13,7 @@ use x86::segmentation::{
 };
 use x86::Ring;
 
-use super::mpparse::NR_CPUS;
+use super::smp_config::NR_CPUS;
 use crate::racy_cell::RacyCell;
 
 pub const KERNEL_CS: u16 = 0x08;

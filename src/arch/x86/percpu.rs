@@ -10,7 +10,7 @@
 
 use core::sync::atomic::AtomicU32;
 
-use super::mpparse::NR_CPUS;
+use super::smp_config::NR_CPUS;
 use crate::racy_cell::RacyCell;
 
 /// What %gs points at.  `cpu` must stay the first field: the one-instruction

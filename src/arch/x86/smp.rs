@@ -12,7 +12,8 @@ use spin::Mutex;
 
 use super::entry::TrapFrame;
 use super::irq::{self, IrqFlags};
-use super::{apic, cpu, smpboot, tsc};
+use super::smp_config::NR_CPUS;
+use super::{apic, cpu, tsc};
 
 /// 2.4's `CALL_FUNCTION_VECTOR`.
 pub const CALL_FUNCTION_VECTOR: u8 = 0xFB;
@@ -26,6 +27,24 @@ struct CallData {
     wait: bool,
     started: AtomicU32,
     finished: AtomicU32,
+}
+
+/// APIC ID + 1 of each CPU that is online, the boot CPU first (2.4's
+/// `cpu_online_map`); set by smpboot.rs as each one calls in.
+static ONLINE: [AtomicU32; NR_CPUS] = [const { AtomicU32::new(0) }; NR_CPUS];
+
+/// CPU `slot` (its `smp_processor_id`) is online with APIC ID `apic_id`.
+pub fn set_online(slot: usize, apic_id: u8) {
+    ONLINE[slot].store(apic_id as u32 + 1, Ordering::Release);
+}
+
+/// The APIC IDs of the CPUs online, the boot CPU first.
+pub fn online() -> impl Iterator<Item = u8> {
+    ONLINE
+        .iter()
+        .map(|a| a.load(Ordering::Acquire))
+        .take_while(|&v| v != 0)
+        .map(|v| (v - 1) as u8)
 }
 
 static CALL_LOCK: Mutex<()> = Mutex::new(());
@@ -61,8 +80,14 @@ pub fn smp_call_function(func: fn(usize), info: usize, wait: bool) -> Result<u32
     if !cpu::save_flags().irqs_enabled() {
         return Err(CallError::InterruptsOff);
     }
+    call_others(func, info, wait)
+}
+
+/// `smp_call_function` without the interrupts-on rule, for
+/// `flush_tlb_all` (below).
+fn call_others(func: fn(usize), info: usize, wait: bool) -> Result<u32, CallError> {
     let me = apic::id() as u8;
-    let others: u32 = smpboot::online().filter(|&id| id != me).count() as u32;
+    let others: u32 = online().filter(|&id| id != me).count() as u32;
     if others == 0 {
         return Ok(0);
     }
@@ -75,7 +100,7 @@ pub fn smp_call_function(func: fn(usize), info: usize, wait: bool) -> Result<u32
     };
     let _g = CALL_LOCK.lock();
     CALL_DATA.store(&data as *const CallData as *mut CallData, Ordering::SeqCst);
-    for id in smpboot::online().filter(|&id| id != me) {
+    for id in online().filter(|&id| id != me) {
         apic::send_ipi(id, CALL_FUNCTION_VECTOR);
     }
     let per_us = (tsc::cycles_per_ms() / 1000).max(1);
@@ -116,5 +141,36 @@ fn smp_call_function_interrupt(_: &mut TrapFrame) {
     func(info);
     if wait {
         d.finished.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn flush_tlb_local(_: usize) {
+    cpu::flush_tlb();
+}
+
+/// 2.4's `flush_tlb_all`: this CPU's TLB, then every other online CPU's
+/// through `smp_call_function(flush_tlb_all_ipi, 0, 1, 1)`.  vfree, vunmap
+/// and the freeing of kernel page tables call it: another CPU may still
+/// hold a translation of what they took away.
+///
+/// 2.4 calls it with interrupts on (vmlist_lock is a plain rwlock there);
+/// here the vmlist lock masks them (vmalloc may run in an interrupt
+/// handler), so the call is made with interrupts off.  That cannot
+/// deadlock while the other CPUs only run IPI handlers, which never wait
+/// for another CPU: only the boot CPU runs the code that gets here, and
+/// the assertion says so when that changes.
+pub fn flush_tlb_all() {
+    cpu::flush_tlb();
+    let me = apic::id() as u8;
+    if !apic::present() || online().all(|id| id == me) {
+        return;
+    }
+    assert_eq!(
+        super::percpu::smp_processor_id(),
+        0,
+        "flush_tlb_all off the boot CPU: the vmlist lock's interrupts-off wait could deadlock"
+    );
+    if let Err(e) = call_others(flush_tlb_local, 0, true) {
+        panic!("flush_tlb_all: another CPU did not flush: {:?}", e);
     }
 }

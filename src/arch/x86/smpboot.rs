@@ -17,38 +17,24 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use super::mpparse::{self, NR_CPUS};
+use super::mpparse;
+use super::smp::{self, online};
+use super::smp_config::NR_CPUS;
+use super::trampoline::{self, TRAMPOLINE_PHYS};
 use super::{apic, cpu, gdt, idt, percpu, tsc, tss};
-use crate::mm::addr::{__va, PAGE_SIZE};
 use crate::mm::init::swapper_pg_dir;
 use crate::mm::mm_struct::mm_alloc;
 use crate::mm::pgtable::{nx_enabled, PteFlags};
 use crate::mm::vmalloc::vmalloc_stack;
 use crate::mm::walk;
 
-/// The page the STARTUP IPI points at (vector 0x08), reserved by
-/// `mm::init::reserved_ranges` before the frame allocator starts; the
-/// assembler half knows it as TRAMPOLINE_BASE (boot/trampoline.s).
-pub const TRAMPOLINE_PHYS: u32 = 0x8000;
 /// A secondary CPU's own stack (it parks on it, for now).
 const AP_STACK_SIZE: usize = 16 * 1024;
 /// How long the BSP waits for a started CPU to call in (2.4: 5 s).
 const CALLIN_TIMEOUT_US: u64 = 5_000_000;
 
-extern "C" {
-    static trampoline_start: u8;
-    static trampoline_end: u8;
-    static tr_cr3: u32;
-    static tr_cr4: u32;
-    static tr_nxe: u32;
-    static tr_esp: u32;
-    static tr_entry: u32;
-}
-
 /// APIC ID + 1 of the CPU that called in last (0: none yet).
 static CALLIN: AtomicU32 = AtomicU32::new(0);
-/// APIC ID + 1 of each CPU that is online, the boot CPU first.
-static ONLINE: [AtomicU32; NR_CPUS] = [const { AtomicU32::new(0) }; NR_CPUS];
 /// The CPU number the AP being started is to take (2.4: `cpucount`); one
 /// AP starts at a time.
 static BOOTING: AtomicU32 = AtomicU32::new(0);
@@ -56,15 +42,6 @@ static BOOTING: AtomicU32 = AtomicU32::new(0);
 static SAID_ID: [AtomicU32; NR_CPUS] = [const { AtomicU32::new(u32::MAX) }; NR_CPUS];
 /// Microseconds from the first STARTUP IPI to the call-in, per CPU slot.
 static CALLIN_US: [AtomicU64; NR_CPUS] = [const { AtomicU64::new(0) }; NR_CPUS];
-
-/// The APIC IDs of the CPUs online, the boot CPU first.
-pub fn online() -> impl Iterator<Item = u8> {
-    ONLINE
-        .iter()
-        .map(|a| a.load(Ordering::Acquire))
-        .take_while(|&v| v != 0)
-        .map(|v| (v - 1) as u8)
-}
 
 /// What CPU `i`'s own `smp_processor_id()` returned when it called in.
 pub fn said_id(i: usize) -> Option<u32> {
@@ -76,20 +53,13 @@ pub fn callin_us(i: usize) -> Option<u64> {
     CALLIN_US.get(i).map(|a| a.load(Ordering::Relaxed))
 }
 
-/// Where field `f` of the trampoline lands in its copy.
-fn trampoline_field(f: *const u32) -> *mut u32 {
-    // SAFETY: linker symbols; only their addresses are taken.
-    let start = unsafe { &trampoline_start as *const u8 as usize };
-    (__va(TRAMPOLINE_PHYS) + (f as usize - start)) as *mut u32
-}
-
 /// `smp_boot_cpus`: start every CPU the firmware lists, up to `max_cpus`
 /// in all.  Needs the local APIC, the TSC clock and the vmalloc area.
 pub fn smp_boot_cpus(max_cpus: usize) {
     let me = if apic::present() { apic::id() as u8 } else { 0 };
     percpu::setup(0, me as u32);
     SAID_ID[0].store(percpu::smp_processor_id() as u32, Ordering::Release);
-    ONLINE[0].store(me as u32 + 1, Ordering::Release);
+    smp::set_online(0, me);
     let Some(cfg) = mpparse::found().and_then(|f| f.config()) else {
         return;
     };
@@ -136,19 +106,13 @@ fn do_boot_cpu(apic_id: u8, slot: usize) -> Result<u64, &'static str> {
     )
     .map_err(|_| "no memory to map the trampoline")?;
     let stack = vmalloc_stack(AP_STACK_SIZE).ok_or("no memory for its stack")?;
-    // SAFETY: linker symbols bracketing the trampoline's bytes; the
-    // destination is the reserved page, direct-mapped, nobody else's.
-    unsafe {
-        let start = &trampoline_start as *const u8;
-        let len = &trampoline_end as *const u8 as usize - start as usize;
-        assert!(len <= PAGE_SIZE, "the trampoline outgrew its page");
-        core::ptr::copy_nonoverlapping(start, __va(TRAMPOLINE_PHYS) as *mut u8, len);
-        trampoline_field(&raw const tr_cr3).write_volatile(mm.pgd);
-        trampoline_field(&raw const tr_cr4).write_volatile(cpu::read_cr4());
-        trampoline_field(&raw const tr_nxe).write_volatile(nx_enabled() as u32);
-        trampoline_field(&raw const tr_esp).write_volatile(stack.top);
-        trampoline_field(&raw const tr_entry).write_volatile(start_secondary as *const () as u32);
-    }
+    trampoline::install(trampoline::Start {
+        cr3: mm.pgd,
+        cr4: cpu::read_cr4(),
+        nxe: nx_enabled(),
+        esp: stack.top,
+        entry: start_secondary as *const () as u32,
+    });
     CALLIN.store(0, Ordering::SeqCst);
     BOOTING.store(slot as u32, Ordering::SeqCst);
     apic::send_init(apic_id);
@@ -176,7 +140,7 @@ fn do_boot_cpu(apic_id: u8, slot: usize) -> Result<u64, &'static str> {
     walk::unmap_page(mm.pgd, TRAMPOLINE_PHYS);
     drop(mm);
     CALLIN_US[slot].store(us, Ordering::Relaxed);
-    ONLINE[slot].store(apic_id as u32 + 1, Ordering::Release);
+    smp::set_online(slot, apic_id);
     Ok(us)
 }
 

@@ -11,8 +11,8 @@ use x86::bits32::task::TaskStateSegment;
 use x86::segmentation::SegmentSelector;
 
 use super::gdt::{DF_TSS_SEL, KERNEL_CS, KERNEL_DS, PERCPU_SEL};
-use super::mpparse::NR_CPUS;
 use super::percpu::smp_processor_id;
+use super::smp_config::NR_CPUS;
 use crate::racy_cell::RacyCell;
 
 const DF_STACK_SIZE: usize = 16 * 1024;

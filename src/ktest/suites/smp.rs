@@ -7,7 +7,8 @@
 
 extern crate alloc;
 
-use crate::arch::x86::mpparse::{self, Source};
+use crate::arch::x86::mpparse;
+use crate::arch::x86::smp_config::Source;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::arch::x86::entry::TrapFrame;
@@ -27,6 +28,7 @@ pub static SUITE: Suite = Suite {
         case!(ipi_roundtrip),
         case!(call_function_waits),
         case!(call_function_refused_with_interrupts_off),
+        case!(tlb_shootdown_after_vunmap),
     ],
 };
 
@@ -96,7 +98,7 @@ fn ap_boots_and_reports_its_apic_id() {
     if c.cpus().len() < 2 {
         skip("one CPU (make test boots this suite with -smp 2 too)");
     }
-    let online: alloc::vec::Vec<u8> = smpboot::online().collect();
+    let online: alloc::vec::Vec<u8> = crate::arch::x86::smp::online().collect();
     // smp=N / nosmp: only the first N, the boot CPU included.
     let limit = crate::boot::start::params()
         .and_then(|p| p.cmdline.smp)
@@ -127,7 +129,7 @@ fn ap_boots_and_reports_its_apic_id() {
 fn each_cpu_reads_its_own_number_through_gs() {
     use crate::arch::x86::percpu::smp_processor_id;
     assert_eq!(smp_processor_id(), 0, "the suite runs on the boot CPU");
-    let n = smpboot::online().count();
+    let n = crate::arch::x86::smp::online().count();
     for i in 0..n {
         assert_eq!(
             smpboot::said_id(i),
@@ -144,7 +146,7 @@ fn need_two_cpus() -> u8 {
         skip("no local APIC");
     }
     let me = apic::id() as u8;
-    smpboot::online()
+    crate::arch::x86::smp::online()
         .find(|&id| id != me)
         .unwrap_or_else(|| skip("one CPU online (make test boots this suite with -smp 2 too)"))
 }
@@ -211,7 +213,7 @@ fn call_function_waits() {
     }
     SLOW_DONE.store(0, Ordering::SeqCst);
     let n = smp_call_function(record_and_dawdle, 0x5eed, true).expect("smp_call_function");
-    assert_eq!(n as usize, smpboot::online().count() - 1);
+    assert_eq!(n as usize, crate::arch::x86::smp::online().count() - 1);
     assert_eq!(
         SLOW_DONE.load(Ordering::SeqCst),
         0x5eed,
@@ -225,7 +227,7 @@ fn call_function_waits() {
     for (i, r) in RAN_ON
         .iter()
         .enumerate()
-        .take(smpboot::online().count())
+        .take(crate::arch::x86::smp::online().count())
         .skip(1)
     {
         assert_eq!(r.load(Ordering::SeqCst), 0x5eed, "CPU {} did not run it", i);
@@ -248,4 +250,59 @@ fn call_function_refused_with_interrupts_off() {
     let r = smp_call_function(record_and_dawdle, 1, true);
     cpu::restore_flags(f);
     assert_eq!(r, Err(CallError::InterruptsOff));
+}
+
+static READ_AT: AtomicU32 = AtomicU32::new(0);
+static READ_GOT: AtomicU32 = AtomicU32::new(0);
+
+fn read_there(_: usize) {
+    // SAFETY: a vmap'd word the test keeps mapped while this runs.
+    let v = unsafe { core::ptr::read_volatile(READ_AT.load(Ordering::SeqCst) as *const u32) };
+    READ_GOT.store(v, Ordering::SeqCst);
+}
+
+fn read_on_cpu1(va: u32) -> u32 {
+    READ_AT.store(va, Ordering::SeqCst);
+    READ_GOT.store(0, Ordering::SeqCst);
+    smp_call_function(read_there, 0, true).expect("smp_call_function");
+    READ_GOT.load(Ordering::SeqCst)
+}
+
+/// 2.4's `flush_tlb_all` after vunmap (and vfree: the same
+/// `unmap_kernel_range`).  CPU 1 reads a page through a vmap, so its TLB
+/// holds the translation; the page is vunmapped and another frame vmapped
+/// at the same address; CPU 1 reads again.  Without the shootdown its
+/// stale TLB entry still leads to the first frame (measured: remove the
+/// flush_tlb_all from unmap_kernel_range and this fails with 0xaaaa0001).
+fn tlb_shootdown_after_vunmap() {
+    use crate::mm::addr::__va;
+    use crate::mm::frame::{alloc_frame, free_frame};
+    use crate::mm::vmalloc::{vmap, vunmap};
+    need_two_cpus();
+    let (f1, f2) = (alloc_frame().expect("frame"), alloc_frame().expect("frame"));
+    // SAFETY: two frames of this test's, through the direct map.
+    unsafe {
+        core::ptr::write_volatile(__va(f1) as *mut u32, 0xaaaa_0001);
+        core::ptr::write_volatile(__va(f2) as *mut u32, 0xbbbb_0002);
+    }
+    let x = vmap(&[f1]).expect("vmap").as_ptr() as u32;
+    assert_eq!(
+        read_on_cpu1(x),
+        0xaaaa_0001,
+        "CPU 1 read the first mapping wrong"
+    );
+    vunmap(x as *const u8).expect("vunmap");
+    let y = vmap(&[f2]).expect("vmap").as_ptr() as u32;
+    let got = if y == x { Some(read_on_cpu1(y)) } else { None };
+    vunmap(y as *const u8).expect("vunmap");
+    free_frame(f1);
+    free_frame(f2);
+    let Some(got) = got else {
+        skip("the second vmap got another address");
+    };
+    crate::println!("    # CPU 1 read {:#x} at {:#x} after the remap", got, y);
+    assert_eq!(
+        got, 0xbbbb_0002,
+        "CPU 1 read the unmapped frame through a stale TLB entry"
+    );
 }

@@ -8,7 +8,6 @@ use core::panic::Location;
 use core::sync::atomic::Ordering;
 
 use super::*;
-use crate::arch::x86::cpu;
 use crate::mm::frame::free_frame;
 use crate::mm::init::swapper_pg_dir;
 use crate::mm::mm_struct::PGD_LIST;
@@ -115,6 +114,6 @@ fn drop_tables_where(addr: u32, len: u32, busy: impl Fn(&AreaAllocator, u32) -> 
             }
             slot += 4 << 20;
         }
-        cpu::flush_tlb();
+        crate::arch::x86::smp::flush_tlb_all();
     });
 }

@@ -175,9 +175,10 @@ pub(super) fn unmap_kernel_range(addr: u32, pages: u32, free_frames: bool) {
             }
         }
     }
-    // 2.4 calls flush_tlb_all() here.  With one CPU, non-global kernel
-    // entries of other directories are flushed by their next CR3 load.
-    cpu::flush_tlb();
+    // 2.4's flush_tlb_all(): here and on every other CPU.  (Non-global
+    // kernel entries cached for other directories on this CPU go with
+    // their next CR3 load.)
+    crate::arch::x86::smp::flush_tlb_all();
 }
 
 pub(super) fn check_size(size: usize, what: &str) -> Option<u32> {
