@@ -178,8 +178,69 @@ fn lazy_vs_eager() {
     crate::mm::set_vmalloc_fault(booted);
 }
 
+/// Two CPUs (`make bench` boots `experiment=bench` with `-smp 2` for
+/// this): an IPI round trip (CPU 0 -> CPU 1 -> CPU 0) and one
+/// `smp_call_function(noop, 0, wait)`, each timed over `ROUNDS` by the
+/// TSC, in host nanoseconds under round-robin TCG.
+fn smp_ipis() {
+    use crate::arch::x86::entry::TrapFrame;
+    use crate::arch::x86::irq::{self, IrqFlags};
+    use crate::arch::x86::smp::{online, smp_call_function};
+    use crate::arch::x86::{apic, cpu, tsc};
+    use core::sync::atomic::{AtomicU32, Ordering};
+    const PING: u8 = 0xF8;
+    const PONG: u8 = 0xF9;
+    const ROUNDS: u32 = 1000;
+    static BSP: AtomicU32 = AtomicU32::new(0);
+    static PONGS: AtomicU32 = AtomicU32::new(0);
+    fn ping(_: &mut TrapFrame) {
+        apic::send_ipi(BSP.load(Ordering::SeqCst) as u8, PONG);
+    }
+    fn pong(_: &mut TrapFrame) {
+        PONGS.fetch_add(1, Ordering::SeqCst);
+    }
+    fn noop(_: usize) {}
+    let me = apic::id() as u8;
+    let Some(other) = online().find(|&id| id != me) else {
+        println!("BENCH|smp|ipi|cpus=1");
+        return;
+    };
+    BSP.store(me as u32, Ordering::SeqCst);
+    PONGS.store(0, Ordering::SeqCst);
+    irq::request_irq(PING, ping, IrqFlags::SA_INTERRUPT);
+    irq::request_irq(PONG, pong, IrqFlags::SA_INTERRUPT);
+    let ns = |cycles: u64| cycles * 1_000_000 / tsc::cycles_per_ms().max(1);
+    let t0 = cpu::rdtsc();
+    for i in 0..ROUNDS {
+        apic::send_ipi(other, PING);
+        while PONGS.load(Ordering::SeqCst) <= i {
+            core::hint::spin_loop();
+        }
+    }
+    let ipi = ns(cpu::rdtsc() - t0) / ROUNDS as u64;
+    irq::free_irq(PING);
+    irq::free_irq(PONG);
+    let t0 = cpu::rdtsc();
+    for _ in 0..ROUNDS {
+        smp_call_function(noop, 0, true).expect("smp_call_function");
+    }
+    let call = ns(cpu::rdtsc() - t0) / ROUNDS as u64;
+    println!(
+        "BENCH|smp|ipi|cpus={}|roundtrip_ns={}|call_function_ns={}",
+        online().count(),
+        ipi,
+        call
+    );
+}
+
 pub fn run_all() {
     println!("BENCH|begin|paging={}", crate::mm::pgtable::mode().name());
+    if crate::arch::x86::smp::online().count() > 1 {
+        // The other sections are one-CPU figures: with two, only this.
+        smp_ipis();
+        println!("BENCH|end");
+        return;
+    }
     fault_path();
     scaling();
     lazy_vs_eager();

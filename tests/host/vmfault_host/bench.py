@@ -8,9 +8,11 @@ In-kernel (release build, `experiment=bench`, both paging modes):
      allocator against Linux 2.4's linear first-fit vmlist (TSC, same run);
   3. lazy (sync) versus eager sync: N address spaces x M new PGD slots;
   5. explorer throughput (boundaries explored per second: the runs alone,
-     timed by the kernel's TSC).
+     timed by the kernel's TSC);
+  6. with two CPUs: an IPI round trip and smp_call_function (TSC).
 Host side:
-  4. boot to the first KTAP line, and the whole `make test` wall time.
+  4. boot to the first KTAP line (one CPU and two), and the whole
+     `make test` wall time.
 Writes target/bench/results.csv and target/bench/*.svg (matplotlib).
 Under TCG, time is not hardware time: compare instruction counts and ratios.
 """
@@ -37,14 +39,14 @@ START, STOP, END = r"^BENCH\|explorer-start", r"^BENCH\|explorer-end", r"^BENCH\
 LINUX_241_CR2 = "28-33"
 
 
-def timed_boot(kernel, cmdline, marks, timeout=600, memory=None):
+def timed_boot(kernel, cmdline, marks, timeout=600, memory=None, smp=None):
     """Boot and note when each regex in `marks` first appears (host clock)."""
     k = elf.constants(kernel)
     with tempfile.TemporaryDirectory() as d:
         image = iso.make_iso(kernel, os.path.join(d, "k.iso"), iso.grub_cfg(k, cmdline))
         log = os.path.join(d, "serial.log")
         start = time.monotonic()
-        p = subprocess.Popen(qemu_cmd(k, image, f"file:{log}", (), memory), stdin=subprocess.DEVNULL,
+        p = subprocess.Popen(qemu_cmd(k, image, f"file:{log}", (), memory, smp), stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         seen = {}
         while p.poll() is None and time.monotonic() - start < timeout:
@@ -137,11 +139,23 @@ def main():
         if runs and secs:
             rows.append((mode, "explorer", "throughput", "boundaries_per_second", f"{runs / secs:.0f}"))
 
-    boots = []
-    for _ in range(3):
-        _, seen = timed_boot(ktest, "paging=2level test=boot.*", [r"^KTAP version 1"], timeout=60)
-        boots.append(seen.get(r"^KTAP version 1", float("nan")))
-    rows.append(("2level", "boot", "first_ktap_line", "seconds_median_of_3", f"{statistics.median(boots):.2f}"))
+    for cpus in (1, 2):
+        boots = []
+        for _ in range(3):
+            _, seen = timed_boot(ktest, "paging=2level test=boot.*", [r"^KTAP version 1"], timeout=60,
+                                 smp=cpus if cpus > 1 else None)
+            boots.append(seen.get(r"^KTAP version 1", float("nan")))
+        key = "first_ktap_line" if cpus == 1 else f"first_ktap_line_smp{cpus}"
+        rows.append(("2level", "boot", key, "seconds_median_of_3", f"{statistics.median(boots):.2f}"))
+
+    # 6. Two CPUs: the IPI round trip and smp_call_function (the kernel
+    # runs only this section when it has more than one CPU).
+    log, seen = timed_boot(kernel, "paging=2level experiment=bench", [END], smp=2)
+    for line in log.splitlines():
+        if line.startswith("BENCH|smp|"):
+            sect, key, f = fields(line)
+            for metric, value in f.items():
+                rows.append(("2level", sect, key, metric, value))
 
     t0 = time.monotonic()
     r = subprocess.run(["make", "test"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -204,10 +218,18 @@ def main():
     print("== 4, 5 ==")
     print(f"boot to first KTAP line: {get('2level', 'boot', 'first_ktap_line', 'seconds_median_of_3')} s "
           f"(median of 3, host clock, GRUB ISO, TCG)")
+    print(f"boot to first KTAP line, two CPUs: "
+          f"{get('2level', 'boot', 'first_ktap_line_smp2', 'seconds_median_of_3')} s")
     print(f"make test wall time: {get('both', 'make_test', 'wall', 'seconds')} s ({last})")
     for mode in k.modes:
         print(f"explorer throughput ({mode}): {get(mode, 'explorer', 'throughput', 'boundaries_per_second') or '-'} "
               f"boundaries/s")
+
+    print()
+    print("== 6. two CPUs (-smp 2, round-robin TCG; TSC, host time) ==")
+    print(f"IPI round trip CPU 0 -> 1 -> 0: {get('2level', 'smp', 'ipi', 'roundtrip_ns') or '-'} ns; "
+          f"smp_call_function(noop, wait): {get('2level', 'smp', 'ipi', 'call_function_ns') or '-'} ns "
+          f"(mean of 1000; instructions not counted yet: the caller spins on the other CPU)")
 
     if ensure_matplotlib():
         plots(k, rows)
