@@ -10,6 +10,7 @@ use uart_16550::backend::PioBackend;
 use uart_16550::{Config, Uart16550Tty};
 
 use crate::arch::x86::cpu;
+use crate::fixed_buf::FixedBuf;
 
 const COM1: u16 = 0x3f8;
 
@@ -58,6 +59,9 @@ pub fn init() -> bool {
     }
 }
 
+/// Where `capture` copies the console's output while it runs.
+static TEE: Mutex<Option<FixedBuf<2048>>> = Mutex::new(None);
+
 #[doc(hidden)]
 pub fn _print(args: fmt::Arguments) {
     // Interrupts off while the lock is held: an interrupt handler that
@@ -68,6 +72,25 @@ pub fn _print(args: fmt::Arguments) {
     if let Some(tty) = console.as_mut() {
         let _ = tty.write_fmt(args);
     }
+    if let Some(buf) = TEE.lock().as_mut() {
+        let _ = buf.write_fmt(args);
+    }
+}
+
+/// Run `f` and return, besides its result, the first 2 KiB it printed
+/// (still printed as usual): for cases that check what the kernel says,
+/// such as the line `bad_area` explains an oops with.  Not nested.
+pub fn capture<R>(f: impl FnOnce() -> R) -> (R, FixedBuf<2048>) {
+    // Interrupts off around the lock, as in _print: a handler that prints
+    // must not find it held by the code it interrupted.
+    let irq = cpu::irq_save();
+    *TEE.lock() = Some(FixedBuf::new());
+    drop(irq);
+    let r = f();
+    let irq = cpu::irq_save();
+    let out = TEE.lock().take().expect("capture: the buffer vanished");
+    drop(irq);
+    (r, out)
 }
 
 /// The console as a `fmt::Write`, for code that formats into any sink

@@ -34,6 +34,7 @@ pub static SUITE: Suite = Suite {
         case!(jump_into_direct_map_page_oopses),
         case!(fault_at_task_size_is_a_kernel_address),
         case!(not_present_fault_at_task_size_enters_vmalloc_fault),
+        case!(fault_at_vmalloc_end_is_outside_5_9s_range),
     ],
 };
 
@@ -342,6 +343,36 @@ fn not_present_fault_at_task_size_enters_vmalloc_fault() {
         V::Eager | V::EagerLazy => BadArea::NoContext,
     };
     assert_eq!(why, want);
+}
+
+/// 5.9's `vmalloc_fault` returns at once unless VMALLOC_START <= address <
+/// VMALLOC_END.  VMALLOC_END itself (the page above the stack zone, which
+/// nothing maps) is outside: a read there must reach no_context under
+/// `eager-lazy`.  2.4's handlers test only TASK_SIZE and go on to the
+/// tables.
+fn fault_at_vmalloc_end_is_outside_5_9s_range() {
+    use crate::cmdline::VmallocFaultVersion as V;
+    use crate::mm::fault::{last_bad_area, version, BadArea};
+    use crate::mm::vmalloc::VMALLOC_END;
+    if crate::mm::walk::readable(VMALLOC_END) {
+        crate::ktest::skip("VMALLOC_END is mapped in this kernel");
+    }
+    // SAFETY: a read of an unmapped kernel address, under a recovery point.
+    let c = expect_fault(|| unsafe {
+        core::ptr::read_volatile(VMALLOC_END as *const u32);
+    })
+    .expect("a read at VMALLOC_END did not fault");
+    assert_eq!((c.vector, c.cr2), (14, VMALLOC_END), "{}", c.msg);
+    let why = last_bad_area();
+    crate::println!("    # bad area at VMALLOC_END: {:?}", why);
+    match version() {
+        V::Eager | V::EagerLazy => assert_eq!(why, BadArea::NoContext),
+        _ => assert_ne!(
+            why,
+            BadArea::NoContext,
+            "2.4 took VMALLOC_END for a user address"
+        ),
+    }
 }
 
 /// `if (address >= TASK_SIZE) goto vmalloc_fault;` (2.4.0-2.4.5-pre1):

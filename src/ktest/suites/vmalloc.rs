@@ -31,6 +31,7 @@ pub static SUITE: Suite = Suite {
     cases: &[
         case!(area_layout),
         case!(fault_gate_matches_version),
+        case!(bad_area_explains_itself_unless_quiet),
         case!(vmalloc_zero_and_huge_refused),
         case!(vfree_null_is_noop),
         case!(vfree_bad_address_changes_nothing),
@@ -873,4 +874,45 @@ fn area_allocator_edges_and_its_own_checker() {
     // whole pages: the checker must say so.
     let bad = AreaAllocator::with_stack_zone(p, 2 * p + p / 2, 4 * p);
     assert_eq!(bad.check(), Err("range size not a positive page multiple"));
+}
+
+/// `bad_area` says why before the oops report (`vmalloc_fault=VERSION:
+/// REASON`), for a person reading the log; an expected fault (a quiet
+/// recovery point) or a silenced experiment says nothing.  The fault: a
+/// read of a page vfree'd just before, a vmalloc address with no pte.
+fn bad_area_explains_itself_unless_quiet() {
+    let p = vmalloc(PAGE_SIZE).expect("vmalloc").as_ptr();
+    vfree(p).expect("vfree");
+    // SAFETY: a read the MMU refuses (the page is gone), under a recovery
+    // point.
+    let touch = || unsafe {
+        core::ptr::read_volatile(p as *const u32);
+    };
+    let (faulted, loud) = crate::console::capture(|| catch(false, touch).is_err());
+    assert!(faulted, "a vfree'd page was readable");
+    let line = format!(
+        "vmalloc_fault={}: {}",
+        fault::version().name(),
+        fault::last_bad_area().describe()
+    );
+    assert!(
+        loud.as_str().contains(&line),
+        "no {:?} before the oops report",
+        line
+    );
+    let (faulted, quiet) = crate::console::capture(|| catch(true, touch).is_err());
+    assert!(faulted);
+    assert!(
+        !quiet.as_str().contains("vmalloc_fault="),
+        "an expected fault explained itself: {:?}",
+        quiet.as_str()
+    );
+    crate::oops::set_silent(true);
+    let (faulted, silent) = crate::console::capture(|| catch(false, touch).is_err());
+    crate::oops::set_silent(false);
+    assert!(faulted);
+    assert!(
+        !silent.as_str().contains("vmalloc_fault="),
+        "a silenced experiment's fault explained itself"
+    );
 }
