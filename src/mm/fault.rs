@@ -23,7 +23,7 @@ use super::fault_stats::count_fault;
 pub use super::fault_stats::{faults_in_slot, faults_of_pgd, total_faults};
 use super::init::swapper_pg_dir;
 use super::pgtable::*;
-use super::sync_kernel_mappings::sync_one;
+use super::sync_kernel_mappings::vmalloc_sync_one;
 use crate::arch::x86::entry::TrapFrame;
 use crate::arch::x86::trapnr::{X86_PF_PROT, X86_PF_RSVD, X86_PF_USER};
 use crate::arch::x86::{cpu, idt, traps};
@@ -512,7 +512,9 @@ pub fn vmalloc_fault_5_9<L: Levels>(address: u32) -> Result<(), BadArea> {
         return Err(BadArea::NoContext);
     }
     let cr3 = cpu::read_cr3_pa();
-    let pmd_k = sync_one::<L>(cr3, address).0.ok_or(BadArea::RefPmdAbsent)?;
+    let pmd_k = vmalloc_sync_one::<L>(cr3, address)
+        .0
+        .ok_or(BadArea::RefPmdAbsent)?;
     if !pmd_large(L::read_pmd(pmd_k)) {
         let pte_k = L::pte_offset(pmd_k, address);
         if !pte_present(L::read_pte(pte_k)) {

@@ -22,7 +22,8 @@ pub fn eager_syncs() -> u32 {
     EAGER_SYNCS.load(Ordering::Relaxed)
 }
 
-/// `vmalloc_sync_one(pgd, address)`, and whether it copied the entry.
+/// `vmalloc_sync_one(pgd, address)`: Linux's return value (`pmd_k`, or
+/// NULL), and whether it copied the entry (for the eager-sync counter).
 ///
 /// ```c
 /// if (!pgd_present(*pgd_k))
@@ -40,7 +41,7 @@ pub fn eager_syncs() -> u32 {
 /// return pmd_k;
 /// ```
 #[inline(always)]
-pub fn sync_one<L: Levels>(pgd_phys: u32, address: u32) -> (Option<PmdSlot>, bool) {
+pub fn vmalloc_sync_one<L: Levels>(pgd_phys: u32, address: u32) -> (Option<PmdSlot>, bool) {
     let pgd = L::pgd_offset(pgd_phys, address);
     let pgd_k = L::pgd_offset(swapper_pg_dir(), address);
     if !L::pgd_present(L::read_pgd(pgd_k)) {
@@ -65,11 +66,6 @@ pub fn sync_one<L: Levels>(pgd_phys: u32, address: u32) -> (Option<PmdSlot>, boo
         there.val()
     );
     (Some(pmd_k), copy)
-}
-
-/// `vmalloc_sync_one` under its Linux signature.
-pub fn vmalloc_sync_one<L: Levels>(pgd_phys: u32, address: u32) -> Option<PmdSlot> {
-    sync_one::<L>(pgd_phys, address).0
 }
 
 /// `ARCH_PAGE_TABLE_SYNC_MASK`: `PGTBL_PMD_MODIFIED` in pgtable-2level.h;
@@ -134,7 +130,7 @@ fn sync_range<L: Levels>(start: u32, _end: u32) {
             let _irq = cpu::irq_save();
             let list = PGD_LIST.lock();
             for &pgd in list.iter() {
-                if sync_one::<L>(pgd, address).1 {
+                if vmalloc_sync_one::<L>(pgd, address).1 {
                     EAGER_SYNCS.fetch_add(1, Ordering::Relaxed);
                 }
             }
