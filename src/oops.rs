@@ -181,7 +181,7 @@ fn show_registers(
     ss: u32,
     cr2: u32,
 ) {
-    println!("CPU:    0");
+    println!("CPU:    {}", crate::arch::x86::percpu::smp_processor_id());
     println!("EIP:    {:04x}:[<{:08x}>]    Not tainted", cs & 0xffff, eip);
     print_symbol(eip);
     println!("EFLAGS: {:08x}", eflags);
@@ -208,6 +208,11 @@ fn show_registers(
         cpu::read_cr3(),
         cpu::read_cr4()
     );
+    if crate::arch::x86::percpu::smp_processor_id() != 0 {
+        // `current` is the boot CPU's until tasks run on the others.
+        println!("Process (idle task of this CPU)");
+        return;
+    }
     println!(
         "Process {} (pid: {})",
         crate::oops::current_comm(),

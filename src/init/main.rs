@@ -6,7 +6,7 @@
 //! machine up for it).
 
 use crate::arch::x86::{
-    apic, cpu, gdt, idt, irq, percpu, smp, smp_config, smpboot, traps, tsc, tss,
+    apic, cpu, gdt, idt, irq, nmi, percpu, smp, smp_config, smpboot, traps, tsc, tss,
 };
 use crate::boot::start::{setup_arch, BootParams};
 use crate::mm::fixmap;
@@ -63,6 +63,7 @@ extern "C" fn start_kernel(magic: u32, info_phys: u32) -> ! {
     // smp_init: start the other CPUs the firmware lists, up to smp= (they
     // park).
     smp::init();
+    nmi::init();
     smpboot::smp_boot_cpus(params.cmdline.smp.map_or(smp_config::NR_CPUS, usize::from));
 
     // Every interrupt line is masked until a driver requests it, so this

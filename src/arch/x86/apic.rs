@@ -24,6 +24,7 @@ const ICR_SELF: u32 = 1 << 18;
 const ICR_PENDING: u32 = 1 << 12;
 const ICR_INIT: u32 = 0b101 << 8;
 const ICR_STARTUP: u32 = 0b110 << 8;
+const ICR_NMI: u32 = 0b100 << 8;
 const ICR_LEVEL_ASSERT: u32 = 1 << 14;
 const ICR_TRIGGER_LEVEL: u32 = 1 << 15;
 const LVT_PERIODIC: u32 = 1 << 17;
@@ -110,6 +111,14 @@ pub fn send_startup(apic_id: u8, page: u8) {
 pub fn send_ipi(apic_id: u8, vector: u8) {
     write(REG_ICR_HIGH, (apic_id as u32) << 24);
     write(REG_ICR_LOW, vector as u32);
+    wait_icr_idle();
+}
+
+/// An NMI to the CPU with local APIC `apic_id`: taken even with its
+/// interrupts off (the way to stop a CPU that spins with IF=0).
+pub fn send_nmi(apic_id: u8) {
+    write(REG_ICR_HIGH, (apic_id as u32) << 24);
+    write(REG_ICR_LOW, ICR_NMI);
     wait_icr_idle();
 }
 

@@ -10,6 +10,7 @@ pub mod idt;
 pub mod irq;
 pub mod mmu;
 pub mod mpparse;
+pub mod nmi;
 pub mod percpu;
 pub mod pic;
 pub mod pit;

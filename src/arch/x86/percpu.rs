@@ -22,6 +22,11 @@ pub struct PerCpu {
     pub apic_id: u32,
     /// Interrupt handlers running on this CPU (irq.rs: `do_irq` nesting).
     pub irq_depth: AtomicU32,
+    /// A secondary CPU's idle stack top: where `smp::stop_this_cpu`
+    /// restarts its idle loop.
+    pub idle_esp: AtomicU32,
+    /// The last `smp_call_function` call this CPU ran (smp.rs).
+    pub call_gen: AtomicU32,
 }
 
 static PER_CPU: [RacyCell<PerCpu>; NR_CPUS] = [const {
@@ -29,6 +34,8 @@ static PER_CPU: [RacyCell<PerCpu>; NR_CPUS] = [const {
         cpu: 0,
         apic_id: 0,
         irq_depth: AtomicU32::new(0),
+        idle_esp: AtomicU32::new(0),
+        call_gen: AtomicU32::new(0),
     })
 }; NR_CPUS];
 

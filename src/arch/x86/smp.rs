@@ -13,7 +13,7 @@ use spin::Mutex;
 use super::entry::TrapFrame;
 use super::irq::{self, IrqFlags};
 use super::smp_config::NR_CPUS;
-use super::{apic, cpu, tsc};
+use super::{apic, cpu, percpu, tsc};
 
 /// 2.4's `CALL_FUNCTION_VECTOR`.
 pub const CALL_FUNCTION_VECTOR: u8 = 0xFB;
@@ -22,6 +22,10 @@ pub const CALL_FUNCTION_VECTOR: u8 = 0xFB;
 const CALL_TIMEOUT_US: u64 = 1_000_000;
 
 struct CallData {
+    /// Which call this is: a CPU runs each call once, even when an IPI of
+    /// a call that timed out (still pending while it was wedged) arrives
+    /// during a later one.
+    gen: u32,
     func: fn(usize),
     info: usize,
     wait: bool,
@@ -49,6 +53,7 @@ pub fn online() -> impl Iterator<Item = u8> {
 
 static CALL_LOCK: Mutex<()> = Mutex::new(());
 static CALL_DATA: AtomicPtr<CallData> = AtomicPtr::new(core::ptr::null_mut());
+static CALL_GEN: AtomicU32 = AtomicU32::new(0);
 
 /// Install the call-function handler (every CPU shares the IDT and the
 /// handler table, so once is enough).
@@ -91,14 +96,15 @@ fn call_others(func: fn(usize), info: usize, wait: bool) -> Result<u32, CallErro
     if others == 0 {
         return Ok(0);
     }
+    let _g = CALL_LOCK.lock();
     let data = CallData {
+        gen: CALL_GEN.fetch_add(1, Ordering::SeqCst) + 1,
         func,
         info,
         wait,
         started: AtomicU32::new(0),
         finished: AtomicU32::new(0),
     };
-    let _g = CALL_LOCK.lock();
     CALL_DATA.store(&data as *const CallData as *mut CallData, Ordering::SeqCst);
     for id in online().filter(|&id| id != me) {
         apic::send_ipi(id, CALL_FUNCTION_VECTOR);
@@ -134,6 +140,11 @@ fn smp_call_function_interrupt(_: &mut TrapFrame) {
     // IPI to has counted itself in `started` (and, with `wait`, in
     // `finished`), or it clears CALL_DATA first.
     let d = unsafe { &*p };
+    let me = percpu::this_cpu();
+    if me.call_gen.swap(d.gen, Ordering::SeqCst) == d.gen {
+        // The second IPI of this call (the first was a stale one).
+        return;
+    }
     let (func, info, wait) = (d.func, d.info, d.wait);
     // "Notify initiating CPU that I've grabbed the data and am about to
     // execute the function" (2.4): without `wait`, `d` may go right after.
@@ -172,5 +183,14 @@ pub fn flush_tlb_all() {
     );
     if let Err(e) = call_others(flush_tlb_local, 0, true) {
         panic!("flush_tlb_all: another CPU did not flush: {:?}", e);
+    }
+}
+
+/// A secondary CPU's idle loop (2.4 `cpu_idle`): wait for an interrupt.
+/// Only IPIs reach it (its LINT0 and timer stay masked, the PIC's lines go
+/// to the boot CPU), and their handlers run under `do_irq` as anywhere.
+pub extern "C" fn cpu_idle() -> ! {
+    loop {
+        cpu::safe_halt();
     }
 }

@@ -38,6 +38,8 @@ static CALLIN: AtomicU32 = AtomicU32::new(0);
 /// The CPU number the AP being started is to take (2.4: `cpucount`); one
 /// AP starts at a time.
 static BOOTING: AtomicU32 = AtomicU32::new(0);
+/// The stack top of the AP being started (it notes it as its idle stack).
+static BOOTING_ESP: AtomicU32 = AtomicU32::new(0);
 /// What each CPU's `smp_processor_id()` said when it called in.
 static SAID_ID: [AtomicU32; NR_CPUS] = [const { AtomicU32::new(u32::MAX) }; NR_CPUS];
 /// Microseconds from the first STARTUP IPI to the call-in, per CPU slot.
@@ -115,6 +117,7 @@ fn do_boot_cpu(apic_id: u8, slot: usize) -> Result<u64, &'static str> {
     });
     CALLIN.store(0, Ordering::SeqCst);
     BOOTING.store(slot as u32, Ordering::SeqCst);
+    BOOTING_ESP.store(stack.top, Ordering::SeqCst);
     apic::send_init(apic_id);
     tsc::udelay(10_000);
     let t0 = cpu::rdtsc();
@@ -159,16 +162,10 @@ extern "C" fn start_secondary() -> ! {
     gdt::init(me, t, df, percpu::setup(me, apic_id));
     tss::load();
     idt::load();
+    percpu::this_cpu()
+        .idle_esp
+        .store(BOOTING_ESP.load(Ordering::SeqCst), Ordering::SeqCst);
     SAID_ID[me].store(percpu::smp_processor_id() as u32, Ordering::Release);
     CALLIN.store(apic_id + 1, Ordering::SeqCst);
-    cpu_idle()
-}
-
-/// A secondary CPU's idle loop (2.4 `cpu_idle`): wait for an interrupt.
-/// Only IPIs reach it (its LINT0 and timer stay masked, the PIC's lines go
-/// to the boot CPU), and their handlers run under `do_irq` as anywhere.
-fn cpu_idle() -> ! {
-    loop {
-        cpu::safe_halt();
-    }
+    smp::cpu_idle()
 }

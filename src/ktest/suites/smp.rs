@@ -29,6 +29,7 @@ pub static SUITE: Suite = Suite {
         case!(call_function_waits),
         case!(call_function_refused_with_interrupts_off),
         case!(tlb_shootdown_after_vunmap),
+        case!(nmi_stops_a_wedged_cpu),
     ],
 };
 
@@ -305,4 +306,61 @@ fn tlb_shootdown_after_vunmap() {
         got, 0xbbbb_0002,
         "CPU 1 read the unmapped frame through a stale TLB entry"
     );
+}
+
+static WEDGED: AtomicU32 = AtomicU32::new(0);
+
+/// Spin for ever with interrupts off (an IPI handler, SA_INTERRUPT).
+#[inline(never)]
+fn wedge(_: usize) {
+    WEDGED.store(1, Ordering::SeqCst);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+fn nothing(_: usize) {}
+
+/// A CPU spinning with interrupts off answers no IPI (a call times out
+/// and says how far it got), but takes an NMI: it reports where it was,
+/// in the oops format, and goes back to its idle loop, where the next
+/// call finds it.
+fn nmi_stops_a_wedged_cpu() {
+    let other = need_two_cpus();
+    WEDGED.store(0, Ordering::SeqCst);
+    smp_call_function(wedge, 0, false).expect("smp_call_function");
+    while WEDGED.load(Ordering::SeqCst) == 0 {
+        core::hint::spin_loop();
+    }
+    let r = smp_call_function(nothing, 0, true);
+    assert!(
+        matches!(r, Err(CallError::Timeout { started: 0, .. })),
+        "a wedged CPU answered: {:?}",
+        r
+    );
+    let stopped = crate::arch::x86::nmi::stopped_count();
+    let ((), out) = crate::console::capture(|| {
+        crate::arch::x86::nmi::stop_cpu(other);
+        let mut spins = 0u32;
+        while crate::arch::x86::nmi::stopped_count() == stopped {
+            spins += 1;
+            assert!(spins < 50_000_000, "the NMI did not stop CPU 1");
+            core::hint::spin_loop();
+        }
+    });
+    let text = out.as_str();
+    crate::println!("    # {}", text.lines().next().unwrap_or(""));
+    assert!(text.contains("NMI: stopping CPU 1"), "{}", text);
+    assert!(
+        text.contains("CPU:    1"),
+        "the report names another CPU: {}",
+        text
+    );
+    assert!(
+        text.contains("EIP is at") && text.contains("wedge"),
+        "no report of where it was: {}",
+        text
+    );
+    // Back in its idle loop: it answers again.
+    assert_eq!(smp_call_function(nothing, 0, true), Ok(1));
 }
