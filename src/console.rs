@@ -3,11 +3,15 @@
 //! here; the host side reads it from QEMU's serial log.
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use spin::Mutex;
 use uart_16550::backend::PioBackend;
 use uart_16550::{Config, Uart16550Tty};
+
+extern crate alloc;
+
+use alloc::string::String;
 
 use crate::arch::x86::cpu;
 use crate::fixed_buf::FixedBuf;
@@ -59,8 +63,10 @@ pub fn init() -> bool {
     }
 }
 
-/// Where `capture` copies the console's output while it runs.
-static TEE: Mutex<Option<FixedBuf<2048>>> = Mutex::new(None);
+/// Where `capture` copies the console's output while it runs (a static:
+/// 8 KiB is too much to move around the boot stack).
+static TEE: Mutex<FixedBuf<8192>> = Mutex::new(FixedBuf::new());
+static TEE_ON: AtomicBool = AtomicBool::new(false);
 
 #[doc(hidden)]
 pub fn _print(args: fmt::Arguments) {
@@ -72,23 +78,26 @@ pub fn _print(args: fmt::Arguments) {
     if let Some(tty) = console.as_mut() {
         let _ = tty.write_fmt(args);
     }
-    if let Some(buf) = TEE.lock().as_mut() {
-        let _ = buf.write_fmt(args);
+    if TEE_ON.load(Ordering::SeqCst) {
+        let _ = TEE.lock().write_fmt(args);
     }
 }
 
-/// Run `f` and return, besides its result, the first 2 KiB it printed
-/// (still printed as usual): for cases that check what the kernel says,
-/// such as the line `bad_area` explains an oops with.  Not nested.
-pub fn capture<R>(f: impl FnOnce() -> R) -> (R, FixedBuf<2048>) {
+/// Run `f` and return, besides its result, the first 8 KiB it printed
+/// (still printed as usual), copied to the heap: for cases that check what
+/// the kernel says, such as the line `bad_area` explains an oops with.
+/// Not nested.
+pub fn capture<R>(f: impl FnOnce() -> R) -> (R, String) {
     // Interrupts off around the lock, as in _print: a handler that prints
     // must not find it held by the code it interrupted.
     let irq = cpu::irq_save();
-    *TEE.lock() = Some(FixedBuf::new());
+    TEE.lock().clear();
+    TEE_ON.store(true, Ordering::SeqCst);
     drop(irq);
     let r = f();
     let irq = cpu::irq_save();
-    let out = TEE.lock().take().expect("capture: the buffer vanished");
+    TEE_ON.store(false, Ordering::SeqCst);
+    let out = String::from(TEE.lock().as_str());
     drop(irq);
     (r, out)
 }

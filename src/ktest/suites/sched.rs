@@ -19,6 +19,7 @@ use crate::sched::{self, current, join, kernel_thread, State};
 pub static SUITE: Suite = Suite {
     name: "sched",
     cases: &[
+        case!(overflow_position_says_where_esp_is),
         case!(thread_runs_and_is_reaped),
         case!(two_mms_10000_switches_each_sees_own_page),
         case!(kernel_thread_borrows_active_mm),
@@ -363,4 +364,32 @@ fn swapper_stack_overflow_reported() {
         },
     );
     assert_eq!(current().pid, 0);
+}
+
+/// What a stack-overflow report says about ESP (`KernelStack::
+/// overflow_position`): on the stack, in the guard page, or so many bytes
+/// below it, at each edge.
+fn overflow_position_says_where_esp_is() {
+    use crate::mm::vmalloc::OverflowPosition as P;
+    let k = KernelStack {
+        base: 0xfe01_0000,
+        top: 0xfe02_0000,
+    };
+    let guard = 0xfe00_f000;
+    assert_eq!(k.guard_below(), guard);
+    assert_eq!(k.overflow_position(k.top - 4), P::OnStack);
+    assert_eq!(k.overflow_position(k.base), P::OnStack);
+    assert_eq!(k.overflow_position(k.base - 1), P::InGuard { guard });
+    assert_eq!(k.overflow_position(guard), P::InGuard { guard });
+    assert_eq!(
+        k.overflow_position(guard - 1),
+        P::BelowGuard { guard, bytes: 1 }
+    );
+    assert_eq!(
+        k.overflow_position(guard - 0x1234),
+        P::BelowGuard {
+            guard,
+            bytes: 0x1234
+        }
+    );
 }

@@ -497,6 +497,25 @@ fn lazy_sync_on_first_touch_from_new_mm() {
             for (s, b) in stale.iter().zip(&slot_before) {
                 assert_eq!(fault::faults_in_slot(*s) - b, 1, "slot {:#x}", s);
             }
+            // And the report a person reads (`fault::show_stats`): a line
+            // per slot and per directory with faults, none without.
+            let ((), out) = crate::console::capture(fault::show_stats);
+            let out = out.as_str();
+            for s in &stale {
+                let line = format!("  slot {:#010x}: {} faults", s, fault::faults_in_slot(*s));
+                assert!(out.contains(&line), "no {:?} in {:?}", line, out);
+            }
+            let line = format!(
+                "  pgd {:#010x}: {} faults",
+                mm.pgd,
+                fault::faults_of_pgd(mm.pgd)
+            );
+            assert!(out.contains(&line), "no {:?} in {:?}", line, out);
+            assert!(
+                !out.contains(": 0 faults"),
+                "a line for no faults: {:?}",
+                out
+            );
         }
         for &s in &slots {
             assert_eq!(
