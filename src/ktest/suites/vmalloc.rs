@@ -32,6 +32,7 @@ pub static SUITE: Suite = Suite {
         case!(area_layout),
         case!(fault_gate_matches_version),
         case!(bad_area_explains_itself_unless_quiet),
+        case!(counters_move_with_what_is_held),
         case!(vmalloc_zero_and_huge_refused),
         case!(vfree_null_is_noop),
         case!(vfree_bad_address_changes_nothing),
@@ -306,6 +307,8 @@ fn vmallocinfo_lists_live_areas() {
 
     let mut info = String::new();
     vmalloc::vmallocinfo_to(&mut info).expect("vmallocinfo_to");
+    // What the console version prints is the same text.
+    let ((), printed) = crate::console::capture(vmalloc::vmallocinfo);
     let mut snap = Vec::new();
     vmalloc::areas_snapshot(&mut snap);
     let th_area = th_stack.and_then(|t| vmalloc::find_vm_area(t.guard_below()));
@@ -323,6 +326,7 @@ fn vmallocinfo_lists_live_areas() {
     let th_stack = th_stack.expect("thread without a stack");
     let th_area = th_area.expect("thread stack not a live area");
 
+    assert_eq!(printed, info, "vmallocinfo() printed other text");
     let header = info.lines().next().unwrap_or("");
     assert_eq!(
         header,
@@ -939,4 +943,15 @@ fn bad_area_explains_itself_unless_quiet() {
         !silent.as_str().contains("vmalloc_fault="),
         "a silenced experiment's fault explained itself"
     );
+}
+
+/// The figure the leak checks read must move, not just stay equal:
+/// `free_frames_and_kept_tables` drops by one for a frame held and comes
+/// back when it is freed.
+fn counters_move_with_what_is_held() {
+    let before = vmalloc::free_frames_and_kept_tables();
+    let f = frame::alloc_frame().expect("frame");
+    assert_eq!(vmalloc::free_frames_and_kept_tables(), before - 1);
+    frame::free_frame(f);
+    assert_eq!(vmalloc::free_frames_and_kept_tables(), before);
 }
