@@ -76,10 +76,6 @@ pub fn vmalloc_start() -> u32 {
     VMALLOC_START.load(Ordering::Relaxed)
 }
 
-pub fn is_vmalloc_addr(addr: u32) -> bool {
-    addr >= vmalloc_start() && addr < VMALLOC_END
-}
-
 pub fn is_stack_zone_addr(addr: u32) -> bool {
     (STACK_ZONE_START..VMALLOC_END).contains(&addr)
 }
