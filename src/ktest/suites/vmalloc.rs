@@ -33,6 +33,7 @@ pub static SUITE: Suite = Suite {
         case!(fault_gate_matches_version),
         case!(bad_area_explains_itself_unless_quiet),
         case!(counters_move_with_what_is_held),
+        case!(a_new_stack_zone_table_is_copied_into_every_directory),
         case!(vmalloc_zero_and_huge_refused),
         case!(vfree_null_is_noop),
         case!(vfree_bad_address_changes_nothing),
@@ -963,4 +964,52 @@ fn counters_move_with_what_is_held() {
     assert_eq!(vmalloc::free_frames_and_kept_tables(), before - 1);
     frame::free_frame(f);
     assert_eq!(vmalloc::free_frames_and_kept_tables(), before);
+}
+
+/// A stack that needs a new page table in the stack zone (two-level
+/// mode) has that table's PGD entry copied into every directory at once,
+/// and `stack_syncs` counts each copy: new tables x directories.
+fn a_new_stack_zone_table_is_copied_into_every_directory() {
+    use crate::mm::mm_struct::PGD_LIST;
+    if mode() != PagingMode::TwoLevel {
+        crate::ktest::skip("PAE shares the kernel PMD: nothing to copy");
+    }
+    // Earlier cases' stacks may have left a table in every slot; the ones
+    // no live stack uses go, so that the stack below needs a new one.
+    vmalloc::drop_kernel_tables(
+        vmalloc::STACK_ZONE_START,
+        VMALLOC_END - vmalloc::STACK_ZONE_START,
+    );
+    let mm = mm_alloc().expect("mm");
+    let (syncs, tables) = (vmalloc::stack_syncs(), vmalloc::kernel_pgtable_pages());
+    let dirs = {
+        let _irq = crate::arch::x86::cpu::irq_save();
+        PGD_LIST.lock().len() as u32
+    };
+    // Nearly a whole 4 MiB slot: it cannot fit where earlier stacks left
+    // room, so it takes a slot of its own unless every slot has a table.
+    let st = vmalloc::vmalloc_stack((4 << 20) - 4 * PAGE_SIZE);
+    let new_tables = vmalloc::kernel_pgtable_pages() - tables;
+    let copied = vmalloc::stack_syncs() - syncs;
+    let in_mm = st
+        .as_ref()
+        .map(|s| pmd_present(pmd_offset(pgd_offset(mm.pgd, s.base), s.base).read()));
+    if let Some(s) = &st {
+        vmalloc::vfree_stack(s).unwrap();
+    }
+    drop(mm);
+    let Some(in_mm) = in_mm else {
+        crate::ktest::skip("no room in the stack zone for a 4 MiB stack");
+    };
+    if new_tables == 0 {
+        crate::ktest::skip("every stack-zone slot already has its table");
+    }
+    assert!(in_mm, "the new table is missing from an older directory");
+    assert_eq!(
+        copied,
+        new_tables * dirs,
+        "{} tables, {} directories",
+        new_tables,
+        dirs
+    );
 }

@@ -60,7 +60,13 @@ def judge_ktap(res, label, b):
     report = ktap.parse(b.log)
     for case in report.cases:
         name = f"{label} {case.suite}.{case.name}"
-        res.record(name, case.outcome, "\n".join(case.diagnostics))
+        # A skip's reason is its directive, the last diagnostic (the ones
+        # before it, such as `# time:`, belong to the log, not the line).
+        if case.outcome == "skip" and case.diagnostics:
+            why = case.diagnostics[-1]
+        else:
+            why = "\n".join(case.diagnostics)
+        res.record(name, case.outcome, why)
     problems = report.problems()
     if b.status != b.success and not problems and report.failed == 0:
         problems.append(f"kernel ended with {b.verdict()} although every case passed")
