@@ -96,8 +96,9 @@ pub fn reserved_ranges(
             n += 1;
         }
     };
-    add(0, PAGE_SIZE as u64); // frame 0: real-mode IVT and BIOS data
-                              // The secondary CPUs' real-mode entry (the STARTUP IPI's page).
+    // Frame 0: the real-mode IVT and BIOS data.
+    add(0, PAGE_SIZE as u64);
+    // The secondary CPUs' real-mode entry (the STARTUP IPI's page).
     let tr = crate::arch::x86::trampoline::TRAMPOLINE_PHYS as u64;
     add(tr, tr + PAGE_SIZE as u64);
     // SAFETY: linker symbols, only their addresses are taken.

@@ -13,6 +13,7 @@ use crate::mm::frame::{self, FrameAllocator};
 pub static SUITE: Suite = Suite {
     name: "frames",
     cases: &[
+        case!(trampoline_page_is_reserved),
         case!(alloc_all_free_all_restores_count),
         case!(allocated_frames_are_distinct_ram),
         case!(frame_zero_and_kernel_are_reserved),
@@ -330,4 +331,20 @@ fn reserved_ranges_have_exact_edges() {
     let reserved = frame::is_reserved(f) || frame::is_reserved(f + PAGE_SIZE as u32 / 2);
     frame::free_frame(f);
     assert!(!reserved, "an allocated frame {:#x} counts as reserved", f);
+}
+
+/// The secondary CPUs' trampoline page is kept from the frame allocator
+/// (smpboot copies code there whenever a CPU starts), and only that page.
+fn trampoline_page_is_reserved() {
+    use crate::arch::x86::trampoline::TRAMPOLINE_PHYS;
+    let t = TRAMPOLINE_PHYS;
+    assert!(frame::is_reserved(t), "the trampoline page is not reserved");
+    assert!(!frame::is_frame_free(t), "the trampoline page is free");
+    let (ranges, n) = frame::reserved_ranges();
+    assert!(
+        ranges[..n].contains(&(t as u64, t as u64 + PAGE_SIZE as u64)),
+        "no reservation of exactly [{:#x}, {:#x})",
+        t,
+        t + PAGE_SIZE as u32
+    );
 }

@@ -18,6 +18,7 @@ use crate::mm::walk::{self, translate};
 pub static SUITE: Suite = Suite {
     name: "paging",
     cases: &[
+        case!(swapper_stack_has_a_guard_page_below),
         case!(two_level_address_split),
         case!(pae_address_split),
         case!(mode_matches_cmdline_and_cr4),
@@ -479,4 +480,39 @@ fn probe_and_readable_see_the_live_tables() {
         last + 1
     );
     assert!(!guard, "the guard page at {:#x}", p + PAGE_SIZE as u32);
+}
+
+/// Swapper's stack (boot/entry.s) as `boot_stack` gives it holds the stack
+/// this suite runs on, and the page below it is out of the direct map: an
+/// overflow there double-faults into a report instead of running into
+/// the boot page directory.
+fn swapper_stack_has_a_guard_page_below() {
+    let (bottom, top) = crate::mm::init::boot_stack();
+    let esp: u32;
+    // SAFETY: reads the stack pointer.
+    unsafe { core::arch::asm!("mov {}, esp", out(reg) esp) };
+    if crate::sched::current().pid != 0 {
+        skip("not running on swapper's stack");
+    }
+    assert!(
+        bottom < top && top - bottom >= 16 * 1024,
+        "{:#x}-{:#x}",
+        bottom,
+        top
+    );
+    assert!(
+        (bottom..top).contains(&esp),
+        "esp {:#x} outside {:#x}-{:#x}",
+        esp,
+        bottom,
+        top
+    );
+    assert!(
+        crate::mm::walk::readable(bottom),
+        "the stack's lowest page is not mapped"
+    );
+    assert!(
+        !crate::mm::walk::readable(bottom - PAGE_SIZE as u32),
+        "the page below swapper's stack is mapped"
+    );
 }
