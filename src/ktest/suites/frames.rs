@@ -13,6 +13,8 @@ use crate::mm::frame::{self, FrameAllocator};
 pub static SUITE: Suite = Suite {
     name: "frames",
     cases: &[
+        case!(boot_information_reserved_exactly),
+        case!(heap_is_a_sixteenth_of_usable_ram),
         case!(trampoline_page_is_reserved),
         case!(alloc_all_free_all_restores_count),
         case!(allocated_frames_are_distinct_ram),
@@ -347,4 +349,36 @@ fn trampoline_page_is_reserved() {
         t,
         t + PAGE_SIZE as u32
     );
+}
+
+/// The multiboot2 information is a reservation of its own, exactly its
+/// bytes (the kernel keeps reading it: the command line, the tags), not
+/// merely covered by whatever took the frames after the image.
+fn boot_information_reserved_exactly() {
+    let p = crate::boot::start::params().expect("boot params");
+    let (s, e) = (
+        p.info_phys as u64,
+        p.info_phys as u64 + p.info.total_size() as u64,
+    );
+    let (ranges, n) = frame::reserved_ranges();
+    assert!(
+        ranges[..n].contains(&(s, e)),
+        "no reservation of exactly [{:#x}, {:#x})",
+        s,
+        e
+    );
+}
+
+/// The kernel heap is 1/16 of usable RAM, 1 to 8 MiB, page-aligned
+/// (`heap::size_for`), and what paging_init gave it.
+fn heap_is_a_sixteenth_of_usable_ram() {
+    let usable = crate::boot::info::usable_bytes(crate::boot::start::params().unwrap().info);
+    let (_, size) = crate::mm::heap::region();
+    assert_eq!(
+        size,
+        crate::mm::heap::size_for(usable),
+        "usable RAM {:#x}",
+        usable
+    );
+    assert!((1 << 20..=8 << 20).contains(&size), "heap of {:#x}", size);
 }

@@ -75,6 +75,13 @@ fn mode_matches_cmdline_and_cr4() {
     );
     assert_eq!(cpu::read_cr3_pa(), init_mm().pgd);
     assert_eq!(init_mm().pgd, swapper_pg_dir());
+    // NX exists only in PAE entries: paging_init turns it on there, on a
+    // CPU that has it, and nowhere else.
+    assert_eq!(
+        crate::mm::pgtable::nx_enabled(),
+        want == PagingMode::Pae && cpu::features().nx,
+        "NX enabled in the wrong mode"
+    );
 }
 
 const USER_VA: u32 = 0x4000_0000;

@@ -194,6 +194,17 @@ def host_checks(main_kernel):
 
     for model, lack in (("486", "TSC (CPUID.1:EDX bit 4)"), ("pentium", "CMOV (CPUID.1:EDX bit 15)")):
         checks.append((f"host cpu_{model}_stops_boot_with_a_message", old_cpu_stops_boot, (model, lack)))
+
+    # paging=pae on a CPU without PAE: refused by paging_init, in words.
+    def pae_without_pae_stops_boot(_):
+        b = boot(main_kernel, "paging=pae", "host-cpu-nopae", timeout=60, extra=["-cpu", "qemu32,-pae"])
+        msg = "vmfault: boot stopped: paging=pae but this CPU has no PAE"
+        why = [] if msg in b.log else [f"no message: {msg}"]
+        if b.status != b.failure:
+            why.append(f"expected exit failure, got {b.verdict()}")
+        return why
+
+    checks.append(("host paging_pae_refused_without_pae", pae_without_pae_stops_boot, None))
     for mode in k.modes:
         checks.append((f"host[{mode}] boot_log_shows_memory_map", boot_log_shows_memory_map, mode))
         checks.append((f"host[{mode}] unknown_key_ignored", unknown_key_ignored, mode))
