@@ -252,7 +252,35 @@ fn vmap_and_ioremap_map_what_they_are_given() {
         pte.flags().contains(PteFlags::PCD),
         "ioremap is not uncached"
     );
+    // 2.4's ioremap_nocache: _PAGE_PCD | _PAGE_PWT; and never executable
+    // where an entry can say so.
+    assert!(
+        pte.flags().contains(PteFlags::PWT),
+        "ioremap is not write-through"
+    );
+    assert_eq!(
+        pte.flags().contains(PteFlags::NX),
+        crate::mm::pgtable::nx_enabled(),
+        "ioremap's NX"
+    );
     assert_eq!(iounmap(io), Ok(()));
+    // Two pages, from an offset in the first: each maps its own frame.
+    let io2 = ioremap(f[0] as u64 + 0x800, PAGE_SIZE)
+        .expect("ioremap")
+        .as_ptr() as u32;
+    let phys = |va: u32| {
+        crate::mm::walk::translate(swapper_pg_dir(), va)
+            .pte
+            .map(|p| p.phys())
+    };
+    let (p0, p1) = (phys(io2), phys(io2 + PAGE_SIZE as u32));
+    assert_eq!(iounmap(io2 as *const u8), Ok(()));
+    assert_eq!(p0, Some(f[0] as u64), "first page of a two-page ioremap");
+    assert_eq!(
+        p1,
+        Some(f[0] as u64 + PAGE_SIZE as u64),
+        "second page of a two-page ioremap"
+    );
     assert_eq!(vunmap(m), Ok(()));
     assert!(!frame::is_frame_free(f[0]) && !frame::is_frame_free(f[1]));
     frame::free_frame(f[0]);
