@@ -111,6 +111,10 @@ def serial_integrity(log):
     return why
 
 
+# paging_init's warning when RAM reaches past the direct map (no HIGHMEM).
+RAM_IGNORED = r"^\d+ MiB of RAM above \d+ MiB ignored: the direct map ends there \(no HIGHMEM\)"
+
+
 def boot_log_patterns(k, mode):
     """What the user-facing kernel's boot log must show in `mode`; the
     layout numbers are the kernel's own (elf.Kernel `k`)."""
@@ -148,6 +152,8 @@ def host_checks(main_kernel):
         for pat in boot_log_patterns(k, mode):
             if not re.search(pat, b.log, re.M):
                 why.append(f"boot log lacks /{pat}/")
+        if re.search(RAM_IGNORED, b.log, re.M):
+            why.append("RAM reported ignored on a machine the direct map holds whole")
         if not b.killed_on:
             why.append(b.verdict())
         return why
@@ -205,6 +211,18 @@ def host_checks(main_kernel):
         return why
 
     checks.append(("host paging_pae_refused_without_pae", pae_without_pae_stops_boot, None))
+
+    # More RAM than the direct map holds (MAXMEM): said, and the boot goes on.
+    def ram_above_maxmem_reported(_):
+        mem = (k.maxmem >> 20) + 128
+        b = boot(main_kernel, f"paging={k.default_mode}", "host-ram-above-maxmem",
+                 until=r"^vmfault: boot complete", memory=mem)
+        why = [] if re.search(RAM_IGNORED, b.log, re.M) else [f"no /{RAM_IGNORED}/ with {mem} MiB"]
+        if not b.killed_on:
+            why.append(f"boot did not complete: {b.verdict()}")
+        return why
+
+    checks.append(("host ram_above_maxmem_reported", ram_above_maxmem_reported, None))
     for mode in k.modes:
         checks.append((f"host[{mode}] boot_log_shows_memory_map", boot_log_shows_memory_map, mode))
         checks.append((f"host[{mode}] unknown_key_ignored", unknown_key_ignored, mode))
