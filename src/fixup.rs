@@ -15,6 +15,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::arch::x86::catch::{self, JmpBuf};
 use crate::arch::x86::entry::TrapFrame;
+use crate::arch::x86::smp_config::NR_CPUS;
 use crate::arch::x86::{cpu, tss};
 use crate::fixed_buf::FixedBuf;
 use crate::racy_cell::RacyCell;
@@ -94,16 +95,24 @@ struct Point {
 
 const MAX_DEPTH: usize = 8;
 
-static POINTS: RacyCell<[*mut Point; MAX_DEPTH]> =
-    RacyCell::new([core::ptr::null_mut(); MAX_DEPTH]);
-static DEPTH: AtomicUsize = AtomicUsize::new(0);
-static CAUGHT: RacyCell<Option<Caught>> = RacyCell::new(None);
+// Per CPU: each CPU's recovery points live on its own stack, and an oops
+// unwinds to the innermost point of the CPU it happened on.
+static POINTS: [RacyCell<[*mut Point; MAX_DEPTH]>; NR_CPUS] =
+    [const { RacyCell::new([core::ptr::null_mut(); MAX_DEPTH]) }; NR_CPUS];
+static DEPTH: [AtomicUsize; NR_CPUS] = [const { AtomicUsize::new(0) }; NR_CPUS];
+static CAUGHT: [RacyCell<Option<Caught>>; NR_CPUS] = [const { RacyCell::new(None) }; NR_CPUS];
+
+/// This CPU's index into the per-CPU tables above.
+fn me() -> usize {
+    crate::arch::x86::percpu::smp_processor_id()
+}
 
 /// Run `f` under a recovery point.  `quiet` shortens the oops report of a
 /// fault the caller expects to a single line.
 #[allow(clippy::result_large_err)] // a fixed buffer: the fault path must not allocate
 pub fn catch<F: FnOnce()>(quiet: bool, f: F) -> Result<(), Caught> {
-    let depth = DEPTH.load(Ordering::SeqCst);
+    let cpu = me();
+    let depth = DEPTH[cpu].load(Ordering::SeqCst);
     assert!(depth < MAX_DEPTH, "recovery points nested too deep");
     let irq_depth = crate::arch::x86::irq::depth();
     let mut point = Point {
@@ -113,11 +122,11 @@ pub fn catch<F: FnOnce()>(quiet: bool, f: F) -> Result<(), Caught> {
     };
     // SAFETY: the slot at `depth` is ours until DEPTH is restored below;
     // `point` outlives every use of the pointer (popped before return).
-    unsafe { (*POINTS.get())[depth] = &mut point };
-    DEPTH.store(depth + 1, Ordering::SeqCst);
+    unsafe { (*POINTS[cpu].get())[depth] = &mut point };
+    DEPTH[cpu].store(depth + 1, Ordering::SeqCst);
     let code = catch::catch(&mut point.buf, f);
     // A longjmp skips the pops of points nested inside `f`: restore ours.
-    DEPTH.store(depth, Ordering::SeqCst);
+    DEPTH[cpu].store(depth, Ordering::SeqCst);
     if code == 0 {
         Ok(())
     } else {
@@ -125,7 +134,7 @@ pub fn catch<F: FnOnce()>(quiet: bool, f: F) -> Result<(), Caught> {
         // do_irq: its nesting level is abandoned with it.
         crate::arch::x86::irq::restore_depth(irq_depth);
         // SAFETY: written by the path that longjmp'd here, before it did.
-        Err(unsafe { (*CAUGHT.get()).take() }.expect("recovery without a record"))
+        Err(unsafe { (*CAUGHT[cpu].get()).take() }.expect("recovery without a record"))
     }
 }
 
@@ -136,20 +145,22 @@ pub fn expect_fault<F: FnOnce()>(f: F) -> Option<Caught> {
 }
 
 pub fn armed() -> bool {
-    DEPTH.load(Ordering::SeqCst) > 0
+    DEPTH[me()].load(Ordering::SeqCst) > 0
 }
 
 /// Whether the innermost recovery point wants short oops reports.
 pub fn quiet() -> bool {
-    let d = DEPTH.load(Ordering::SeqCst);
+    let cpu = me();
+    let d = DEPTH[cpu].load(Ordering::SeqCst);
     // SAFETY: reading a pointer that the owning `catch` keeps alive.
-    d > 0 && unsafe { (*(*POINTS.get())[d - 1]).quiet }
+    d > 0 && unsafe { (*(*POINTS[cpu].get())[d - 1]).quiet }
 }
 
 fn top() -> *mut Point {
-    let d = DEPTH.load(Ordering::SeqCst);
+    let cpu = me();
+    let d = DEPTH[cpu].load(Ordering::SeqCst);
     // SAFETY: see `quiet`.
-    unsafe { (*POINTS.get())[d - 1] }
+    unsafe { (*POINTS[cpu].get())[d - 1] }
 }
 
 /// Hand `c` to the innermost recovery point, or end the run.
@@ -160,11 +171,16 @@ pub fn recover_or_fail(c: Caught) -> ! {
         crate::qemu::exit(crate::qemu::ExitCode::Failed);
     }
     cpu::cli();
-    // SAFETY: `top()` is live (armed() above) and its task is the one
-    // that set the point, still in the task list.
-    unsafe { crate::sched::recover_to((*top()).task) };
-    // SAFETY: single CPU, interrupts off; `catch` reads it after the jump.
-    unsafe { *CAUGHT.get() = Some(c) };
+    // Tasks run on CPU 0 only (issue 15): another CPU's oops has no task
+    // of its own to end, and `current` there is CPU 0's.
+    if me() == 0 {
+        // SAFETY: `top()` is live (armed() above) and its task is the one
+        // that set the point, still in the task list.
+        unsafe { crate::sched::recover_to((*top()).task) };
+    }
+    // SAFETY: this CPU's slot, interrupts off; `catch` reads it after the
+    // jump, on this CPU.
+    unsafe { *CAUGHT[me()].get() = Some(c) };
     // SAFETY: `top()` is a live point whose `arch_catch` frame is below
     // us on this stack (points are popped before their frames return).
     unsafe { catch::longjmp(&(*top()).buf, 1) }
@@ -216,7 +232,7 @@ pub fn recover_from_double_fault(state: &x86::bits32::task::TaskStateSegment) {
     // SAFETY: the kernel task is suspended; nothing else runs.
     unsafe {
         crate::sched::recover_to((*top()).task);
-        *CAUGHT.get() = Some(c);
+        *CAUGHT[me()].get() = Some(c);
         let buf = &(*top()).buf;
         catch::DF_RESUME_BUF = buf;
         catch::DF_RESUME_CODE = 1;

@@ -29,6 +29,7 @@ pub static SUITE: Suite = Suite {
         case!(call_function_waits),
         case!(call_function_refused_with_interrupts_off),
         case!(tlb_shootdown_after_vunmap),
+        case!(touch_after_vunmap_oopses_cleanly_on_cpu1),
         case!(nmi_stops_a_wedged_cpu),
     ],
 };
@@ -363,4 +364,48 @@ fn nmi_stops_a_wedged_cpu() {
     );
     // Back in its idle loop: it answers again.
     assert_eq!(smp_call_function(nothing, 0, true), Ok(1));
+}
+
+static TOUCH_VEC: AtomicU32 = AtomicU32::new(0);
+static TOUCH_CR2: AtomicU32 = AtomicU32::new(0);
+
+fn touch_under_a_recovery_point(va: usize) {
+    // SAFETY: a read the test expects to fault, under this CPU's own
+    // recovery point.
+    let c = crate::fixup::expect_fault(|| unsafe {
+        core::ptr::read_volatile(va as *const u32);
+    });
+    let (v, cr2) = c.map_or((0, 0), |c| (c.vector, c.cr2));
+    TOUCH_VEC.store(v, Ordering::SeqCst);
+    TOUCH_CR2.store(cr2, Ordering::SeqCst);
+}
+
+/// After the shootdown, CPU 1's own touch of the vunmapped page faults,
+/// and the oops ends at CPU 1's own recovery point (recovery points are
+/// per CPU): CPU 1 answers the next call as before.
+fn touch_after_vunmap_oopses_cleanly_on_cpu1() {
+    use crate::mm::frame::{alloc_frame, free_frame};
+    use crate::mm::vmalloc::{vmap, vunmap};
+    need_two_cpus();
+    let f = alloc_frame().expect("frame");
+    let x = vmap(&[f]).expect("vmap").as_ptr() as u32;
+    // Into CPU 1's TLB.
+    read_on_cpu1(x);
+    vunmap(x as *const u8).expect("vunmap");
+    TOUCH_VEC.store(0, Ordering::SeqCst);
+    smp_call_function(touch_under_a_recovery_point, x as usize, true).expect("smp_call_function");
+    free_frame(f);
+    assert_eq!(
+        (
+            TOUCH_VEC.load(Ordering::SeqCst),
+            TOUCH_CR2.load(Ordering::SeqCst)
+        ),
+        (14, x),
+        "CPU 1 read a vunmapped page without a page fault"
+    );
+    assert_eq!(
+        smp_call_function(nothing, 0, true),
+        Ok(1),
+        "CPU 1 did not come back"
+    );
 }
