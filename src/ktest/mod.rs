@@ -89,6 +89,19 @@ impl Counts {
     }
 }
 
+/// Spin until `cond` holds, at most `limit` times (PAUSE between tries,
+/// which also hands the host thread to another vCPU under round-robin
+/// TCG); whether it held.
+pub fn wait_for(mut cond: impl FnMut() -> bool, limit: u32) -> bool {
+    for _ in 0..limit {
+        if cond() {
+            return true;
+        }
+        core::hint::spin_loop();
+    }
+    cond()
+}
+
 /// End the running case as skipped, with the reason KTAP prints.
 pub fn skip(reason: &str) -> ! {
     fixup::abort(reason)

@@ -9,8 +9,8 @@ use crate::arch::x86::irq::{self, IrqFlags};
 use crate::arch::x86::{apic, cpu, pit};
 use crate::case;
 use crate::cmdline::PreemptModel;
-use crate::ktest::skip;
 use crate::ktest::Suite;
+use crate::ktest::{skip, wait_for};
 use crate::sched;
 
 pub static SUITE: Suite = Suite {
@@ -39,16 +39,6 @@ fn hit(_: &mut TrapFrame) {
 }
 
 /// Spin (interrupts on) until `cond` or about `limit` iterations.
-fn wait_for(mut cond: impl FnMut() -> bool, limit: u32) -> bool {
-    for _ in 0..limit {
-        if cond() {
-            return true;
-        }
-        core::hint::spin_loop();
-    }
-    cond()
-}
-
 fn need_apic() {
     if !apic::present() {
         skip("no local APIC");

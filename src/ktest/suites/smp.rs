@@ -16,7 +16,7 @@ use crate::arch::x86::irq::{self, IrqFlags};
 use crate::arch::x86::smp::{smp_call_function, CallError};
 use crate::arch::x86::{apic, cpu, smpboot};
 use crate::case;
-use crate::ktest::{skip, Suite};
+use crate::ktest::{skip, wait_for, Suite};
 
 pub static SUITE: Suite = Suite {
     name: "smp",
@@ -183,12 +183,11 @@ fn ipi_roundtrip() {
     let rounds = 100;
     for i in 0..rounds {
         apic::send_ipi(other, PING);
-        let mut spins = 0u32;
-        while PONGS.load(Ordering::SeqCst) <= i {
-            spins += 1;
-            assert!(spins < 50_000_000, "no answer to ping {}", i);
-            core::hint::spin_loop();
-        }
+        assert!(
+            wait_for(|| PONGS.load(Ordering::SeqCst) > i, 50_000_000),
+            "no answer to ping {}",
+            i
+        );
     }
     irq::free_irq(PING);
     irq::free_irq(PONG);
@@ -237,12 +236,10 @@ fn call_function_waits() {
     // Without `wait`: back once every CPU has started it.
     SLOW_DONE.store(0, Ordering::SeqCst);
     smp_call_function(record_and_dawdle, 0xbeef, false).expect("smp_call_function");
-    let mut spins = 0u32;
-    while SLOW_DONE.load(Ordering::SeqCst) != 0xbeef {
-        spins += 1;
-        assert!(spins < 50_000_000, "the unwaited call never finished");
-        core::hint::spin_loop();
-    }
+    assert!(
+        wait_for(|| SLOW_DONE.load(Ordering::SeqCst) == 0xbeef, 50_000_000),
+        "the unwaited call never finished"
+    );
 }
 
 /// 2.4: "You must not call this function with disabled interrupts": two
@@ -342,12 +339,13 @@ fn nmi_stops_a_wedged_cpu() {
     let stopped = crate::arch::x86::nmi::stopped_count();
     let ((), out) = crate::console::capture(|| {
         crate::arch::x86::nmi::stop_cpu(other);
-        let mut spins = 0u32;
-        while crate::arch::x86::nmi::stopped_count() == stopped {
-            spins += 1;
-            assert!(spins < 50_000_000, "the NMI did not stop CPU 1");
-            core::hint::spin_loop();
-        }
+        assert!(
+            wait_for(
+                || crate::arch::x86::nmi::stopped_count() != stopped,
+                50_000_000
+            ),
+            "the NMI did not stop CPU 1"
+        );
     });
     let text = out.as_str();
     crate::println!("    # {}", text.lines().next().unwrap_or(""));
