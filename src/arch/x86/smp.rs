@@ -91,7 +91,9 @@ pub fn smp_call_function(func: fn(usize), info: usize, wait: bool) -> Result<u32
 /// `smp_call_function` without the interrupts-on rule, for
 /// `flush_tlb_all` (below).
 fn call_others(func: fn(usize), info: usize, wait: bool) -> Result<u32, CallError> {
-    let me = apic::id() as u8;
+    // This CPU's APIC ID as it noted it at start-up: no MMIO read of the
+    // ID register on every vfree's shootdown.
+    let me = percpu::this_cpu().apic_id as u8;
     let others: u32 = online().filter(|&id| id != me).count() as u32;
     if others == 0 {
         return Ok(0);
@@ -109,14 +111,13 @@ fn call_others(func: fn(usize), info: usize, wait: bool) -> Result<u32, CallErro
     for id in online().filter(|&id| id != me) {
         apic::send_ipi(id, CALL_FUNCTION_VECTOR);
     }
-    let per_us = (tsc::cycles_per_ms() / 1000).max(1);
     let t0 = cpu::rdtsc();
     let done = |d: &CallData| {
         d.started.load(Ordering::SeqCst) == others
             && (!wait || d.finished.load(Ordering::SeqCst) == others)
     };
     while !done(&data) {
-        if (cpu::rdtsc() - t0) / per_us > CALL_TIMEOUT_US {
+        if tsc::us_since(t0) > CALL_TIMEOUT_US {
             // `data` lives on this stack: a late CPU must not read it.
             CALL_DATA.store(core::ptr::null_mut(), Ordering::SeqCst);
             return Err(CallError::Timeout {
@@ -172,8 +173,9 @@ fn flush_tlb_local(_: usize) {
 /// the assertion says so when that changes.
 pub fn flush_tlb_all() {
     cpu::flush_tlb();
-    let me = apic::id() as u8;
-    if !apic::present() || online().all(|id| id == me) {
+    // One CPU online (or none noted yet, early in boot): nobody else to
+    // flush.
+    if online().nth(1).is_none() {
         return;
     }
     assert_eq!(

@@ -125,9 +125,8 @@ fn do_boot_cpu(apic_id: u8, slot: usize) -> Result<u64, &'static str> {
         apic::send_startup(apic_id, (TRAMPOLINE_PHYS >> 12) as u8);
         tsc::udelay(200);
     }
-    let per_us = (tsc::cycles_per_ms() / 1000).max(1);
     while CALLIN.load(Ordering::SeqCst) != apic_id as u32 + 1 {
-        if (cpu::rdtsc() - t0) / per_us > CALLIN_TIMEOUT_US {
+        if tsc::us_since(t0) > CALLIN_TIMEOUT_US {
             // It may still be running the trampoline through `mm`: keep
             // it, and the stack (2.4 also leaves a CPU that did not answer
             // alone).
@@ -136,7 +135,7 @@ fn do_boot_cpu(apic_id: u8, slot: usize) -> Result<u64, &'static str> {
         }
         core::hint::spin_loop();
     }
-    let us = (cpu::rdtsc() - t0) / per_us;
+    let us = tsc::us_since(t0);
     // It runs on swapper_pg_dir now, on `stack`, which stays its own.
     // The page is reserved: take it out of the directory, not back to the
     // frame allocator, before the directory goes.

@@ -34,6 +34,13 @@ pub fn cycles_per_ms() -> u64 {
     TSC_PER_MS.load(Ordering::Relaxed)
 }
 
+/// Microseconds since the TSC read `t0`, by the calibrated rate (after
+/// `calibrate` only): the time base of the bounded waits in smp.rs and
+/// smpboot.rs.
+pub fn us_since(t0: u64) -> u64 {
+    (cpu::rdtsc() - t0) * 1000 / cycles_per_ms().max(1)
+}
+
 /// Spin for at least `us` microseconds (Linux's `udelay`), by the TSC;
 /// after `calibrate` only.
 pub fn udelay(us: u64) {
