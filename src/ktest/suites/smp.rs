@@ -322,14 +322,20 @@ fn nothing(_: usize) {}
 /// A CPU spinning with interrupts off answers no IPI (a call times out
 /// and says how far it got), but takes an NMI: it reports where it was,
 /// in the oops format, and goes back to its idle loop, where the next
-/// call finds it.
+/// call finds it.  Every other CPU is wedged (the call goes to all of
+/// them), so each is stopped.
 fn nmi_stops_a_wedged_cpu() {
-    let other = need_two_cpus();
+    need_two_cpus();
+    let me = apic::id() as u8;
+    let others: alloc::vec::Vec<u8> = crate::arch::x86::smp::online()
+        .filter(|&id| id != me)
+        .collect();
     WEDGED.store(0, Ordering::SeqCst);
     smp_call_function(wedge, 0, false).expect("smp_call_function");
-    while WEDGED.load(Ordering::SeqCst) == 0 {
-        core::hint::spin_loop();
-    }
+    assert!(
+        wait_for(|| WEDGED.load(Ordering::SeqCst) != 0, 50_000_000),
+        "no CPU wedged"
+    );
     let r = smp_call_function(nothing, 0, true);
     assert!(
         matches!(r, Err(CallError::Timeout { started: 0, .. })),
@@ -338,13 +344,15 @@ fn nmi_stops_a_wedged_cpu() {
     );
     let stopped = crate::arch::x86::nmi::stopped_count();
     let ((), out) = crate::console::capture(|| {
-        crate::arch::x86::nmi::stop_cpu(other);
+        for &id in &others {
+            crate::arch::x86::nmi::stop_cpu(id);
+        }
         assert!(
             wait_for(
-                || crate::arch::x86::nmi::stopped_count() != stopped,
+                || crate::arch::x86::nmi::stopped_count() == stopped + others.len() as u32,
                 50_000_000
             ),
-            "the NMI did not stop CPU 1"
+            "the NMIs did not stop the other CPUs"
         );
     });
     let text = out.as_str();
@@ -360,8 +368,8 @@ fn nmi_stops_a_wedged_cpu() {
         "no report of where it was: {}",
         text
     );
-    // Back in its idle loop: it answers again.
-    assert_eq!(smp_call_function(nothing, 0, true), Ok(1));
+    // Back in their idle loops: they answer again.
+    assert_eq!(smp_call_function(nothing, 0, true), Ok(others.len() as u32));
 }
 
 static TOUCH_VEC: AtomicU32 = AtomicU32::new(0);
@@ -401,9 +409,10 @@ fn touch_after_vunmap_oopses_cleanly_on_cpu1() {
         (14, x),
         "CPU 1 read a vunmapped page without a page fault"
     );
+    let others = crate::arch::x86::smp::online().count() as u32 - 1;
     assert_eq!(
         smp_call_function(nothing, 0, true),
-        Ok(1),
+        Ok(others),
         "CPU 1 did not come back"
     );
 }
