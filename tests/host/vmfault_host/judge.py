@@ -158,23 +158,23 @@ def host_checks(main_kernel):
             why.append(b.verdict())
         return why
 
-    def bad_value_stops_boot(mode):
-        b = boot(main_kernel, f"paging={mode} vmalloc_fault=lazy", f"host-badvalue-{mode}", timeout=60)
-        why = []
-        msg = f"vmfault: boot stopped: bad value 'lazy' for vmalloc_fault= (allowed: {', '.join(k.versions)})"
-        if msg not in b.log:
-            why.append(f"no message: {msg}")
-        if b.status != b.failure:
-            why.append(f"expected exit failure, got {b.verdict()}")
-        return why
-
-    def bad_paging_stops_boot(mode):
-        b = boot(main_kernel, "paging=4level", f"host-badpaging-{mode}", timeout=60)
-        msg = f"vmfault: boot stopped: bad value '4level' for paging= (allowed: {', '.join(k.modes)})"
+    def stops_boot(cmdline, logname, msg, extra=()):
+        """Boot with `cmdline` (and QEMU `extra`): the boot must stop with
+        `msg` on the serial port and the failure exit, never a reset."""
+        b = boot(main_kernel, cmdline, logname, timeout=60, extra=extra)
         why = [] if msg in b.log else [f"no message: {msg}"]
         if b.status != b.failure:
             why.append(f"expected exit failure, got {b.verdict()}")
         return why
+
+    def bad_value_stops_boot(mode):
+        return stops_boot(f"paging={mode} vmalloc_fault=lazy", f"host-badvalue-{mode}",
+                          f"vmfault: boot stopped: bad value 'lazy' for vmalloc_fault= "
+                          f"(allowed: {', '.join(k.versions)})")
+
+    def bad_paging_stops_boot(mode):
+        return stops_boot("paging=4level", f"host-badpaging-{mode}",
+                          f"vmfault: boot stopped: bad value '4level' for paging= (allowed: {', '.join(k.modes)})")
 
     def unknown_key_ignored(mode):
         b = boot(main_kernel, f"paging={mode} frobnicate=1", f"host-unknown-{mode}", until=r"^vmfault: boot complete")
@@ -191,24 +191,17 @@ def host_checks(main_kernel):
     # QEMU 7.2's: the 486 has no TSC, the Pentium no CMOV.
     def old_cpu_stops_boot(model_and_lack):
         model, lack = model_and_lack
-        b = boot(main_kernel, f"paging={k.default_mode}", f"host-cpu-{model}", timeout=60, extra=["-cpu", model])
-        msg = f"vmfault: boot stopped: this CPU lacks {lack}"
-        why = [] if msg in b.log else [f"no message: {msg}"]
-        if b.status != b.failure:
-            why.append(f"expected exit failure, got {b.verdict()}")
-        return why
+        return stops_boot(f"paging={k.default_mode}", f"host-cpu-{model}",
+                          f"vmfault: boot stopped: this CPU lacks {lack}", extra=["-cpu", model])
 
     for model, lack in (("486", "TSC (CPUID.1:EDX bit 4)"), ("pentium", "CMOV (CPUID.1:EDX bit 15)")):
         checks.append((f"host cpu_{model}_stops_boot_with_a_message", old_cpu_stops_boot, (model, lack)))
 
     # paging=pae on a CPU without PAE: refused by paging_init, in words.
     def pae_without_pae_stops_boot(_):
-        b = boot(main_kernel, "paging=pae", "host-cpu-nopae", timeout=60, extra=["-cpu", "qemu32,-pae"])
-        msg = "vmfault: boot stopped: paging=pae but this CPU has no PAE"
-        why = [] if msg in b.log else [f"no message: {msg}"]
-        if b.status != b.failure:
-            why.append(f"expected exit failure, got {b.verdict()}")
-        return why
+        return stops_boot("paging=pae", "host-cpu-nopae",
+                          "vmfault: boot stopped: paging=pae but this CPU has no PAE",
+                          extra=["-cpu", "qemu32,-pae"])
 
     checks.append(("host paging_pae_refused_without_pae", pae_without_pae_stops_boot, None))
 
