@@ -521,19 +521,8 @@ pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
     rep.cr2_read_at = eip_at.iter().position(|&e| is_mov_from_cr2(e));
     // How many times boundary k's instruction ran before k, from boundary
     // 1 on (boundary 0 is the #PF entry hit that starts the count).
-    let mut seen = alloc::collections::BTreeMap::<u32, u32>::new();
-    let occurrence: Vec<u32> = eip_at
-        .iter()
-        .enumerate()
-        .map(|(k, &e)| {
-            if k == 0 {
-                return 0;
-            }
-            let n = seen.entry(e).or_insert(0);
-            *n += 1;
-            *n - 1
-        })
-        .collect();
+    let mut occurrence = alloc::vec![0];
+    occurrence.extend(super::hits::earlier_hits(eip_at.get(1..).unwrap_or(&[])));
     // DR0 may only stop an instruction the #DB path never runs itself (a
     // breakpoint in its own entry code or in a core helper it shares
     // would recurse): the fault handlers' own code.  Each boundary is

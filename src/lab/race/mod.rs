@@ -20,6 +20,7 @@
 pub mod experiments;
 pub mod explorer;
 pub mod fault_loop;
+pub mod hits;
 pub mod regression2020;
 pub mod report;
 pub mod scenario;

@@ -307,13 +307,7 @@ pub fn explore_2020(stride: usize) -> Option<Report2020> {
     rep.stepped = eips.len();
     rep.preemptible = irq_on.iter().filter(|x| **x).count();
     // How many times boundary k's instruction ran before k.
-    let mut seen: alloc::collections::BTreeMap<u32, u32> = alloc::collections::BTreeMap::new();
-    let mut occurrence = Vec::with_capacity(eips.len());
-    for &e in &eips {
-        let n = seen.entry(e).or_insert(0);
-        occurrence.push(*n);
-        *n += 1;
-    }
+    let occurrence = super::hits::earlier_hits(&eips);
     let mut i = 0;
     for k in (0..eips.len()).filter(|&k| irq_on[k]) {
         i += 1;
