@@ -14,11 +14,12 @@ extern crate alloc;
 use alloc::string::String;
 
 use crate::arch::x86::cpu;
+use crate::arch::x86::spinlock::SpinLock;
 use crate::fixed_buf::FixedBuf;
 
 const COM1: u16 = 0x3f8;
 
-static CONSOLE: Mutex<Option<Uart16550Tty<PioBackend>>> = Mutex::new(None);
+static CONSOLE: SpinLock<Option<Uart16550Tty<PioBackend>>> = SpinLock::new(None);
 
 /// printk levels, Linux's numbering: a message shows when its level is
 /// below `console_loglevel` (default 7: everything but debug).
@@ -187,12 +188,11 @@ pub fn ratelimit_missed() -> u64 {
 
 /// For oops and panic paths only: the fault may have hit while this CPU
 /// held the console lock (inside a print), and waiting would hang forever.
+/// Another CPU's print is left to finish.
 pub fn force_unlock() {
-    if CONSOLE.is_locked() {
-        // SAFETY: single CPU; whoever held the lock was interrupted by the
-        // fault that is being reported and will not run again unrecovered.
-        unsafe { CONSOLE.force_unlock() };
-    }
+    // SAFETY: if this CPU holds it, its holder was interrupted by the
+    // fault that is being reported and never runs on to drop its guard.
+    unsafe { CONSOLE.force_unlock_if_held_here() };
 }
 
 #[macro_export]

@@ -111,7 +111,12 @@ fn me() -> usize {
 /// fault the caller expects to a single line.
 #[allow(clippy::result_large_err)] // a fixed buffer: the fault path must not allocate
 pub fn catch<F: FnOnce()>(quiet: bool, f: F) -> Result<(), Caught> {
-    let cpu = me();
+    // The point goes in this CPU's list: the task stays here while it is
+    // armed (no switch between reading the CPU and pinning).
+    let (cpu, pinned) = {
+        let _irq = cpu::irq_save();
+        (me(), crate::sched::pin_for_point())
+    };
     let depth = DEPTH[cpu].load(Ordering::SeqCst);
     assert!(depth < MAX_DEPTH, "recovery points nested too deep");
     let irq_depth = crate::arch::x86::irq::depth();
@@ -127,6 +132,10 @@ pub fn catch<F: FnOnce()>(quiet: bool, f: F) -> Result<(), Caught> {
     let code = catch::catch(&mut point.buf, f);
     // A longjmp skips the pops of points nested inside `f`: restore ours.
     DEPTH[cpu].store(depth, Ordering::SeqCst);
+    if code != 0 {
+        crate::sched::after_recovery();
+    }
+    crate::sched::unpin_after_point(pinned);
     if code == 0 {
         Ok(())
     } else {
@@ -171,13 +180,9 @@ pub fn recover_or_fail(c: Caught) -> ! {
         crate::qemu::exit(crate::qemu::ExitCode::Failed);
     }
     cpu::cli();
-    // Tasks run on CPU 0 only (issue 15): another CPU's oops has no task
-    // of its own to end, and `current` there is CPU 0's.
-    if me() == 0 {
-        // SAFETY: `top()` is live (armed() above) and its task is the one
-        // that set the point, still in the task list.
-        unsafe { crate::sched::recover_to((*top()).task) };
-    }
+    // SAFETY: `top()` is live (armed() above) and its task is the one
+    // that set the point, still in the task list and pinned to this CPU.
+    unsafe { crate::sched::recover_to((*top()).task) };
     // SAFETY: this CPU's slot, interrupts off; `catch` reads it after the
     // jump, on this CPU.
     unsafe { *CAUGHT[me()].get() = Some(c) };

@@ -12,6 +12,7 @@
 //! Nothing in the kernel reads these statics, so they sit in a section of
 //! their own that linker.ld keeps (`KEEP`) past `--gc-sections`.
 
+use crate::arch::x86::percpu;
 use crate::cmdline::{self, PagingMode, VmallocFaultVersion};
 use crate::mm::{addr, fault, vm_area, vmalloc};
 use crate::qemu::{ExitCode, ISA_DEBUG_EXIT};
@@ -118,6 +119,10 @@ export! {
     VMFAULT_STACK_ZONE_START: u32 = vmalloc::STACK_ZONE_START;
     VMFAULT_KERNEL_STACK_SIZE: u32 = KERNEL_STACK_SIZE as u32;
     VMFAULT_STACK_GUARD_PAGES: u32 = vm_area::STACK_GUARD_PAGES;
+    /// Each CPU's `PerCpu` (its size in the `PER_CPU` array) and where
+    /// `current` sits in it.
+    VMFAULT_PERCPU_SIZE: u32 = core::mem::size_of::<percpu::PerCpu>() as u32;
+    VMFAULT_PERCPU_CURRENT_OFFSET: u32 = percpu::CURRENT_OFFSET as u32;
     /// The isa-debug-exit port and the values the kernel writes to it.
     VMFAULT_QEMU_EXIT_PORT: u32 = ISA_DEBUG_EXIT as u32;
     VMFAULT_QEMU_EXIT_SUCCESS: u32 = ExitCode::Success as u32;

@@ -8,8 +8,9 @@ use core::cell::UnsafeCell;
 #[repr(transparent)]
 pub struct RacyCell<T>(UnsafeCell<T>);
 
-// SAFETY: vmfault runs on one CPU; callers of `get` serialise access
-// themselves (interrupts off, or data only ever touched by one context).
+// SAFETY: callers of `get` serialise access themselves: interrupts off on
+// data only one CPU touches (per-CPU tables, a running task's fields), a
+// lock, or data only ever touched by one context.
 unsafe impl<T> Sync for RacyCell<T> {}
 
 impl<T> RacyCell<T> {

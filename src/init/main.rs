@@ -63,6 +63,7 @@ extern "C" fn start_kernel(magic: u32, info_phys: u32) -> ! {
     // smp_init: start the other CPUs the firmware lists, up to smp= (they
     // park).
     smp::init();
+    crate::sched::init_ipi();
     nmi::init();
     smpboot::smp_boot_cpus(params.cmdline.smp.map_or(smp_config::NR_CPUS, usize::from));
 

@@ -8,7 +8,7 @@ use crate::mm::mm_struct::mm_alloc;
 use crate::mm::pgtable::{mode, pgd_offset, pmd_offset, pmd_present, PagingMode};
 use crate::mm::{fault, vmalloc};
 use crate::println;
-use crate::sched::{current, join, kernel_thread};
+use crate::sched::{current, join, run_here};
 
 static ADDR: AtomicU32 = AtomicU32::new(0);
 
@@ -77,7 +77,7 @@ pub fn lazy_sync_demo() {
             mm.id
         ),
     }
-    let t = kernel_thread("demo", first_touch, 0, Some(mm));
+    let t = run_here("demo", first_touch, 0, Some(mm));
     let r = crate::fixup::catch(false, || {
         join(&t);
     });

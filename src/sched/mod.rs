@@ -1,7 +1,7 @@
-//! Kernel threads and a round-robin scheduler, entered by an explicit
-//! yield or, when `start_preemption` ran, by the timer.  Each task has its own
-//! stack, an `mm` (or none: a pure kernel thread) and an `active_mm`, kept
-//! the way Linux 2.4's `schedule()` keeps them:
+//! Kernel threads and a round-robin scheduler on every CPU, entered by an
+//! explicit yield or, when `start_preemption` ran, by the timer.  Each
+//! task has its own stack, an `mm` (or none: a pure kernel thread) and an
+//! `active_mm`, kept the way Linux 2.4's `schedule()` keeps them:
 //!
 //! ```text
 //! if (!mm) { next->active_mm = oldmm; /* lazy TLB: borrow */ }
@@ -9,16 +9,19 @@
 //! switch_to(prev, next, prev);           /* only now current = next */
 //! ```
 //!
-//! One concept a file: `task` (tasks, `current`, kernel threads),
-//! `runqueue` (the task list and run queue, reaping), `schedule` (the
-//! switch), `preempt` (timer preemption) and `recover` (oops recovery).
+//! One concept a file: `task` (tasks, `current`, kernel threads, `run_on`),
+//! `runqueue` (the task list and the one run queue, reaping), `schedule`
+//! (the switch), `idle` (each CPU's idle task, waking idle CPUs),
+//! `preempt` (timer preemption) and `recover` (oops recovery).
 
+mod idle;
 mod preempt;
 mod recover;
 mod runqueue;
 mod schedule;
 mod task;
 
+pub use idle::*;
 pub use preempt::*;
 pub use recover::*;
 pub use runqueue::*;

@@ -11,6 +11,8 @@
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use super::*;
+use crate::arch::x86::percpu::smp_processor_id;
+use crate::arch::x86::smp_config::NR_CPUS;
 use crate::cmdline::PreemptModel;
 
 static PREEMPT_FULL: AtomicBool = AtomicBool::new(false);
@@ -29,8 +31,9 @@ pub fn preempt_model() -> PreemptModel {
     }
 }
 
-pub(super) static NEED_RESCHED: core::sync::atomic::AtomicBool =
-    core::sync::atomic::AtomicBool::new(false);
+/// 2.4's `current->need_resched`, kept per CPU (it belongs to whatever
+/// that CPU runs).
+static NEED_RESCHED: [AtomicBool; NR_CPUS] = [const { AtomicBool::new(false) }; NR_CPUS];
 
 pub(super) static PREEMPTION: core::sync::atomic::AtomicBool =
     core::sync::atomic::AtomicBool::new(false);
@@ -40,7 +43,7 @@ pub(super) static TICKS: AtomicU32 = AtomicU32::new(0);
 pub(super) fn timer_tick(_: &mut crate::arch::x86::entry::TrapFrame) {
     TICKS.fetch_add(1, Ordering::Relaxed);
     if PREEMPTION.load(Ordering::Relaxed) {
-        NEED_RESCHED.store(true, Ordering::SeqCst);
+        set_need_resched();
     }
 }
 
@@ -60,13 +63,15 @@ pub fn start_preemption(hz: u32) {
 pub fn stop_preemption() {
     PREEMPTION.store(false, Ordering::SeqCst);
     crate::arch::x86::irq::free_irq(crate::arch::x86::irq::TIMER_IRQ_VECTOR);
-    NEED_RESCHED.store(false, Ordering::SeqCst);
+    for n in &NEED_RESCHED {
+        n.store(false, Ordering::SeqCst);
+    }
 }
 
 /// Mark the running task for rescheduling, as the timer tick does: under
 /// `preempt=full` the next outermost interrupt exit switches.
 pub fn set_need_resched() {
-    NEED_RESCHED.store(true, Ordering::SeqCst);
+    NEED_RESCHED[smp_processor_id()].store(true, Ordering::SeqCst);
 }
 
 pub fn ticks() -> u32 {
@@ -74,14 +79,17 @@ pub fn ticks() -> u32 {
 }
 
 /// Called by do_irq when the outermost handler is done (interrupts off):
-/// a switch only under `preempt=full`.
+/// a switch only under `preempt=full`.  The PIT ticks CPU 0 only, so only
+/// CPU 0's threads are preempted; the others run until they yield, as
+/// under 2.4's `preempt=none`.
 pub fn preempt_on_irq_exit() {
+    let me = smp_processor_id();
     if PREEMPT_FULL.load(Ordering::Relaxed)
-        && NEED_RESCHED.load(Ordering::SeqCst)
-        && !in_switch()
+        && NEED_RESCHED[me].load(Ordering::SeqCst)
         && is_initialised()
+        && !in_switch()
     {
-        NEED_RESCHED.store(false, Ordering::SeqCst);
+        NEED_RESCHED[me].store(false, Ordering::SeqCst);
         schedule();
     }
 }

@@ -1,37 +1,77 @@
-//! The task list and the run queue (2.4's `runqueue_head` under
-//! `runqueue_lock`; one CPU, so one queue), and reaping dead tasks.
+//! The task list and the run queue: one queue for every CPU under one
+//! lock, as 2.4's `runqueue_head` under `runqueue_lock` (2.6's O(1)
+//! scheduler split it per CPU for cache locality, which a two-CPU bench
+//! does not need; one queue keeps `schedule` the 2.4 one).  A task may
+//! run on a CPU if its `cpus_allowed` has it and no CPU holds its stack
+//! (2.4's `can_schedule`); reaping dead tasks.
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use spin::Mutex;
-
 use super::*;
 use crate::arch::x86::cpu;
+use crate::arch::x86::spinlock::SpinLock;
 
-pub(super) static RUNQUEUE: Mutex<VecDeque<Arc<Task>>> = Mutex::new(VecDeque::new());
+pub(super) static RUNQUEUE: SpinLock<VecDeque<Arc<Task>>> = SpinLock::new(VecDeque::new());
 
-pub(super) static TASKS: Mutex<Vec<Arc<Task>>> = Mutex::new(Vec::new());
+pub(super) static TASKS: SpinLock<Vec<Arc<Task>>> = SpinLock::new(Vec::new());
 
-/// Drop tasks that finished (never the one whose stack we are on).
-pub(super) fn reap() {
-    let me = current_ptr();
-    let mut tasks = TASKS.lock();
-    let mut i = 1;
-    while i < tasks.len() {
-        let t = &tasks[i];
-        // A finished task may be freed once we are no longer on its stack
-        // and nobody else holds it (Arc count 1: only TASKS).
-        if Arc::as_ptr(t) != me && t.state() != State::Runnable && Arc::strong_count(t) == 1 {
-            tasks.swap_remove(i);
+/// 2.4's `can_schedule(p, cpu)`: allowed there, and no CPU holds its stack
+/// (`prev` itself excepted: it may go on running).
+pub(super) fn can_schedule(t: &Task, cpu: usize, prev: *const Task) -> bool {
+    t.state() == State::Runnable
+        && (t.on_cpu().is_none() || core::ptr::eq(t, prev))
+        && t.cpus_allowed() & (1 << cpu) != 0
+}
+
+/// Take the first task `cpu` may run out of the queue (round robin);
+/// finished tasks met on the way leave the queue.  Caller holds the lock.
+pub(super) fn pick_next(
+    rq: &mut VecDeque<Arc<Task>>,
+    cpu: usize,
+    prev: *const Task,
+) -> Option<Arc<Task>> {
+    let mut i = 0;
+    while i < rq.len() {
+        if rq[i].state() != State::Runnable {
+            // Never the last reference: TASKS holds every task until it is
+            // reaped, and reap skips queued ones.
+            rq.remove(i);
+        } else if can_schedule(&rq[i], cpu, prev) {
+            return rq.remove(i);
         } else {
             i += 1;
         }
     }
+    None
 }
 
-/// Make sure every runnable task but `running` is in the run queue.
+/// Drop tasks that finished and that no CPU runs on (never the one whose
+/// stack we are on: it is ours, so `on_cpu` is set).  The drops (each
+/// frees a stack, with its TLB shootdown) happen after the lock is
+/// released: another CPU may be spinning on it with interrupts off.
+pub(super) fn reap() {
+    let mut gone = Vec::new();
+    {
+        let mut tasks = TASKS.lock();
+        let mut i = 1;
+        while i < tasks.len() {
+            let t = &tasks[i];
+            // Only TASKS holds it (Arc count 1): nobody waits on it and it
+            // is in no queue.
+            if t.on_cpu().is_none() && t.state() != State::Runnable && Arc::strong_count(t) == 1 {
+                gone.push(tasks.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+    }
+    drop(gone);
+}
+
+/// Make sure every runnable task that no CPU runs is in the run queue
+/// (after an oops: see recover.rs).  `running` is this CPU's.
 pub(super) fn requeue_runnable(running: *const Task) {
     let tasks = TASKS.lock();
     let mut rq = RUNQUEUE.lock();
@@ -41,7 +81,12 @@ pub(super) fn requeue_runnable(running: *const Task) {
     rq.retain(|q| Arc::as_ptr(q) != running);
     for t in tasks.iter() {
         let p = Arc::as_ptr(t);
-        if p != running && t.state() == State::Runnable && !rq.iter().any(|q| Arc::as_ptr(q) == p) {
+        if p != running
+            && t.state() == State::Runnable
+            && t.on_cpu().is_none()
+            && !is_idle_task(p)
+            && !rq.iter().any(|q| Arc::as_ptr(q) == p)
+        {
             rq.push_back(t.clone());
         }
     }
@@ -55,17 +100,17 @@ pub fn is_queued(t: *const Task) -> bool {
 }
 
 pub fn nr_tasks() -> usize {
-    let _irq = cpu::irq_save();
-    let n = TASKS.lock().len();
-    n
+    TASKS.lock_irqsave().len()
 }
 
-/// Mark a task that is not running (it waits in the run queue, or is
-/// suspended in a switch) as dead: it is never switched to again, and is
-/// reaped like one that exited.  Linux would send such a task a signal it
-/// acts on when next scheduled; kernel threads here have no signals, so
-/// this is how the caller of a recovery point ends the helper threads an
-/// oops left behind (the soak does, after a caught oops).
+/// Mark a task that is not running here (it waits in the run queue, is
+/// suspended in a switch, or runs on another CPU) as dead: it is never
+/// switched to again, and is reaped like one that exited.  Linux would
+/// send such a task a signal it acts on when next scheduled; kernel
+/// threads here have no signals, so this is how the caller of a recovery
+/// point ends the helper threads an oops left behind (the soak does,
+/// after a caught oops).  One running on another CPU goes on until its
+/// next `schedule`.
 pub fn kill_stopped(t: &Task) {
     assert!(
         !core::ptr::eq(t, current()),

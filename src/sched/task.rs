@@ -5,8 +5,8 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 use super::*;
-use crate::arch::x86::cpu;
 use crate::arch::x86::switch::kernel_thread_entry;
+use crate::arch::x86::{cpu, percpu};
 use crate::mm::mm_struct::{init_mm, MmStruct};
 use crate::mm::vmalloc::{self, KernelStack};
 use crate::racy_cell::RacyCell;
@@ -44,6 +44,15 @@ pub struct Task {
     /// with interrupts off.
     pub(super) active_mm: RacyCell<Option<Arc<MmStruct>>>,
     entry: Option<(fn(usize), usize)>,
+    /// 2.4's `has_cpu` and `processor` in one word: the CPU (+ 1) the task
+    /// runs on, or is being switched to or away from; 0 when no CPU holds
+    /// its stack.  Set by `schedule` when it picks the task, cleared by
+    /// the next task's `finish_switch` once switch_to has left the stack
+    /// (2.4's `__schedule_tail`): no other CPU may take a task whose
+    /// registers are still being saved.
+    pub(super) has_cpu: AtomicU32,
+    /// 2.4's `cpus_allowed`: the CPUs `schedule` may run it on.
+    pub(super) cpus_allowed: AtomicU32,
 }
 
 impl Task {
@@ -57,6 +66,31 @@ impl Task {
 
     pub(super) fn set_state(&self, s: State) {
         self.state.store(s as u8, Ordering::SeqCst)
+    }
+
+    /// The CPU whose stack pointer is (or is about to be, or just was) on
+    /// this task's stack.
+    pub fn on_cpu(&self) -> Option<usize> {
+        match self.has_cpu.load(Ordering::SeqCst) {
+            0 => None,
+            c => Some(c as usize - 1),
+        }
+    }
+
+    pub(super) fn set_on_cpu(&self, cpu: Option<usize>) {
+        self.has_cpu
+            .store(cpu.map_or(0, |c| c as u32 + 1), Ordering::SeqCst)
+    }
+
+    pub fn cpus_allowed(&self) -> u32 {
+        self.cpus_allowed.load(Ordering::SeqCst)
+    }
+
+    /// 2.4's `set_cpus_allowed` (2.4.x's later form): where `schedule` may
+    /// run the task from its next switch on.  At least one CPU.
+    pub fn set_cpus_allowed(&self, mask: u32) {
+        assert!(mask != 0, "set_cpus_allowed: an empty mask");
+        self.cpus_allowed.store(mask, Ordering::SeqCst)
     }
 
     /// The directory of the task's `active_mm`, read the way 2.4 reads
@@ -86,8 +120,9 @@ impl Task {
     /// The task's `active_mm`.
     pub fn active_mm(&self) -> Arc<MmStruct> {
         let _irq = cpu::irq_save();
-        // SAFETY: written only by `schedule` with interrupts off; we read
-        // with interrupts off on the only CPU.
+        // SAFETY: written only by `schedule` with interrupts off, on the
+        // CPU the task runs on: the caller is that task, or it reads a
+        // task that is not running.
         unsafe { (*self.active_mm.get()).clone() }.unwrap_or_else(|| init_mm().clone())
     }
 }
@@ -102,45 +137,92 @@ impl Drop for Task {
     }
 }
 
-/// `current`, written by `switch_to` itself (see arch::x86::switch).
-#[no_mangle]
-pub(super) static mut CURRENT_TASK: *const Task = core::ptr::null();
-
 pub(super) static NEXT_PID: AtomicU32 = AtomicU32::new(1);
 
-/// Make the boot context task 0 (`swapper`, Linux's idle task), running on
-/// the boot stack with `init_mm`.
-pub fn init() {
-    let t = Arc::new(Task {
-        pid: 0,
-        name: "swapper",
+/// Every CPU.
+pub(super) const ALL_CPUS: u32 = u32::MAX;
+
+fn new_task(
+    pid: u32,
+    name: &'static str,
+    stack: KernelStack,
+    mm: Option<Arc<MmStruct>>,
+    active_mm: Option<Arc<MmStruct>>,
+    entry: Option<(fn(usize), usize)>,
+    cpus_allowed: u32,
+) -> Arc<Task> {
+    Arc::new(Task {
+        pid,
+        name,
         state: AtomicU8::new(State::Runnable as u8),
         esp: RacyCell::new(0),
-        stack: {
-            let (base, top) = crate::mm::init::boot_stack();
-            Some(KernelStack { base, top })
-        },
-        mm: None,
-        active_mm: RacyCell::new(Some(init_mm().clone())),
-        entry: None,
-    });
-    // SAFETY: boot, single context.
-    unsafe { CURRENT_TASK = Arc::as_ptr(&t) };
-    TASKS.lock().push(t);
+        stack: Some(stack),
+        mm,
+        active_mm: RacyCell::new(active_mm),
+        entry,
+        has_cpu: AtomicU32::new(0),
+        cpus_allowed: AtomicU32::new(cpus_allowed),
+    })
+}
+
+/// Make the boot context task 0 (`swapper`, Linux's idle task), running on
+/// the boot stack with `init_mm`.  It stays on CPU 0 (it drives the tests,
+/// and its stack is the boot CPU's).
+pub fn init() {
+    let (base, top) = crate::mm::init::boot_stack();
+    let t = new_task(
+        0,
+        "swapper",
+        KernelStack { base, top },
+        None,
+        Some(init_mm().clone()),
+        None,
+        1,
+    );
+    t.set_on_cpu(Some(0));
+    set_current(Arc::as_ptr(&t));
+    TASKS.lock_irqsave().push(t);
+}
+
+/// A secondary CPU's idle task (2.4's `init_tasks[cpu]`, made by
+/// `fork_by_hand` in `do_boot_cpu`): the context the CPU booted in, on
+/// the stack it booted on, pinned to it and never queued.  Run by that
+/// CPU, which becomes its `current`.
+pub fn init_idle(cpu: usize, stack: KernelStack) {
+    let t = new_task(
+        0,
+        "swapper",
+        stack,
+        None,
+        Some(init_mm().clone()),
+        None,
+        1 << cpu,
+    );
+    t.set_on_cpu(Some(cpu));
+    set_current(Arc::as_ptr(&t));
+    set_idle_task(cpu, Arc::as_ptr(&t));
+    TASKS.lock_irqsave().push(t);
+}
+
+/// This CPU's running task (`current`): a per-CPU word (percpu.rs) that
+/// `switch_to` writes.
+pub(super) fn set_current(t: *const Task) {
+    percpu::set_current_word(t as u32);
 }
 
 /// The running task.
 pub fn current() -> &'static Task {
-    // SAFETY: CURRENT_TASK always points into an Arc held by TASKS (tasks
+    // SAFETY: `current` always points into an Arc held by TASKS (tasks
     // leave TASKS only after they stopped running for good).
-    unsafe { &*CURRENT_TASK }
+    unsafe { &*current_ptr() }
 }
 
 pub fn current_ptr() -> *const Task {
-    // SAFETY: a plain read of a pointer-sized static.
-    unsafe { CURRENT_TASK }
+    percpu::current_word() as *const Task
 }
 
+/// Whether this CPU runs a task yet (the scheduler is up, and on an AP,
+/// its idle task exists).
 pub fn is_initialised() -> bool {
     !current_ptr().is_null()
 }
@@ -179,18 +261,60 @@ pub fn try_kernel_thread(
     arg: usize,
     mm: Option<Arc<MmStruct>>,
 ) -> Option<Arc<Task>> {
+    spawn(name, f, arg, mm, ALL_CPUS)
+}
+
+/// `kernel_thread` bound to CPU `cpu` from its first instruction (2.4
+/// would `kernel_thread` and then set `cpus_allowed`; a new thread may
+/// start before that, on any CPU).  Panics, naming the thread, when `cpu`
+/// is not online or no stack can be had.
+pub fn run_on(
+    cpu: usize,
+    name: &'static str,
+    f: fn(usize),
+    arg: usize,
+    mm: Option<Arc<MmStruct>>,
+) -> Arc<Task> {
+    assert!(
+        crate::arch::x86::smp::cpu_online(cpu),
+        "run_on: CPU {} is not online (thread {})",
+        cpu,
+        name
+    );
+    spawn(name, f, arg, mm, 1 << cpu)
+        .unwrap_or_else(|| panic!("run_on: no memory for the stack of {}", name))
+}
+
+/// `run_on` the running CPU: for the one-CPU experiments and cases, whose
+/// races are between the tasks of one CPU, and whose helpers' oopses the
+/// caller's recovery point (this CPU's) must catch.
+pub fn run_here(
+    name: &'static str,
+    f: fn(usize),
+    arg: usize,
+    mm: Option<Arc<MmStruct>>,
+) -> Arc<Task> {
+    run_on(percpu::smp_processor_id(), name, f, arg, mm)
+}
+
+fn spawn(
+    name: &'static str,
+    f: fn(usize),
+    arg: usize,
+    mm: Option<Arc<MmStruct>>,
+    cpus_allowed: u32,
+) -> Option<Arc<Task>> {
     let stack = vmalloc::vmalloc_stack(KERNEL_STACK_SIZE)?;
     let top = stack.top as usize;
-    let task = Arc::new(Task {
-        pid: NEXT_PID.fetch_add(1, Ordering::Relaxed),
+    let task = new_task(
+        NEXT_PID.fetch_add(1, Ordering::Relaxed),
         name,
-        state: AtomicU8::new(State::Runnable as u8),
-        esp: RacyCell::new(0),
-        stack: Some(stack),
+        stack,
         mm,
-        active_mm: RacyCell::new(None),
-        entry: Some((f, arg)),
-    });
+        None,
+        Some((f, arg)),
+        cpus_allowed,
+    );
     // Frame for the first switch_to: edi esi ebx ebp, its return address
     // (kernel_thread_entry, reached by `ret`), then the Task pointer that
     // becomes kernel_thread_start's argument once the entry stub calls it.
@@ -210,10 +334,12 @@ pub fn try_kernel_thread(
     unsafe { *task.esp.get() = esp as u32 };
     // Every lock the scheduler takes is taken with interrupts off: a timer
     // preemption inside it would otherwise spin on it forever.
+    TASKS.lock_irqsave().push(task.clone());
     {
         let _irq = cpu::irq_save();
-        TASKS.lock().push(task.clone());
         RUNQUEUE.lock().push_back(task.clone());
+        // 2.4's wake_up_process -> reschedule_idle: an idle CPU takes it.
+        reschedule_idle(task.cpus_allowed());
     }
     Some(task)
 }
@@ -241,10 +367,15 @@ pub fn do_exit(state: State) -> ! {
     unreachable!("a dead task was scheduled again");
 }
 
-/// Wait until `t` has finished (`kthread_stop`-like, by yielding).
+/// Wait until `t` has finished (`kthread_stop`-like, by yielding; when
+/// `t` runs on another CPU the yield returns at once, and this spins),
+/// and until it has left its CPU: 2.4's `release_task` also spins while
+/// `p->has_cpu` ("make sure the process isn't ... active on some other
+/// CPU still"), after which the task's stack is free to go.
 pub fn join(t: &Arc<Task>) -> State {
-    while t.state() == State::Runnable {
+    while t.state() == State::Runnable || t.on_cpu().is_some() {
         yield_now();
+        core::hint::spin_loop();
     }
     t.state()
 }

@@ -8,7 +8,7 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::entry::TrapFrame;
-use super::percpu::{smp_processor_id, this_cpu};
+use super::percpu::this_cpu;
 use super::{apic, cpu, dispatch, pic};
 use crate::racy_cell::RacyCell;
 
@@ -135,10 +135,8 @@ fn do_irq(frame: &mut TrapFrame) {
         pic::unmask(irq);
     }
     // Leaving the outermost handler: the place to preempt (2.4 does it on
-    // the way back to user mode; these are all kernel threads).  Only the
-    // boot CPU schedules so far: the run queue and `current` are not per
-    // CPU yet (issue 15).
-    if d == 0 && smp_processor_id() == 0 {
+    // the way back to user mode; these are all kernel threads).
+    if d == 0 {
         crate::sched::preempt_on_irq_exit();
     }
 }

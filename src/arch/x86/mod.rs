@@ -17,6 +17,7 @@ pub mod pit;
 pub mod smp;
 pub mod smp_config;
 pub mod smpboot;
+pub mod spinlock;
 pub mod switch;
 pub mod trampoline;
 pub mod trapnr;

@@ -6,7 +6,6 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::entry::TrapFrame;
-use super::smp::cpu_idle;
 use super::{apic, dispatch, percpu};
 
 /// Route the NMI (vector 2) to `stop_this_cpu`.
@@ -46,10 +45,12 @@ fn stop_this_cpu(frame: &mut TrapFrame) {
         return;
     }
     percpu::this_cpu().irq_depth.store(0, Ordering::SeqCst);
+    crate::sched::abandon_for_idle();
     STOPPED.fetch_add(1, Ordering::SeqCst);
-    // SAFETY: `esp` is the top of this CPU's own idle stack, which nothing
-    // else uses; the frame built there returns to `cpu_idle` with
-    // interrupts on, in the kernel's code segment.
+    // SAFETY: `esp` is the top of this CPU's idle stack; its idle task is
+    // current again and restarts from the top (its suspended frames, if
+    // any, are abandoned).  The frame built there returns to `cpu_idle`
+    // with interrupts on, in the kernel's code segment.
     unsafe {
         core::arch::asm!(
             "mov esp, {esp}",
@@ -60,7 +61,7 @@ fn stop_this_cpu(frame: &mut TrapFrame) {
             "iretd",
             esp = in(reg) esp,
             cs = in(reg) super::gdt::KERNEL_CS as u32,
-            idle = in(reg) cpu_idle as *const () as u32,
+            idle = in(reg) crate::sched::cpu_idle as *const () as u32,
             options(noreturn)
         )
     }

@@ -7,17 +7,26 @@
 //! register, is an uncached MMIO read: under TCG every such read leaves
 //! the translated code, on paths (the fault handler, `current`) that run
 //! all the time.
+//!
+//! `current` lives here too, at %gs:4 (Linux 2.6.22's per-CPU
+//! `current_task`): 2.4 derived it from ESP, which would tie a task to a
+//! fixed stack size; the scheduler (sched/) owns what the word points at,
+//! `switch_to` writes it.
 
-use core::sync::atomic::AtomicU32;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::smp_config::NR_CPUS;
 use crate::racy_cell::RacyCell;
 
-/// What %gs points at.  `cpu` must stay the first field: the one-instruction
-/// `smp_processor_id` reads it at %gs:0.
+/// What %gs points at.  `cpu` must stay the first field and `current` the
+/// second: `smp_processor_id` reads %gs:0, `current` and `switch_to` use
+/// %gs:4 ([`CURRENT_OFFSET`]).
 #[repr(C)]
 pub struct PerCpu {
     pub cpu: u32,
+    /// The task running on this CPU (a `*const sched::Task`; null until
+    /// the scheduler has given this CPU its idle task).
+    pub current: AtomicU32,
     /// The local APIC ID of this CPU.
     pub apic_id: u32,
     /// Interrupt handlers running on this CPU (irq.rs: `do_irq` nesting).
@@ -32,12 +41,17 @@ pub struct PerCpu {
 static PER_CPU: [RacyCell<PerCpu>; NR_CPUS] = [const {
     RacyCell::new(PerCpu {
         cpu: 0,
+        current: AtomicU32::new(0),
         apic_id: 0,
         irq_depth: AtomicU32::new(0),
         idle_esp: AtomicU32::new(0),
         call_gen: AtomicU32::new(0),
     })
 }; NR_CPUS];
+
+/// Where `current` sits in the per-CPU segment (switch.rs's `%gs:4`).
+pub const CURRENT_OFFSET: usize = 4;
+const _: () = assert!(core::mem::offset_of!(PerCpu, current) == CURRENT_OFFSET);
 
 /// CPU `cpu`'s area: its address (the segment's base) after setting its
 /// number.  Called by that CPU before it loads its GDT.
@@ -65,10 +79,59 @@ pub fn smp_processor_id() -> usize {
     cpu as usize
 }
 
+/// `smp_processor_id`, also before this CPU loaded its GDT (the boot
+/// CPU's first prints; %gs then holds whatever the loader left): such a
+/// CPU is taken for the boot CPU, the only one that runs code then.
+#[inline(always)]
+pub fn smp_processor_id_early() -> usize {
+    let gs: u32;
+    // SAFETY: reading a segment register has no side effects.
+    unsafe {
+        core::arch::asm!("mov {:e}, gs", out(reg) gs, options(nomem, nostack, preserves_flags))
+    };
+    if gs & 0xffff == super::gdt::PERCPU_SEL as u32 {
+        smp_processor_id()
+    } else {
+        0
+    }
+}
+
 /// The running CPU's area.
 #[inline(always)]
 pub fn this_cpu() -> &'static PerCpu {
     // SAFETY: after `setup`, the area is only read (its atomics change
     // through shared references).
     unsafe { &*PER_CPU[smp_processor_id()].get() }
+}
+
+/// CPU `cpu`'s area, read from another CPU (its `current`, its APIC ID).
+pub fn per_cpu(cpu: usize) -> &'static PerCpu {
+    // SAFETY: as `this_cpu`; `setup` wrote the plain fields before the CPU
+    // was marked online, and the rest are atomics.
+    unsafe { &*PER_CPU[cpu].get() }
+}
+
+/// This CPU's `current` word (0 before the scheduler set it), read with one
+/// %gs-relative load: no window in which a migration could make it another
+/// CPU's.
+#[inline(always)]
+pub fn current_word() -> u32 {
+    let cur: u32;
+    // SAFETY: as `smp_processor_id`; the word at CURRENT_OFFSET is an
+    // aligned AtomicU32, and a 32-bit load of it is atomic.
+    unsafe {
+        core::arch::asm!(
+            "mov {}, gs:[{off}]",
+            out(reg) cur,
+            off = const CURRENT_OFFSET,
+            options(nostack, readonly, preserves_flags)
+        )
+    };
+    cur
+}
+
+/// Set this CPU's `current` (the scheduler's recovery path; `switch_to`
+/// writes it itself).
+pub fn set_current_word(task: u32) {
+    this_cpu().current.store(task, Ordering::SeqCst);
 }

@@ -42,6 +42,13 @@ pub fn set_online(slot: usize, apic_id: u8) {
     ONLINE[slot].store(apic_id as u32 + 1, Ordering::Release);
 }
 
+/// Whether CPU `cpu` (its `smp_processor_id`) is online.
+pub fn cpu_online(cpu: usize) -> bool {
+    ONLINE
+        .get(cpu)
+        .is_some_and(|a| a.load(Ordering::Acquire) != 0)
+}
+
 /// The APIC IDs of the CPUs online, the boot CPU first.
 pub fn online() -> impl Iterator<Item = u8> {
     ONLINE
@@ -98,7 +105,19 @@ fn call_others(func: fn(usize), info: usize, wait: bool) -> Result<u32, CallErro
     if others == 0 {
         return Ok(0);
     }
-    let _g = CALL_LOCK.lock();
+    let _g = loop {
+        if let Some(g) = CALL_LOCK.try_lock() {
+            break g;
+        }
+        // Another CPU's call holds the lock and may be waiting for this
+        // one, which takes no IPI while its interrupts are off (a flush
+        // from under the vmlist lock): run that call from here, as later
+        // Linux flushes its call queue while it waits.
+        if !cpu::irqs_enabled() {
+            poll_call_function();
+        }
+        core::hint::spin_loop();
+    };
     let data = CallData {
         gen: CALL_GEN.fetch_add(1, Ordering::SeqCst) + 1,
         func,
@@ -133,6 +152,13 @@ fn call_others(func: fn(usize), info: usize, wait: bool) -> Result<u32, CallErro
 }
 
 fn smp_call_function_interrupt(_: &mut TrapFrame) {
+    poll_call_function();
+}
+
+/// Run the call in CALL_DATA if this CPU has not run it yet: the IPI's
+/// handler, and what a CPU spinning with interrupts off does meanwhile
+/// (spinlock.rs), since the IPI cannot reach it.
+pub fn poll_call_function() {
     let p = CALL_DATA.load(Ordering::SeqCst);
     if p.is_null() {
         return;
@@ -168,9 +194,9 @@ fn flush_tlb_local(_: usize) {
 /// 2.4 calls it with interrupts on (vmlist_lock is a plain rwlock there);
 /// here the vmlist lock masks them (vmalloc may run in an interrupt
 /// handler), so the call is made with interrupts off.  That cannot
-/// deadlock while the other CPUs only run IPI handlers, which never wait
-/// for another CPU: only the boot CPU runs the code that gets here, and
-/// the assertion says so when that changes.
+/// deadlock: a CPU waiting for the vmlist lock waits with interrupts on
+/// (spinlock.rs), one waiting for the call lock runs the pending call
+/// itself (above), and no other lock is held across the flush.
 pub fn flush_tlb_all() {
     cpu::flush_tlb();
     // One CPU online (or none noted yet, early in boot): nobody else to
@@ -178,21 +204,7 @@ pub fn flush_tlb_all() {
     if online().nth(1).is_none() {
         return;
     }
-    assert_eq!(
-        super::percpu::smp_processor_id(),
-        0,
-        "flush_tlb_all off the boot CPU: the vmlist lock's interrupts-off wait could deadlock"
-    );
     if let Err(e) = call_others(flush_tlb_local, 0, true) {
         panic!("flush_tlb_all: another CPU did not flush: {:?}", e);
-    }
-}
-
-/// A secondary CPU's idle loop (2.4 `cpu_idle`): wait for an interrupt.
-/// Only IPIs reach it (its LINT0 and timer stay masked, the PIC's lines go
-/// to the boot CPU), and their handlers run under `do_irq` as anywhere.
-pub extern "C" fn cpu_idle() -> ! {
-    loop {
-        cpu::safe_halt();
     }
 }

@@ -10,10 +10,10 @@
 //!
 //! The AP loads swapper_pg_dir, enables its own local APIC, builds its
 //! TSSes and GDT (percpu.rs: %gs gives `smp_processor_id`), loads the IDT
-//! every CPU shares, calls in with its APIC ID and CPU number, and idles
-//! with interrupts on: it runs what IPIs bring (smp.rs).  `current`,
-//! recovery points and the scheduler are not per CPU yet, so it runs no
-//! thread (issue 15's next steps).
+//! every CPU shares, makes its boot context its idle task (sched/idle.rs),
+//! calls in with its APIC ID and CPU number, and enters its idle loop:
+//! from there it runs the threads the run queue has for it and the IPIs
+//! other CPUs send.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -25,10 +25,10 @@ use super::{apic, cpu, gdt, idt, percpu, tsc, tss};
 use crate::mm::init::swapper_pg_dir;
 use crate::mm::mm_struct::mm_alloc;
 use crate::mm::pgtable::{nx_enabled, PteFlags};
-use crate::mm::vmalloc::vmalloc_stack;
+use crate::mm::vmalloc::{vmalloc_stack, KernelStack};
 use crate::mm::walk;
 
-/// A secondary CPU's own stack (it parks on it, for now).
+/// A secondary CPU's boot stack, then its idle task's.
 const AP_STACK_SIZE: usize = 16 * 1024;
 /// How long the BSP waits for a started CPU to call in (2.4: 5 s).
 const CALLIN_TIMEOUT_US: u64 = 5_000_000;
@@ -161,10 +161,17 @@ extern "C" fn start_secondary() -> ! {
     gdt::init(me, t, df, percpu::setup(me, apic_id));
     tss::load();
     idt::load();
-    percpu::this_cpu()
-        .idle_esp
-        .store(BOOTING_ESP.load(Ordering::SeqCst), Ordering::SeqCst);
+    let top = BOOTING_ESP.load(Ordering::SeqCst);
+    percpu::this_cpu().idle_esp.store(top, Ordering::SeqCst);
+    // Its boot context becomes its idle task, on the stack it booted on.
+    crate::sched::init_idle(
+        me,
+        KernelStack {
+            base: top - AP_STACK_SIZE as u32,
+            top,
+        },
+    );
     SAID_ID[me].store(percpu::smp_processor_id() as u32, Ordering::Release);
     CALLIN.store(apic_id + 1, Ordering::SeqCst);
-    smp::cpu_idle()
+    crate::sched::cpu_idle()
 }

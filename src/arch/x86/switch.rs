@@ -1,6 +1,7 @@
 //! `switch_to(prev, next)`: save the callee-saved registers on the old
 //! stack, switch ESP, and only then make `next` the current task, as
-//! Linux 2.4's i386 `switch_to` does (there `current` is derived from ESP).
+//! Linux 2.4's i386 `switch_to` does (there `current` is derived from ESP;
+//! here it is this CPU's per-CPU word, percpu.rs).
 //! The scheduler has already loaded next's CR3 (`switch_mm`) before this
 //! runs: between the two, CR3 and `current` disagree.
 
@@ -31,7 +32,7 @@ switch_to:
     movl %edx, %esp
     .globl switch_to_set_current
 switch_to_set_current:
-    movl %ecx, CURRENT_TASK
+    movl %ecx, %gs:{current}
     popl %edi
     popl %esi
     popl %ebx
@@ -49,5 +50,6 @@ kernel_thread_entry:
     ud2
     .size kernel_thread_entry, . - kernel_thread_entry
 "#,
+    current = const super::percpu::CURRENT_OFFSET,
     options(att_syntax)
 );

@@ -91,8 +91,9 @@ fn two_mms_10000_switches_each_sees_own_page() {
             // SAFETY: fresh frame, direct-mapped.
             unsafe { core::ptr::write_volatile(__va(f) as *mut u32, marker) };
         }
-        let ta = kernel_thread("reader-a", reader, 0xAAAA_0001, Some(a));
-        let tb = kernel_thread("reader-b", reader, 0xBBBB_0002, Some(b));
+        // On one CPU, so that every yield is a switch between the two.
+        let ta = sched::run_here("reader-a", reader, 0xAAAA_0001, Some(a));
+        let tb = sched::run_here("reader-b", reader, 0xBBBB_0002, Some(b));
         join(&ta);
         join(&tb);
     }
@@ -140,8 +141,8 @@ fn kernel_thread_borrows_active_mm() {
     let frames = vmalloc::free_frames_and_kept_tables();
     let mm = mm_alloc().expect("mm");
     let (id, pgd) = (mm.id, mm.pgd);
-    let a = kernel_thread("has-mm", with_mm, 0, Some(mm));
-    let b = kernel_thread("lazy", lazy, 0, None);
+    let a = sched::run_here("has-mm", with_mm, 0, Some(mm));
+    let b = sched::run_here("lazy", lazy, 0, None);
     join(&a);
     join(&b);
     assert_eq!(
@@ -170,7 +171,7 @@ fn faulting(_: usize) {
 }
 
 fn oops_in_thread_kills_only_that_thread() {
-    let t = kernel_thread("faulty", faulting, 0, None);
+    let t = sched::run_here("faulty", faulting, 0, None);
     let c = crate::fixup::expect_fault(|| {
         join(&t);
     })
@@ -309,7 +310,7 @@ fn stack_overflow_reported_by_double_fault_task() {
     sched::yield_now();
     let frames = vmalloc::free_frames_and_kept_tables();
     let areas = vmalloc::nr_areas();
-    let t = kernel_thread("overflow", overflow, 0, None);
+    let t = sched::run_here("overflow", overflow, 0, None);
     let st = t.stack().expect("stack");
     let c = expect_overflow("kernel stack overflow in thread overflow", st, || {
         join(&t);

@@ -421,7 +421,7 @@ fn run_once(
     OUTER_DONE.store(false, Ordering::SeqCst);
     NESTED_SAW.store(0, Ordering::SeqCst);
     let bad0 = fault::bad_areas();
-    let t = sched::kernel_thread(
+    let t = sched::run_here(
         "victim",
         victim_thread,
         (variant == Variant::InIrq) as usize,

@@ -229,8 +229,8 @@ fn run_once(f: &Fixture, target: Option<(u32, u32)>, record: bool) -> Run {
     B_SAW.store(0, Ordering::SeqCst);
     let faults0 = faults_of_pgd(f.b.pgd);
     let bad0 = fault::bad_areas();
-    let ta = sched::kernel_thread("2020-a", thread_a, fa as usize, Some(f.a.clone()));
-    let tb = sched::kernel_thread("2020-b", thread_b, fb as usize, Some(f.b.clone()));
+    let ta = sched::run_here("2020-a", thread_a, fa as usize, Some(f.a.clone()));
+    let tb = sched::run_here("2020-b", thread_b, fb as usize, Some(f.b.clone()));
     super::fault_loop::arm();
     let r = crate::fixup::catch(true, || {
         sched::join(&ta);

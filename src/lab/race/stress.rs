@@ -178,7 +178,7 @@ pub fn stress(rounds: u32, mms: usize) -> Option<StressReport> {
         TARGET.store(list[0].x, Ordering::SeqCst);
         let mm = list[0].mm.clone();
         drop(list);
-        let t = sched::kernel_thread("calibrate", calibrate, 0, Some(mm));
+        let t = sched::run_here("calibrate", calibrate, 0, Some(mm));
         // Under cli the calibration touch itself oopses: keep the default.
         let _ = fixup::catch(true, || {
             sched::join(&t);
@@ -202,7 +202,7 @@ pub fn stress(rounds: u32, mms: usize) -> Option<StressReport> {
         // A chunk of rounds per mm, then the next mm.
         let chunk = (before + 64).min(rounds) as usize;
         let bad0 = fault::bad_areas();
-        let t = sched::kernel_thread("stress", worker, chunk, Some(mm));
+        let t = sched::run_here("stress", worker, chunk, Some(mm));
         super::fault_loop::arm();
         let r = fixup::catch(true, || {
             sched::join(&t);

@@ -166,8 +166,8 @@ fn run_once(
     B_READY.store(false, Ordering::SeqCst);
     let bad0 = fault::bad_areas();
     // A kernel thread borrows the mm of whoever ran before it (lazy TLB).
-    let ta = sched::kernel_thread("prev", prev_thread, 0, (!kthread).then(|| a.clone()));
-    let tb = sched::kernel_thread("next", next_thread, 0, Some(b.clone()));
+    let ta = sched::run_here("prev", prev_thread, 0, (!kthread).then(|| a.clone()));
+    let tb = sched::run_here("next", next_thread, 0, Some(b.clone()));
     super::fault_loop::arm();
     let r = crate::fixup::catch(true, || {
         sched::join(&ta);

@@ -8,9 +8,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use spin::Mutex;
-
-use crate::arch::x86::cpu;
+use crate::arch::x86::spinlock::SpinLock;
 use crate::mm::mm_struct::MmStruct;
 use crate::mm::pgtable::{is_pae, PteFlags};
 use crate::mm::vm_area::VmFlags;
@@ -39,7 +37,7 @@ pub(super) struct Shared {
     pub(super) threads: Vec<Arc<Task>>,
 }
 
-pub(super) static SHARED: Mutex<Shared> = Mutex::new(Shared {
+pub(super) static SHARED: SpinLock<Shared> = SpinLock::new(Shared {
     areas: Vec::new(),
     mms: Vec::new(),
     threads: Vec::new(),
@@ -54,10 +52,7 @@ pub(super) static CORRUPTIONS: AtomicU32 = AtomicU32::new(0);
 pub(super) static MIX: AtomicU32 = AtomicU32::new(0);
 
 pub(super) fn with_shared<R>(f: impl FnOnce(&mut Shared) -> R) -> R {
-    let flags = cpu::local_irq_save();
-    let r = f(&mut SHARED.lock());
-    cpu::restore_flags(flags);
-    r
+    f(&mut SHARED.lock_irqsave())
 }
 
 /// The word every page of a soak area starts with.

@@ -22,7 +22,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use spin::Mutex;
 
-use crate::arch::x86::cpu;
+use crate::arch::x86::spinlock::SpinLock;
 use crate::cmdline::VmallocFaultVersion;
 use crate::console::printk_ratelimit;
 use crate::mm::addr::high_memory;
@@ -62,7 +62,7 @@ pub(super) static VMALLOC_START: AtomicU32 = AtomicU32::new(0);
 
 /// Linux 2.4's `vmlist_lock`, around the area tree and the page-table
 /// writes into `init_mm` (seed point 3: no re-checks needed under it).
-pub(super) static VMLIST: Mutex<Option<AreaAllocator>> = Mutex::new(None);
+pub(super) static VMLIST: SpinLock<Option<AreaAllocator>> = SpinLock::new(None);
 
 /// Kernel page-table pages vmalloc created; they stay for the kernel's
 /// life, as in 2.4 (other address spaces may point at them).
@@ -116,13 +116,11 @@ pub fn init() {
 }
 
 /// Run `f` on the area tree with the lock held and interrupts off (an
-/// interrupt handler may vmalloc; it must not spin on our lock).
+/// interrupt handler may vmalloc; it must not spin on our lock).  The
+/// wait for the lock keeps interrupts as the caller had them: the holder
+/// may be waiting for this CPU's TLB flush (`flush_tlb_all`).
 pub(super) fn with_vmlist<R>(f: impl FnOnce(&mut AreaAllocator) -> R) -> R {
-    // The lock guard is a local, not a temporary of the tail expression:
-    // locals drop in reverse order, so it is released before `_irq`
-    // unmasks interrupts (a tail temporary would outlive `_irq`).
-    let _irq = cpu::irq_save();
-    let mut vmlist = VMLIST.lock();
+    let mut vmlist = VMLIST.lock_irqsave();
     f(vmlist.as_mut().expect("vmalloc not initialised"))
 }
 

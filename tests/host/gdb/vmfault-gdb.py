@@ -38,7 +38,8 @@ SYM_BY_PGD = ("vmfault::mm::fault_stats::BY_PGD", "BY_PGD")
 SYM_VERSION = ("vmfault::mm::fault::VERSION",)
 SYM_LAST_BAD = ("vmfault::mm::fault::LAST_BAD_AREA",)
 SYM_EAGER = ("vmfault::mm::sync_kernel_mappings::EAGER_SYNCS",)
-SYM_CURRENT = ("vmfault::sched::task::CURRENT_TASK", "CURRENT_TASK")
+SYM_PER_CPU = ("vmfault::arch::x86::percpu::PER_CPU",)
+SYM_TASK_TYPE = "vmfault::sched::task::Task"
 
 
 class VmError(gdb.GdbError):
@@ -350,17 +351,24 @@ def _arc_mm(field):
     return int(mm["id"]), int(mm["pgd"]) & 0xFFFFFFFF
 
 
+def gdb_cpu():
+    """The CPU gdb has selected: QEMU's gdbstub shows CPU n as thread n + 1."""
+    t = gdb.selected_thread()
+    return max(t.num - 1, 0) if t is not None else 0
+
+
 def current_task():
-    addr, val = sym(SYM_CURRENT)
-    if val is None:
-        raise VmError("CURRENT_TASK has no debug info")
-    if int(val) == 0:
-        raise VmError("CURRENT_TASK is NULL: the scheduler is not initialised yet")
-    t = val.dereference()
+    """The selected CPU's `current`: its per-CPU word (percpu.rs)."""
+    addr, _ = sym(SYM_PER_CPU)
+    cpu = gdb_cpu()
+    word = read_u(addr + cpu * kconst("PERCPU_SIZE") + kconst("PERCPU_CURRENT_OFFSET"))
+    if word == 0:
+        raise VmError("CPU %d has no current task: the scheduler is not running there yet" % cpu)
+    t = gdb.Value(word).cast(gdb.lookup_type(SYM_TASK_TYPE).pointer()).dereference()
     name = t["name"]
     n = int(name["length"])
     s = read_virt(int(name["data_ptr"]), min(n, 64)).decode("utf-8", "replace")
-    return {"ptr": int(val) & 0xFFFFFFFF, "pid": int(t["pid"]), "name": s,
+    return {"ptr": word, "pid": int(t["pid"]), "name": s, "cpu": cpu,
             "mm": _arc_mm(t["mm"]), "active_mm": _arc_mm(t["active_mm"])}
 
 
@@ -662,7 +670,7 @@ vmalloc_fault reads CR3 instead of tsk->active_mm."""
             "PAE" if pae else "two-level", int(paging_on()), int(pae), cr3, static_u(SYM_SWAPPER)))
         t = current_task()
         own = "mm %d (pgd 0x%08x)" % t["mm"] if t["mm"] else "none (kernel thread, borrows active_mm)"
-        print('current: pid %d "%s" (task 0x%08x), mm: %s' % (t["pid"], t["name"], t["ptr"], own))
+        print('current: pid %d "%s" (task 0x%08x, CPU %d), mm: %s' % (t["pid"], t["name"], t["ptr"], t["cpu"], own))
         am = t["active_mm"]
         if am is None:
             print("active_mm: none set (reads as init_mm)")

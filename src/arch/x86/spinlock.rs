@@ -1,0 +1,163 @@
+//! `spinlock_t` with two things `spin::Mutex` does not do, both needed once
+//! two CPUs share the kernel's locks:
+//!
+//! - **It knows which CPU holds it.**  An oops can hit with a lock held
+//!   (in `schedule`, in a print); the oops path must free the lock only
+//!   if *this* CPU held it and will never release it.  With one CPU any
+//!   held lock was ours; with two it may be the other CPU's, still in use.
+//! - **`lock_irqsave` waits with interrupts on** when the caller had them
+//!   on, as Linux 2.6's i386 `__raw_spin_lock_flags` does (`sti; rep nop;
+//!   cli` while the lock is busy).  Only the holder needs them off.  A
+//!   waiter that spins with them off cannot take the TLB-shootdown IPI of
+//!   the holder, which waits for it inside `flush_tlb_all`: 2.4 avoided
+//!   that by taking `vmlist_lock` with interrupts on; this kernel masks
+//!   them while holding it (an interrupt handler may vmalloc).
+//! - **A waiter with interrupts off still answers `smp_call_function`**:
+//!   it runs the pending call from its spin loop (later Linux flushes its
+//!   call queue the same way).  `schedule` frees dead tasks' stacks, with
+//!   their TLB shootdown, with interrupts off; the other CPU may be
+//!   spinning on the vmlist lock with them off too, and only polling
+//!   breaks that circle.
+
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use spin::{Mutex, MutexGuard};
+
+use super::cpu::{self, IrqSave};
+use super::percpu;
+
+pub struct SpinLock<T> {
+    /// `smp_processor_id() + 1` of the holder, 0 when free.
+    owner: AtomicU32,
+    inner: Mutex<T>,
+}
+
+pub struct SpinGuard<'a, T> {
+    owner: &'a AtomicU32,
+    guard: MutexGuard<'a, T>,
+}
+
+/// A `SpinGuard` that also restores the interrupt flag when dropped
+/// (after the lock is released: fields drop in order).
+pub struct IrqSpinGuard<'a, T> {
+    guard: SpinGuard<'a, T>,
+    _irq: IrqSave,
+}
+
+impl<T> SpinLock<T> {
+    pub const fn new(v: T) -> Self {
+        SpinLock {
+            owner: AtomicU32::new(0),
+            inner: Mutex::new(v),
+        }
+    }
+
+    /// `spin_lock`: the caller decides about interrupts.
+    pub fn lock(&self) -> SpinGuard<'_, T> {
+        loop {
+            if let Some(g) = self.try_lock() {
+                return g;
+            }
+            while self.inner.is_locked() {
+                relax();
+            }
+        }
+    }
+
+    pub fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
+        let guard = self.inner.try_lock()?;
+        self.owner.store(
+            percpu::smp_processor_id_early() as u32 + 1,
+            Ordering::SeqCst,
+        );
+        Some(SpinGuard {
+            owner: &self.owner,
+            guard,
+        })
+    }
+
+    /// `spin_lock_irqsave`: interrupts off while held; while waiting they
+    /// stay as the caller had them.
+    pub fn lock_irqsave(&self) -> IrqSpinGuard<'_, T> {
+        loop {
+            let irq = cpu::irq_save();
+            if let Some(guard) = self.try_lock() {
+                return IrqSpinGuard { guard, _irq: irq };
+            }
+            drop(irq);
+            while self.inner.is_locked() {
+                relax();
+            }
+        }
+    }
+
+    pub fn is_locked(&self) -> bool {
+        self.inner.is_locked()
+    }
+
+    /// Whether the running CPU holds the lock.
+    pub fn held_here(&self) -> bool {
+        self.owner.load(Ordering::SeqCst) == percpu::smp_processor_id_early() as u32 + 1
+    }
+
+    /// For oops paths: free the lock if this CPU holds it (its holder was
+    /// cut short by the oops and will never drop its guard).  Another
+    /// CPU's hold is left alone.
+    ///
+    /// # Safety
+    /// The guard this CPU holds must never be dropped afterwards: its
+    /// frame is being abandoned.
+    pub unsafe fn force_unlock_if_held_here(&self) -> bool {
+        if !self.held_here() {
+            return false;
+        }
+        self.owner.store(0, Ordering::SeqCst);
+        // SAFETY: this CPU holds it, and the caller promises the guard is
+        // abandoned.
+        unsafe { self.inner.force_unlock() };
+        true
+    }
+}
+
+/// One turn of a wait loop: answer a pending cross-CPU call if this CPU
+/// cannot take its IPI now, and `pause`.
+fn relax() {
+    if !cpu::irqs_enabled() {
+        super::smp::poll_call_function();
+    }
+    core::hint::spin_loop();
+}
+
+impl<T> Drop for SpinGuard<'_, T> {
+    fn drop(&mut self) {
+        // Before `guard` unlocks (it drops after this body).
+        self.owner.store(0, Ordering::SeqCst);
+    }
+}
+
+impl<T> Deref for SpinGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> DerefMut for SpinGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
+    }
+}
+
+impl<T> Deref for IrqSpinGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> DerefMut for IrqSpinGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
+    }
+}
