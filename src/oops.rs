@@ -208,11 +208,6 @@ fn show_registers(
         cpu::read_cr3(),
         cpu::read_cr4()
     );
-    if crate::arch::x86::percpu::smp_processor_id() != 0 {
-        // `current` is the boot CPU's until tasks run on the others.
-        println!("Process (idle task of this CPU)");
-        return;
-    }
     println!(
         "Process {} (pid: {})",
         crate::oops::current_comm(),

@@ -663,7 +663,7 @@ fn random_10000_ops_keep_tree_consistent() {
 /// slots an earlier case left page tables in are emptied first (in every
 /// directory), so vmalloc makes the tables anew, in `init_mm` only.
 /// Returns the area and that page.
-fn area_with_slot_missing_from(mm: &crate::mm::mm_struct::MmStruct) -> (u32, u32) {
+pub(super) fn area_with_slot_missing_from(mm: &crate::mm::mm_struct::MmStruct) -> (u32, u32) {
     let size = 4 << 20;
     let old = vmalloc(size).expect("vmalloc").as_ptr() as u32;
     vfree(old as *const u8).unwrap();
