@@ -139,6 +139,16 @@ impl VmallocFaultVersion {
         matches!(self, Self::Sync | Self::Eager | Self::EagerLazy)
     }
 
+    /// Meant correct with two CPUs too.  5.8's eager sync (`eager`)
+    /// copies a new kernel PMD into the other directories only after the
+    /// whole range is mapped, and has no vmalloc fault path to catch a
+    /// touch from another address space in between: the 2020 x86-32
+    /// regression, which another CPU (or, on one, a preempting task)
+    /// can hit.  5.9 brought the lazy path back (`eager-lazy`).
+    pub const fn meant_correct_on_smp(self) -> bool {
+        matches!(self, Self::Sync | Self::EagerLazy)
+    }
+
     /// 5.8 and later: vmalloc copies a new kernel PMD into every directory
     /// itself (`arch_sync_kernel_mappings`), so no lazy fault is needed
     /// unless someone slips into the window before that copy.

@@ -11,7 +11,7 @@
 //! demo (the `cli` handler's oops).
 
 use core::fmt::Write;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use crate::arch::x86::catch::{self, JmpBuf};
 use crate::arch::x86::entry::TrapFrame;
@@ -101,6 +101,16 @@ static POINTS: [RacyCell<[*mut Point; MAX_DEPTH]>; NR_CPUS] =
     [const { RacyCell::new([core::ptr::null_mut(); MAX_DEPTH]) }; NR_CPUS];
 static DEPTH: [AtomicUsize; NR_CPUS] = [const { AtomicUsize::new(0) }; NR_CPUS];
 static CAUGHT: [RacyCell<Option<Caught>>; NR_CPUS] = [const { RacyCell::new(None) }; NR_CPUS];
+/// Every recovery so far, on any CPU.
+static RECOVERIES: AtomicU32 = AtomicU32::new(0);
+
+/// How many oopses (and aborts) recovery points have caught since boot:
+/// a load that must go quiet after the first one (the soak's timer
+/// handlers) compares it with the figure it started with.  Counted as the
+/// oops is handed over, before the point's interrupt flag comes back.
+pub fn recoveries() -> u32 {
+    RECOVERIES.load(Ordering::SeqCst)
+}
 
 /// This CPU's index into the per-CPU tables above.
 fn me() -> usize {
@@ -180,6 +190,7 @@ pub fn recover_or_fail(c: Caught) -> ! {
         crate::qemu::exit(crate::qemu::ExitCode::Failed);
     }
     cpu::cli();
+    RECOVERIES.fetch_add(1, Ordering::SeqCst);
     // SAFETY: `top()` is live (armed() above) and its task is the one
     // that set the point, still in the task list and pinned to this CPU.
     unsafe { crate::sched::recover_to((*top()).task) };
@@ -234,6 +245,7 @@ pub fn recover_from_double_fault(state: &x86::bits32::task::TaskStateSegment) {
         crate::println!("Kernel panic - not syncing: double fault");
         crate::qemu::exit(crate::qemu::ExitCode::Failed);
     }
+    RECOVERIES.fetch_add(1, Ordering::SeqCst);
     // SAFETY: the kernel task is suspended; nothing else runs.
     unsafe {
         crate::sched::recover_to((*top()).task);

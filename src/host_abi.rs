@@ -96,6 +96,31 @@ const fn correct_count() -> usize {
     n
 }
 
+/// `CORRECT_NAMES` less the versions the 2020 window breaks on two CPUs.
+const SMP_CORRECT_NAMES: [&str; smp_correct_count()] = {
+    let mut out = [""; smp_correct_count()];
+    let (mut i, mut n) = (0, 0);
+    while i < VmallocFaultVersion::ALL.len() {
+        if VmallocFaultVersion::ALL[i].meant_correct_on_smp() {
+            out[n] = VmallocFaultVersion::ALL[i].name();
+            n += 1;
+        }
+        i += 1;
+    }
+    out
+};
+
+const fn smp_correct_count() -> usize {
+    let (mut i, mut n) = (0, 0);
+    while i < VmallocFaultVersion::ALL.len() {
+        if VmallocFaultVersion::ALL[i].meant_correct_on_smp() {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
+
 const DEFAULT_VERSION: [&str; 1] = [VmallocFaultVersion::DEFAULT.name()];
 const DEFAULT_MODE: [&str; 1] = [PagingMode::DEFAULT.name()];
 
@@ -131,6 +156,8 @@ export! {
     VMFAULT_VERSION_NAMES: [u8; list_len(&VERSION_NAMES)] = list(&VERSION_NAMES);
     /// The versions `VmallocFaultVersion::meant_correct`, in that order.
     VMFAULT_CORRECT_VERSIONS: [u8; list_len(&CORRECT_NAMES)] = list(&CORRECT_NAMES);
+    /// The versions `VmallocFaultVersion::meant_correct_on_smp`.
+    VMFAULT_SMP_CORRECT_VERSIONS: [u8; list_len(&SMP_CORRECT_NAMES)] = list(&SMP_CORRECT_NAMES);
     /// The one-name lists of what the kernel runs without the key.
     VMFAULT_VERSION_DEFAULT: [u8; list_len(&DEFAULT_VERSION)] = list(&DEFAULT_VERSION);
     VMFAULT_PAGING_DEFAULT: [u8; list_len(&DEFAULT_MODE)] = list(&DEFAULT_MODE);

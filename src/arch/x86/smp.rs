@@ -6,7 +6,7 @@
 //! waits for it the same way would deadlock), the callee acknowledging
 //! that it has read the call's data before it runs the function.
 
-use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use spin::Mutex;
 
@@ -21,17 +21,32 @@ pub const CALL_FUNCTION_VECTOR: u8 = 0xFB;
 /// (2.4 waits for ever; a test must not).
 const CALL_TIMEOUT_US: u64 = 1_000_000;
 
-struct CallData {
-    /// Which call this is: a CPU runs each call once, even when an IPI of
-    /// a call that timed out (still pending while it was wedged) arrives
-    /// during a later one.
-    gen: u32,
-    func: fn(usize),
-    info: usize,
-    wait: bool,
+/// The call in progress (2.4's `call_data`, which points at the caller's
+/// stack).  Here it is one static slot, because a CPU polls it while it
+/// spins (spinlock.rs): a CPU that already ran the call may look again
+/// after the caller returned, and must then find a finished call, not a
+/// reused stack.
+struct CallSlot {
+    /// Which call this is (0: none): a CPU runs each call once, even when
+    /// an IPI of a call that timed out (still pending while it was wedged)
+    /// arrives during a later one.  Cleared while the slot is rewritten.
+    gen: AtomicU32,
+    /// A `fn(usize)`.
+    func: AtomicUsize,
+    info: AtomicUsize,
+    wait: AtomicBool,
     started: AtomicU32,
     finished: AtomicU32,
 }
+
+static CALL: CallSlot = CallSlot {
+    gen: AtomicU32::new(0),
+    func: AtomicUsize::new(0),
+    info: AtomicUsize::new(0),
+    wait: AtomicBool::new(false),
+    started: AtomicU32::new(0),
+    finished: AtomicU32::new(0),
+};
 
 /// APIC ID + 1 of each CPU that is online, the boot CPU first (2.4's
 /// `cpu_online_map`); set by smpboot.rs as each one calls in.
@@ -59,7 +74,6 @@ pub fn online() -> impl Iterator<Item = u8> {
 }
 
 static CALL_LOCK: Mutex<()> = Mutex::new(());
-static CALL_DATA: AtomicPtr<CallData> = AtomicPtr::new(core::ptr::null_mut());
 static CALL_GEN: AtomicU32 = AtomicU32::new(0);
 
 /// Install the call-function handler (every CPU shares the IDT and the
@@ -118,67 +132,74 @@ fn call_others(func: fn(usize), info: usize, wait: bool) -> Result<u32, CallErro
         }
         core::hint::spin_loop();
     };
-    let data = CallData {
-        gen: CALL_GEN.fetch_add(1, Ordering::SeqCst) + 1,
-        func,
-        info,
-        wait,
-        started: AtomicU32::new(0),
-        finished: AtomicU32::new(0),
-    };
-    CALL_DATA.store(&data as *const CallData as *mut CallData, Ordering::SeqCst);
+    let gen = CALL_GEN
+        .fetch_add(1, Ordering::SeqCst)
+        .wrapping_add(1)
+        .max(1);
+    CALL.func.store(func as usize, Ordering::SeqCst);
+    CALL.info.store(info, Ordering::SeqCst);
+    CALL.wait.store(wait, Ordering::SeqCst);
+    CALL.started.store(0, Ordering::SeqCst);
+    CALL.finished.store(0, Ordering::SeqCst);
+    CALL.gen.store(gen, Ordering::SeqCst);
     for id in online().filter(|&id| id != me) {
         apic::send_ipi(id, CALL_FUNCTION_VECTOR);
     }
     let t0 = cpu::rdtsc();
-    let done = |d: &CallData| {
-        d.started.load(Ordering::SeqCst) == others
-            && (!wait || d.finished.load(Ordering::SeqCst) == others)
+    let done = || {
+        CALL.started.load(Ordering::SeqCst) == others
+            && (!wait || CALL.finished.load(Ordering::SeqCst) == others)
     };
-    while !done(&data) {
+    let r = loop {
+        if done() {
+            break Ok(others);
+        }
         if tsc::us_since(t0) > CALL_TIMEOUT_US {
-            // `data` lives on this stack: a late CPU must not read it.
-            CALL_DATA.store(core::ptr::null_mut(), Ordering::SeqCst);
-            return Err(CallError::Timeout {
+            break Err(CallError::Timeout {
                 cpus: others,
-                started: data.started.load(Ordering::SeqCst),
-                finished: data.finished.load(Ordering::SeqCst),
+                started: CALL.started.load(Ordering::SeqCst),
+                finished: CALL.finished.load(Ordering::SeqCst),
             });
         }
         core::hint::spin_loop();
-    }
-    CALL_DATA.store(core::ptr::null_mut(), Ordering::SeqCst);
-    Ok(others)
+    };
+    // A late CPU finds no call (and the next call a clean slot).
+    CALL.gen.store(0, Ordering::SeqCst);
+    r
 }
 
 fn smp_call_function_interrupt(_: &mut TrapFrame) {
     poll_call_function();
 }
 
-/// Run the call in CALL_DATA if this CPU has not run it yet: the IPI's
+/// Run the call in the slot if this CPU has not run it yet: the IPI's
 /// handler, and what a CPU spinning with interrupts off does meanwhile
 /// (spinlock.rs), since the IPI cannot reach it.
 pub fn poll_call_function() {
-    let p = CALL_DATA.load(Ordering::SeqCst);
-    if p.is_null() {
-        return;
-    }
-    // SAFETY: the caller keeps the data alive until every CPU it sent the
-    // IPI to has counted itself in `started` (and, with `wait`, in
-    // `finished`), or it clears CALL_DATA first.
-    let d = unsafe { &*p };
+    let gen = CALL.gen.load(Ordering::SeqCst);
     let me = percpu::this_cpu();
-    if me.call_gen.swap(d.gen, Ordering::SeqCst) == d.gen {
-        // The second IPI of this call (the first was a stale one).
+    if gen == 0 || me.call_gen.load(Ordering::SeqCst) == gen {
+        // No call, or this one ran here already (a stale IPI, a poll).
         return;
     }
-    let (func, info, wait) = (d.func, d.info, d.wait);
+    let (func, info, wait) = (
+        CALL.func.load(Ordering::SeqCst),
+        CALL.info.load(Ordering::SeqCst),
+        CALL.wait.load(Ordering::SeqCst),
+    );
+    // The caller waits for this CPU to count itself in before it clears
+    // the slot (unless it timed out): still `gen`, the fields were its.
+    if CALL.gen.load(Ordering::SeqCst) != gen || me.call_gen.swap(gen, Ordering::SeqCst) == gen {
+        return;
+    }
+    // SAFETY: `func` was stored from a `fn(usize)` by the call `gen`.
+    let func: fn(usize) = unsafe { core::mem::transmute::<usize, fn(usize)>(func) };
     // "Notify initiating CPU that I've grabbed the data and am about to
-    // execute the function" (2.4): without `wait`, `d` may go right after.
-    d.started.fetch_add(1, Ordering::SeqCst);
+    // execute the function" (2.4).
+    CALL.started.fetch_add(1, Ordering::SeqCst);
     func(info);
     if wait {
-        d.finished.fetch_add(1, Ordering::SeqCst);
+        CALL.finished.fetch_add(1, Ordering::SeqCst);
     }
 }
 

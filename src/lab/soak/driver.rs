@@ -4,10 +4,10 @@
 
 use core::sync::atomic::Ordering;
 
-use crate::arch::x86::cpu;
+use crate::arch::x86::percpu::smp_processor_id;
 use crate::fixup;
 use crate::mm::mm_struct::mm_alloc;
-use crate::mm::{fault, frame, vmalloc};
+use crate::mm::{fault, vmalloc};
 use crate::println;
 use crate::rand::Rng;
 use crate::sched::{self};
@@ -61,16 +61,23 @@ impl Soak {
             // mm may take the lazy fault, which is the point.
             unsafe { core::ptr::write_volatile(va as *mut u32, pattern(va)) };
         }
+        let me = smp_processor_id() as u32;
+        // Published before it enters the model: once there, the other
+        // CPU's driver may pick it to free, and its unpublish must find
+        // the address.
+        if publish {
+            // The owner first: a handler that sees the address sees it.
+            IRQ_OWNER[slot].store(me, Ordering::SeqCst);
+            IRQ_TARGETS[slot].store(addr + at % pages * PAGE, Ordering::SeqCst);
+        }
         with_shared(|s| {
             s.areas.push(Area {
                 addr,
                 pages,
                 pins: 0,
+                cpu: me,
             })
         });
-        if publish {
-            IRQ_TARGETS[slot].store(addr + at % pages * PAGE, Ordering::SeqCst);
-        }
         self.report.vmallocs += 1;
     }
 
@@ -84,16 +91,9 @@ impl Soak {
                 .map(|i| s.areas.swap_remove(i))
         });
         let Some(a) = victim else { return };
-        let flags = cpu::local_irq_save();
-        for t in &IRQ_TARGETS {
-            let va = t.load(Ordering::SeqCst);
-            if va >= a.addr && va < a.addr + a.pages * PAGE {
-                t.store(0, Ordering::SeqCst);
-            }
-        }
-        cpu::restore_flags(flags);
+        unpublish(a.addr, a.addr + a.pages * PAGE);
         for i in 0..a.pages {
-            check_word(a.addr + i * PAGE);
+            check_word(a.addr + i * PAGE, a.cpu);
         }
         if let Err(e) = vmalloc::vfree(a.addr as *const u8) {
             self.error(format_args!("vfree({:#x}) refused: {:?}", a.addr, e));
@@ -103,10 +103,10 @@ impl Soak {
 
     pub(super) fn op_touch(&mut self) {
         let (r, at) = (self.rng.next_u32(), self.rng.next_u32());
-        let pick =
-            with_shared(|s| (!s.areas.is_empty()).then(|| s.areas[r as usize % s.areas.len()]));
-        if let Some(a) = pick {
-            check_word(a.addr + at % a.pages * PAGE);
+        // Pinned: the other CPU's driver may be about to free it.
+        if let Some(a) = pin_random(r) {
+            check_word(a.addr + at % a.pages * PAGE, a.cpu);
+            unpin(&a);
             self.report.touches += 1;
         }
     }
@@ -190,19 +190,28 @@ impl Soak {
         sched::drop_lazy_mm();
     }
 
+    /// CPU 0's operations (the whole budget when CPU 1 has no driver),
+    /// with the model check every `check_every` operations of both.
     pub(super) fn run(&mut self) {
-        while OP.load(Ordering::Relaxed) < self.cfg.ops {
+        let mut next_check = self.cfg.check_every;
+        let mut next_progress = self.cfg.progress_every;
+        while !second::STOP.load(Ordering::SeqCst) && second::claim_op(self.cfg.ops) {
             self.step();
-            let op = OP.fetch_add(1, Ordering::Relaxed) + 1;
-            if op.is_multiple_of(self.cfg.check_every) {
+            let op = OP.load(Ordering::SeqCst);
+            if op >= next_check {
+                next_check = op + self.cfg.check_every;
+                second::park();
                 self.check();
+                second::unpark();
             }
-            if self.cfg.progress_every != 0 && op.is_multiple_of(self.cfg.progress_every) {
+            if self.cfg.progress_every != 0 && op >= next_progress {
+                next_progress = op + self.cfg.progress_every;
                 println!(
-                    "soak: {} ops, {} lazy faults, {} irq touches, {} model errors",
+                    "soak: {} ops, {} lazy faults, {} irq touches, {} cross-CPU touches, {} model errors",
                     op,
                     fault::total_faults() - self.report.lazy_faults,
                     IRQ_TOUCHES.load(Ordering::Relaxed),
+                    CROSS_CPU.load(Ordering::Relaxed),
                     self.report.model_errors
                 );
             }
@@ -211,9 +220,7 @@ impl Soak {
 
     /// Free everything the soak holds.
     pub(super) fn teardown(&mut self) {
-        for t in &IRQ_TARGETS {
-            t.store(0, Ordering::SeqCst);
-        }
+        unpublish(0, u32::MAX);
         self.quiesce();
         let areas = with_shared(|s| core::mem::take(&mut s.areas));
         for a in &areas {
@@ -228,7 +235,7 @@ impl Soak {
         orphans.retain(|a| !self.foreign.contains(a));
         for (addr, _, _) in orphans {
             self.report.orphans += 1;
-            if self.report.oopses == 0 {
+            if !second::OOPSED.load(Ordering::SeqCst) {
                 self.error(format_args!("area {:#x} is not in the model", addr));
             }
             let _ = vmalloc::vfree(addr as *const u8);
@@ -238,55 +245,53 @@ impl Soak {
     }
 }
 
-/// Run a soak from the calling context (swapper).  An oops anywhere (in
-/// the driver, a thread or the timer handler) stops it and is counted.
+/// Run a soak from the calling context (swapper), with a second driver on
+/// CPU 1 when `cfg.cpus` is 2 and CPU 1 is online.  An oops anywhere (in
+/// a driver, a thread or a timer handler) stops it and is counted.
 pub fn run(cfg: SoakConfig) -> SoakReport {
     sched::drop_lazy_mm();
     sched::yield_now();
     MIX.store(cfg.seed.rotate_left(7) ^ 0x5EED_F00D, Ordering::Relaxed);
-    IRQ_TOUCHES.store(0, Ordering::Relaxed);
-    THREAD_TOUCHES.store(0, Ordering::Relaxed);
-    CORRUPTIONS.store(0, Ordering::Relaxed);
-    // One address space's price in frames (directory, PAE pmds).
-    let before = frame::nr_free_frames();
-    let mm_cost = mm_alloc().map_or(0, |_mm| before - frame::nr_free_frames());
+    for c in [&IRQ_TOUCHES, &THREAD_TOUCHES, &CORRUPTIONS, &CROSS_CPU] {
+        c.store(0, Ordering::Relaxed);
+    }
     OP.store(0, Ordering::Relaxed);
-    let mut s = Soak {
-        cfg,
-        rng: Rng::new(cfg.seed as u64),
-        report: SoakReport::default(),
-        frames0: vmalloc::free_frames_and_kept_tables(),
-        foreign: our_areas_snapshot(),
-        mm_cost,
-    };
+    RECOVERIES0.store(fixup::recoveries(), Ordering::SeqCst);
+    // Parked until the timers run; its stack and mm predate the count.
+    let second = second::start(&cfg);
+    let mut s = Soak::new(cfg, Rng::new(cfg.seed as u64));
     let areas0 = vmalloc::nr_areas();
     let faults0 = fault::total_faults();
     let switches0 = sched::context_switches();
     start_timers(&cfg);
+    second::unpark();
     let caught = fixup::catch(false, || s.run());
-    stop_timers();
-    let op = OP.load(Ordering::Relaxed);
-    s.report.ops = op;
-    if let Err(c) = caught {
-        s.report.oopses += 1;
-        s.report.oops_at_op = Some(op);
-        println!("soak: op {} (seed {:#x}): {}", op, cfg.seed, c.msg);
+    if let Err(c) = &caught {
+        s.count_oops(c, 0);
         // The threads still queued would touch areas from their stale
         // address spaces again, now outside any recovery point: the soak
         // is over for them too (2.4's oops would have killed just one,
         // but here their driver is gone).
         with_shared(|s| s.threads.iter().for_each(|t| sched::kill_stopped(t)));
     }
+    second::stop();
+    stop_timers();
+    s.report.ops = OP.load(Ordering::Relaxed).min(cfg.ops);
     s.report.lazy_faults = fault::total_faults() - faults0;
     s.report.context_switches = sched::context_switches() - switches0;
     s.report.irq_touches = IRQ_TOUCHES.load(Ordering::Relaxed);
     s.report.thread_touches = THREAD_TOUCHES.load(Ordering::Relaxed);
     s.report.corruptions = CORRUPTIONS.load(Ordering::Relaxed);
-    if s.report.oopses == 0 {
+    s.report.cross_cpu_touches = CROSS_CPU.load(Ordering::Relaxed);
+    s.report.cpus = 1 + second.is_some() as u32;
+    if !second::OOPSED.load(Ordering::SeqCst) {
         s.check();
     }
     s.teardown();
     s.report.leaked_areas = vmalloc::nr_areas() as i64 - areas0 as i64;
     s.report.leaked_frames = s.frames0 as i64 - vmalloc::free_frames_and_kept_tables() as i64;
+    if let Some(r1) = second::finish(second) {
+        s.report.merge(&r1);
+    }
     s.report
 }

@@ -8,6 +8,7 @@ use core::sync::atomic::Ordering;
 use crate::arch::x86::apic;
 use crate::arch::x86::entry::TrapFrame;
 use crate::arch::x86::irq::{self, IrqFlags};
+use crate::arch::x86::percpu::smp_processor_id;
 use crate::rand::Rng;
 use crate::sched::{self};
 
@@ -17,11 +18,44 @@ use super::*;
 /// read may take a lazy vmalloc fault nested in whatever it interrupted,
 /// and another timer tick may nest inside that fault.
 pub(super) fn soak_timer(_: &mut TrapFrame) {
+    if crate::fixup::recoveries() != RECOVERIES0.load(Ordering::SeqCst) {
+        return;
+    }
     let i = IRQ_NEXT.fetch_add(1, Ordering::Relaxed) as usize % IRQ_SLOTS;
+    // Counted in before the address is read: a vfree on the other CPU
+    // clears the slot, then waits for its readers (`unpublish`).
+    let readers = &IRQ_READERS[smp_processor_id() & 1][i];
+    readers.fetch_add(1, Ordering::SeqCst);
     let va = IRQ_TARGETS[i].load(Ordering::SeqCst);
     if va != 0 {
-        check_word(va);
+        check_word(va, IRQ_OWNER[i].load(Ordering::SeqCst));
         IRQ_TOUCHES.fetch_add(1, Ordering::Relaxed);
+    }
+    readers.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// An oops on this CPU ended whatever ran here, timer handlers included:
+/// the reads they had counted themselves in for are over.
+pub(super) fn forget_readers() {
+    for r in &IRQ_READERS[smp_processor_id() & 1] {
+        r.store(0, Ordering::SeqCst);
+    }
+}
+
+/// Take every timer slot off the area `[addr, end)` before it is freed,
+/// and wait until no handler on any CPU still reads through one.
+pub(super) fn unpublish(addr: u32, end: u32) {
+    for (i, t) in IRQ_TARGETS.iter().enumerate() {
+        let va = t.load(Ordering::SeqCst);
+        if va >= addr && va < end {
+            t.store(0, Ordering::SeqCst);
+            // One on this CPU cannot be mid-read (it would have to be
+            // interrupted by us, and we are not a handler); one on the
+            // other CPU finishes its read.
+            while IRQ_READERS.iter().any(|c| c[i].load(Ordering::SeqCst) != 0) {
+                core::hint::spin_loop();
+            }
+        }
     }
 }
 
@@ -30,25 +64,14 @@ pub(super) fn soak_timer(_: &mut TrapFrame) {
 pub(super) fn worker(seed: usize) {
     let mut rng = Rng::new(seed as u64);
     for _ in 0..1 + rng.below_u32(24) {
-        let pick = with_shared(|s| {
-            if s.areas.is_empty() {
-                return None;
-            }
-            let i = rng.below_u32(s.areas.len() as u32) as usize;
-            s.areas[i].pins += 1;
-            Some(s.areas[i])
-        });
-        if let Some(a) = pick {
-            let va = a.addr + rng.below_u32(a.pages) * PAGE;
-            check_word(va);
+        let (r, at) = (rng.next_u32(), rng.next_u32());
+        if let Some(a) = pin_random(r) {
+            let va = a.addr + at % a.pages * PAGE;
+            check_word(va, a.cpu);
             // SAFETY: pinned, so mapped; the second word is free for use.
             unsafe { core::ptr::write_volatile((va + 4) as *mut u32, seed as u32) };
             THREAD_TOUCHES.fetch_add(1, Ordering::Relaxed);
-            with_shared(|s| {
-                if let Some(x) = s.areas.iter_mut().find(|x| x.addr == a.addr) {
-                    x.pins -= 1;
-                }
-            });
+            unpin(&a);
         }
         if rng.chance(30) {
             sched::yield_now();

@@ -25,8 +25,12 @@
 //! not identical.
 
 //!
+//! With two CPUs online a second driver runs on CPU 1 (`second`), from
+//! its own generator, on the same model and budget of operations.
+//!
 //! Files: `model` (the model and the check), `load` (timers and worker
-//! threads), `driver` (the operations and the run), `report`.
+//! threads), `driver` (the operations and the run), `second` (CPU 1's
+//! driver), `report`.
 
 extern crate alloc;
 
@@ -36,6 +40,7 @@ mod driver;
 mod load;
 mod model;
 mod report;
+mod second;
 
 pub use driver::run;
 use load::*;
@@ -62,6 +67,8 @@ pub struct SoakConfig {
     pub apic_count: u32,
     /// Print a progress line every this many operations (0: never).
     pub progress_every: u32,
+    /// Drivers: 2 runs a second one on CPU 1 (if online).
+    pub cpus: u32,
 }
 
 impl SoakConfig {
@@ -73,6 +80,7 @@ impl SoakConfig {
             preempt_hz: 1000,
             apic_count: 2_000,
             progress_every: 0,
+            cpus: crate::arch::x86::smp::online().count().min(2) as u32,
         }
     }
 }
@@ -108,9 +116,33 @@ pub struct SoakReport {
     /// as in 2.4, are not counted as leaks).
     pub leaked_frames: i64,
     pub leaked_areas: i64,
+    /// Drivers that ran (CPUs).
+    pub cpus: u32,
+    /// Touches (by drivers, threads, timer handlers) of an area made on
+    /// another CPU.
+    pub cross_cpu_touches: u32,
 }
 
 impl SoakReport {
+    /// Add the second driver's own figures (the shared counters were
+    /// read once, by the first).
+    pub(super) fn merge(&mut self, o: &SoakReport) {
+        self.oopses += o.oopses;
+        self.oops_at_op = match (self.oops_at_op, o.oops_at_op) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.vmallocs += o.vmallocs;
+        self.vmalloc_failures += o.vmalloc_failures;
+        self.vfrees += o.vfrees;
+        self.touches += o.touches;
+        self.mms_created += o.mms_created;
+        self.mms_dropped += o.mms_dropped;
+        self.threads += o.threads;
+        self.tables_dropped += o.tables_dropped;
+        self.model_errors += o.model_errors;
+    }
+
     pub fn clean(&self) -> bool {
         self.oopses == 0
             && self.model_errors == 0

@@ -8,8 +8,9 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use crate::arch::x86::percpu::smp_processor_id;
 use crate::arch::x86::spinlock::SpinLock;
-use crate::mm::mm_struct::MmStruct;
+use crate::mm::mm_struct::{mm_alloc, MmStruct};
 use crate::mm::pgtable::{is_pae, PteFlags};
 use crate::mm::vm_area::VmFlags;
 use crate::mm::{fault, frame, vmalloc, walk};
@@ -24,6 +25,8 @@ pub(super) struct Area {
     pub(super) pages: u32,
     /// Threads touching the area right now: it is not freed while pinned.
     pub(super) pins: u32,
+    /// The CPU that made it (a touch from another CPU is a cross-CPU one).
+    pub(super) cpu: u32,
 }
 
 /// What threads and the driver share, and what the clean-up after an oops
@@ -45,11 +48,26 @@ pub(super) static SHARED: SpinLock<Shared> = SpinLock::new(Shared {
 /// Operations done, for the same reason.
 pub(super) static OP: AtomicU32 = AtomicU32::new(0);
 pub(super) static IRQ_TARGETS: [AtomicU32; IRQ_SLOTS] = [const { AtomicU32::new(0) }; IRQ_SLOTS];
+/// The CPU that made the area each slot points into.
+pub(super) static IRQ_OWNER: [AtomicU32; IRQ_SLOTS] = [const { AtomicU32::new(0) }; IRQ_SLOTS];
+/// Timer handlers reading through each slot right now, per CPU: a vfree
+/// waits for none to hold the slot's old address.  Per CPU so that an
+/// oops in a handler (which never counts itself out) can be forgotten by
+/// the CPU it happened on (`forget_readers`).
+pub(super) static IRQ_READERS: [[AtomicU32; IRQ_SLOTS]; 2] =
+    [const { [const { AtomicU32::new(0) }; IRQ_SLOTS] }; 2];
 pub(super) static IRQ_NEXT: AtomicU32 = AtomicU32::new(0);
 pub(super) static IRQ_TOUCHES: AtomicU32 = AtomicU32::new(0);
 pub(super) static THREAD_TOUCHES: AtomicU32 = AtomicU32::new(0);
 pub(super) static CORRUPTIONS: AtomicU32 = AtomicU32::new(0);
+/// Touches of an area made on another CPU.
+pub(super) static CROSS_CPU: AtomicU32 = AtomicU32::new(0);
 pub(super) static MIX: AtomicU32 = AtomicU32::new(0);
+/// `fixup::recoveries()` when the soak started: once it moves, an oops
+/// ended the run, and the timer handlers stop reading (a failing read
+/// would fault again at every tick, also in the instant after the
+/// recovery, before the timer is stopped).
+pub(super) static RECOVERIES0: AtomicU32 = AtomicU32::new(0);
 
 pub(super) fn with_shared<R>(f: impl FnOnce(&mut Shared) -> R) -> R {
     f(&mut SHARED.lock_irqsave())
@@ -60,14 +78,38 @@ pub(super) fn pattern(va: u32) -> u32 {
     va ^ MIX.load(Ordering::Relaxed)
 }
 
-pub(super) fn check_word(va: u32) {
+/// Read the word at `va` of an area CPU `owner` made, and check it.
+pub(super) fn check_word(va: u32, owner: u32) {
     // SAFETY: callers only pass pages of live soak areas, which are not
-    // freed while pinned (threads), published (the timer) or held by the
-    // driver itself.
+    // freed while pinned (threads, drivers), published (the timer) or
+    // held by the driver itself.
     let v = unsafe { core::ptr::read_volatile(va as *const u32) };
     if v != pattern(va) {
         CORRUPTIONS.fetch_add(1, Ordering::SeqCst);
     }
+    if owner != smp_processor_id() as u32 {
+        CROSS_CPU.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Pin a random live area (so that no driver frees it), or `None`.
+pub(super) fn pin_random(r: u32) -> Option<Area> {
+    with_shared(|s| {
+        if s.areas.is_empty() {
+            return None;
+        }
+        let i = r as usize % s.areas.len();
+        s.areas[i].pins += 1;
+        Some(s.areas[i])
+    })
+}
+
+pub(super) fn unpin(a: &Area) {
+    with_shared(|s| {
+        if let Some(x) = s.areas.iter_mut().find(|x| x.addr == a.addr) {
+            x.pins -= 1;
+        }
+    });
 }
 
 pub(super) struct Soak {
@@ -79,6 +121,24 @@ pub(super) struct Soak {
     /// Areas not ours (the start snapshot, stacks excluded).
     pub(super) foreign: Vec<(u32, u32, VmFlags)>,
     pub(super) mm_cost: usize,
+}
+
+impl Soak {
+    /// A driver with its generator, and the figures the checks compare
+    /// against, measured now.
+    pub(super) fn new(cfg: SoakConfig, rng: Rng) -> Self {
+        // One address space's price in frames (directory, PAE pmds).
+        let before = frame::nr_free_frames();
+        let mm_cost = mm_alloc().map_or(0, |_mm| before - frame::nr_free_frames());
+        Soak {
+            cfg,
+            rng,
+            report: SoakReport::default(),
+            frames0: vmalloc::free_frames_and_kept_tables(),
+            foreign: our_areas_snapshot(),
+            mm_cost,
+        }
+    }
 }
 
 pub(super) fn our_areas_snapshot() -> Vec<(u32, u32, VmFlags)> {

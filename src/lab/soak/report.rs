@@ -21,6 +21,10 @@ pub fn print_report(cfg: &SoakConfig, r: &SoakReport) {
         "soak: {} oopses, {} model errors, {} corrupted reads, {} leaked frames, {} leaked areas ({} cut off by the oops, freed)",
         r.oopses, r.model_errors, r.corruptions, r.leaked_frames, r.leaked_areas, r.orphans
     );
+    println!(
+        "soak: {} CPU(s) driving, {} touches of an area made on another CPU",
+        r.cpus, r.cross_cpu_touches
+    );
     print!(
         "SOAK|{}|{}|seed={:#x}|preempt={}|ops={}|oopses={}|model_errors={}|corruptions={}",
         if is_pae() { "pae" } else { "2level" },
@@ -33,7 +37,7 @@ pub fn print_report(cfg: &SoakConfig, r: &SoakReport) {
         r.corruptions
     );
     println!(
-        "|leaked_frames={}|leaked_areas={}|lazy_faults={}|irq_touches={}|thread_touches={}|switches={}|checks={}|oops_at={}",
+        "|leaked_frames={}|leaked_areas={}|lazy_faults={}|irq_touches={}|thread_touches={}|switches={}|checks={}|cpus={}|cross_cpu={}|oops_at={}",
         r.leaked_frames,
         r.leaked_areas,
         r.lazy_faults,
@@ -41,6 +45,8 @@ pub fn print_report(cfg: &SoakConfig, r: &SoakReport) {
         r.thread_touches,
         r.context_switches,
         r.checks,
+        r.cpus,
+        r.cross_cpu_touches,
         r.oops_at_op.map_or(-1, |op| op as i64)
     );
 }

@@ -97,6 +97,7 @@ class Kernel:
     exit_failed_code: int
     versions: tuple
     correct_versions: tuple
+    smp_correct_versions: tuple
     default_version: str
     modes: tuple
     default_mode: str
@@ -129,7 +130,8 @@ def _constants(path, mtime, size):
         kernel_stack_size=u("KERNEL_STACK_SIZE"), stack_guard_pages=u("STACK_GUARD_PAGES"),
         exit_port=u("QEMU_EXIT_PORT"), exit_success_code=u("QEMU_EXIT_SUCCESS"),
         exit_failed_code=u("QEMU_EXIT_FAILED"), versions=n("VERSION_NAMES"),
-        correct_versions=n("CORRECT_VERSIONS"), default_version=n("VERSION_DEFAULT")[0],
+        correct_versions=n("CORRECT_VERSIONS"), smp_correct_versions=n("SMP_CORRECT_VERSIONS"),
+        default_version=n("VERSION_DEFAULT")[0],
         modes=n("PAGING_NAMES"), default_mode=n("PAGING_DEFAULT")[0], bad_area_texts=n("BAD_AREA_TEXTS"),
         soak_ops_default=u("SOAK_OPS_DEFAULT"), soak_seed_default=u("SOAK_SEED_DEFAULT"),
         entry=e.address("_start"))
