@@ -181,7 +181,11 @@ fn lazy_vs_eager() {
 /// Two CPUs (`make bench` boots `experiment=bench` with `-smp 2` for
 /// this): an IPI round trip (CPU 0 -> CPU 1 -> CPU 0) and one
 /// `smp_call_function(noop, 0, wait)`, each timed over `ROUNDS` by the
-/// TSC, in host nanoseconds under round-robin TCG.
+/// TSC, in host nanoseconds under round-robin TCG; then the same paths in
+/// instructions, single-stepped (`step_count`): the sender's `send_ipi`,
+/// and on CPU 1 the whole entry of each vector, stub to `iret`.  The
+/// callers' waits are spin loops whose length is host timing, so they
+/// are not counted.
 fn smp_ipis() {
     use crate::arch::x86::entry::TrapFrame;
     use crate::arch::x86::irq::{self, IrqFlags};
@@ -230,6 +234,48 @@ fn smp_ipis() {
         online().count(),
         ipi,
         call
+    );
+
+    // Instructions.  CPU 1 arms its own DR0 from inside a call, so the
+    // call that arms it is past its stub already.
+    use crate::lab::step_count;
+    fn arm(vector: usize) {
+        step_count::arm_vector(vector as u8);
+    }
+    fn send_one() {
+        apic::send_ipi(OTHER.load(Ordering::SeqCst) as u8, PING);
+    }
+    fn nothing() {}
+    static OTHER: AtomicU32 = AtomicU32::new(0);
+    OTHER.store(other as u32, Ordering::SeqCst);
+    let old = step_count::install();
+    irq::request_irq(PING, |_| {}, IrqFlags::SA_INTERRUPT);
+    let on_cpu1 = |vector: u8, send: &dyn Fn()| -> u32 {
+        smp_call_function(arm, vector as usize, true).expect("smp_call_function");
+        send();
+        let t0 = cpu::rdtsc();
+        loop {
+            if let Some(n) = step_count::vector_count(1) {
+                break n;
+            }
+            assert!(
+                tsc::us_since(t0) < 1_000_000,
+                "CPU 1 never took vector {:#x}",
+                vector
+            );
+            core::hint::spin_loop();
+        }
+    };
+    let fixed = on_cpu1(PING, &|| apic::send_ipi(other, PING));
+    let called = on_cpu1(crate::arch::x86::smp::CALL_FUNCTION_VECTOR, &|| {
+        smp_call_function(noop, 0, true).expect("smp_call_function");
+    });
+    let send = step_count::count_call(send_one) - step_count::count_call(nothing);
+    irq::free_irq(PING);
+    step_count::uninstall(old);
+    println!(
+        "BENCH|smp|instructions|send_ipi={}|fixed_vector_receive={}|call_function_receive={}",
+        send, fixed, called
     );
 }
 

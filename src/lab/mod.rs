@@ -8,10 +8,12 @@
 //! - `bench`: the in-kernel half of `make bench`;
 //! - `demo`: the lazy-sync transcript `make run` prints;
 //! - `vmlist24`: Linux 2.4's linear `vmlist`, the bench's baseline;
-//! - `dump`: the `translation of` dump of one address.
+//! - `dump`: the `translation of` dump of one address;
+//! - `step_count`: instructions counted by single-stepping, per CPU.
 pub mod bench;
 pub mod demo;
 pub mod dump;
 pub mod race;
 pub mod soak;
+pub mod step_count;
 pub mod vmlist24;

@@ -9,7 +9,8 @@ In-kernel (release build, `experiment=bench`, both paging modes):
   3. lazy (sync) versus eager sync: N address spaces x M new PGD slots;
   5. explorer throughput (boundaries explored per second: the runs alone,
      timed by the kernel's TSC);
-  6. with two CPUs: an IPI round trip and smp_call_function (TSC).
+  6. with two CPUs: an IPI round trip and smp_call_function (TSC), and
+     both in instructions (single-stepped).
 Host side:
   4. boot to the first KTAP line (one CPU and two), and the whole
      `make test` wall time.
@@ -229,7 +230,12 @@ def main():
     print("== 6. two CPUs (-smp 2, round-robin TCG; TSC, host time) ==")
     print(f"IPI round trip CPU 0 -> 1 -> 0: {get('2level', 'smp', 'ipi', 'roundtrip_ns') or '-'} ns; "
           f"smp_call_function(noop, wait): {get('2level', 'smp', 'ipi', 'call_function_ns') or '-'} ns "
-          f"(mean of 1000; instructions not counted yet: the caller spins on the other CPU)")
+          f"(mean of 1000)")
+    print(f"instructions (single-stepped): send_ipi {get('2level', 'smp', 'instructions', 'send_ipi') or '-'} "
+          f"on CPU 0; on CPU 1, stub to iret: a fixed-vector IPI "
+          f"{get('2level', 'smp', 'instructions', 'fixed_vector_receive') or '-'}, the call-function IPI running "
+          f"noop {get('2level', 'smp', 'instructions', 'call_function_receive') or '-'} (the senders' waits are "
+          f"spin loops as long as the host makes them, not counted)")
 
     if ensure_matplotlib():
         plots(k, rows)
