@@ -91,6 +91,9 @@ struct Point {
     /// The task that set the point: an oops in another task kills that
     /// task and resumes this one.
     task: *const crate::sched::Task,
+    /// What of the scheduler this CPU was in the middle of when the point
+    /// was armed (`sched::in_progress_here`).
+    locks: u8,
 }
 
 const MAX_DEPTH: usize = 8;
@@ -134,6 +137,7 @@ pub fn catch<F: FnOnce()>(quiet: bool, f: F) -> Result<(), Caught> {
         buf: JmpBuf::new(),
         quiet,
         task: crate::sched::current_ptr(),
+        locks: crate::sched::in_progress_here(),
     };
     // SAFETY: the slot at `depth` is ours until DEPTH is restored below;
     // `point` outlives every use of the pointer (popped before return).
@@ -193,7 +197,7 @@ pub fn recover_or_fail(c: Caught) -> ! {
     RECOVERIES.fetch_add(1, Ordering::SeqCst);
     // SAFETY: `top()` is live (armed() above) and its task is the one
     // that set the point, still in the task list and pinned to this CPU.
-    unsafe { crate::sched::recover_to((*top()).task) };
+    unsafe { crate::sched::recover_to((*top()).task, (*top()).locks) };
     // SAFETY: this CPU's slot, interrupts off; `catch` reads it after the
     // jump, on this CPU.
     unsafe { *CAUGHT[me()].get() = Some(c) };
@@ -248,7 +252,7 @@ pub fn recover_from_double_fault(state: &x86::bits32::task::TaskStateSegment) {
     RECOVERIES.fetch_add(1, Ordering::SeqCst);
     // SAFETY: the kernel task is suspended; nothing else runs.
     unsafe {
-        crate::sched::recover_to((*top()).task);
+        crate::sched::recover_to((*top()).task, (*top()).locks);
         *CAUGHT[me()].get() = Some(c);
         let buf = &(*top()).buf;
         catch::DF_RESUME_BUF = buf;

@@ -17,6 +17,15 @@ use crate::mm::mm_struct::init_mm;
 static DYING: [AtomicPtr<Task>; NR_CPUS] =
     [const { AtomicPtr::new(core::ptr::null_mut()) }; NR_CPUS];
 
+/// What of the scheduler this CPU is in the middle of, a bit each: it
+/// holds the task list, the run queue, it is switching.  A recovery point
+/// notes it when armed: an oops under it undoes only what began after (a
+/// point may be armed inside `schedule` itself, by a call the CPU polls
+/// from a wait loop there).
+pub fn in_progress_here() -> u8 {
+    TASKS.held_here() as u8 | (RUNQUEUE.held_here() as u8) << 1 | (in_switch() as u8) << 2
+}
+
 /// Keep the running task on this CPU while it arms a recovery point (its
 /// frame is in this CPU's list of points).  Returns the mask to give back
 /// to `unpin_after_point`.  Interrupts must be off: no switch between
@@ -46,13 +55,14 @@ pub fn unpin_after_point(mask: u32) {
 ///
 /// # Safety
 /// `saved` must be null or point to a task still held in the task list,
-/// pinned to this CPU (it set one of this CPU's points).
-pub unsafe fn recover_to(saved: *const Task) {
+/// pinned to this CPU (it set one of this CPU's points); `kept` is what
+/// `in_progress_here` said when the point was armed.
+pub unsafe fn recover_to(saved: *const Task, kept: u8) {
     if current_ptr().is_null() || saved.is_null() {
         return;
     }
     // SAFETY: the caller's promise.
-    unsafe { take_over(saved) };
+    unsafe { take_over(saved, kept) };
     // A kernel thread caught in the window where 2.4 has set its
     // active_mm to NULL runs on in init_mm: a running task always has an
     // active_mm.
@@ -76,8 +86,9 @@ pub fn abandon_for_idle() {
     if idle.is_null() || current_ptr().is_null() {
         return;
     }
-    // SAFETY: the idle task is in TASKS for good and pinned here.
-    unsafe { take_over(idle) };
+    // SAFETY: the idle task is in TASKS for good and pinned here; the
+    // CPU's whole context is abandoned, every lock it held with it.
+    unsafe { take_over(idle, 0) };
     // SAFETY: the idle task is this CPU's running task now.
     let old = unsafe { (*(*idle).active_mm.get()).replace(init_mm().clone()) };
     if cpu::read_cr3_pa() != init_mm().pgd {
@@ -92,18 +103,24 @@ pub fn abandon_for_idle() {
 /// switch the CPU was making, if any, is undone.
 ///
 /// # Safety
-/// `successor` is in TASKS and may run only here; interrupts are off.
-unsafe fn take_over(successor: *const Task) {
+/// `successor` is in TASKS and may run only here; interrupts are off;
+/// `kept` (bits as `in_progress_here`) is what frames that survive hold.
+unsafe fn take_over(successor: *const Task, kept: u8) {
     let me = smp_processor_id();
     let cur = current_ptr();
     // The oops may have hit with a scheduler lock held (in schedule or
     // reap, interrupts off; a blown stack there reaches us through the
     // double-fault task): its holder is abandoned and will never unlock.
-    // A lock another CPU holds is that CPU's business.
+    // A lock another CPU holds is that CPU's business, and one this CPU
+    // held before the point was armed is still its holder's.
     // SAFETY: only this CPU's abandoned guards; they are never dropped.
     unsafe {
-        TASKS.force_unlock_if_held_here();
-        RUNQUEUE.force_unlock_if_held_here();
+        if kept & 1 == 0 {
+            TASKS.force_unlock_if_held_here();
+        }
+        if kept & 2 == 0 {
+            RUNQUEUE.force_unlock_if_held_here();
+        }
     }
     // SAFETY: both pointers are live tasks in TASKS; interrupts are off.
     unsafe {
@@ -121,16 +138,22 @@ unsafe fn take_over(successor: *const Task) {
         // finish, so the tasks it held go back, and every runnable task
         // goes back in the queue.
         let sw = &SWITCH[me];
-        for t in [&sw.prev, &sw.next] {
+        for t in [&sw.prev, &sw.next].into_iter().filter(|_| kept & 4 == 0) {
             let p = t.swap(core::ptr::null_mut(), Ordering::SeqCst);
             if !p.is_null() && !core::ptr::eq(p, successor) && !core::ptr::eq(p, cur) {
                 (*p).set_on_cpu(None);
             }
         }
-        sw.in_switch.store(false, Ordering::SeqCst);
+        if kept & 4 == 0 {
+            sw.in_switch.store(false, Ordering::SeqCst);
+        }
         (*successor).set_on_cpu(Some(me));
     }
-    requeue_runnable(successor);
+    // With a scheduler lock held by a surviving frame, that frame is in
+    // the middle of the queue's update: it finishes it.
+    if kept & 3 == 0 {
+        requeue_runnable(successor);
+    }
 }
 
 /// The recovery has jumped back to the point, off the dead task's stack:
