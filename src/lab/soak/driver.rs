@@ -143,7 +143,12 @@ impl Soak {
             self.rng.next_u32() as usize,
         );
         let mm = with_shared(|s| {
-            s.threads.retain(|t| t.state() == sched::State::Runnable);
+            // A finished thread leaves the list only once it is off its
+            // CPU: until then its stack is in use, and the model check's
+            // `quiesce` must still wait for it (on two CPUs it may be
+            // finishing its last switch on the other one).
+            s.threads
+                .retain(|t| t.state() == sched::State::Runnable || t.on_cpu().is_some());
             if s.threads.len() >= MAX_THREADS {
                 return Err(());
             }

@@ -164,6 +164,25 @@ impl Soak {
             "soak: op {} on CPU {} (seed {:#x}): {}",
             op, cpu, self.cfg.seed, c.msg
         );
+        if c.vector == 14 {
+            // Whose page was it: a live area of the model (then the
+            // kernel lost a mapping), or one already freed (then a
+            // reader kept a stale address)?
+            let page = c.cr2 & !(PAGE - 1);
+            let live = with_shared(|s| {
+                s.areas
+                    .iter()
+                    .find(|a| page >= a.addr && page < a.addr + a.pages * PAGE)
+                    .copied()
+            });
+            match live {
+                Some(a) => println!(
+                    "soak: {:#x} is in a live area {:#x} ({} pages, made on CPU {}, {} pins)",
+                    c.cr2, a.addr, a.pages, a.cpu, a.pins
+                ),
+                None => println!("soak: {:#x} is in no live area of the model", c.cr2),
+            }
+        }
         OOPSED.store(true, Ordering::SeqCst);
         STOP.store(true, Ordering::SeqCst);
     }
