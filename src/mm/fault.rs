@@ -108,7 +108,7 @@ impl BadArea {
         BAD_AREA_TEXTS[self as usize]
     }
 
-    fn from_u8(v: u8) -> Self {
+    pub fn from_u8(v: u8) -> Self {
         [
             BadArea::None,
             BadArea::RefPgdAbsent,

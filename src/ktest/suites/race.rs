@@ -26,6 +26,8 @@ pub static SUITE: Suite = Suite {
         case!(stress_apic_timer),
         case!(regression_2020_window),
         case!(fault_loop_is_the_same_fault_again_and_again),
+        case!(two_cpus_threads_of_one_mm),
+        case!(two_cpus_two_processes),
     ],
 };
 
@@ -405,5 +407,85 @@ fn explorer_kernel_thread_switch_window() {
         }
         V::Cr3 | V::Sync => assert_eq!(r.failures, 0, "CR3-based sync failed in the window"),
         V::Eager | V::EagerLazy => unreachable!(),
+    }
+}
+
+fn show_two_cpus(what: &str, r: &Report) {
+    show(what, r);
+    crate::println!(
+        "    # {}: CPU B's own access failed in {} runs",
+        what,
+        r.b_failures
+    );
+    for (k, o) in r
+        .b_failing
+        .iter()
+        .take(1)
+        .chain(r.b_failing.iter().skip(1).last())
+    {
+        crate::println!("    #   CPU B at boundary {}: {:?}", k, o);
+    }
+}
+
+/// Cox and Hemment's race (quoted in the seed): two threads of one mm on
+/// two CPUs touch the same stale slot; CPU B's whole access runs at every
+/// boundary of CPU A's fault path (interrupts off on A or not: another CPU
+/// does not wait for A's IF).  Measured and pinned: under 2.4.1's checks
+/// (`legacy`, and `cr3`, which keeps them) A oopses with "pmd already
+/// present" at every boundary from its `#PF` entry up to its own read of
+/// `*pmd`, and nowhere after; B never fails.  `sync` is clean everywhere;
+/// `cli` oopses on both CPUs at every boundary (it never syncs on two
+/// levels).  PAE and the eager versions take no fault to explore.
+fn two_cpus_threads_of_one_mm() {
+    need_scenario();
+    let r = explore(Variant::OtherCpu { same_mm: true }, false, 1)
+        .unwrap_or_else(|| crate::ktest::skip("one CPU (make test runs this with -smp 2 too)"));
+    show_two_cpus("two CPUs, one mm", &r);
+    check_two_cpus(&r, true);
+}
+
+/// Andrea's "I think that can't happen": the same with two processes.
+/// Measured and pinned: it holds for processes: B syncs its own directory,
+/// A's is untouched, and no version but `cli` fails anywhere.
+fn two_cpus_two_processes() {
+    need_scenario();
+    let r = explore(Variant::OtherCpu { same_mm: false }, false, 1)
+        .unwrap_or_else(|| crate::ktest::skip("one CPU (make test runs this with -smp 2 too)"));
+    show_two_cpus("two CPUs, two mms", &r);
+    check_two_cpus(&r, false);
+}
+
+fn check_two_cpus(r: &Report, same_mm: bool) {
+    if !two_level_lazy() {
+        assert_eq!(
+            (r.runs, r.failures, r.b_failures),
+            (0, 0, 0),
+            "nothing faults here"
+        );
+        return;
+    }
+    assert_eq!(r.runs, r.stepped, "every boundary is tried on two CPUs");
+    match version() {
+        V::Legacy | V::Cr3 if same_mm => {
+            let last = r.failing.last().expect("no failing boundary").0;
+            assert_eq!(
+                r.failures,
+                last + 1,
+                "the failing boundaries are not 0..=last"
+            );
+            assert!(
+                r.failing
+                    .iter()
+                    .all(|(_, _, o)| *o == Outcome::Oops(BadArea::PmdAlreadyPresent)),
+                "a failure other than 2.4.1's pmd check"
+            );
+            assert!(last + 1 < r.stepped, "no clean boundary after A's pmd read");
+            assert_eq!(r.b_failures, 0, "CPU B failed");
+        }
+        V::Cli => {
+            assert_eq!(r.failures, r.runs, "cli synced on two levels");
+            assert_eq!(r.b_failures, r.runs, "cli synced on CPU B");
+        }
+        _ => assert_eq!((r.failures, r.b_failures), (0, 0)),
     }
 }

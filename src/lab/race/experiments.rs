@@ -11,7 +11,7 @@ use crate::println;
 
 fn row(name: &str, r: &Report) {
     println!(
-        "EXP|{}|stepped={}|if={}|cr2={}|runs={}|failures={}|before_cr2={}|tried_before_cr2={}|late={}|baseline={:?}",
+        "EXP|{}|stepped={}|if={}|cr2={}|runs={}|failures={}|before_cr2={}|tried_before_cr2={}|late={}|b_failures={}|baseline={:?}",
         name,
         r.stepped,
         r.with_if,
@@ -21,6 +21,7 @@ fn row(name: &str, r: &Report) {
         r.failures_before_cr2,
         r.tried_before_cr2,
         r.late,
+        r.b_failures,
         r.baseline
     );
     for g in failure_groups(&r.failing) {
@@ -39,6 +40,17 @@ pub fn run_all() {
         crate::mm::fault::version().name(),
         crate::mm::pgtable::mode().name()
     );
+    if crate::arch::x86::smp::online().count() > 1 {
+        // Booted with two CPUs (make experiments does, for these): the
+        // two-CPU scenarios only; the others are one CPU's.
+        for (name, same_mm) in [("cpu2_threads", true), ("cpu2_processes", false)] {
+            if let Some(r) = explore(Variant::OtherCpu { same_mm }, false, 1) {
+                row(name, &r);
+            }
+        }
+        println!("EXP|end");
+        return;
+    }
     if let Some(r) = explore(Variant::Thread, false, 1) {
         row("thread", &r);
     }

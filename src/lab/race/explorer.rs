@@ -42,14 +42,26 @@ const OUTER_MARK: u32 = 0x0A11_0001;
 const NESTED_MARK: u32 = 0x0A11_0002;
 const DEEP_MARK: u32 = 0x0A11_0003;
 
-/// Where the outer vmalloc fault is taken.
+/// Where the outer vmalloc fault is taken, and what boundary k brings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
-    /// From a kernel thread running in the victim mm.
+    /// From a kernel thread running in the victim mm; a nested interrupt.
     Thread,
     /// From inside the PIT interrupt handler (the seed's "irq handler
     /// vmalloc_fault"), which runs with interrupts enabled as in 2.4.
     InIrq,
+    /// From a thread on CPU 0; at boundary k CPU 1 runs a whole access to
+    /// the same stale slot while CPU 0 waits (see `cpu_b`).  `same_mm`:
+    /// CPU 1's thread is another thread of the victim's address space
+    /// (Cox and Hemment's race, quoted in the seed); otherwise a thread of
+    /// another process (Andrea's "I think that can't happen").
+    OtherCpu { same_mm: bool },
+}
+
+impl Variant {
+    fn other_cpu(self) -> bool {
+        matches!(self, Variant::OtherCpu { .. })
+    }
 }
 
 /// How one run ended.
@@ -100,6 +112,10 @@ struct State {
     eip: [u32; MAX_STEPS],
     delivered_eip: u32,
     hang: bool,
+    /// A two-CPU run: boundary k releases CPU B.
+    other_cpu: bool,
+    /// CPU B did not finish its access in time.
+    b_hang: bool,
 }
 
 static ST: RacyCell<State> = RacyCell::new(State {
@@ -122,9 +138,19 @@ static ST: RacyCell<State> = RacyCell::new(State {
     eip: [0; MAX_STEPS],
     delivered_eip: 0,
     hang: false,
+    other_cpu: false,
+    b_hang: false,
 });
 
 static NESTED_SAW: AtomicU32 = AtomicU32::new(0);
+/// CPU B's side of a two-CPU run (`cpu_b`): go, done, quit, its outcome.
+static B_GO: AtomicBool = AtomicBool::new(false);
+static B_DONE: AtomicBool = AtomicBool::new(false);
+static B_QUIT: AtomicBool = AtomicBool::new(false);
+/// 0: clean; else 1 + the `BadArea` its oops died in (255: another oops).
+static B_OUT: AtomicU32 = AtomicU32::new(0);
+/// How long CPU A waits for CPU B's access before calling it a hang.
+const B_TIMEOUT_US: u64 = 1_000_000;
 static NESTED_DONE: AtomicBool = AtomicBool::new(false);
 static DEEP_DONE: AtomicBool = AtomicBool::new(false);
 static OUTER_DONE: AtomicBool = AtomicBool::new(false);
@@ -266,15 +292,71 @@ fn debug_trap(frame: &mut TrapFrame) {
 /// Send the nested interrupt at this boundary (masked here, it is taken
 /// right after our iret), then let the run go on unstepped: only a hang
 /// before the target is caught by the step limit now; DR0 stays on the
-/// #PF entry, so a nested fault is still seen (depth-2 runs).
+/// #PF entry, so a nested fault is still seen (depth-2 runs).  In a
+/// two-CPU run, release CPU B instead and wait here, between two
+/// instructions of the fault path, until its whole access is over.
 fn deliver(frame: &mut TrapFrame) {
     let s = st();
-    if frame.eflags & cpu::EFLAGS_IF != 0 {
+    if s.other_cpu {
+        s.delivered_eip = frame.eip;
+        B_GO.store(true, Ordering::SeqCst);
+        let t0 = cpu::rdtsc();
+        while !B_DONE.load(Ordering::SeqCst) {
+            if crate::arch::x86::tsc::us_since(t0) > B_TIMEOUT_US {
+                s.b_hang = true;
+                break;
+            }
+            // A shootdown from CPU 1 (a stack freed there) must not wait
+            // for this CPU, whose interrupts are off in this handler.
+            crate::arch::x86::smp::poll_call_function();
+            core::hint::spin_loop();
+        }
+    } else if frame.eflags & cpu::EFLAGS_IF != 0 {
         apic::self_ipi(NESTED_VECTOR);
         s.delivered_eip = frame.eip;
     }
     s.stepping = false;
     frame.eflags &= !cpu::EFLAGS_TF;
+}
+
+/// CPU B: a thread pinned to CPU 1, in the victim's mm or another one.
+/// Released by CPU A's #DB handler at boundary k, it flushes its TLB (the
+/// driver made the slot stale again since B's last access) and writes
+/// the nested test mark to `y`, another page of the outer fault's slot,
+/// under its own recovery point, and reports.  One thread serves every
+/// run of an exploration.
+fn cpu_b(_: usize) {
+    loop {
+        while !B_GO.load(Ordering::SeqCst) {
+            if B_QUIT.load(Ordering::SeqCst) {
+                return;
+            }
+            core::hint::spin_loop();
+        }
+        B_GO.store(false, Ordering::SeqCst);
+        cpu::flush_tlb();
+        let (_, y, _, _) = targets();
+        let bad0 = fault::bad_areas();
+        let r = fixup::catch(true, || touch(y, NESTED_MARK));
+        let out = match r {
+            Ok(()) => 0,
+            Err(c) if c.vector == 14 && fault::bad_areas() != bad0 => {
+                1 + fault::last_bad_area() as u32
+            }
+            Err(_) => 255,
+        };
+        B_OUT.store(out, Ordering::SeqCst);
+        B_DONE.store(true, Ordering::SeqCst);
+    }
+}
+
+/// CPU B's outcome of the last run, as an `Outcome` of its own access.
+fn b_outcome() -> Outcome {
+    match B_OUT.load(Ordering::SeqCst) {
+        0 => Outcome::Clean,
+        255 => Outcome::OtherOops(14),
+        n => Outcome::Oops(BadArea::from_u8((n - 1) as u8)),
+    }
 }
 
 /// Depth-2 runs: a fault inside the nested handler.  Send the second
@@ -352,6 +434,10 @@ pub struct Report {
     pub failing: Vec<(usize, u32, Outcome)>,
     /// The baseline (no nested interrupt) outcome.
     pub baseline: Option<Outcome>,
+    /// Two-CPU runs: runs where CPU B's own access failed, and (boundary,
+    /// its outcome) of each.
+    pub b_failures: usize,
+    pub b_failing: Vec<(usize, Outcome)>,
     /// TSC cycles the runs took (not the scenario's setup or the
     /// baseline): what `make bench`'s explorer throughput divides by.
     pub run_cycles: u64,
@@ -415,7 +501,12 @@ fn run_once(
     s.recording = record;
     s.hang = false;
     s.delivered_eip = 0;
+    s.other_cpu = variant.other_cpu();
+    s.b_hang = false;
     cpu::restore_flags(f);
+    B_GO.store(false, Ordering::SeqCst);
+    B_DONE.store(false, Ordering::SeqCst);
+    B_OUT.store(0, Ordering::SeqCst);
     NESTED_DONE.store(false, Ordering::SeqCst);
     DEEP_DONE.store(false, Ordering::SeqCst);
     OUTER_DONE.store(false, Ordering::SeqCst);
@@ -438,10 +529,11 @@ fn run_once(
     let (x, y, z, w) = targets();
     let out = match r {
         Err(c) => classify(&c, bad0, x),
-        Ok(()) if s.hang => Outcome::Hang,
+        Ok(()) if s.hang || s.b_hang => Outcome::Hang,
         Ok(()) => {
             let outer_ok = read(x) == OUTER_MARK;
-            let nested_ok = !NESTED_DONE.load(Ordering::SeqCst)
+            let b_wrote = B_DONE.load(Ordering::SeqCst) && B_OUT.load(Ordering::SeqCst) == 0;
+            let nested_ok = (!NESTED_DONE.load(Ordering::SeqCst) && !b_wrote)
                 || read(if deep { z } else { y }) == NESTED_MARK;
             let deep_ok = !DEEP_DONE.load(Ordering::SeqCst) || read(w) == DEEP_MARK;
             if outer_ok && nested_ok && deep_ok {
@@ -498,6 +590,9 @@ fn prepare() -> Option<Scenario> {
 /// `stride` 1, every `stride`-th otherwise (the test suite samples the
 /// slower variants; `make experiments` tries them all).
 pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
+    if variant.other_cpu() && !crate::arch::x86::smp::cpu_online(1) {
+        return None;
+    }
     let sc = prepare()?;
     irq::request_irq(NESTED_VECTOR, nested_irq, IrqFlags::empty());
     irq::request_irq(DEEP_VECTOR, deep_irq, IrqFlags::empty());
@@ -511,6 +606,15 @@ pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
         finish();
         return Some(rep);
     }
+    // CPU B's thread, for the whole exploration.
+    let b = match variant {
+        Variant::OtherCpu { same_mm } => {
+            B_QUIT.store(false, Ordering::SeqCst);
+            let mm = if same_mm { &sc.mm } else { &sc.mm_b };
+            Some(sched::run_on(1, "cpu-b", cpu_b, 0, Some(mm.clone())))
+        }
+        _ => None,
+    };
     rep.baseline = Some(run_once(&sc, variant, usize::MAX, None, deep, true));
     rep.stepped = st().k;
     let if_at: Vec<bool> = (0..rep.stepped)
@@ -538,9 +642,11 @@ pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
         })
         .collect();
     let t0 = cpu::rdtsc();
+    // Another CPU does not wait for this one's IF: in a two-CPU run every
+    // boundary is open.
     for k in (0..rep.stepped)
         .step_by(stride.max(1))
-        .filter(|&k| if_at[k])
+        .filter(|&k| if_at[k] || variant.other_cpu())
     {
         let a = anchors[k];
         let jump = (a > 0).then(|| (a, eip_at[a], occurrence[a]));
@@ -556,6 +662,10 @@ pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
                 rep.late_examples.push((eip_at[k], saw));
             }
         }
+        if variant.other_cpu() && B_DONE.load(Ordering::SeqCst) && b_outcome().failed() {
+            rep.b_failures += 1;
+            rep.b_failing.push((k, b_outcome()));
+        }
         if out.failed() {
             rep.failures += 1;
             if rep.cr2_read_at.is_some_and(|c| k <= c) {
@@ -565,6 +675,10 @@ pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
         }
     }
     rep.run_cycles = cpu::rdtsc() - t0;
+    if let Some(b) = b {
+        B_QUIT.store(true, Ordering::SeqCst);
+        sched::join(&b);
+    }
 
     finish();
     Some(rep)

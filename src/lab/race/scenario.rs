@@ -12,6 +12,9 @@ use crate::mm::vmalloc::{vfree, vmalloc};
 
 pub struct Scenario {
     pub mm: Arc<MmStruct>,
+    /// A second address space, also made before the area: CPU B's
+    /// process in the two-CPU explorer's "two processes" runs.
+    pub mm_b: Arc<MmStruct>,
     area: u32,
     /// Outer touch (slot S1).
     pub x: u32,
@@ -44,12 +47,14 @@ impl Scenario {
     /// only (two-level, lazy versions).
     pub fn new() -> Option<Scenario> {
         let mm = mm_alloc()?;
+        let mm_b = mm_alloc()?;
         let area = vmalloc(AREA)?.as_ptr() as u32;
         let s1 = (area + (4 << 20) - 1) & !((4 << 20) - 1);
         let s2 = s1 + (4 << 20);
         let s3 = s2 + (4 << 20);
         let sc = Scenario {
             mm,
+            mm_b,
             area,
             x: s1 + 0x1000,
             y: s1 + 0x2000 + PAGE_SIZE as u32,
@@ -74,6 +79,11 @@ impl Scenario {
         !self.slot_present(self.x) && !self.slot_present(self.z) && !self.slot_present(self.w)
     }
 
+    /// Is the outer touch's slot missing from CPU B's process too?
+    pub fn stale_for_b(&self) -> bool {
+        !pmd_present(pmd_offset(pgd_offset(self.mm_b.pgd, self.x), self.x).read())
+    }
+
     /// Undo what a run's vmalloc faults copied, so the next run starts
     /// from the same stale state.  Only meaningful in two-level mode: in
     /// PAE the kernel PMD is shared and nothing is ever stale.
@@ -82,8 +92,10 @@ impl Scenario {
         // them would fake a state that version cannot reach.
         let lazy = !crate::mm::fault::version().syncs_eagerly();
         if lazy && mode() == PagingMode::TwoLevel {
-            for a in [self.x, self.z, self.w] {
-                pmd_clear(pmd_offset(pgd_offset(self.mm.pgd, a), a));
+            for pgd in [self.mm.pgd, self.mm_b.pgd] {
+                for a in [self.x, self.z, self.w] {
+                    pmd_clear(pmd_offset(pgd_offset(pgd, a), a));
+                }
             }
         }
     }

@@ -95,10 +95,15 @@ def jobs(k, tests, filter_glob=None, cmdline=""):
             if name == "ktest" and not filter_glob:
                 out.append(Job(name, mode, path, f"paging={mode} test=frames.*,paging.*{extra}", LARGE_MEMORY))
                 # Two CPUs (issue 15): the whole suite under the default
-                # version, with the second CPU started and parked (it runs
-                # nothing else yet), and the smp cases that need it.
+                # version, its threads on both CPUs, and the smp cases that
+                # need the second.
                 out.append(Job(name, f"{mode},{k.default_version}", path,
                                f"paging={mode} vmalloc_fault={k.default_version}{extra}", smp=2))
+                # The two-CPU explorer (issue 16) under every other
+                # version: the default one runs it in the full suite above.
+                for v in [x for x in k.versions if x != k.default_version]:
+                    out.append(Job(name, f"{mode},{v}", path,
+                                   f"paging={mode} vmalloc_fault={v} test=race.two_cpus*{extra}", smp=2))
                 # nosmp with two CPUs there: the second is left alone.
                 out.append(Job(name, f"{mode},nosmp", path, f"paging={mode} nosmp test=smp.*{extra}", smp=2))
                 # The suite at 32 MiB, where the race cases size themselves
