@@ -198,17 +198,23 @@ impl Soak {
     /// CPU 0's operations (the whole budget when CPU 1 has no driver),
     /// with the model check every `check_every` operations of both.
     pub(super) fn run(&mut self) {
-        let mut next_check = self.cfg.check_every;
         let mut next_progress = self.cfg.progress_every;
-        while !second::STOP.load(Ordering::SeqCst) && second::claim_op(self.cfg.ops) {
-            self.step();
-            let op = OP.load(Ordering::SeqCst);
-            if op >= next_check {
-                next_check = op + self.cfg.check_every;
-                second::park();
-                self.check();
-                second::unpark();
+        second::NEXT_CHECK.store(self.cfg.check_every, Ordering::SeqCst);
+        while !second::STOP.load(Ordering::SeqCst) {
+            match second::claim_op(self.cfg.ops) {
+                second::Claim::Done => break,
+                // No operation passes a check: both drivers stop at it,
+                // and this one makes it, the other parked.
+                second::Claim::CheckDue => {
+                    second::park();
+                    self.check();
+                    second::NEXT_CHECK.fetch_add(self.cfg.check_every, Ordering::SeqCst);
+                    second::unpark();
+                    continue;
+                }
+                second::Claim::Claimed => self.step(),
             }
+            let op = OP.load(Ordering::SeqCst);
             if self.cfg.progress_every != 0 && op >= next_progress {
                 next_progress = op + self.cfg.progress_every;
                 println!(

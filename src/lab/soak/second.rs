@@ -15,7 +15,7 @@
 //! the first driver's teardown has joined every worker.
 
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::arch::x86::apic;
 use crate::arch::x86::irq;
@@ -147,10 +147,18 @@ impl Soak {
     fn run_second(&mut self) {
         loop {
             park_here();
-            if STOP.load(Ordering::SeqCst) || !claim_op(self.cfg.ops) {
+            if STOP.load(Ordering::SeqCst) {
                 return;
             }
-            self.step();
+            match claim_op(self.cfg.ops) {
+                Claim::Done => return,
+                // The first driver will park this one and check.
+                Claim::CheckDue => {
+                    sched::yield_now();
+                    core::hint::spin_loop();
+                }
+                Claim::Claimed => self.step(),
+            }
         }
     }
 
@@ -188,10 +196,27 @@ impl Soak {
     }
 }
 
-/// Take the next operation of the budget, if any is left.
-pub(super) fn claim_op(ops: u32) -> bool {
-    OP.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-        (n < ops).then_some(n + 1)
-    })
-    .is_ok()
+/// The operation count at which the next model check is due: no driver
+/// claims past it until the first driver has made the check.
+pub(super) static NEXT_CHECK: AtomicU32 = AtomicU32::new(u32::MAX);
+
+pub(super) enum Claim {
+    Claimed,
+    /// A model check is due first.
+    CheckDue,
+    /// The budget is spent.
+    Done,
+}
+
+/// Take the next operation of the budget, if any is left and no check is
+/// due.
+pub(super) fn claim_op(ops: u32) -> Claim {
+    let check = NEXT_CHECK.load(Ordering::SeqCst);
+    match OP.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+        (n < ops && n < check).then_some(n + 1)
+    }) {
+        Ok(_) => Claim::Claimed,
+        Err(n) if n >= ops => Claim::Done,
+        Err(_) => Claim::CheckDue,
+    }
 }
