@@ -20,8 +20,9 @@ pub const KERNEL_CS: u16 = 0x08;
 pub const KERNEL_DS: u16 = 0x10;
 pub const TSS_SEL: u16 = 0x18;
 pub const DF_TSS_SEL: u16 = 0x20;
-/// The per-CPU data segment, loaded into %gs.
-pub const PERCPU_SEL: u16 = 0x28;
+/// The per-CPU data segment, loaded into %gs (defined beside the data it
+/// frames, percpu.rs).
+pub use super::percpu::PERCPU_SEL;
 
 const ENTRIES: usize = 6;
 

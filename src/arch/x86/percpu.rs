@@ -49,6 +49,10 @@ static PER_CPU: [RacyCell<PerCpu>; NR_CPUS] = [const {
     })
 }; NR_CPUS];
 
+/// The GDT selector of the per-CPU data segment (entry 5 of each CPU's
+/// GDT, gdt.rs), loaded into %gs.
+pub const PERCPU_SEL: u16 = 0x28;
+
 /// Where `current` sits in the per-CPU segment (switch.rs's `%gs:4`).
 pub const CURRENT_OFFSET: usize = 4;
 const _: () = assert!(core::mem::offset_of!(PerCpu, current) == CURRENT_OFFSET);
@@ -89,7 +93,7 @@ pub fn smp_processor_id_early() -> usize {
     unsafe {
         core::arch::asm!("mov {:e}, gs", out(reg) gs, options(nomem, nostack, preserves_flags))
     };
-    if gs & 0xffff == super::gdt::PERCPU_SEL as u32 {
+    if gs & 0xffff == PERCPU_SEL as u32 {
         smp_processor_id()
     } else {
         0
