@@ -21,6 +21,10 @@ fn short_soak_gives_everything_back() {
     if !fault::version().meant_correct() {
         skip("the soak runs the correct handlers only (sync, eager)");
     }
+    if crate::arch::x86::smp::online().count() > 1 && !fault::version().meant_correct_on_smp() {
+        // make soak reports where it oopses instead.
+        skip("two CPUs open 5.8's map-then-sync window (the 2020 regression): eager may oops by chance");
+    }
     let cfg = SoakConfig {
         check_every: 500,
         ..SoakConfig::new(SEED, OPS)

@@ -494,7 +494,8 @@ fn lazy_sync_on_first_touch_from_new_mm() {
         faults_after_first: AtomicU32::new(u32::MAX),
         faults_after_second: AtomicU32::new(u32::MAX),
     };
-    let th = kernel_thread(
+    // On this CPU: under `cli` its oops is this case's to catch.
+    let th = crate::sched::run_here(
         "toucher",
         toucher,
         &t as *const Touch as usize,

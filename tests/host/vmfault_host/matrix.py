@@ -99,11 +99,13 @@ def jobs(k, tests, filter_glob=None, cmdline=""):
                 # need the second.
                 out.append(Job(name, f"{mode},{k.default_version}", path,
                                f"paging={mode} vmalloc_fault={k.default_version}{extra}", smp=2))
-                # The two-CPU explorer (issue 16) under every other
-                # version: the default one runs it in the full suite above.
+                # Every other version's suites with two CPUs too, the
+                # two-CPU explorer among them (race.two_cpus_*).
+                first_eager = next((x for x in k.versions if x.startswith("eager")), None)
                 for v in [x for x in k.versions if x != k.default_version]:
+                    only = version_filter(v, k.default_version, first_eager)
                     out.append(Job(name, f"{mode},{v}", path,
-                                   f"paging={mode} vmalloc_fault={v} test=race.two_cpus*{extra}", smp=2))
+                                   f"paging={mode} vmalloc_fault={v} test={only}{extra}", smp=2))
                 # nosmp with two CPUs there: the second is left alone.
                 out.append(Job(name, f"{mode},nosmp", path, f"paging={mode} nosmp test=smp.*{extra}", smp=2))
                 # The suite at 32 MiB, where the race cases size themselves
