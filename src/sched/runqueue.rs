@@ -8,6 +8,7 @@
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::*;
 use crate::arch::x86::cpu;
@@ -47,6 +48,10 @@ pub(super) fn pick_next(
     None
 }
 
+/// Reaps in progress on any CPU: tasks taken out of TASKS whose stacks
+/// and mms are not freed yet (`reap_all` waits for them).
+static REAPING: AtomicU32 = AtomicU32::new(0);
+
 /// Drop tasks that finished and that no CPU runs on (never the one whose
 /// stack we are on: it is ours, so `on_cpu` is set).  The drops (each
 /// frees a stack, with its TLB shootdown) happen after the lock is
@@ -55,6 +60,9 @@ pub(super) fn reap() {
     let mut gone = Vec::new();
     {
         let mut tasks = TASKS.lock();
+        // Counted in before the lock goes, so that `reap_all` on another
+        // CPU, finding nothing left in TASKS, still waits for our frees.
+        REAPING.fetch_add(1, Ordering::SeqCst);
         let mut i = 1;
         while i < tasks.len() {
             let t = &tasks[i];
@@ -68,6 +76,24 @@ pub(super) fn reap() {
         }
     }
     drop(gone);
+    REAPING.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Reap what can be reaped now, and wait for the reaps other CPUs have
+/// begun: afterwards every finished task that nobody holds has given its
+/// stack and mm back.  `join` does not wait for that (a task that left
+/// its CPU may be freed by any CPU's next `schedule`); a caller that
+/// counts frames right after joining needs this (the soak's model check:
+/// measured one frame short while CPU 1 was still freeing a joined
+/// thread's mm).
+pub fn reap_all() {
+    {
+        let _irq = cpu::irq_save();
+        reap();
+    }
+    while REAPING.load(Ordering::SeqCst) != 0 {
+        core::hint::spin_loop();
+    }
 }
 
 /// Make sure every runnable task that no CPU runs is in the run queue

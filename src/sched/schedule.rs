@@ -219,7 +219,9 @@ pub fn drop_lazy_mm() {
 }
 
 /// On another CPU, in the call-function IPI: only an idle task between
-/// switches (its loop holds no lock there, and no CR3 load is under way).
+/// switches (no CR3 load is under way).  Dropping the mm takes the
+/// directory-list and frame locks only, never a scheduler lock, so it is
+/// safe also when the call is polled from a scheduler wait loop.
 fn drop_idle_lazy_mm(_: usize) {
     if is_idle_task(current_ptr()) && !in_switch() {
         drop_lazy_mm_here();

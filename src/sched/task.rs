@@ -181,6 +181,9 @@ pub fn init() {
     );
     t.set_on_cpu(Some(0));
     set_current(Arc::as_ptr(&t));
+    // CPU 0's idle task too (what `schedule` falls back to when nothing
+    // else may run there), though it waits in the queue like any task.
+    set_idle_task(0, Arc::as_ptr(&t));
     TASKS.lock_irqsave().push(t);
 }
 
@@ -371,7 +374,8 @@ pub fn do_exit(state: State) -> ! {
 /// `t` runs on another CPU the yield returns at once, and this spins),
 /// and until it has left its CPU: 2.4's `release_task` also spins while
 /// `p->has_cpu` ("make sure the process isn't ... active on some other
-/// CPU still"), after which the task's stack is free to go.
+/// CPU still").  Its stack may then be freed, by any CPU's next reap;
+/// `reap_all` waits until it is.
 pub fn join(t: &Arc<Task>) -> State {
     while t.state() == State::Runnable || t.on_cpu().is_some() {
         yield_now();

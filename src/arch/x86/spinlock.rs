@@ -1,5 +1,5 @@
-//! `spinlock_t` with two things `spin::Mutex` does not do, both needed once
-//! two CPUs share the kernel's locks:
+//! `spinlock_t` with three things `spin::Mutex` does not do, all needed
+//! once two CPUs share the kernel's locks:
 //!
 //! - **It knows which CPU holds it.**  An oops can hit with a lock held
 //!   (in `schedule`, in a print); the oops path must free the lock only

@@ -192,6 +192,7 @@ impl Soak {
             sched::join(&t);
         }
         sched::yield_now();
+        sched::reap_all();
         sched::drop_lazy_mm();
     }
 

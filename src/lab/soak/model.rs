@@ -217,9 +217,16 @@ impl Soak {
         let want = self.frames0 - pages - mms.len() * self.mm_cost;
         let now = vmalloc::free_frames_and_kept_tables();
         if now != want {
+            // What else holds frames now: the tasks alive (swapper, the
+            // idle tasks, the second driver, unreaped threads) and the
+            // kernel page tables counted, for whoever chases it.
             self.error(format_args!(
-                "{} free frames (+kernel tables), the model expects {}",
-                now, want
+                "{} free frames (+kernel tables), the model expects {} ({} tasks, {} kernel page tables, {} mms in the model)",
+                now,
+                want,
+                crate::sched::nr_tasks(),
+                vmalloc::kernel_pgtable_pages(),
+                mms.len()
             ));
         }
     }

@@ -110,15 +110,24 @@ pub(super) fn finish(t: Option<Arc<Task>>) -> Option<SoakReport> {
 fn second_driver(_: usize) {
     let cfg = CONFIG.lock_irqsave().expect("soak config");
     let mut s = Soak::new(cfg, Rng::new(cfg.seed as u64 ^ SECOND_STREAM));
-    park_here();
-    if apic::present() {
-        apic::timer_periodic(irq::LOCAL_TIMER_VECTOR, cfg.apic_count);
-    }
-    if let Err(c) = fixup::catch(false, || s.run_second()) {
+    // Under a point from the first yield on: workers may run on CPU 1 as
+    // soon as this driver parks.  The timer stops inside the point on the
+    // way out; after an oops the handlers read nothing (RECOVERIES0).
+    let r = fixup::catch(false, || {
+        park_here();
+        if apic::present() {
+            apic::timer_periodic(irq::LOCAL_TIMER_VECTOR, cfg.apic_count);
+        }
+        s.run_second();
+        if apic::present() {
+            apic::timer_stop();
+        }
+    });
+    if let Err(c) = r {
+        if apic::present() {
+            apic::timer_stop();
+        }
         s.count_oops(&c, 1);
-    }
-    if apic::present() {
-        apic::timer_stop();
     }
     // Parked for good, still under a point: a worker may yet oops here.
     DONE.store(true, Ordering::SeqCst);
