@@ -336,11 +336,16 @@ fn spawn(
     // SAFETY: the task is not yet visible to the scheduler.
     unsafe { *task.esp.get() = esp as u32 };
     // Every lock the scheduler takes is taken with interrupts off: a timer
-    // preemption inside it would otherwise spin on it forever.
-    TASKS.lock_irqsave().push(task.clone());
+    // preemption inside it would otherwise spin on it forever.  Both lists
+    // in one step (the task list first, as `requeue_runnable` takes them):
+    // a recovery on another CPU in between would find a runnable task in
+    // no queue and queue it, and then we would queue it again.
     {
         let _irq = cpu::irq_save();
+        let mut tasks = TASKS.lock();
+        tasks.push(task.clone());
         RUNQUEUE.lock().push_back(task.clone());
+        drop(tasks);
         // 2.4's wake_up_process -> reschedule_idle: an idle CPU takes it.
         reschedule_idle(task.cpus_allowed());
     }
