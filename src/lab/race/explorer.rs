@@ -662,6 +662,14 @@ pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
                 rep.late_examples.push((eip_at[k], saw));
             }
         }
+        if st().b_hang {
+            // CPU B is still inside its access (or stuck there): it would
+            // finish during a later run and corrupt it.  The exploration
+            // stops here; the runs count says how far it got.
+            rep.failures += 1;
+            rep.failing.push((k, eip_at[k], Outcome::Hang));
+            break;
+        }
         if variant.other_cpu() && B_DONE.load(Ordering::SeqCst) && b_outcome().failed() {
             rep.b_failures += 1;
             rep.b_failing.push((k, b_outcome()));
@@ -677,7 +685,11 @@ pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
     rep.run_cycles = cpu::rdtsc() - t0;
     if let Some(b) = b {
         B_QUIT.store(true, Ordering::SeqCst);
-        sched::join(&b);
+        // A B that hung does not come back: leave it (its CPU is lost
+        // for the rest of the boot, and the report says the run hung).
+        if !st().b_hang {
+            sched::join(&b);
+        }
     }
 
     finish();
