@@ -167,30 +167,18 @@ fn new_task(
 
 /// Make the boot context task 0 (`swapper`, Linux's idle task), running on
 /// the boot stack with `init_mm`.  It stays on CPU 0 (it drives the tests,
-/// and its stack is the boot CPU's).
+/// and its stack is the boot CPU's), and is CPU 0's idle task, what
+/// `schedule` falls back to there, though it waits in the queue like any
+/// task (`is_idle_task` counts the secondary CPUs' only).
 pub fn init() {
     let (base, top) = crate::mm::init::boot_stack();
-    let t = new_task(
-        0,
-        "swapper",
-        KernelStack { base, top },
-        None,
-        Some(init_mm().clone()),
-        None,
-        1,
-    );
-    t.set_on_cpu(Some(0));
-    set_current(Arc::as_ptr(&t));
-    // CPU 0's idle task too (what `schedule` falls back to when nothing
-    // else may run there), though it waits in the queue like any task.
-    set_idle_task(0, Arc::as_ptr(&t));
-    TASKS.lock_irqsave().push(t);
+    init_idle(0, KernelStack { base, top });
 }
 
-/// A secondary CPU's idle task (2.4's `init_tasks[cpu]`, made by
-/// `fork_by_hand` in `do_boot_cpu`): the context the CPU booted in, on
-/// the stack it booted on, pinned to it and never queued.  Run by that
-/// CPU, which becomes its `current`.
+/// CPU `cpu`'s idle task (2.4's `init_tasks[cpu]`, made by `fork_by_hand`
+/// in `do_boot_cpu`): the context the CPU booted in, on the stack it
+/// booted on, pinned to it, in `init_mm`.  Run by that CPU, which becomes
+/// its `current`.
 pub fn init_idle(cpu: usize, stack: KernelStack) {
     let t = new_task(
         0,
