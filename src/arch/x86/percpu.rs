@@ -74,13 +74,26 @@ pub fn setup(cpu: usize, apic_id: u32) -> u32 {
 /// `smp_processor_id()`.  Valid once `gdt::init` ran on this CPU.
 #[inline(always)]
 pub fn smp_processor_id() -> usize {
-    let cpu: u32;
+    gs_word::<0>() as usize
+}
+
+/// The word at `OFFSET` of this CPU's `PerCpu`, in one %gs-relative load:
+/// no window in which a switch to another CPU could make it that CPU's.
+#[inline(always)]
+fn gs_word<const OFFSET: usize>() -> u32 {
+    let w: u32;
     // SAFETY: %gs holds this CPU's PERCPU_SEL, whose segment starts at its
-    // PerCpu; reading the first word has no side effects.
+    // PerCpu; the callers' offsets are of aligned u32 fields (a 32-bit load
+    // of one is atomic), and the load has no side effects.
     unsafe {
-        core::arch::asm!("mov {}, gs:[0]", out(reg) cpu, options(nostack, readonly, preserves_flags))
+        core::arch::asm!(
+            "mov {}, gs:[{off}]",
+            out(reg) w,
+            off = const OFFSET,
+            options(nostack, readonly, preserves_flags)
+        )
     };
-    cpu as usize
+    w
 }
 
 /// `smp_processor_id`, also before this CPU loaded its GDT (the boot
@@ -120,18 +133,7 @@ pub fn per_cpu(cpu: usize) -> &'static PerCpu {
 /// CPU's.
 #[inline(always)]
 pub fn current_word() -> u32 {
-    let cur: u32;
-    // SAFETY: as `smp_processor_id`; the word at CURRENT_OFFSET is an
-    // aligned AtomicU32, and a 32-bit load of it is atomic.
-    unsafe {
-        core::arch::asm!(
-            "mov {}, gs:[{off}]",
-            out(reg) cur,
-            off = const CURRENT_OFFSET,
-            options(nostack, readonly, preserves_flags)
-        )
-    };
-    cur
+    gs_word::<CURRENT_OFFSET>()
 }
 
 /// Set this CPU's `current` (the scheduler's recovery path; `switch_to`
