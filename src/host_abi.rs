@@ -71,55 +71,51 @@ const VERSION_NAMES: [&str; VmallocFaultVersion::ALL.len()] = {
     out
 };
 
-/// `VERSION_NAMES` without the versions not meant to be correct.
-const CORRECT_NAMES: [&str; correct_count()] = {
-    let mut out = [""; correct_count()];
+/// Which versions `$pred` holds for, in `VmallocFaultVersion::ALL` order
+/// (a macro: a const fn cannot call the predicate through a pointer).
+macro_rules! versions_where {
+    ($pred:ident) => {{
+        let mut mask = [false; VmallocFaultVersion::ALL.len()];
+        let mut i = 0;
+        while i < mask.len() {
+            mask[i] = VmallocFaultVersion::ALL[i].$pred();
+            i += 1;
+        }
+        mask
+    }};
+}
+
+const fn count(mask: &[bool]) -> usize {
     let (mut i, mut n) = (0, 0);
-    while i < VmallocFaultVersion::ALL.len() {
-        if VmallocFaultVersion::ALL[i].meant_correct() {
+    while i < mask.len() {
+        n += mask[i] as usize;
+        i += 1;
+    }
+    n
+}
+
+/// The names of the versions `mask` marks; `N` must be `count(mask)`.
+const fn names_of<const N: usize>(mask: &[bool]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let (mut i, mut n) = (0, 0);
+    while i < mask.len() {
+        if mask[i] {
             out[n] = VmallocFaultVersion::ALL[i].name();
             n += 1;
         }
         i += 1;
     }
+    assert!(n == N);
     out
-};
-
-const fn correct_count() -> usize {
-    let (mut i, mut n) = (0, 0);
-    while i < VmallocFaultVersion::ALL.len() {
-        if VmallocFaultVersion::ALL[i].meant_correct() {
-            n += 1;
-        }
-        i += 1;
-    }
-    n
 }
+
+/// `VERSION_NAMES` without the versions not meant to be correct.
+const CORRECT: [bool; VmallocFaultVersion::ALL.len()] = versions_where!(meant_correct);
+const CORRECT_NAMES: [&str; count(&CORRECT)] = names_of(&CORRECT);
 
 /// `CORRECT_NAMES` less the versions the 2020 window breaks on two CPUs.
-const SMP_CORRECT_NAMES: [&str; smp_correct_count()] = {
-    let mut out = [""; smp_correct_count()];
-    let (mut i, mut n) = (0, 0);
-    while i < VmallocFaultVersion::ALL.len() {
-        if VmallocFaultVersion::ALL[i].meant_correct_on_smp() {
-            out[n] = VmallocFaultVersion::ALL[i].name();
-            n += 1;
-        }
-        i += 1;
-    }
-    out
-};
-
-const fn smp_correct_count() -> usize {
-    let (mut i, mut n) = (0, 0);
-    while i < VmallocFaultVersion::ALL.len() {
-        if VmallocFaultVersion::ALL[i].meant_correct_on_smp() {
-            n += 1;
-        }
-        i += 1;
-    }
-    n
-}
+const SMP_CORRECT: [bool; VmallocFaultVersion::ALL.len()] = versions_where!(meant_correct_on_smp);
+const SMP_CORRECT_NAMES: [&str; count(&SMP_CORRECT)] = names_of(&SMP_CORRECT);
 
 const DEFAULT_VERSION: [&str; 1] = [VmallocFaultVersion::DEFAULT.name()];
 const DEFAULT_MODE: [&str; 1] = [PagingMode::DEFAULT.name()];
