@@ -18,14 +18,22 @@
 //!   their TLB shootdown, with interrupts off; the other CPU may be
 //!   spinning on the vmlist lock with them off too, and only polling
 //!   breaks that circle.
+//! - **A waiter says what it waits for** (`waits_for`): the two-CPU
+//!   explorers stop CPU A between two instructions and let CPU B run; if
+//!   B then spins on a lock A holds, A must go on, or neither ever will.
 
+use core::mem::ManuallyDrop;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use spin::{Mutex, MutexGuard};
 
 use super::cpu::{self, IrqSave};
 use super::percpu;
+use super::smp_config::NR_CPUS;
+
+/// Per CPU: the owner word of the lock it is spinning on, 0 if none.
+static WAITING_ON: [AtomicUsize; NR_CPUS] = [const { AtomicUsize::new(0) }; NR_CPUS];
 
 pub struct SpinLock<T> {
     /// `smp_processor_id() + 1` of the holder, 0 when free.
@@ -35,7 +43,9 @@ pub struct SpinLock<T> {
 
 pub struct SpinGuard<'a, T> {
     owner: &'a AtomicU32,
-    guard: MutexGuard<'a, T>,
+    /// `owner`'s value while we hold it.
+    me: u32,
+    guard: ManuallyDrop<MutexGuard<'a, T>>,
 }
 
 /// A `SpinGuard` that also restores the interrupt flag when dropped
@@ -59,21 +69,18 @@ impl<T> SpinLock<T> {
             if let Some(g) = self.try_lock() {
                 return g;
             }
-            while self.inner.is_locked() {
-                relax();
-            }
+            self.wait();
         }
     }
 
     pub fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
         let guard = self.inner.try_lock()?;
-        self.owner.store(
-            percpu::smp_processor_id_early() as u32 + 1,
-            Ordering::SeqCst,
-        );
+        let me = percpu::smp_processor_id_early() as u32 + 1;
+        self.owner.store(me, Ordering::SeqCst);
         Some(SpinGuard {
             owner: &self.owner,
-            guard,
+            me,
+            guard: ManuallyDrop::new(guard),
         })
     }
 
@@ -86,10 +93,18 @@ impl<T> SpinLock<T> {
                 return IrqSpinGuard { guard, _irq: irq };
             }
             drop(irq);
-            while self.inner.is_locked() {
-                relax();
-            }
+            self.wait();
         }
+    }
+
+    /// Spin until the lock looks free, published in `WAITING_ON`.
+    fn wait(&self) {
+        let me = &WAITING_ON[percpu::smp_processor_id_early()];
+        me.store(&self.owner as *const AtomicU32 as usize, Ordering::SeqCst);
+        while self.inner.is_locked() {
+            relax();
+        }
+        me.store(0, Ordering::SeqCst);
     }
 
     pub fn is_locked(&self) -> bool {
@@ -120,6 +135,21 @@ impl<T> SpinLock<T> {
     }
 }
 
+/// Whether CPU `waiter` is spinning on a lock that CPU `holder` holds.
+pub fn waits_for(waiter: usize, holder: usize) -> bool {
+    let Some(w) = WAITING_ON.get(waiter) else {
+        return false;
+    };
+    let owner = w.load(Ordering::SeqCst) as *const AtomicU32;
+    if owner.is_null() {
+        return false;
+    }
+    // SAFETY: a lock outlives every CPU that spins on it (the kernel's
+    // SpinLocks are statics), and `waiter` is spinning on this one.
+    let held_by = unsafe { (*owner).load(Ordering::SeqCst) };
+    held_by == holder as u32 + 1
+}
+
 /// One turn of a wait loop: answer a pending cross-CPU call if this CPU
 /// cannot take its IPI now, and `pause`.
 fn relax() {
@@ -131,8 +161,14 @@ fn relax() {
 
 impl<T> Drop for SpinGuard<'_, T> {
     fn drop(&mut self) {
-        // Before `guard` unlocks (it drops after this body).
-        self.owner.store(0, Ordering::SeqCst);
+        // SAFETY: dropped once, here; `guard` is not used afterwards.
+        unsafe { ManuallyDrop::drop(&mut self.guard) };
+        // Unlock first, then forget the owner, and only if no other CPU
+        // took the lock in between: the owner word never reads 0 while
+        // the lock is held, so `waits_for` never misses a holder.
+        let _ = self
+            .owner
+            .compare_exchange(self.me, 0, Ordering::SeqCst, Ordering::SeqCst);
     }
 }
 

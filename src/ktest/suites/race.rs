@@ -4,13 +4,17 @@
 //! was built (see README, "Experiment results").  A change that hides the
 //! race in `legacy`, or breaks the fix in `sync`, turns these red.
 
+extern crate alloc;
+
 use crate::case;
 use crate::cmdline::{PagingMode, VmallocFaultVersion as V};
 use crate::ktest::Suite;
 use crate::lab::race::explorer::{explore, Outcome, Report, Variant};
-use crate::lab::race::regression2020::explore_2020;
+use crate::lab::race::regression2020::{explore_2020, Cpus};
+use crate::lab::race::report::Mark;
 use crate::lab::race::scenario::Scenario;
 use crate::lab::race::stress::stress;
+use crate::lab::race::torn::{explore_torn, Write};
 use crate::lab::race::window::explore_window;
 use crate::mm::fault::{version, BadArea};
 use crate::mm::pgtable::mode;
@@ -28,6 +32,8 @@ pub static SUITE: Suite = Suite {
         case!(fault_loop_is_the_same_fault_again_and_again),
         case!(two_cpus_threads_of_one_mm),
         case!(two_cpus_two_processes),
+        case!(two_cpus_2020_regression),
+        case!(two_cpus_torn_pae_entries),
     ],
 };
 
@@ -252,7 +258,7 @@ fn stress_apic_timer() {
 /// 5.9 (`eager-lazy`) takes one lazy fault there and never oopses; the
 /// lazy versions sync on B's fault as always.
 fn regression_2020_window() {
-    let r = explore_2020(1).expect("2020 explorer");
+    let r = explore_2020(Cpus::One, 1).expect("2020 explorer");
     crate::println!(
         "    # 2020 window: stepped {} preemptible {} runs {} failures {} window {:?} faults {} in {} runs baseline {:?} ({} faults) slots to VMALLOC_END {}",
         r.stepped,
@@ -288,17 +294,14 @@ fn regression_2020_window() {
         r.stepped > 0 && r.preemptible > 0,
         "the window was not found"
     );
-    assert!(
-        r.failing.iter().all(|run| run.preempted),
+    assert_eq!(
+        r.failing_not_preempted, 0,
         "a failing run was never preempted"
     );
     match version() {
         V::Eager => {
             assert!(r.failures > 0, "5.8's window was not reproduced");
-            assert!(r
-                .failing
-                .iter()
-                .all(|run| run.outcome == Outcome::Oops(BadArea::NoContext)));
+            assert_eq!(r.failure_kinds, [Outcome::Oops(BadArea::NoContext)]);
             assert_eq!(
                 r.baseline,
                 Some(Outcome::Clean),
@@ -487,5 +490,132 @@ fn check_two_cpus(r: &Report, same_mm: bool) {
             assert_eq!(r.b_failures, r.runs, "cli synced on CPU B");
         }
         _ => assert_eq!((r.failures, r.b_failures), (0, 0)),
+    }
+}
+
+/// Linux's 2020 regression across CPUs (issue 16, scenario 4): A maps a
+/// page into a fresh slot on CPU 0; at every boundary from its init_mm
+/// `set_pmd` to its return, B maps into the same slot and touches it on
+/// CPU 1 from an older mm (every 5th boundary here; `make experiments`
+/// runs all).  Measured and pinned: 5.8 (`eager`) oopses from boundary 0
+/// to its sync of B's directory, and, unlike on one CPU, also at the
+/// boundaries where A holds a lock with interrupts off; 5.9
+/// (`eager-lazy`) takes one lazy fault in each of those runs instead; the
+/// 2.4 versions make B wait for vmlist_lock, then B syncs on its fault.
+fn two_cpus_2020_regression() {
+    let r = explore_2020(Cpus::Two, 5)
+        .unwrap_or_else(|| crate::ktest::skip("one CPU (make test runs this with -smp 2 too)"));
+    crate::println!(
+        "    # 2020 on two CPUs: stepped {} runs {} failures {} (IF=0 on A: {}) window {:?} faults {} in {} runs, B waited {} baseline {:?} hand-off {} ns",
+        r.stepped,
+        r.runs,
+        r.failures,
+        r.failing_masked,
+        r.window,
+        r.faults,
+        r.runs_with_faults,
+        r.waited,
+        r.baseline,
+        r.handoff_ns()
+    );
+    assert!(!r.overflow, "the dry run hit its step limit");
+    assert!(
+        r.failure_kinds.iter().all(|o| *o != Outcome::Hang),
+        "B did not finish at a boundary"
+    );
+    if mode() == PagingMode::Pae {
+        assert_eq!(
+            (r.failures, r.faults),
+            (0, 0),
+            "SHARED_KERNEL_PMD: nothing to sync"
+        );
+        return;
+    }
+    assert!(r.stepped > 0, "the window was not found");
+    let ran: alloc::vec::Vec<usize> = (0..r.stepped)
+        .filter(|&k| r.marks[k] != Mark::Skipped)
+        .collect();
+    assert_eq!(ran.len(), r.runs, "every strided boundary runs on two CPUs");
+    match version() {
+        V::Eager => {
+            assert_eq!(r.failure_kinds, [Outcome::Oops(BadArea::NoContext)]);
+            let (first, last) = r.window.expect("5.8's window was not reproduced");
+            assert_eq!(first, 0, "5.8 survived right after its init_mm set_pmd");
+            assert!(
+                ran.iter()
+                    .all(|&k| (r.marks[k] == Mark::Failed) == (k <= last)),
+                "5.8's window is not one span from the set_pmd"
+            );
+            assert!(
+                r.failing_masked > 0,
+                "no failure inside a lock: one CPU's window only"
+            );
+            assert_eq!(
+                r.baseline,
+                Some(Outcome::Clean),
+                "5.8 failed after A's sync"
+            );
+        }
+        V::EagerLazy => {
+            assert_eq!(
+                r.failures, 0,
+                "5.9's vmalloc_fault did not catch the window"
+            );
+            assert!(r.runs_with_faults > 0, "no lazy fault in the window");
+            assert_eq!(
+                r.faults, r.runs_with_faults as u32,
+                "more than one lazy fault in a run"
+            );
+        }
+        V::Cli => assert_eq!(r.failures, r.runs),
+        V::Legacy | V::Cr3 | V::Sync => {
+            assert_eq!(r.failures, 0, "a lazy version oopsed in the 2020 window");
+            assert!(r.waited > 0, "B never waited for vmlist_lock");
+            assert_eq!(r.faults as usize, r.runs, "B did not sync on its own fault");
+        }
+    }
+}
+
+/// Torn PAE entries (issue 16, scenario 6): CPU B reads a PAE entry at
+/// every boundary of CPU A's write.  Measured and pinned: 2.4's
+/// `set_64bit` (set_pmd, pmd_clear) is never seen torn; 2.4's `set_pte`
+/// (high half first) is seen torn but never present when it makes a pte
+/// present, and torn *and present* when it clears or overwrites a present
+/// pte (2.4.2's `pte_clear` macro; Ben LaHaise's rule above `set_pte`
+/// forbids it); `ptep_get_and_clear` (low half first, by `xchg`) is never
+/// torn-present; two stores low half first make a torn present entry.
+fn two_cpus_torn_pae_entries() {
+    if !crate::arch::x86::smp::cpu_online(1) {
+        crate::ktest::skip("one CPU (make test runs this with -smp 2 too)");
+    }
+    if !crate::mm::pgtable::is_pae() {
+        crate::ktest::skip("two-level entries are one 32-bit store");
+    }
+    for w in crate::lab::race::torn::ALL {
+        let t = explore_torn(w).expect("torn explorer");
+        crate::println!(
+            "    # {}: stepped {} torn {} (present {}) first {:x?}",
+            w.name(),
+            t.stepped,
+            t.torn,
+            t.torn_present,
+            t.first_torn
+        );
+        assert!(!t.hang, "{}: B did not answer", w.name());
+        assert!(
+            t.stepped > 0 && t.ends_new,
+            "{}: the write did not land",
+            w.name()
+        );
+        match w {
+            Write::SetPmd | Write::PmdClear => assert_eq!(t.torn, 0, "set_64bit was seen torn"),
+            Write::SetPte | Write::PtepGetAndClear => {
+                assert!(t.torn > 0, "{}: never half written", w.name());
+                assert_eq!(t.torn_present, 0, "{}: a torn present entry", w.name());
+            }
+            Write::PteClear | Write::SetPteOverPresent | Write::LowThenHigh => {
+                assert!(t.torn_present > 0, "{}: never torn and present", w.name())
+            }
+        }
     }
 }

@@ -2,9 +2,11 @@
 //! stress, printed as `EXP` lines that `make experiments` (the host
 //! runner) turns into target/experiments/race.md.
 
+extern crate alloc;
+
 use super::explorer::{explore, Report, Variant};
-use super::regression2020::explore_2020;
-use super::report::failure_groups;
+use super::regression2020::{explore_2020, Cpus, Report2020};
+use super::report::{failure_groups, print_strip};
 use super::stress::stress;
 use super::window::explore_window;
 use crate::println;
@@ -27,12 +29,57 @@ fn row(name: &str, r: &Report) {
     for g in failure_groups(&r.failing) {
         println!("EXPG|{}|{}", name, g);
     }
+    print_strip(name, &r.eips, &r.marks);
+}
+
+fn row_2020(name: &str, r: &Report2020) {
+    println!(
+        "EXP|{}|stepped={}|preemptible={}|runs={}|failures={}|first={}|last={}|faults={}|runs_with_faults={}|baseline={:?}|slots_to_end={}|waited={}|failing_masked={}|runs_per_s={}|handoff_ns={}",
+        name,
+        r.stepped,
+        r.preemptible,
+        r.runs,
+        r.failures,
+        r.window.map_or(-1, |w| w.0 as i64),
+        r.window.map_or(-1, |w| w.1 as i64),
+        r.faults,
+        r.runs_with_faults,
+        r.baseline,
+        r.slots_to_end,
+        r.waited,
+        r.failing_masked,
+        per_second(r.runs, r.run_cycles),
+        r.handoff_ns()
+    );
+    for run in r.failing.iter().take(1).chain(&r.last_failing) {
+        let sym = crate::symbols::lookup(run.eip);
+        println!(
+            "EXPG|{}|boundary {} at {:#010x} ({}+{:#x}): {:?}",
+            name,
+            run.k,
+            run.eip,
+            sym.map_or("?", |s| s.name),
+            sym.map_or(0, |s| run.eip - s.addr),
+            run.outcome
+        );
+    }
+    print_strip(name, &r.eips, &r.marks);
 }
 
 /// The long stress: rounds asked for and address spaces touching; the
 /// EXP line carries both, for race.md's description of the setup.
 const STRESS_ROUNDS: u32 = 20_000;
 const STRESS_MMS: usize = 4;
+
+/// Runs per second of TSC time (under TCG the TSC follows the host's
+/// clock, so this is the host's rate).
+fn per_second(runs: usize, cycles: u64) -> u64 {
+    let per_ms = crate::arch::x86::tsc::cycles_per_ms();
+    match cycles / per_ms.max(1) {
+        0 => 0,
+        ms => runs as u64 * 1000 / ms,
+    }
+}
 
 pub fn run_all() {
     println!(
@@ -46,6 +93,24 @@ pub fn run_all() {
         for (name, same_mm) in [("cpu2_threads", true), ("cpu2_processes", false)] {
             if let Some(r) = explore(Variant::OtherCpu { same_mm }, false, 1) {
                 row(name, &r);
+            }
+        }
+        if let Some(r) = explore_2020(Cpus::Two, 1) {
+            row_2020("cpu2_r2020", &r);
+        }
+        for (i, w) in super::torn::ALL.iter().enumerate() {
+            if let Some(t) = super::torn::explore_torn(*w) {
+                println!(
+                    "EXP|torn{}|writer={}|stepped={}|torn={}|torn_present={}|first_torn={}|ends_new={}|hang={}",
+                    i,
+                    w.name(),
+                    t.stepped,
+                    t.torn,
+                    t.torn_present,
+                    t.first_torn.map_or(alloc::string::String::from("-"), |(k, v)| alloc::format!("{}:{:#018x}", k, v)),
+                    t.ends_new,
+                    t.hang
+                );
             }
         }
         println!("EXP|end");
@@ -74,36 +139,8 @@ pub fn run_all() {
             }
         }
     }
-    if let Some(r) = explore_2020(1) {
-        println!(
-            "EXP|r2020|stepped={}|preemptible={}|runs={}|failures={}|first={}|last={}|faults={}|runs_with_faults={}|baseline={:?}|slots_to_end={}",
-            r.stepped,
-            r.preemptible,
-            r.runs,
-            r.failures,
-            r.window.map_or(-1, |w| w.0 as i64),
-            r.window.map_or(-1, |w| w.1 as i64),
-            r.faults,
-            r.runs_with_faults,
-            r.baseline,
-            r.slots_to_end
-        );
-        for run in r
-            .failing
-            .iter()
-            .take(1)
-            .chain(r.failing.iter().skip(1).last())
-        {
-            let sym = crate::symbols::lookup(run.eip);
-            println!(
-                "EXPG|r2020|boundary {} at {:#010x} ({}+{:#x}): {:?}",
-                run.k,
-                run.eip,
-                sym.map_or("?", |s| s.name),
-                sym.map_or(0, |s| run.eip - s.addr),
-                run.outcome
-            );
-        }
+    if let Some(r) = explore_2020(Cpus::One, 1) {
+        row_2020("r2020", &r);
     }
     if let Some(s) = stress(STRESS_ROUNDS, STRESS_MMS) {
         println!(

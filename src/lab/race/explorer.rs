@@ -24,6 +24,7 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
+use super::report::Mark;
 use super::scenario::Scenario;
 use crate::arch::x86::entry::{stub_address, TrapFrame};
 use crate::arch::x86::irq::{self, IrqFlags};
@@ -438,6 +439,9 @@ pub struct Report {
     /// its outcome) of each.
     pub b_failures: usize,
     pub b_failing: Vec<(usize, Outcome)>,
+    /// Each boundary's instruction and mark (the strip picture).
+    pub eips: Vec<u32>,
+    pub marks: Vec<super::report::Mark>,
     /// TSC cycles the runs took (not the scenario's setup or the
     /// baseline): what `make bench`'s explorer throughput divides by.
     pub run_cycles: u64,
@@ -644,6 +648,12 @@ pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
     let t0 = cpu::rdtsc();
     // Another CPU does not wait for this one's IF: in a two-CPU run every
     // boundary is open.
+    rep.marks = (0..rep.stepped)
+        .map(|k| match if_at[k] || variant.other_cpu() {
+            true => Mark::Skipped,
+            false => Mark::Masked,
+        })
+        .collect();
     for k in (0..rep.stepped)
         .step_by(stride.max(1))
         .filter(|&k| if_at[k] || variant.other_cpu())
@@ -662,6 +672,11 @@ pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
                 rep.late_examples.push((eip_at[k], saw));
             }
         }
+        let b_out = match B_DONE.load(Ordering::SeqCst) {
+            true => b_outcome(),
+            false => Outcome::Clean,
+        };
+        rep.marks[k] = Mark::of(if st().b_hang { Outcome::Hang } else { out }, b_out);
         if st().b_hang {
             // CPU B is still inside its access (or stuck there): it would
             // finish during a later run and corrupt it.  The exploration
@@ -683,6 +698,7 @@ pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
         }
     }
     rep.run_cycles = cpu::rdtsc() - t0;
+    rep.eips = eip_at;
     if let Some(b) = b {
         B_QUIT.store(true, Ordering::SeqCst);
         // A B that hung does not come back: leave it (its CPU is lost

@@ -25,4 +25,5 @@ pub mod regression2020;
 pub mod report;
 pub mod scenario;
 pub mod stress;
+pub mod torn;
 pub mod window;

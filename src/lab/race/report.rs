@@ -1,6 +1,8 @@
 //! Tabulating failing boundaries: consecutive boundaries in the same
 //! function with the same outcome become one line,
-//! `function+0x10..+0x4a  Oops(PmdAlreadyPresent)  x 37`.
+//! `function+0x10..+0x4a  Oops(PmdAlreadyPresent)  x 37`; and the strip
+//! of every boundary's outcome, one `EXPS` line that the host draws
+//! (tests/host/vmfault_host/strips.py) and maps to source lines.
 
 extern crate alloc;
 
@@ -9,6 +11,67 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::explorer::Outcome;
+
+/// One boundary's outcome as a strip code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    Clean,
+    /// The stepped side (or the scenario) failed.
+    Failed,
+    /// Only the other CPU's access failed.
+    OtherFailed,
+    Both,
+    Hang,
+    /// Not run: interrupts off there, so no interrupt or preemption can
+    /// land (one CPU).
+    Masked,
+    /// Not run: the stride skipped it.
+    Skipped,
+}
+
+impl Mark {
+    fn code(self) -> char {
+        match self {
+            Mark::Clean => 'c',
+            Mark::Failed => 'f',
+            Mark::OtherFailed => 'b',
+            Mark::Both => 'x',
+            Mark::Hang => 'h',
+            Mark::Masked => 's',
+            Mark::Skipped => '-',
+        }
+    }
+
+    pub fn of(run: Outcome, other: Outcome) -> Mark {
+        match (run, other) {
+            (Outcome::Hang, _) | (_, Outcome::Hang) => Mark::Hang,
+            (a, b) if a.failed() && b.failed() => Mark::Both,
+            (a, _) if a.failed() => Mark::Failed,
+            (_, b) if b.failed() => Mark::OtherFailed,
+            _ => Mark::Clean,
+        }
+    }
+}
+
+/// `EXPS|name|total|start:code:eip,...`: each item starts a run of
+/// boundaries with one mark.
+pub fn print_strip(name: &str, eips: &[u32], marks: &[Mark]) {
+    let mut runs = String::new();
+    for (k, m) in marks.iter().enumerate() {
+        if k == 0 || marks[k - 1] != *m {
+            if k > 0 {
+                runs.push(',');
+            }
+            runs.push_str(&format!(
+                "{}:{}:{:x}",
+                k,
+                m.code(),
+                eips.get(k).copied().unwrap_or(0)
+            ));
+        }
+    }
+    crate::println!("EXPS|{}|{}|{}", name, marks.len(), runs);
+}
 
 pub fn failure_groups(failing: &[(usize, u32, Outcome)]) -> Vec<String> {
     let mut out = Vec::new();

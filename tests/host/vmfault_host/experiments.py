@@ -6,11 +6,13 @@ import concurrent.futures
 import os
 import time
 
-from vmfault_host import build, deps, elf
-from vmfault_host.paths import TARGET
+from vmfault_host import build, deps, elf, strips
+from vmfault_host.paths import ROOT, TARGET
 from vmfault_host.qemu import MEMORY, boot
 
 OUT = os.path.join(TARGET, "experiments")
+# The pictures docs/experiments.md and the README show: regenerated here.
+PICTURES = os.path.join(ROOT, "docs", "pictures")
 
 
 def parse(log):
@@ -23,6 +25,38 @@ def parse(log):
             _, name, text = line.split("|", 2)
             groups.setdefault(name, []).append(text)
     return rows, groups, "EXP|end" in log
+
+
+def pictures(results, results2, kernel):
+    """One strip picture per scenario, a row per version (two-level: in PAE
+    nothing faults), written to target/experiments and docs/pictures."""
+    def rows(res, name, modes=("2level",)):
+        out = []
+        for (m, v), (log_rows, groups, complete, b) in res.items():
+            st = strips.parse(b.log).get(name)
+            if m in modes and st and st.total > 0:
+                out.append((v if len(modes) == 1 else f"{v} {m}", st))
+        return out
+
+    pics = {
+        "race-nested-irq": ("Seed race 2: the nested interrupt at each boundary of the vmalloc fault (one CPU)",
+                            rows(results, "thread")),
+        "race-cpu2-threads": ("Cox and Hemment: CPU B, a thread of A's mm, at each boundary of A's fault",
+                              rows(results2, "cpu2_threads")),
+        "race-cpu2-processes": ("Andrea's \"can't happen\": CPU B in another process, at each boundary of A's fault",
+                                rows(results2, "cpu2_processes")),
+        "race-2020-one-cpu": ("2020 regression, one CPU: B runs when A is preempted at each boundary after its set_pmd",
+                              rows(results, "r2020")),
+        "race-2020-two-cpus": ("2020 regression, two CPUs: B maps and touches at each boundary of A's map and sync",
+                               rows(results2, "cpu2_r2020")),
+    }
+    pics = {k: v for k, v in pics.items() if v[1]}
+    paths = strips.write_pictures(OUT, pics, kernel)
+    os.makedirs(PICTURES, exist_ok=True)
+    for p in paths:
+        with open(p) as src, open(os.path.join(PICTURES, os.path.basename(p)), "w") as dst:
+            dst.write(src.read())
+    return [os.path.basename(p) for p in paths]
 
 
 def main():
@@ -43,7 +77,13 @@ def main():
     # kernel runs only the two-CPU scenarios.
     results, results2 = {}, {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        for (m, v, cpus), b in pool.map(run, [(m, v, c) for c in (1, 2) for m, v in jobs]):
+        # The longest boots first (measured: the one-CPU cli boot, whose
+        # every run oopses, and the two-CPU 2020 window of 5.8's sync loop),
+        # so two workers end together.
+        first = [("2level", "cli", 1), ("2level", "eager", 2), ("2level", "eager-lazy", 2)]
+        order = sorted([(m, v, c) for c in (1, 2) for m, v in jobs],
+                       key=lambda j: (first.index(j) if j in first else len(first), j[0] != "2level"))
+        for (m, v, cpus), b in pool.map(run, order):
             rows, groups, complete = parse(b.log)
             (results if cpus == 1 else results2)[(m, v)] = (rows, groups, complete, b)
             print(f"experiments: {m} {v}{' (2 CPUs)' if cpus > 1 else ''}: "
@@ -105,6 +145,33 @@ def main():
             if r:
                 md.append(f"| {m} | {v} | {label} | {r['stepped']} | {r['runs']} | {r['failures']} | "
                           f"{r.get('b_failures', '-')} |")
+    md += ["", "`cli` (the seed's patch) on two CPUs: it never syncs on a two-level kernel (`pgd_present()` is 1 there), so",
+           "A and B both oops wherever they fault; in PAE nothing faults. No variant of it that Linux never had is run.", "",
+           "Linux's 2020 regression across two CPUs (scenario 4): A maps one page into a fresh slot on CPU 0; at every",
+           "boundary from its init_mm `set_pmd` to its return (IF=0 ones included: another CPU does not wait), B maps",
+           "into the same slot and touches it on CPU 1 from an older mm. B waited: B spun on a lock A held there, so",
+           "ran once A dropped it.", "",
+           "| paging | version | boundaries | runs | failing | of them with IF=0 on A | window | B's lazy faults | B waited | runs/s | hand-off |",
+           "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+    for (m, v), (rows, groups, complete, b) in results2.items():
+        w = rows.get("cpu2_r2020")
+        if w:
+            win = f"{w['first']}..{w['last']}" if w["first"] != "-1" else "-"
+            md.append(f"| {m} | {v} | {w['stepped']} | {w['runs']} | {w['failures']} | {w.get('failing_masked', '-')} | "
+                      f"{win} | {w['faults']} | {w['waited']} | {w['runs_per_s']} | {w['handoff_ns']} ns |")
+    torn = [r for (m, v), (rows, _, _, _) in results2.items() if m == "pae"
+            for n, r in sorted(rows.items()) if n.startswith("torn")]
+    if torn:
+        md += ["", "Torn PAE entries (scenario 6): CPU B reads a scratch PAE entry at every boundary of CPU A's write",
+               "(frames above 4 GiB, so both halves change). Torn: neither the old value nor the new; present: with",
+               "the present bit, so the hardware walker would follow it. The same in every version (one boot shown).", "",
+               "| writer | boundaries | torn | torn and present | first torn value |", "|---|---:|---:|---:|---|"]
+        seen = set()
+        for r in torn:
+            if r["writer"] in seen:
+                continue
+            seen.add(r["writer"])
+            md.append(f"| {r['writer']} | {r['stepped']} | {r['torn']} | {r['torn_present']} | {r['first_torn']} |")
     # The setup as the kernel ran it (its EXP|stress line).
     setup = next((r["stress"] for r, _, _, _ in results.values() if "stress" in r), None)
     setup = f", {int(setup['planned']):,} rounds, {setup['mms']} mms" if setup and "planned" in setup else ""
@@ -119,7 +186,7 @@ def main():
     md += ["", "## Where the failing boundaries are", ""]
     for (m, v), (rows, groups, complete, b) in list(results.items()) + list(results2.items()):
         for name in ("thread", "irq", "depth2", "window", "window_kthread", "r2020", "cpu2_threads",
-                     "cpu2_processes"):
+                     "cpu2_processes", "cpu2_r2020"):
             g = groups.get(name)
             if g:
                 md.append(f"**{m} {v} {name}** ({len(g)} groups)")
@@ -128,6 +195,11 @@ def main():
                 if len(g) > 12:
                     md.append(f"- ... {len(g) - 12} more groups")
                 md.append("")
+    pics = pictures(results, results2, kernel)
+    if pics:
+        md += ["## Pictures", "", "Regenerated into docs/pictures/ by this run:", ""]
+        md += [f"![{p}](../../docs/pictures/{p})" for p in pics]
+        md.append("")
     md.append(f"Total time: {time.monotonic() - start:.0f} s.")
     os.makedirs(OUT, exist_ok=True)
     path = os.path.join(OUT, "race.md")

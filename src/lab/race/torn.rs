@@ -1,0 +1,316 @@
+//! Torn PAE entries (issue 16, scenario 6).  A PAE entry is 64 bits and
+//! an i386 store is 32: unless one instruction writes both halves, there
+//! is a boundary where memory holds half the old entry and half the new.
+//! CPU A writes an entry of a scratch page table with the kernel's own
+//! writers, single-stepped from their first instruction to their return;
+//! at every boundary CPU B reads the entry, with A stopped there, and
+//! says whether it is the old value, the new one, or neither (torn), and
+//! whether a torn value has its present bit set (the hardware walker
+//! would follow it to a frame neither value names).
+//!
+//! The writers are 2.4.2's (include/asm-i386/pgtable-3level.h):
+//! `set_pmd`/`set_pgd` are `set_64bit` (one `lock cmpxchg8b`), `set_pte`
+//! writes the high half, `smp_wmb()`, then the low half, under Ben
+//! LaHaise's rule above it: "the pte being assigned *must* be either not
+//! present or in a state where the hardware will not attempt to update
+//! the pte.  In places where this is not possible, use pte_get_and_clear".
+//! `pte_clear(xp)` is `set_pte(xp, __pte(0))`, which breaks that rule for
+//! a present pte; `ptep_get_and_clear` clears the low half (the present
+//! bit) first with `xchg`.  The last writer, low half first, is in no
+//! Linux: it shows why the order matters.
+//!
+//! The frames are above 4 GiB, PAE's reason to exist, so the two halves
+//! of each value differ; B only reads the entry, never through it (this
+//! guest has no memory there), and the table is in no directory.
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::arch::x86::entry::TrapFrame;
+use crate::arch::x86::{cpu, dispatch, smp, tsc};
+use crate::mm::frame::{alloc_zeroed_frame, free_frame};
+use crate::mm::pgtable::{
+    __pmd, __pte, is_pae, mk_pte, pmd_slot, pte_slot, ptep_get_and_clear, set_pmd, set_pte,
+    PteFlags,
+};
+use crate::racy_cell::RacyCell;
+use crate::sched;
+
+/// Who writes, and what it writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// 2.4's `set_pmd(pmd, val)`: `set_64bit`.
+    SetPmd,
+    /// 2.4's `pmd_clear`: `set_pmd(pmd, __pmd(0))`.
+    PmdClear,
+    /// 2.4's `set_pte` of a pte that is not present (Ben's rule kept).
+    SetPte,
+    /// 2.4's `pte_clear` of a present pte: `set_pte(xp, __pte(0))`.
+    PteClear,
+    /// 2.4's `set_pte` over a present pte (Ben's rule broken).
+    SetPteOverPresent,
+    /// 2.4's `ptep_get_and_clear` of a present pte.
+    PtepGetAndClear,
+    /// Two plain stores, low half first, of a not-present pte: no Linux.
+    LowThenHigh,
+}
+
+pub const ALL: [Write; 7] = [
+    Write::SetPmd,
+    Write::PmdClear,
+    Write::SetPte,
+    Write::PteClear,
+    Write::SetPteOverPresent,
+    Write::PtepGetAndClear,
+    Write::LowThenHigh,
+];
+
+/// Frames above 4 GiB: both halves of every value are non-zero.
+const OLD_FRAME: u64 = 0x1_2345_6000;
+const NEW_FRAME: u64 = 0x2_3456_7000;
+
+impl Write {
+    pub fn name(self) -> &'static str {
+        match self {
+            Write::SetPmd => "set_pmd (set_64bit), none -> present",
+            Write::PmdClear => "pmd_clear (set_64bit), present -> none",
+            Write::SetPte => "set_pte (high, wmb, low), none -> present",
+            Write::PteClear => "pte_clear = set_pte(0), present -> none",
+            Write::SetPteOverPresent => "set_pte over a present pte",
+            Write::PtepGetAndClear => "ptep_get_and_clear (xchg low, then high)",
+            Write::LowThenHigh => "low half, then high (no Linux), none -> present",
+        }
+    }
+
+    /// The entry before and after.
+    fn values(self) -> (u64, u64) {
+        let old = mk_pte(OLD_FRAME, PteFlags::PAGE_KERNEL).val();
+        let new = mk_pte(NEW_FRAME, PteFlags::PAGE_KERNEL).val();
+        match self {
+            Write::SetPmd | Write::SetPte | Write::LowThenHigh => (0, new),
+            Write::PmdClear | Write::PteClear | Write::PtepGetAndClear => (old, 0),
+            Write::SetPteOverPresent => (old, new),
+        }
+    }
+}
+
+/// What B saw at each boundary of one writer.
+#[derive(Clone, Debug, Default)]
+pub struct TornReport {
+    /// Boundaries from the writer's first instruction to its return.
+    pub stepped: usize,
+    /// Boundaries where B read neither the old value nor the new.
+    pub torn: usize,
+    /// Of those, with the present bit set.
+    pub torn_present: usize,
+    /// The first torn value B read, and its boundary.
+    pub first_torn: Option<(usize, u64)>,
+    /// B read the new value once the writer had returned.
+    pub ends_new: bool,
+    /// B did not answer in time at some boundary.
+    pub hang: bool,
+}
+
+struct State {
+    stepping: bool,
+    /// The stepper's caller: back there, the writer has returned.
+    end: (u32, u32),
+    seen: Vec<u64>,
+    hang: bool,
+}
+
+static ST: RacyCell<State> = RacyCell::new(State {
+    stepping: false,
+    end: (0, 0),
+    seen: Vec::new(),
+    hang: false,
+});
+/// The entry's address, B's go and done, what B read, quit.
+static ENTRY: AtomicU64 = AtomicU64::new(0);
+static GO: AtomicBool = AtomicBool::new(false);
+static DONE: AtomicBool = AtomicBool::new(false);
+static SEEN: AtomicU64 = AtomicU64::new(0);
+static QUIT: AtomicBool = AtomicBool::new(false);
+const B_TIMEOUT_US: u64 = 1_000_000;
+
+fn st() -> &'static mut State {
+    // SAFETY: the #DB handler (interrupts off) and the driver, which only
+    // touches it before arming and after the writer returned.
+    unsafe { &mut *ST.get() }
+}
+
+/// B, on CPU 1: read the 64-bit entry (two loads; A is stopped, so they
+/// see one state of memory) each time A asks.
+fn reader(_: usize) {
+    loop {
+        while !GO.swap(false, Ordering::SeqCst) {
+            if QUIT.load(Ordering::SeqCst) {
+                return;
+            }
+            core::hint::spin_loop();
+        }
+        let p = ENTRY.load(Ordering::SeqCst) as usize;
+        // SAFETY: the scratch table's entry, live until the driver frees
+        // it after the last read.
+        let (low, high) = unsafe {
+            (
+                core::ptr::read_volatile(p as *const u32),
+                core::ptr::read_volatile((p + 4) as *const u32),
+            )
+        };
+        SEEN.store(u64::from(high) << 32 | u64::from(low), Ordering::SeqCst);
+        DONE.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Ask B for the entry, with A stopped in its #DB handler.
+fn ask_b() -> Option<u64> {
+    DONE.store(false, Ordering::SeqCst);
+    GO.store(true, Ordering::SeqCst);
+    let t0 = cpu::rdtsc();
+    while !DONE.load(Ordering::SeqCst) {
+        if tsc::us_since(t0) > B_TIMEOUT_US {
+            return None;
+        }
+        smp::poll_call_function();
+        core::hint::spin_loop();
+    }
+    Some(SEEN.load(Ordering::SeqCst))
+}
+
+fn debug_trap(frame: &mut TrapFrame) {
+    let dr6 = cpu::take_dr6();
+    let s = st();
+    if dr6 & cpu::DR6_B0 != 0 {
+        // The writer's first instruction: step from here on.
+        cpu::clear_exec_breakpoint();
+        frame.eflags |= cpu::EFLAGS_RF;
+        s.stepping = true;
+    }
+    if !s.stepping || (frame.eip >= s.end.0 && frame.eip < s.end.1) {
+        s.stepping = false;
+        frame.eflags &= !cpu::EFLAGS_TF;
+        return;
+    }
+    match ask_b() {
+        Some(v) => s.seen.push(v),
+        None => {
+            s.hang = true;
+            s.stepping = false;
+            frame.eflags &= !cpu::EFLAGS_TF;
+            return;
+        }
+    }
+    frame.eflags |= cpu::EFLAGS_TF;
+}
+
+#[inline(never)]
+fn do_set_pmd(slot: usize, v: u64) {
+    set_pmd(pmd_slot_at(slot), __pmd(v));
+}
+
+#[inline(never)]
+fn do_set_pte(slot: usize, v: u64) {
+    set_pte(pte_slot_at(slot), __pte(v));
+}
+
+#[inline(never)]
+fn do_ptep_get_and_clear(slot: usize, _: u64) {
+    ptep_get_and_clear(pte_slot_at(slot));
+}
+
+#[inline(never)]
+fn do_low_then_high(slot: usize, v: u64) {
+    // SAFETY: the scratch table's entry.
+    unsafe {
+        core::ptr::write_volatile(slot as *mut u32, v as u32);
+        core::sync::atomic::compiler_fence(Ordering::SeqCst);
+        core::ptr::write_volatile((slot + 4) as *mut u32, (v >> 32) as u32);
+    }
+}
+
+fn pmd_slot_at(va: usize) -> crate::mm::pgtable::PmdSlot {
+    let (phys, index) = split(va);
+    pmd_slot(phys, index)
+}
+
+fn pte_slot_at(va: usize) -> crate::mm::pgtable::PteSlot {
+    let (phys, index) = split(va);
+    pte_slot(phys, index)
+}
+
+/// The scratch entry's frame and index.
+fn split(va: usize) -> (u32, usize) {
+    let off = va & 0xfff;
+    ((va - off - crate::mm::addr::PAGE_OFFSET) as u32, off / 8)
+}
+
+/// DR0 on the writer, then call it: the #DB handler steps it.
+#[inline(never)]
+fn step_write(f: fn(usize, u64), slot: usize, v: u64) {
+    cpu::set_exec_breakpoint(f as *const () as u32);
+    f(slot, v);
+    cpu::clear_exec_breakpoint();
+}
+
+/// Step one writer over a scratch entry, B reading at every boundary.
+/// `None` in two-level mode (one 32-bit store: nothing to tear) or with
+/// one CPU.
+pub fn explore_torn(w: Write) -> Option<TornReport> {
+    if !is_pae() || !smp::cpu_online(1) {
+        return None;
+    }
+    let table = alloc_zeroed_frame()?;
+    let slot = crate::mm::addr::__va(table) + 8 * 5;
+    let (old, new) = w.values();
+    // SAFETY: the scratch table's entry, not in any directory.
+    unsafe { core::ptr::write_volatile(slot as *mut u64, old) };
+    ENTRY.store(slot as u64, Ordering::SeqCst);
+    let (a, sz) =
+        crate::symbols::lookup(step_write as *const () as u32).map(|s| (s.addr, s.size))?;
+    let s = st();
+    s.end = (a, a + sz);
+    s.seen = Vec::with_capacity(256);
+    s.hang = false;
+    s.stepping = false;
+    QUIT.store(false, Ordering::SeqCst);
+    let b = sched::run_on(1, "torn-b", reader, 0, None);
+    dispatch::register_handler(1, Some(debug_trap));
+    let f: fn(usize, u64) = match w {
+        Write::SetPmd | Write::PmdClear => do_set_pmd,
+        Write::SetPte | Write::PteClear | Write::SetPteOverPresent => do_set_pte,
+        Write::PtepGetAndClear => do_ptep_get_and_clear,
+        Write::LowThenHigh => do_low_then_high,
+    };
+    {
+        // Nothing else may run on this CPU while the writer is stepped.
+        let _irq = cpu::irq_save();
+        step_write(f, slot, new);
+    }
+    dispatch::register_handler(1, None);
+    let last = ask_b();
+    QUIT.store(true, Ordering::SeqCst);
+    if !st().hang {
+        sched::join(&b);
+    }
+    let seen = core::mem::take(&mut st().seen);
+    let mut rep = TornReport {
+        stepped: seen.len(),
+        ends_new: last == Some(new),
+        hang: st().hang,
+        ..Default::default()
+    };
+    for (k, &v) in seen.iter().enumerate() {
+        if v != old && v != new {
+            rep.torn += 1;
+            rep.torn_present += usize::from(v & 1 != 0);
+            rep.first_torn.get_or_insert((k, v));
+        }
+    }
+    if !rep.hang {
+        free_frame(table);
+    }
+    Some(rep)
+}
