@@ -16,4 +16,5 @@ pub mod dump;
 pub mod race;
 pub mod soak;
 pub mod step_count;
+pub mod vmalloc242;
 pub mod vmlist24;

@@ -251,9 +251,23 @@ pub fn reserved_ranges() -> ([(u64, u64); MAX_RESERVED], usize) {
     *RESERVED.lock()
 }
 
-/// Zero a frame (`clear_page`), through the direct map.
+/// Zero a frame (`clear_page`), through the direct map, as 2.4's i386
+/// `clear_page` does: `memset(page, 0, PAGE_SIZE)`, which for a count
+/// that is a multiple of 4 is `rep ; stosl` (include/asm-i386/string.h,
+/// `__constant_c_and_count_memset`).  One instruction, not the byte loop
+/// `write_bytes` becomes in the unoptimised kernel: an experiment that
+/// single-steps an allocation steps 1024 iterations, not 20,000.
 pub fn clear_page(phys: u32) {
     // SAFETY: the frame was just allocated, is in the direct map, and no
-    // one else has a reference to it.
-    unsafe { core::ptr::write_bytes(super::addr::__va(phys) as *mut u8, 0, PAGE_SIZE) }
+    // one else has a reference to it; EDI/ECX are clobbered as declared,
+    // and the direction flag is clear (the kernel never sets it).
+    unsafe {
+        core::arch::asm!(
+            "rep stosl",
+            inout("edi") super::addr::__va(phys) => _,
+            inout("ecx") PAGE_SIZE / 4 => _,
+            in("eax") 0u32,
+            options(att_syntax, nostack, preserves_flags)
+        )
+    }
 }

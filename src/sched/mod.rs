@@ -12,13 +12,15 @@
 //! One concept a file: `task` (tasks, `current`, kernel threads, `run_on`),
 //! `runqueue` (the task list and the one run queue, reaping), `schedule`
 //! (the switch), `idle` (each CPU's idle task, waking idle CPUs),
-//! `preempt` (timer preemption) and `recover` (oops recovery).
+//! `preempt` (timer preemption), `smp_lock` (2.4's big kernel lock) and
+//! `recover` (oops recovery).
 
 mod idle;
 mod preempt;
 mod recover;
 mod runqueue;
 mod schedule;
+mod smp_lock;
 mod task;
 
 pub use idle::*;
@@ -26,4 +28,5 @@ pub use preempt::*;
 pub use recover::*;
 pub use runqueue::*;
 pub use schedule::*;
+pub use smp_lock::{kernel_locked, lock_kernel, unlock_kernel};
 pub use task::*;

@@ -121,6 +121,11 @@ unsafe fn take_over(successor: *const Task, kept: u8) {
         if kept & 2 == 0 {
             RUNQUEUE.force_unlock_if_held_here();
         }
+        // A task that dies holding the big kernel lock (2.4's do_exit
+        // would BUG on it) must not keep every other CPU out for ever.
+        if !core::ptr::eq(cur, successor) && (*cur).lock_depth.load(Ordering::SeqCst) >= 0 {
+            super::smp_lock::KERNEL_FLAG.force_unlock_if_held_here();
+        }
     }
     // SAFETY: both pointers are live tasks in TASKS; interrupts are off.
     unsafe {

@@ -5,6 +5,7 @@
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 
+use super::smp_lock::{reacquire_kernel_lock, release_kernel_lock};
 use super::*;
 use crate::arch::x86::cpu;
 use crate::arch::x86::percpu::smp_processor_id;
@@ -50,8 +51,16 @@ fn arc_of(t: *const Task) -> Arc<Task> {
 }
 
 /// Pick the next runnable task this CPU may run, round robin, and switch
-/// to it.
+/// to it.  As in 2.4, the big kernel lock is dropped for prev first and
+/// taken back for whoever returns from here (`smp_lock`): a holder that
+/// schedules lets other CPUs in.
 pub fn schedule() {
+    release_kernel_lock(current());
+    __schedule();
+    reacquire_kernel_lock();
+}
+
+fn __schedule() {
     let flags = cpu::local_irq_save();
     let this_cpu = smp_processor_id();
     reap();

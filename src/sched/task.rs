@@ -2,7 +2,7 @@
 //! creating kernel threads and ending them.
 
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU8, Ordering};
 
 use super::*;
 use crate::arch::x86::switch::kernel_thread_entry;
@@ -53,6 +53,9 @@ pub struct Task {
     pub(super) has_cpu: AtomicU32,
     /// 2.4's `cpus_allowed`: the CPUs `schedule` may run it on.
     pub(super) cpus_allowed: AtomicU32,
+    /// 2.4's `lock_depth`: how deep it holds the big kernel lock, -1 when
+    /// it does not (`smp_lock`).
+    pub(super) lock_depth: AtomicI32,
 }
 
 impl Task {
@@ -162,6 +165,7 @@ fn new_task(
         entry,
         has_cpu: AtomicU32::new(0),
         cpus_allowed: AtomicU32::new(cpus_allowed),
+        lock_depth: AtomicI32::new(-1),
     })
 }
 

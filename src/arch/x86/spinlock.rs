@@ -18,7 +18,7 @@
 //!   their TLB shootdown, with interrupts off; the other CPU may be
 //!   spinning on the vmlist lock with them off too, and only polling
 //!   breaks that circle.
-//! - **A waiter says what it waits for** (`waits_for`): the two-CPU
+//! - **A waiter says what it waits for** (`waiting_on`): the two-CPU
 //!   explorers stop CPU A between two instructions and let CPU B run; if
 //!   B then spins on a lock A holds, A must go on, or neither ever will.
 
@@ -107,6 +107,27 @@ impl<T> SpinLock<T> {
         me.store(0, Ordering::SeqCst);
     }
 
+    /// `spin_lock` for a lock held across functions (2.4's `kernel_flag`,
+    /// taken in `lock_kernel` and dropped in `unlock_kernel` or
+    /// `schedule`): no guard; `unlock_held` releases it.
+    pub fn lock_held(&self) {
+        core::mem::forget(self.lock());
+    }
+
+    /// `spin_unlock` of a lock taken with `lock_held`.
+    ///
+    /// # Safety
+    /// This CPU holds it through `lock_held`, and no guard of it exists.
+    pub unsafe fn unlock_held(&self) {
+        let me = percpu::smp_processor_id_early() as u32 + 1;
+        debug_assert_eq!(self.owner.load(Ordering::SeqCst), me);
+        // SAFETY: the caller holds the lock, and its guard was forgotten.
+        unsafe { self.inner.force_unlock() };
+        let _ = self
+            .owner
+            .compare_exchange(me, 0, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
     pub fn is_locked(&self) -> bool {
         self.inner.is_locked()
     }
@@ -135,19 +156,19 @@ impl<T> SpinLock<T> {
     }
 }
 
-/// Whether CPU `waiter` is spinning on a lock that CPU `holder` holds.
-pub fn waits_for(waiter: usize, holder: usize) -> bool {
-    let Some(w) = WAITING_ON.get(waiter) else {
-        return false;
-    };
-    let owner = w.load(Ordering::SeqCst) as *const AtomicU32;
-    if owner.is_null() {
-        return false;
+/// The lock CPU `waiter` is spinning on, if any: the address of its
+/// owner word and who it names (`smp_processor_id() + 1`; 0 while the
+/// holder is between taking the lock and naming itself, or between
+/// dropping it and forgetting its name).
+pub fn waiting_on(waiter: usize) -> Option<(usize, u32)> {
+    let word = WAITING_ON.get(waiter)?.load(Ordering::SeqCst);
+    if word == 0 {
+        return None;
     }
     // SAFETY: a lock outlives every CPU that spins on it (the kernel's
     // SpinLocks are statics), and `waiter` is spinning on this one.
-    let held_by = unsafe { (*owner).load(Ordering::SeqCst) };
-    held_by == holder as u32 + 1
+    let owner = unsafe { (*(word as *const AtomicU32)).load(Ordering::SeqCst) };
+    Some((word, owner))
 }
 
 /// One turn of a wait loop: answer a pending cross-CPU call if this CPU
@@ -164,8 +185,8 @@ impl<T> Drop for SpinGuard<'_, T> {
         // SAFETY: dropped once, here; `guard` is not used afterwards.
         unsafe { ManuallyDrop::drop(&mut self.guard) };
         // Unlock first, then forget the owner, and only if no other CPU
-        // took the lock in between: the owner word never reads 0 while
-        // the lock is held, so `waits_for` never misses a holder.
+        // took the lock in between: its name must not be wiped, or an
+        // oops could not tell it held the lock.
         let _ = self
             .owner
             .compare_exchange(self.me, 0, Ordering::SeqCst, Ordering::SeqCst);

@@ -27,6 +27,17 @@ def parse(log):
     return rows, groups, "EXP|end" in log
 
 
+def point3_rows(results2):
+    """The point-3 strips, one row per get_pte_kernel_slow and memory state."""
+    for (m, v), (rows, groups, complete, b) in results2.items():
+        st = strips.parse(b.log)
+        if "point3_242" in st:
+            return [(label, st[name]) for name, label in (
+                ("point3_242", "2.4.2, plentiful"), ("point3_242_low", "2.4.2, low memory"),
+                ("point3_seed", "seed, plentiful"), ("point3_seed_low", "seed, low memory")) if name in st]
+    return []
+
+
 def pictures(results, results2, kernel):
     """One strip picture per scenario, a row per version (two-level: in PAE
     nothing faults), written to target/experiments and docs/pictures."""
@@ -49,6 +60,8 @@ def pictures(results, results2, kernel):
                               rows(results, "r2020")),
         "race-2020-two-cpus": ("2020 regression, two CPUs: B maps and touches at each boundary of A's map and sync",
                                rows(results2, "cpu2_r2020")),
+        "race-point3": ("Seed point 3: B's 2.4.2 vmalloc at each boundary of A's (big kernel lock, low memory)",
+                        point3_rows(results2)),
     }
     pics = {k: v for k, v in pics.items() if v[1]}
     paths = strips.write_pictures(OUT, pics, kernel)
@@ -159,6 +172,22 @@ def main():
             win = f"{w['first']}..{w['last']}" if w["first"] != "-1" else "-"
             md.append(f"| {m} | {v} | {w['stepped']} | {w['runs']} | {w['failures']} | {w.get('failing_masked', '-')} | "
                       f"{win} | {w['faults']} | {w['waited']} | {w['runs_per_s']} | {w['handoff_ns']} ns |")
+    p3 = next((rows for (m, v), (rows, _, _, _) in results2.items() if "point3_242" in rows), None)
+    if p3:
+        md += ["", "The seed's point 3 (scenario 5): two CPUs run 2.4.2's `vmalloc_area_pages` (big kernel lock around the",
+               "walk; `get_pte_kernel_slow` with 2.4.2's `pmd_none` re-check or without it, the seed's init.c hunk) into",
+               "one fresh slot; B at every boundary of A's locked walk. Low memory: the `GFP_KERNEL` allocation yields",
+               "(2.4.2's `__alloc_pages`), and `schedule` drops the big lock. Failing: a page unmapped or a page table lost",
+               "afterwards. Two-level, the default version's boot (the model uses no fault handler).", "",
+               "| get_pte_kernel_slow | memory | boundaries | runs | failing | A's page lost | B's page lost | tables leaked | B waited for the lock |",
+               "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, slow, mem in (("point3_242", "2.4.2 (re-check)", "plentiful"), ("point3_242_low", "2.4.2 (re-check)", "low"),
+                                ("point3_seed", "seed (no re-check)", "plentiful"),
+                                ("point3_seed_low", "seed (no re-check)", "low")):
+            r = p3.get(name)
+            if r:
+                md.append(f"| {slow} | {mem} | {r['stepped']} | {r['runs']} | {r['failures']} | {r['lost_a']} | "
+                          f"{r['lost_b']} | {r['leaked_tables']} | {r['waited']} |")
     torn = [r for (m, v), (rows, _, _, _) in results2.items() if m == "pae"
             for n, r in sorted(rows.items()) if n.startswith("torn")]
     if torn:
@@ -195,6 +224,13 @@ def main():
                 if len(g) > 12:
                     md.append(f"- ... {len(g) - 12} more groups")
                 md.append("")
+    md += ["", "Where the time went (each boot's `EXPT` lines, host seconds under TCG):", "",
+           "| paging | version | CPUs | boot | experiments |", "|---|---|---:|---:|---|"]
+    for cpus, res in ((1, results), (2, results2)):
+        for (m, v), (rows, groups, complete, b) in res.items():
+            t = [line.split("|") for line in b.log.splitlines() if line.startswith("EXPT|")]
+            parts = ", ".join(f"{x[1]} {int(x[2]) / 1000:.0f}" for x in t if len(x) == 3 and int(x[2]) >= 1000)
+            md.append(f"| {m} | {v} | {cpus} | {b.seconds:.0f} s | {parts or '-'} |")
     pics = pictures(results, results2, kernel)
     if pics:
         md += ["## Pictures", "", "Regenerated into docs/pictures/ by this run:", ""]

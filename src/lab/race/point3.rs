@@ -1,0 +1,226 @@
+//! The seed's point 3 (issue 16, scenario 5): "in 2.4 we don't hold the
+//! big lock so sleeping or not sleeping during allocations is meaningless
+//! w.r.t. serialization", so the patch drops `get_pte_kernel_slow`'s
+//! re-check of the pmd.  But 2.4.2's `vmalloc_area_pages` does hold the
+//! big lock, and a `GFP_KERNEL` allocation that sleeps drops it.
+//!
+//! CPU A runs 2.4.2's `vmalloc_area_pages` (`lab::vmalloc242`) for one
+//! page of a fresh 4 MiB slot; at every boundary from its first
+//! instruction to `unlock_kernel`'s return, CPU B runs the same for
+//! another page of that slot (`stepper`, two CPUs).  B spins on the big
+//! lock wherever A holds it; A goes on, and B gets the lock when A drops
+//! it, at `unlock_kernel` or in `schedule`.  After both, the run checks
+//! that init_mm maps both pages and that every page table allocated is
+//! the one installed.  Measured with both `get_pte_kernel_slow`s, with
+//! memory plentiful and low.
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use crate::arch::x86::smp;
+use crate::mm::frame::{alloc_frame, free_frame};
+use crate::mm::init::swapper_pg_dir;
+use crate::mm::mm_struct::PGD_LIST;
+use crate::mm::pgtable::{is_pae, pgd_offset, pmd_clear, pmd_offset, pmd_present};
+use crate::mm::vmalloc;
+
+use super::report::Mark;
+use super::stepper::{self, Cpus, Parties, Session};
+use crate::lab::vmalloc242::{self, Pressure, PteKernelSlow};
+
+extern crate alloc;
+use alloc::vec::Vec;
+
+const SLOT: u32 = 4 << 20;
+
+static S: AtomicU32 = AtomicU32::new(0);
+static FRAME_A: AtomicU32 = AtomicU32::new(0);
+static FRAME_B: AtomicU32 = AtomicU32::new(0);
+/// The configuration under test: `PteKernelSlow` and `Pressure` as 0/1.
+static CONFIG: AtomicU32 = AtomicU32::new(0);
+
+fn config() -> (PteKernelSlow, Pressure) {
+    let c = CONFIG.load(Ordering::SeqCst);
+    (
+        if c & 1 == 0 {
+            PteKernelSlow::Linux242
+        } else {
+            PteKernelSlow::Seed
+        },
+        if c & 2 == 0 {
+            Pressure::None
+        } else {
+            Pressure::Low
+        },
+    )
+}
+
+fn va_a() -> u32 {
+    S.load(Ordering::SeqCst) + 0x1000
+}
+
+fn va_b() -> u32 {
+    S.load(Ordering::SeqCst) + 0x3000
+}
+
+/// A: the locked walk is the path; its `flush_tlb_all` comes after it
+/// (how long that waits for the other CPU varies from run to run).
+fn vmalloc_a() {
+    let (slow, pressure) = config();
+    stepper::arm_exec(vmalloc242::vmalloc_area_pages_locked as *const () as u32);
+    let ok = vmalloc242::vmalloc_area_pages_locked(
+        va_a(),
+        FRAME_A.load(Ordering::SeqCst) as u64,
+        slow,
+        pressure,
+    );
+    stepper::path_over();
+    smp::flush_tlb_all();
+    assert!(ok, "A: no page table");
+}
+
+fn vmalloc_b() {
+    let (slow, pressure) = config();
+    let ok = vmalloc242::vmalloc_area_pages(
+        va_b(),
+        FRAME_B.load(Ordering::SeqCst) as u64,
+        slow,
+        pressure,
+    );
+    assert!(ok, "B: no page table");
+}
+
+/// The four configurations, with the names `make experiments` uses.
+pub const CONFIGS: [(PteKernelSlow, Pressure, &str); 4] = [
+    (PteKernelSlow::Linux242, Pressure::None, "point3_242"),
+    (PteKernelSlow::Linux242, Pressure::Low, "point3_242_low"),
+    (PteKernelSlow::Seed, Pressure::None, "point3_seed"),
+    (PteKernelSlow::Seed, Pressure::Low, "point3_seed_low"),
+];
+
+/// One configuration, explored.
+#[derive(Clone, Debug, Default)]
+pub struct Point3Report {
+    pub stepped: usize,
+    pub runs: usize,
+    /// Runs that ended with a page unmapped or a page table lost.
+    pub failures: usize,
+    /// Runs where A's, or B's, page was not mapped afterwards.
+    pub lost_a: usize,
+    pub lost_b: usize,
+    /// Page tables allocated but not installed (freed by the run).
+    pub leaked_tables: usize,
+    /// Runs where B spun on the big lock A held.
+    pub waited: usize,
+    /// Runs where B did not finish in time.
+    pub hangs: usize,
+    /// First and last failing boundary.
+    pub window: Option<(usize, usize)>,
+    pub baseline_failed: bool,
+    pub eips: Vec<u32>,
+    pub marks: Vec<Mark>,
+}
+
+/// Undo a run: unmap both pages, clear the slot's pmd (in every
+/// directory on a two-level kernel; PAE's kernel PMD is shared), free the
+/// installed table and any lost one.  Returns (A mapped, B mapped, lost
+/// tables).
+fn judge_and_clean(fa: u32, fb: u32) -> (bool, bool, usize) {
+    let (a_ok, b_ok) = (
+        vmalloc242::maps(va_a(), fa as u64),
+        vmalloc242::maps(va_b(), fb as u64),
+    );
+    let s = S.load(Ordering::SeqCst);
+    for va in [va_a(), va_b()] {
+        vmalloc::unmap_kernel_page_at(va);
+    }
+    let pmd = pmd_offset(pgd_offset(swapper_pg_dir(), s), s);
+    let installed = pmd.read();
+    if pmd_present(installed) {
+        if !is_pae() {
+            for &pgd in PGD_LIST.lock().iter() {
+                pmd_clear(pmd_offset(pgd_offset(pgd, s), s));
+            }
+        }
+        pmd_clear(pmd);
+        smp::flush_tlb_all();
+    }
+    let (tables, n) = vmalloc242::take_tables();
+    let mut lost = 0;
+    for &t in tables.iter().take(n).filter(|&&t| t != 0) {
+        if t as u64 != installed.phys() || !pmd_present(installed) {
+            lost += 1;
+        }
+        free_frame(t);
+    }
+    (a_ok, b_ok, lost)
+}
+
+/// Explore every boundary (`stride` 1) of A's locked walk under one
+/// `get_pte_kernel_slow` and one state of memory.  Two CPUs only.
+pub fn explore_point3(
+    slow: PteKernelSlow,
+    pressure: Pressure,
+    stride: usize,
+) -> Option<Point3Report> {
+    let range = vmalloc::reserve_range_high(2 * SLOT as usize)?;
+    let s = (range + SLOT - 1) & !(SLOT - 1);
+    S.store(s, Ordering::SeqCst);
+    CONFIG.store(
+        u32::from(slow == PteKernelSlow::Seed) | (u32::from(pressure == Pressure::Low) << 1),
+        Ordering::SeqCst,
+    );
+    // Fresh: no page table for the slot (an earlier experiment's, kept).
+    vmalloc::drop_empty_kernel_tables(s, SLOT);
+    let Some(session) = Session::begin(Parties {
+        a: vmalloc_a,
+        b: vmalloc_b,
+        mm_a: None,
+        mm_b: None,
+        cpus: Cpus::Two,
+    }) else {
+        vmalloc::release_range(range);
+        return None;
+    };
+    let mut rep = Point3Report::default();
+    let run = |target: Option<(u32, u32)>, record: bool, rep: &mut Point3Report| -> bool {
+        let (fa, fb) = (alloc_frame().expect("frame"), alloc_frame().expect("frame"));
+        FRAME_A.store(fa, Ordering::SeqCst);
+        FRAME_B.store(fb, Ordering::SeqCst);
+        let r = session.run(target, record);
+        let (a_ok, b_ok, lost) = judge_and_clean(fa, fb);
+        free_frame(fa);
+        free_frame(fb);
+        rep.waited += usize::from(r.waited);
+        rep.hangs += usize::from(r.hang);
+        rep.lost_a += usize::from(!a_ok);
+        rep.lost_b += usize::from(!b_ok);
+        rep.leaked_tables += lost;
+        r.hang || r.b_out != 0 || r.caught.is_err() || !a_ok || !b_ok || lost > 0
+    };
+    rep.baseline_failed = run(None, true, &mut rep);
+    let rec = session.take_recording();
+    rep.stepped = rec.eips.len();
+    rep.marks = alloc::vec![Mark::Skipped; rep.stepped];
+    // The baseline's own counts are not runs'.
+    rep.waited = 0;
+    rep.lost_a = 0;
+    rep.lost_b = 0;
+    rep.leaked_tables = 0;
+    for (k, target) in rec.targets(Cpus::Two, stride) {
+        let failed = run(Some(target), false, &mut rep);
+        rep.runs += 1;
+        rep.marks[k] = if failed { Mark::Failed } else { Mark::Clean };
+        if failed {
+            rep.failures += 1;
+            rep.window = Some(rep.window.map_or((k, k), |(lo, _)| (lo, k)));
+        }
+        if rep.hangs > 0 {
+            rep.marks[k] = Mark::Hang;
+            break;
+        }
+    }
+    rep.eips = rec.eips;
+    session.end();
+    vmalloc::release_range(range);
+    Some(rep)
+}
