@@ -112,7 +112,11 @@ pub fn run_all() {
         // boot measures them, the default version's (two-level for point
         // 3, PAE for the torn entries, which two-level does not have).
         let once = crate::mm::fault::version() == crate::cmdline::VmallocFaultVersion::Sync;
-        for (slow, pressure, name) in super::point3::CONFIGS.into_iter().filter(|_| once) {
+        let two_level = crate::mm::pgtable::mode() == crate::mm::pgtable::PagingMode::TwoLevel;
+        for (slow, pressure, name) in super::point3::CONFIGS
+            .into_iter()
+            .filter(|_| once && two_level)
+        {
             if let Some(r) = timed(name, || super::point3::explore_point3(slow, pressure, 1)) {
                 println!(
                     "EXP|{}|stepped={}|runs={}|failures={}|lost_a={}|lost_b={}|leaked_tables={}|waited={}|hangs={}|first={}|last={}|baseline_failed={}",
