@@ -54,7 +54,10 @@ impl Mark {
 }
 
 /// `EXPS|name|total|start:code:eip,...`: each item starts a run of
-/// boundaries with one mark.
+/// boundaries with one mark.  The eip names the source line the host
+/// labels the picture with: the boundary's own instruction, or, when that
+/// is inside a library helper (`core::ptr::write_volatile`, an atomic),
+/// the last kernel instruction before it, the line that called it.
 pub fn print_strip(name: &str, eips: &[u32], marks: &[Mark]) {
     let mut runs = String::new();
     for (k, m) in marks.iter().enumerate() {
@@ -62,12 +65,7 @@ pub fn print_strip(name: &str, eips: &[u32], marks: &[Mark]) {
             if k > 0 {
                 runs.push(',');
             }
-            runs.push_str(&format!(
-                "{}:{}:{:x}",
-                k,
-                m.code(),
-                eips.get(k).copied().unwrap_or(0)
-            ));
+            runs.push_str(&format!("{}:{}:{:x}", k, m.code(), kernel_eip(eips, k)));
         }
     }
     crate::println!("EXPS|{}|{}|{}", name, marks.len(), runs);
@@ -104,4 +102,35 @@ pub fn failure_groups(failing: &[(usize, u32, Outcome)]) -> Vec<String> {
         i = j + 1;
     }
     out
+}
+
+/// The kernel's own code: its Rust (mangled names carry the crate,
+/// `7vmfault`, in both manglings) and its assembly (unmangled).
+fn is_kernel_code(eip: u32) -> bool {
+    crate::symbols::lookup(eip).is_some_and(|s| {
+        s.name.contains("7vmfault") || !(s.name.starts_with("_R") || s.name.starts_with("_ZN"))
+    })
+}
+
+/// How far back `kernel_eip` looks for a kernel instruction.
+const CALLER_LOOKBACK: usize = 200;
+
+fn kernel_eip(eips: &[u32], k: usize) -> u32 {
+    let own = eips
+        .get(..=k)
+        .unwrap_or(&[])
+        .iter()
+        .rev()
+        .take(CALLER_LOOKBACK)
+        .find(|&&e| is_kernel_code(e));
+    // Boundary 0 may itself be in the helper (the store a watchpoint
+    // caught): then the kernel line it returns to.
+    let next = || {
+        eips.get(k..)
+            .unwrap_or(&[])
+            .iter()
+            .take(CALLER_LOOKBACK)
+            .find(|&&e| is_kernel_code(e))
+    };
+    own.or_else(next).or(eips.get(k)).copied().unwrap_or(0)
 }

@@ -166,18 +166,29 @@ def addr2line(elf_path, eips):
     labels = {eip: _hex(eip) for eip in eips}
     if not eips or not elf_path:
         return labels
-    cmd = ["addr2line", "-f", "-C", "-e", elf_path] + [_hex(eip) for eip in eips]
+    # -i: the whole inline chain, innermost first; -a: each answer starts
+    # with its address, so chains of any length can be told apart.  The
+    # label is the outermost frame: the function the code was inlined
+    # into (`set_pmd`, not the `write_u32` it inlines).
+    cmd = ["addr2line", "-a", "-i", "-f", "-C", "-e", elf_path] + [_hex(eip) for eip in eips]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.SubprocessError):
         return labels
-    lines = out.stdout.splitlines()
-    # Without -i, addr2line answers every address with exactly two lines,
-    # function then file:line; any other shape means it did not understand.
-    if out.returncode != 0 or len(lines) != 2 * len(eips):
+    if out.returncode != 0:
         return labels
-    for n, eip in enumerate(eips):
-        labels[eip] = source_label(eip, lines[2 * n], lines[2 * n + 1])
+    answers, current = [], None
+    for line in out.stdout.splitlines():
+        if line.startswith("0x") and current is None or (line.startswith("0x") and len(current) % 2 == 0):
+            current = []
+            answers.append(current)
+        elif current is not None:
+            current.append(line)
+    # Any other shape means it did not understand.
+    if len(answers) != len(eips) or any(len(a) < 2 or len(a) % 2 for a in answers):
+        return labels
+    for eip, a in zip(eips, answers):
+        labels[eip] = source_label(eip, a[-2], a[-1])
     return labels
 
 
