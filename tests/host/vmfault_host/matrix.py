@@ -90,6 +90,10 @@ def jobs(k, tests, filter_glob=None, cmdline=""):
                     only = version_filter(v, k.default_version, first_eager)
                     vtest = test if filter_glob or not only else f" test={only}{extra}"
                     out.append(Job(name, f"{mode},{v}", path, f"paging={mode} vmalloc_fault={v}{vtest}"))
+                    if filter_glob:
+                        # A filtered run boots two CPUs too, so that
+                        # `make test TEST='race.two_cpus_*'` runs them.
+                        out.append(Job(name, f"{mode},{v}", path, f"paging={mode} vmalloc_fault={v}{vtest}", smp=2))
             else:
                 out.append(Job(name, mode, path, f"paging={mode}{test}"))
             if name == "ktest" and not filter_glob:
