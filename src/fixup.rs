@@ -56,7 +56,10 @@ impl Caught {
         }
     }
 
-    pub fn exception(frame: &TrapFrame, cr2: u32) -> Self {
+    /// `named`: add the function the EIP is in (a symbol lookup and a
+    /// demangling, most of an oops's cost in the unoptimised kernel:
+    /// experiments that provoke thousands of silenced oopses skip it).
+    pub fn exception(frame: &TrapFrame, cr2: u32, named: bool) -> Self {
         let mut c = Caught::new(CaughtKind::Exception);
         c.vector = frame.vector;
         c.error_code = frame.error_code;
@@ -72,10 +75,7 @@ impl Caught {
             let _ = write!(c.msg, " at virtual address {:08x}", cr2);
         }
         let _ = write!(c.msg, ", eip {:08x}", frame.eip);
-        // Experiments that provoke thousands of oopses silence them and
-        // keep the numbers; naming the function (a demangling) was most
-        // of an oops's cost in the unoptimised kernel.
-        if !crate::oops::silenced() {
+        if named {
             if let Some(s) = crate::symbols::lookup(frame.eip) {
                 let _ = write!(c.msg, " ({})", s);
             }

@@ -25,7 +25,8 @@ pub fn die(frame: &mut TrapFrame) -> ! {
 /// it first: anything that faults in between would overwrite it).
 pub fn die_with_cr2(frame: &mut TrapFrame, cr2: u32) -> ! {
     crate::oops::report_trap(frame, cr2);
-    crate::fixup::recover_or_fail(crate::fixup::Caught::exception(frame, cr2))
+    let named = !crate::oops::silenced();
+    crate::fixup::recover_or_fail(crate::fixup::Caught::exception(frame, cr2, named))
 }
 
 /// Linux's `printk(KERN_ALERT "double fault")`: runs in the double-fault

@@ -24,7 +24,7 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use super::report::Mark;
+use super::outcome::Mark;
 use super::scenario::Scenario;
 use crate::arch::x86::entry::{stub_address, TrapFrame};
 use crate::arch::x86::irq::{self, IrqFlags};
@@ -65,30 +65,7 @@ impl Variant {
     }
 }
 
-/// How one run ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Clean,
-    /// The outer fault ended in bad_area on its own address.
-    Oops(BadArea),
-    /// The outer handler used an address it did not fault on: a nested
-    /// fault overwrote CR2 before the outer handler read it.
-    OopsClobberedCr2(BadArea),
-    /// Another exception, or an oops in a nested handler.
-    OtherOops(u32),
-    /// The step limit was reached.
-    Hang,
-    /// The same access faulted again and again (`fault_loop`).
-    FaultLoop,
-    /// The run completed but the data written is wrong.
-    Corrupt,
-}
-
-impl Outcome {
-    pub fn failed(self) -> bool {
-        self != Outcome::Clean
-    }
-}
+pub use super::outcome::Outcome;
 
 struct State {
     active: bool,
@@ -441,7 +418,7 @@ pub struct Report {
     pub b_failing: Vec<(usize, Outcome)>,
     /// Each boundary's instruction and mark (the strip picture).
     pub eips: Vec<u32>,
-    pub marks: Vec<super::report::Mark>,
+    pub marks: Vec<Mark>,
     /// TSC cycles the runs took (not the scenario's setup or the
     /// baseline): what `make bench`'s explorer throughput divides by.
     pub run_cycles: u64,

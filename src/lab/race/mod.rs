@@ -21,6 +21,7 @@ pub mod experiments;
 pub mod explorer;
 pub mod fault_loop;
 pub mod hits;
+pub mod outcome;
 pub mod point3;
 pub mod regression2020;
 pub mod report;

@@ -23,7 +23,7 @@ use crate::mm::mm_struct::PGD_LIST;
 use crate::mm::pgtable::{is_pae, pgd_offset, pmd_clear, pmd_offset, pmd_present};
 use crate::mm::vmalloc;
 
-use super::report::Mark;
+use super::outcome::Mark;
 use super::stepper::{self, Cpus, Parties, Session};
 use crate::lab::vmalloc242::{self, Pressure, PteKernelSlow};
 

@@ -29,7 +29,7 @@ use crate::mm::pgtable::{pgd_offset, pmd_offset};
 use crate::mm::vmalloc;
 
 use super::explorer::Outcome;
-use super::report::Mark;
+use super::outcome::Mark;
 pub use super::stepper::Cpus;
 use super::stepper::{self, Parties, Session};
 

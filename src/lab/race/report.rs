@@ -10,48 +10,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::explorer::Outcome;
-
-/// One boundary's outcome as a strip code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mark {
-    Clean,
-    /// The stepped side (or the scenario) failed.
-    Failed,
-    /// Only the other CPU's access failed.
-    OtherFailed,
-    Both,
-    Hang,
-    /// Not run: interrupts off there, so no interrupt or preemption can
-    /// land (one CPU).
-    Masked,
-    /// Not run: the stride skipped it.
-    Skipped,
-}
-
-impl Mark {
-    fn code(self) -> char {
-        match self {
-            Mark::Clean => 'c',
-            Mark::Failed => 'f',
-            Mark::OtherFailed => 'b',
-            Mark::Both => 'x',
-            Mark::Hang => 'h',
-            Mark::Masked => 's',
-            Mark::Skipped => '-',
-        }
-    }
-
-    pub fn of(run: Outcome, other: Outcome) -> Mark {
-        match (run, other) {
-            (Outcome::Hang, _) | (_, Outcome::Hang) => Mark::Hang,
-            (a, b) if a.failed() && b.failed() => Mark::Both,
-            (a, _) if a.failed() => Mark::Failed,
-            (_, b) if b.failed() => Mark::OtherFailed,
-            _ => Mark::Clean,
-        }
-    }
-}
+use super::outcome::{Mark, Outcome};
 
 /// `EXPS|name|total|start:code:eip,...`: each item starts a run of
 /// boundaries with one mark.  The eip names the source line the host

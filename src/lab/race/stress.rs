@@ -95,7 +95,7 @@ fn watchdog(_: &mut TrapFrame) {
         STALLED.store(0, Ordering::SeqCst);
     } else if STALLED.fetch_add(1, Ordering::SeqCst) + 1 >= WATCHDOG_TICKS {
         STALLED.store(0, Ordering::SeqCst);
-        let mut c = Caught::exception(&TrapFrame::default(), 0);
+        let mut c = Caught::exception(&TrapFrame::default(), 0, false);
         c.kind = CaughtKind::Exception;
         c.vector = 0xFFFF;
         fixup::recover_or_fail(c);
