@@ -4,7 +4,7 @@ of the user-facing kernel's boot."""
 import os
 import re
 
-from vmfault_host import elf, ktap
+from vmfault_host import elf, ktap, strips_checks
 from vmfault_host.paths import ROOT
 from vmfault_host.qemu import boot
 
@@ -221,4 +221,7 @@ def host_checks(main_kernel):
         checks.append((f"host[{mode}] unknown_key_ignored", unknown_key_ignored, mode))
     checks.append(("host bad_vmalloc_fault_value_stops_boot", bad_value_stops_boot, k.default_mode))
     checks.append(("host bad_paging_value_stops_boot", bad_paging_stops_boot, k.default_mode))
+    # The strip pictures `make experiments` draws, on made-up input.
+    for check in strips_checks.CHECKS:
+        checks.append((f"host strips.{check.__name__}", strips_checks.run, check))
     return checks
