@@ -13,7 +13,7 @@ use crate::println;
 
 fn row(name: &str, r: &Report) {
     println!(
-        "EXP|{}|stepped={}|if={}|cr2={}|runs={}|failures={}|before_cr2={}|tried_before_cr2={}|late={}|b_failures={}|baseline={:?}",
+        "EXP|{}|stepped={}|if={}|cr2={}|runs={}|failures={}|before_cr2={}|tried_before_cr2={}|late={}|b_failures={}|baseline={:?}|runs_per_s={}",
         name,
         r.stepped,
         r.with_if,
@@ -24,7 +24,8 @@ fn row(name: &str, r: &Report) {
         r.tried_before_cr2,
         r.late,
         r.b_failures,
-        r.baseline
+        r.baseline,
+        per_second(r.runs, r.run_cycles)
     );
     for g in failure_groups(&r.failing) {
         println!("EXPG|{}|{}", name, g);

@@ -310,6 +310,9 @@ fn hand_off() {
     ENTERED.store(true, Ordering::SeqCst);
     RELEASED_AT.store(cpu::rdtsc(), Ordering::SeqCst);
     GO_B.store(true, Ordering::SeqCst);
+    // Under round-robin TCG a `pause` hands this vCPU's turn to the next:
+    // B starts now, not after a turn of the wait loop.
+    core::hint::spin_loop();
     wait_for_b();
 }
 

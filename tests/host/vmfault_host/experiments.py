@@ -27,6 +27,40 @@ def parse(log):
     return rows, groups, "EXP|end" in log
 
 
+def windows_section(results, results2, kernel):
+    """Each failure window of each strip, by boundary and by source line
+    (addr2line on the kernel ELF): where the race opens and closes."""
+    found = []
+    for cpus, res in ((1, results), (2, results2)):
+        for (m, v), (rows, groups, complete, b) in res.items():
+            for name, st in strips.parse(b.log).items():
+                ws = strips.windows(st)
+                # A fragmented strip (point 3 under low memory): its first
+                # windows and its last, and how many lie between.
+                shown = ws if len(ws) <= 4 else ws[:3] + [None] + ws[-1:]
+                for w in shown:
+                    if w is None:
+                        found.append((m, v, cpus, name, st.total, None, len(ws) - 4, None, None))
+                        continue
+                    first, end, open_eip, close_eip = w
+                    found.append((m, v, cpus, name, st.total, first, end, open_eip, close_eip))
+    labels = strips.addr2line(kernel, [w[i] for w in found for i in (7, 8) if w[i] is not None])
+    md = ["", "## Where each window opens and closes", "",
+          "Every span of failing boundaries in every strip, with the source line of its first boundary and of the",
+          "first boundary after it (inside a library helper: the kernel line that called it).", "",
+          "| paging | version | CPUs | scenario | boundaries | window | opens at | closes at |",
+          "|---|---|---:|---|---:|---|---|---|"]
+    for m, v, cpus, name, total, first, end, o, c in found[:200]:
+        if first is None:
+            md.append(f"| {m} | {v} | {cpus} | {name} | {total} | ... {end} more windows | | |")
+            continue
+        md.append(f"| {m} | {v} | {cpus} | {name} | {total} | {first}..{end - 1} | {labels.get(o, hex(o))} | "
+                  f"{labels.get(c, hex(c)) if c is not None else 'the end'} |")
+    if len(found) > 200:
+        md.append(f"| ... {len(found) - 200} more | | | | | | | |")
+    return md
+
+
 def point3_rows(results2):
     """The point-3 strips, one row per get_pte_kernel_slow and memory state."""
     for (m, v), (rows, groups, complete, b) in results2.items():
@@ -148,8 +182,8 @@ def main():
            "waits while CPU B runs its whole access to another page of the same stale slot. B is a thread of A's mm",
            "(Cox and Hemment's race, quoted in the seed) or of another process (Andrea's \"I think that can't",
            "happen\"). Failures: A's oopses; B: runs where B's own access failed.", "",
-           "| paging | version | B is | boundaries | runs | A fails | B fails |",
-           "|---|---|---|---:|---:|---:|---:|"]
+           "| paging | version | B is | boundaries | runs | A fails | B fails | runs/s |",
+           "|---|---|---|---:|---:|---:|---:|---:|"]
     for (m, v), (rows, groups, complete, b) in results2.items():
         if not complete:
             md.append(f"| {m} | {v} | - | run failed: {b.verdict()} | | | |")
@@ -158,7 +192,7 @@ def main():
             r = rows.get(name)
             if r:
                 md.append(f"| {m} | {v} | {label} | {r['stepped']} | {r['runs']} | {r['failures']} | "
-                          f"{r.get('b_failures', '-')} |")
+                          f"{r.get('b_failures', '-')} | {r.get('runs_per_s', '-')} |")
     md += ["", "`cli` (the seed's patch) on two CPUs: it never syncs on a two-level kernel (`pgd_present()` is 1 there), so",
            "A and B both oops wherever they fault; in PAE nothing faults. No variant of it that Linux never had is run.", "",
            "Linux's 2020 regression across two CPUs (scenario 4): A maps one page into a fresh slot on CPU 0; at every",
@@ -232,6 +266,7 @@ def main():
             t = [line.split("|") for line in b.log.splitlines() if line.startswith("EXPT|")]
             parts = ", ".join(f"{x[1]} {int(x[2]) / 1000:.0f}" for x in t if len(x) == 3 and int(x[2]) >= 1000)
             md.append(f"| {m} | {v} | {cpus} | {b.seconds:.0f} s | {parts or '-'} |")
+    md += windows_section(results, results2, kernel)
     pics = pictures(results, results2, kernel)
     if pics:
         md += ["## Pictures", "", "Regenerated into docs/pictures/ by this run:", ""]
