@@ -35,6 +35,7 @@ pub static SUITE: Suite = Suite {
         case!(two_cpus_2020_regression),
         case!(two_cpus_torn_pae_entries),
         case!(two_cpus_point3_lost_page_table),
+        case!(strip_labels_name_the_crate_a_symbol_starts_in),
     ],
 };
 
@@ -674,5 +675,34 @@ fn two_cpus_point3_lost_page_table() {
             }
             _ => assert_eq!(r.failures, 0, "{}: lost a page or a table", name),
         }
+    }
+}
+
+/// The strips label a window with kernel code, not a library helper it
+/// sits in: a symbol is the kernel's when its path starts in the kernel
+/// crate, whoever instantiated it.
+fn strip_labels_name_the_crate_a_symbol_starts_in() {
+    use crate::lab::race::report::first_crate;
+    let cases = [
+        (
+            "_RNvNtNtCsfkxeSKq5c2V_7vmfault2mm5fault13vmalloc_fault",
+            Some("vmfault"),
+        ),
+        (
+            "_RINvNtCs28yXbOG1GBU_4core3ptr14write_volatilemECsfkxeSKq5c2V_7vmfault",
+            Some("core"),
+        ),
+        (
+            "_ZN7vmfault2mm5fault13vmalloc_fault17h0123456789abcdefE",
+            Some("vmfault"),
+        ),
+        (
+            "_ZN4core3ptr13drop_in_place17h0123456789abcdefE",
+            Some("core"),
+        ),
+        ("page_fault_legacy_2level", None),
+    ];
+    for (name, want) in cases {
+        assert_eq!(first_crate(name), want, "{}", name);
     }
 }

@@ -63,12 +63,30 @@ pub fn failure_groups(failing: &[(usize, u32, Outcome)]) -> Vec<String> {
     out
 }
 
-/// The kernel's own code: its Rust (mangled names carry the crate,
-/// `7vmfault`, in both manglings) and its assembly (unmangled).
+/// The kernel's own code: its Rust and its assembly (unmangled names).
+/// A library function instantiated for a kernel type (`drop_in_place::<
+/// vmfault::...>`) is the library's: what counts is the crate the path
+/// starts in.
 fn is_kernel_code(eip: u32) -> bool {
-    crate::symbols::lookup(eip).is_some_and(|s| {
-        s.name.contains("7vmfault") || !(s.name.starts_with("_R") || s.name.starts_with("_ZN"))
+    crate::symbols::lookup(eip).is_some_and(|s| match first_crate(s.name) {
+        Some(c) => c == "vmfault",
+        None => !(s.name.starts_with("_R") || s.name.starts_with("_ZN")),
     })
+}
+
+/// The crate a mangled name's path starts in: v0 (`_R...Cs<hash>_7vmfault`)
+/// or legacy (`_ZN7vmfault...`).
+pub fn first_crate(name: &str) -> Option<&str> {
+    let rest = if let Some(v0) = name.strip_prefix("_R") {
+        let at = v0.find("Cs")?;
+        let after = &v0[at + 2..];
+        &after[after.find('_')? + 1..]
+    } else {
+        name.strip_prefix("_ZN")?
+    };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let len: usize = rest[..digits].parse().ok()?;
+    rest.get(digits..digits + len)
 }
 
 /// How far back `kernel_eip` looks for a kernel instruction.
