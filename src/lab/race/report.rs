@@ -93,21 +93,34 @@ pub fn first_crate(name: &str) -> Option<&str> {
 const CALLER_LOOKBACK: usize = 200;
 
 fn kernel_eip(eips: &[u32], k: usize) -> u32 {
-    let own = eips
+    // A symbol lookup is a scan of the symbol table: ask once per function
+    // the walk enters, not once per boundary.
+    let mut last: Option<(u32, u32, bool)> = None;
+    let mut own = |e: u32| -> bool {
+        if let Some((_, _, o)) = last.filter(|&(lo, hi, _)| (lo..hi).contains(&e)) {
+            return o;
+        }
+        let o = is_kernel_code(e);
+        last = crate::symbols::lookup(e).map(|s| (s.addr, s.addr + s.size.max(1), o));
+        o
+    };
+    let before = eips
         .get(..=k)
         .unwrap_or(&[])
         .iter()
         .rev()
         .take(CALLER_LOOKBACK)
-        .find(|&&e| is_kernel_code(e));
+        .find(|&&e| own(e))
+        .copied();
     // Boundary 0 may itself be in the helper (the store a watchpoint
     // caught): then the kernel line it returns to.
-    let next = || {
+    let after = || {
         eips.get(k..)
             .unwrap_or(&[])
             .iter()
             .take(CALLER_LOOKBACK)
-            .find(|&&e| is_kernel_code(e))
+            .find(|&&e| own(e))
+            .copied()
     };
-    own.or_else(next).or(eips.get(k)).copied().unwrap_or(0)
+    before.or_else(after).or(eips.get(k).copied()).unwrap_or(0)
 }
