@@ -13,7 +13,7 @@ use crate::println;
 
 fn row(name: &str, r: &Report) {
     println!(
-        "EXP|{}|stepped={}|if={}|cr2={}|runs={}|failures={}|before_cr2={}|tried_before_cr2={}|late={}|b_failures={}|baseline={:?}|runs_per_s={}",
+        "EXP|{}|stepped={}|if={}|cr2={}|runs={}|failures={}|before_cr2={}|tried_before_cr2={}|late={}|b_failures={}|baseline={:?}|runs_per_s={}|reasons={}",
         name,
         r.stepped,
         r.with_if,
@@ -25,7 +25,8 @@ fn row(name: &str, r: &Report) {
         r.late,
         r.b_failures,
         r.baseline,
-        per_second(r.runs, r.run_cycles)
+        per_second(r.runs, r.run_cycles),
+        reasons(r.failing.iter().map(|f| f.2).chain(r.b_failing.iter().map(|f| f.1)))
     );
     for g in failure_groups(&r.failing) {
         println!("EXPG|{}|{}", name, g);
@@ -35,7 +36,7 @@ fn row(name: &str, r: &Report) {
 
 fn row_2020(name: &str, r: &Report2020) {
     println!(
-        "EXP|{}|stepped={}|preemptible={}|runs={}|failures={}|first={}|last={}|faults={}|runs_with_faults={}|baseline={:?}|slots_to_end={}|waited={}|failing_masked={}|runs_per_s={}|handoff_ns={}",
+        "EXP|{}|stepped={}|preemptible={}|runs={}|failures={}|first={}|last={}|faults={}|runs_with_faults={}|baseline={:?}|slots_to_end={}|waited={}|failing_masked={}|runs_per_s={}|handoff_ns={}|reasons={}",
         name,
         r.stepped,
         r.preemptible,
@@ -50,7 +51,8 @@ fn row_2020(name: &str, r: &Report2020) {
         r.waited,
         r.failing_masked,
         per_second(r.runs, r.run_cycles),
-        r.handoff_ns()
+        r.handoff_ns(),
+        reasons(r.failure_kinds.iter().copied())
     );
     for run in r.failing.iter().take(1).chain(&r.last_failing) {
         let sym = crate::symbols::lookup(run.eip);
@@ -71,6 +73,25 @@ fn row_2020(name: &str, r: &Report2020) {
 /// EXP line carries both, for race.md's description of the setup.
 const STRESS_ROUNDS: u32 = 20_000;
 const STRESS_MMS: usize = 4;
+
+/// The distinct outcomes of the failing runs, for race.md's "reason"
+/// column (`-` if none failed).
+fn reasons(failing: impl Iterator<Item = super::outcome::Outcome>) -> alloc::string::String {
+    let mut seen: alloc::vec::Vec<super::outcome::Outcome> = alloc::vec::Vec::new();
+    for o in failing {
+        if !seen.contains(&o) {
+            seen.push(o);
+        }
+    }
+    match seen.is_empty() {
+        true => "-".into(),
+        false => seen
+            .iter()
+            .map(|o| alloc::format!("{:?}", o))
+            .collect::<alloc::vec::Vec<_>>()
+            .join(" "),
+    }
+}
 
 /// Runs per second of TSC time (under TCG the TSC follows the host's
 /// clock, so this is the host's rate).

@@ -145,18 +145,18 @@ def main():
           "CR2 read at = the boundary (0-based) whose instruction reads CR2; Linux 2.4.1 reads it at boundary 27-32",
           "(instruction 28-33 from the vector: `page_fault` 2, `error_code` 25 to its call, 0-5 of prologue; see",
           "docs/experiments.md).", "",
-          "| paging | version | context | boundaries stepped | with IF=1 | CR2 read at | failures | of them before the CR2 read |",
-          "|---|---|---|---:|---:|---:|---:|---:|"]
+          "| paging | version | context | boundaries stepped | with IF=1 | CR2 read at | failures | of them before the CR2 read | reason |",
+          "|---|---|---|---:|---:|---:|---:|---:|---|"]
     for (m, v), (rows, groups, complete, b) in results.items():
         if not complete:
-            md.append(f"| {m} | {v} | - | run failed: {b.verdict()} | | | | |")
+            md.append(f"| {m} | {v} | - | run failed: {b.verdict()} | | | | | |")
             continue
         for name, label in [("thread", "thread"), ("irq", "inside PIT handler"), ("depth2", "two nested levels")]:
             r = rows.get(name)
             if r:
                 cr2 = r["cr2"] if r["cr2"] != "-1" else "-"
                 md.append(f"| {m} | {v} | {label} | {r['stepped']} | {r['if']} | {cr2} | {r['failures']} | "
-                          f"{r['before_cr2']} |")
+                          f"{r['before_cr2']} | {r.get('reasons', '-')} |")
     md += ["", "Context-switch window (CR3 already next's, `current` still prev, IF=1); with a kernel thread as prev,",
            "2.4 also sets `prev->active_mm = NULL` after `switch_mm` (the NULL part):", "",
            "| paging | version | prev | boundaries stepped | in the window | failures | active_mm NULL at | failures there |",
@@ -182,8 +182,8 @@ def main():
            "waits while CPU B runs its whole access to another page of the same stale slot. B is a thread of A's mm",
            "(Cox and Hemment's race, quoted in the seed) or of another process (Andrea's \"I think that can't",
            "happen\"). Failures: A's oopses; B: runs where B's own access failed.", "",
-           "| paging | version | B is | boundaries | runs | A fails | B fails | runs/s |",
-           "|---|---|---|---:|---:|---:|---:|---:|"]
+           "| paging | version | B is | boundaries | runs | A fails | B fails | reason | runs/s |",
+           "|---|---|---|---:|---:|---:|---:|---|---:|"]
     for (m, v), (rows, groups, complete, b) in results2.items():
         if not complete:
             md.append(f"| {m} | {v} | - | run failed: {b.verdict()} | | | |")
@@ -192,21 +192,22 @@ def main():
             r = rows.get(name)
             if r:
                 md.append(f"| {m} | {v} | {label} | {r['stepped']} | {r['runs']} | {r['failures']} | "
-                          f"{r.get('b_failures', '-')} | {r.get('runs_per_s', '-')} |")
+                          f"{r.get('b_failures', '-')} | {r.get('reasons', '-')} | {r.get('runs_per_s', '-')} |")
     md += ["", "`cli` (the seed's patch) on two CPUs: it never syncs on a two-level kernel (`pgd_present()` is 1 there), so",
            "A and B both oops wherever they fault; in PAE nothing faults. No variant of it that Linux never had is run.", "",
            "Linux's 2020 regression across two CPUs (scenario 4): A maps one page into a fresh slot on CPU 0; at every",
            "boundary from its init_mm `set_pmd` to its return (IF=0 ones included: another CPU does not wait), B maps",
            "into the same slot and touches it on CPU 1 from an older mm. B waited: B spun on a lock A held there, so",
            "ran once A dropped it.", "",
-           "| paging | version | boundaries | runs | failing | of them with IF=0 on A | window | B's lazy faults | B waited | runs/s | hand-off |",
-           "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+           "| paging | version | boundaries | runs | failing | of them with IF=0 on A | window | reason | B's lazy faults | B waited | runs/s | hand-off |",
+           "|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|"]
     for (m, v), (rows, groups, complete, b) in results2.items():
         w = rows.get("cpu2_r2020")
         if w:
             win = f"{w['first']}..{w['last']}" if w["first"] != "-1" else "-"
             md.append(f"| {m} | {v} | {w['stepped']} | {w['runs']} | {w['failures']} | {w.get('failing_masked', '-')} | "
-                      f"{win} | {w['faults']} | {w['waited']} | {w['runs_per_s']} | {w['handoff_ns']} ns |")
+                      f"{win} | {w.get('reasons', '-')} | {w['faults']} | {w['waited']} | {w['runs_per_s']} | "
+                      f"{w['handoff_ns']} ns |")
     p3 = next((rows for (m, v), (rows, _, _, _) in results2.items() if "point3_242" in rows), None)
     if p3:
         md += ["", "The seed's point 3 (scenario 5): two CPUs run 2.4.2's `vmalloc_area_pages` (big kernel lock around the",
