@@ -278,6 +278,8 @@ fn deliver(frame: &mut TrapFrame) {
     if s.other_cpu {
         s.delivered_eip = frame.eip;
         B_GO.store(true, Ordering::SeqCst);
+        // Under round-robin TCG a `pause` hands the turn to CPU 1 now.
+        core::hint::spin_loop();
         let t0 = cpu::rdtsc();
         while !B_DONE.load(Ordering::SeqCst) {
             if crate::arch::x86::tsc::us_since(t0) > B_TIMEOUT_US {
