@@ -161,6 +161,30 @@ pub fn lookup(addr: u32) -> Option<Symbol> {
     })
 }
 
+/// `lookup` for a stream of addresses that stays in one function for
+/// many in a row (a single-stepped path): the table, a linear scan, is
+/// searched again only when an address leaves the last function found.
+#[derive(Default)]
+pub struct Lookups {
+    last: Option<Symbol>,
+}
+
+impl Lookups {
+    pub fn lookup(&mut self, addr: u32) -> Option<Symbol> {
+        if let Some(s) = self
+            .last
+            .filter(|s| (s.addr..s.addr.saturating_add(s.size.max(1))).contains(&addr))
+        {
+            return Some(Symbol {
+                offset: addr - s.addr,
+                ..s
+            });
+        }
+        self.last = lookup(addr);
+        self.last
+    }
+}
+
 /// Address and size of the symbol whose (mangled or demangled, hash-free)
 /// name is `name`, e.g. `"vmalloc_fault"` or a full Rust path.
 pub fn lookup_name(name: &str) -> Option<(u32, u32)> {

@@ -127,10 +127,7 @@ fn call_others(func: fn(usize), info: usize, wait: bool) -> Result<u32, CallErro
         // one, which takes no IPI while its interrupts are off (a flush
         // from under the vmlist lock): run that call from here, as later
         // Linux flushes its call queue while it waits.
-        if !cpu::irqs_enabled() {
-            poll_call_function();
-        }
-        core::hint::spin_loop();
+        relax();
     };
     let gen = CALL_GEN
         .fetch_add(1, Ordering::SeqCst)
@@ -166,6 +163,29 @@ fn call_others(func: fn(usize), info: usize, wait: bool) -> Result<u32, CallErro
     // A late CPU finds no call (and the next call a clean slot).
     CALL.gen.store(0, Ordering::SeqCst);
     r
+}
+
+/// One turn of a wait loop: answer a pending cross-CPU call if this CPU
+/// cannot take its IPI now (interrupts off: the caller of the call waits
+/// for this CPU), and `pause`.
+pub fn relax() {
+    if !cpu::irqs_enabled() {
+        poll_call_function();
+    }
+    core::hint::spin_loop();
+}
+
+/// Wait, relaxing, until `done` holds: what a CPU does while another CPU
+/// finishes its part.  False if `timeout_us` passed first.
+pub fn spin_until(mut done: impl FnMut() -> bool, timeout_us: u64) -> bool {
+    let t0 = cpu::rdtsc();
+    while !done() {
+        if tsc::us_since(t0) > timeout_us {
+            return false;
+        }
+        relax();
+    }
+    true
 }
 
 fn smp_call_function_interrupt(_: &mut TrapFrame) {

@@ -102,7 +102,7 @@ impl<T> SpinLock<T> {
         let me = &WAITING_ON[percpu::smp_processor_id_early()];
         me.store(&self.owner as *const AtomicU32 as usize, Ordering::SeqCst);
         while self.inner.is_locked() {
-            relax();
+            super::smp::relax();
         }
         me.store(0, Ordering::SeqCst);
     }
@@ -169,15 +169,6 @@ pub fn waiting_on(waiter: usize) -> Option<(usize, u32)> {
     // SpinLocks are statics), and `waiter` is spinning on this one.
     let owner = unsafe { (*(word as *const AtomicU32)).load(Ordering::SeqCst) };
     Some((word, owner))
-}
-
-/// One turn of a wait loop: answer a pending cross-CPU call if this CPU
-/// cannot take its IPI now, and `pause`.
-fn relax() {
-    if !cpu::irqs_enabled() {
-        super::smp::poll_call_function();
-    }
-    core::hint::spin_loop();
 }
 
 impl<T> Drop for SpinGuard<'_, T> {

@@ -74,6 +74,44 @@ fn row_2020(name: &str, r: &Report2020) {
 const STRESS_ROUNDS: u32 = 20_000;
 const STRESS_MMS: usize = 4;
 
+fn row_point3(name: &str, r: &super::point3::Point3Report) {
+    println!(
+        "EXP|{}|stepped={}|runs={}|failures={}|lost_a={}|lost_b={}|leaked_tables={}|waited={}|hangs={}|first={}|last={}|baseline_failed={}",
+        name,
+        r.stepped,
+        r.runs,
+        r.failures,
+        r.lost_a,
+        r.lost_b,
+        r.leaked_tables,
+        r.waited,
+        r.hangs,
+        r.window.map_or(-1, |w| w.0 as i64),
+        r.window.map_or(-1, |w| w.1 as i64),
+        r.baseline_failed
+    );
+    print_strip(name, &r.eips, &r.marks);
+}
+
+fn row_torn(i: usize, w: super::torn::Write, t: &super::torn::TornReport) {
+    println!(
+        "EXP|torn{}|writer={}|stepped={}|torn={}|torn_present={}|first_torn={}|ends_new={}|hang={}",
+        i,
+        w.name(),
+        t.stepped,
+        t.torn,
+        t.torn_present,
+        t.first_torn
+            .map_or(alloc::string::String::from("-"), |(k, v)| alloc::format!(
+                "{}:{:#018x}",
+                k,
+                v
+            )),
+        t.ends_new,
+        t.hang
+    );
+}
+
 /// The distinct outcomes of the failing runs, for race.md's "reason"
 /// column (`-` if none failed).
 fn reasons(failing: impl Iterator<Item = super::outcome::Outcome>) -> alloc::string::String {
@@ -135,42 +173,18 @@ pub fn run_all() {
         // 3, PAE for the torn entries, which two-level does not have).
         let once = crate::mm::fault::version() == crate::cmdline::VmallocFaultVersion::Sync;
         let two_level = crate::mm::pgtable::mode() == crate::mm::pgtable::PagingMode::TwoLevel;
-        for (slow, pressure, name) in super::point3::CONFIGS
-            .into_iter()
-            .filter(|_| once && two_level)
-        {
-            if let Some(r) = timed(name, || super::point3::explore_point3(slow, pressure, 1)) {
-                println!(
-                    "EXP|{}|stepped={}|runs={}|failures={}|lost_a={}|lost_b={}|leaked_tables={}|waited={}|hangs={}|first={}|last={}|baseline_failed={}",
-                    name,
-                    r.stepped,
-                    r.runs,
-                    r.failures,
-                    r.lost_a,
-                    r.lost_b,
-                    r.leaked_tables,
-                    r.waited,
-                    r.hangs,
-                    r.window.map_or(-1, |w| w.0 as i64),
-                    r.window.map_or(-1, |w| w.1 as i64),
-                    r.baseline_failed
-                );
-                print_strip(name, &r.eips, &r.marks);
+        if once && two_level {
+            for (slow, pressure, name) in super::point3::CONFIGS {
+                if let Some(r) = timed(name, || super::point3::explore_point3(slow, pressure, 1)) {
+                    row_point3(name, &r);
+                }
             }
         }
-        for (i, w) in super::torn::ALL.iter().enumerate().filter(|_| once) {
-            if let Some(t) = super::torn::explore_torn(*w) {
-                println!(
-                    "EXP|torn{}|writer={}|stepped={}|torn={}|torn_present={}|first_torn={}|ends_new={}|hang={}",
-                    i,
-                    w.name(),
-                    t.stepped,
-                    t.torn,
-                    t.torn_present,
-                    t.first_torn.map_or(alloc::string::String::from("-"), |(k, v)| alloc::format!("{}:{:#018x}", k, v)),
-                    t.ends_new,
-                    t.hang
-                );
+        if once {
+            for (i, w) in super::torn::ALL.iter().enumerate() {
+                if let Some(t) = super::torn::explore_torn(*w) {
+                    row_torn(i, *w, &t);
+                }
             }
         }
         println!("EXP|end");

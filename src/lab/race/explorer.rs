@@ -28,9 +28,9 @@ use super::outcome::Mark;
 use super::scenario::Scenario;
 use crate::arch::x86::entry::{stub_address, TrapFrame};
 use crate::arch::x86::irq::{self, IrqFlags};
-use crate::arch::x86::{apic, cpu, dispatch, idt, pit};
+use crate::arch::x86::{apic, cpu, dispatch, idt, pit, smp};
 use crate::fixup::{self, Caught};
-use crate::mm::fault::{self, BadArea};
+use crate::mm::fault;
 use crate::racy_cell::RacyCell;
 use crate::sched;
 
@@ -280,17 +280,10 @@ fn deliver(frame: &mut TrapFrame) {
         B_GO.store(true, Ordering::SeqCst);
         // Under round-robin TCG a `pause` hands the turn to CPU 1 now.
         core::hint::spin_loop();
-        let t0 = cpu::rdtsc();
-        while !B_DONE.load(Ordering::SeqCst) {
-            if crate::arch::x86::tsc::us_since(t0) > B_TIMEOUT_US {
-                s.b_hang = true;
-                break;
-            }
-            // A shootdown from CPU 1 (a stack freed there) must not wait
-            // for this CPU, whose interrupts are off in this handler.
-            crate::arch::x86::smp::poll_call_function();
-            core::hint::spin_loop();
-        }
+        // A shootdown from CPU 1 (a stack freed there) must not wait for
+        // this CPU, whose interrupts are off in this handler: the wait
+        // answers it.
+        s.b_hang = !smp::spin_until(|| B_DONE.load(Ordering::SeqCst), B_TIMEOUT_US);
     } else if frame.eflags & cpu::EFLAGS_IF != 0 {
         apic::self_ipi(NESTED_VECTOR);
         s.delivered_eip = frame.eip;
@@ -318,25 +311,14 @@ fn cpu_b(_: usize) {
         let (_, y, _, _) = targets();
         let bad0 = fault::bad_areas();
         let r = fixup::catch(true, || touch(y, NESTED_MARK));
-        let out = match r {
-            Ok(()) => 0,
-            Err(c) if c.vector == 14 && fault::bad_areas() != bad0 => {
-                1 + fault::last_bad_area() as u32
-            }
-            Err(_) => 255,
-        };
-        B_OUT.store(out, Ordering::SeqCst);
+        B_OUT.store(Outcome::access_word(&r, bad0), Ordering::SeqCst);
         B_DONE.store(true, Ordering::SeqCst);
     }
 }
 
 /// CPU B's outcome of the last run, as an `Outcome` of its own access.
 fn b_outcome() -> Outcome {
-    match B_OUT.load(Ordering::SeqCst) {
-        0 => Outcome::Clean,
-        255 => Outcome::OtherOops(14),
-        n => Outcome::Oops(BadArea::from_u8((n - 1) as u8)),
-    }
+    Outcome::of_access_word(B_OUT.load(Ordering::SeqCst))
 }
 
 /// Depth-2 runs: a fault inside the nested handler.  Send the second
@@ -431,21 +413,14 @@ pub struct Report {
 /// runs?  The path runs a function for many boundaries in a row: one
 /// symbol-table lookup per function entered, not per boundary.
 fn fault_handler_code(eips: &[u32]) -> Vec<bool> {
-    let mut last: Option<(u32, u32, bool)> = None;
+    let mut syms = crate::symbols::Lookups::default();
     eips.iter()
         .map(|&e| {
-            if let Some((_, _, own)) = last.filter(|&(lo, hi, _)| e >= lo && e < hi) {
-                return own;
-            }
-            let Some(s) = crate::symbols::lookup(e) else {
-                last = None;
-                return false;
-            };
-            let own = ["do_page_fault", "vmalloc_fault", "sync_by_2_4_1_checks"]
-                .iter()
-                .any(|f| s.name.contains(f));
-            last = Some((s.addr, s.addr + s.size.max(1), own));
-            own
+            syms.lookup(e).is_some_and(|s| {
+                ["do_page_fault", "vmalloc_fault", "sync_by_2_4_1_checks"]
+                    .iter()
+                    .any(|f| s.name.contains(f))
+            })
         })
         .collect()
 }
@@ -573,7 +548,7 @@ fn prepare() -> Option<Scenario> {
 /// `stride` 1, every `stride`-th otherwise (the test suite samples the
 /// slower variants; `make experiments` tries them all).
 pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
-    if variant.other_cpu() && !crate::arch::x86::smp::cpu_online(1) {
+    if variant.other_cpu() && !smp::cpu_online(1) {
         return None;
     }
     let sc = prepare()?;

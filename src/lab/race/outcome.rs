@@ -1,7 +1,8 @@
 //! How one run of an explorer ended (`Outcome`), and the mark each
 //! boundary gets in a strip picture (`Mark`).
 
-use crate::mm::fault::BadArea;
+use crate::fixup::Caught;
+use crate::mm::fault::{self, BadArea};
 
 /// How one run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +26,29 @@ pub enum Outcome {
 impl Outcome {
     pub fn failed(self) -> bool {
         self != Outcome::Clean
+    }
+
+    /// How another CPU's whole access under its own recovery point
+    /// ended (`bad0`: `fault::bad_areas()` before it), as the one word it
+    /// publishes: 0 clean, 1 + the `BadArea` of an oops through bad_area,
+    /// 255 any other exception.
+    pub fn access_word(r: &Result<(), Caught>, bad0: u32) -> u32 {
+        match r {
+            Ok(()) => 0,
+            Err(c) if c.vector == 14 && fault::bad_areas() != bad0 => {
+                1 + fault::last_bad_area() as u32
+            }
+            Err(_) => 255,
+        }
+    }
+
+    /// The access an `access_word` describes.
+    pub fn of_access_word(w: u32) -> Outcome {
+        match w {
+            0 => Outcome::Clean,
+            255 => Outcome::OtherOops(14),
+            n => Outcome::Oops(BadArea::from_u8((n - 1) as u8)),
+        }
     }
 }
 

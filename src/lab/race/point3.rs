@@ -181,8 +181,9 @@ pub fn explore_point3(
         vmalloc::release_range(range);
         return None;
     };
-    let mut rep = Point3Report::default();
-    let run = |target: Option<(u32, u32)>, record: bool, rep: &mut Point3Report| -> bool {
+    // One run: whether it failed, and what it lost; the baseline's losses
+    // are not counted with the runs'.
+    let run = |target: Option<(u32, u32)>, record: bool| -> (bool, Point3Report) {
         let (fa, fb) = (alloc_frame().expect("frame"), alloc_frame().expect("frame"));
         FRAME_A.store(fa, Ordering::SeqCst);
         FRAME_B.store(fb, Ordering::SeqCst);
@@ -190,31 +191,38 @@ pub fn explore_point3(
         let (a_ok, b_ok, lost) = judge_and_clean(fa, fb);
         free_frame(fa);
         free_frame(fb);
-        rep.waited += usize::from(r.waited);
-        rep.hangs += usize::from(r.hang);
-        rep.lost_a += usize::from(!a_ok);
-        rep.lost_b += usize::from(!b_ok);
-        rep.leaked_tables += lost;
-        r.hang || r.b_out != 0 || r.caught.is_err() || !a_ok || !b_ok || lost > 0
+        let tally = Point3Report {
+            waited: usize::from(r.waited),
+            hangs: usize::from(r.hang),
+            lost_a: usize::from(!a_ok),
+            lost_b: usize::from(!b_ok),
+            leaked_tables: lost,
+            ..Default::default()
+        };
+        let failed = r.hang || r.b.failed() || r.caught.is_err() || !a_ok || !b_ok || lost > 0;
+        (failed, tally)
     };
-    rep.baseline_failed = run(None, true, &mut rep);
+    let mut rep = Point3Report {
+        baseline_failed: run(None, true).0,
+        ..Default::default()
+    };
     let rec = session.take_recording();
     rep.stepped = rec.eips.len();
-    rep.marks = alloc::vec![Mark::Skipped; rep.stepped];
-    // The baseline's own counts are not runs'.
-    rep.waited = 0;
-    rep.lost_a = 0;
-    rep.lost_b = 0;
-    rep.leaked_tables = 0;
+    rep.marks = rec.unrun_marks(Cpus::Two);
     for (k, target) in rec.targets(Cpus::Two, stride) {
-        let failed = run(Some(target), false, &mut rep);
+        let (failed, t) = run(Some(target), false);
         rep.runs += 1;
+        rep.waited += t.waited;
+        rep.hangs += t.hangs;
+        rep.lost_a += t.lost_a;
+        rep.lost_b += t.lost_b;
+        rep.leaked_tables += t.leaked_tables;
         rep.marks[k] = if failed { Mark::Failed } else { Mark::Clean };
         if failed {
             rep.failures += 1;
             rep.window = Some(rep.window.map_or((k, k), |(lo, _)| (lo, k)));
         }
-        if rep.hangs > 0 {
+        if t.hangs > 0 {
             rep.marks[k] = Mark::Hang;
             break;
         }

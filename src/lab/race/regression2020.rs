@@ -179,8 +179,7 @@ fn run_once(f: &Fixture, target: Option<(u32, u32)>, record: bool) -> Run {
         Err(_) if fault::bad_areas() != bad0 => Outcome::Oops(fault::last_bad_area()),
         Err(c) => Outcome::OtherOops(c.vector),
         Ok(()) if r.hang => Outcome::Hang,
-        Ok(()) if r.b_out == 255 => Outcome::OtherOops(14),
-        Ok(()) if r.b_out != 0 => Outcome::Oops(fault::BadArea::from_u8((r.b_out - 1) as u8)),
+        Ok(()) if r.b.failed() => r.b,
         Ok(()) if B_SAW.load(Ordering::SeqCst) != MARK => Outcome::Corrupt,
         Ok(()) => Outcome::Clean,
     };
@@ -231,12 +230,7 @@ pub fn explore_2020(cpus: Cpus, stride: usize) -> Option<Report2020> {
     rep.overflow = rec.overflow;
     rep.stepped = rec.eips.len();
     rep.preemptible = rec.irq_on.iter().filter(|x| **x).count();
-    rep.marks = (0..rep.stepped)
-        .map(|k| match rec.reachable(k, cpus) {
-            true => Mark::Skipped,
-            false => Mark::Masked,
-        })
-        .collect();
+    rep.marks = rec.unrun_marks(cpus);
     let t0 = crate::arch::x86::cpu::rdtsc();
     for (k, target) in rec.targets(cpus, stride) {
         let mut run = run_once(&f, Some(target), false);

@@ -67,11 +67,11 @@ pub fn failure_groups(failing: &[(usize, u32, Outcome)]) -> Vec<String> {
 /// A library function instantiated for a kernel type (`drop_in_place::<
 /// vmfault::...>`) is the library's: what counts is the crate the path
 /// starts in.
-fn is_kernel_code(eip: u32) -> bool {
-    crate::symbols::lookup(eip).is_some_and(|s| match first_crate(s.name) {
+fn is_kernel_symbol(name: &str) -> bool {
+    match first_crate(name) {
         Some(c) => c == "vmfault",
-        None => !(s.name.starts_with("_R") || s.name.starts_with("_ZN")),
-    })
+        None => !(name.starts_with("_R") || name.starts_with("_ZN")),
+    }
 }
 
 /// The crate a mangled name's path starts in: v0 (`_R...Cs<hash>_7vmfault`)
@@ -93,17 +93,8 @@ pub fn first_crate(name: &str) -> Option<&str> {
 const CALLER_LOOKBACK: usize = 200;
 
 fn kernel_eip(eips: &[u32], k: usize) -> u32 {
-    // A symbol lookup is a scan of the symbol table: ask once per function
-    // the walk enters, not once per boundary.
-    let mut last: Option<(u32, u32, bool)> = None;
-    let mut own = |e: u32| -> bool {
-        if let Some((_, _, o)) = last.filter(|&(lo, hi, _)| (lo..hi).contains(&e)) {
-            return o;
-        }
-        let o = is_kernel_code(e);
-        last = crate::symbols::lookup(e).map(|s| (s.addr, s.addr + s.size.max(1), o));
-        o
-    };
+    let mut syms = crate::symbols::Lookups::default();
+    let mut own = |e: u32| syms.lookup(e).is_some_and(|s| is_kernel_symbol(s.name));
     let before = eips
         .get(..=k)
         .unwrap_or(&[])

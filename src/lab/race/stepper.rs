@@ -42,6 +42,8 @@ use crate::fixup::{self, Caught};
 use crate::mm::fault;
 use crate::mm::mm_struct::MmStruct;
 use crate::racy_cell::RacyCell;
+
+use super::outcome::{Mark, Outcome};
 use crate::sched::{self, Task};
 
 /// The self-IPI that preempts A (one CPU).
@@ -86,7 +88,7 @@ impl Recording {
     pub fn targets(&self, cpus: Cpus, stride: usize) -> Vec<(usize, (u32, u32))> {
         let occurrence = super::hits::earlier_hits(&self.eips);
         (0..self.eips.len())
-            .filter(|&k| self.irq_on[k] || cpus == Cpus::Two)
+            .filter(|&k| self.reachable(k, cpus))
             .step_by(stride.max(1))
             .map(|k| (k, (self.eips[k], occurrence[k])))
             .collect()
@@ -96,15 +98,25 @@ impl Recording {
     pub fn reachable(&self, k: usize, cpus: Cpus) -> bool {
         self.irq_on[k] || cpus == Cpus::Two
     }
+
+    /// Each boundary's strip mark before any run: not run yet (the
+    /// stride may leave it so), or unreachable with interrupts off.
+    pub fn unrun_marks(&self, cpus: Cpus) -> Vec<Mark> {
+        (0..self.eips.len())
+            .map(|k| match self.reachable(k, cpus) {
+                true => Mark::Skipped,
+                false => Mark::Masked,
+            })
+            .collect()
+    }
 }
 
 /// How one run went, as the stepper saw it; the scenario judges the rest.
 pub struct RunResult {
     /// One CPU: what the driver's recovery point caught (B's oops, or A's).
     pub caught: Result<(), Caught>,
-    /// Two CPUs: B's part ended in an oops (`fault::BadArea` + 1, 255 for
-    /// another exception), or 0.
-    pub b_out: u32,
+    /// Two CPUs: how B's part ended, under B's own recovery point.
+    pub b: Outcome,
     /// B got in inside A's path (preempted there, or handed off).
     pub entered: bool,
     /// Two CPUs: B spun on a lock A held, so ran after A dropped it.
@@ -326,25 +338,31 @@ const UNNAMED_US: u64 = 200;
 /// on a lock A holds: then A goes on until it writes that lock's owner
 /// word (`follow`).
 fn wait_for_b() {
-    let t0 = cpu::rdtsc();
     let mut unnamed: Option<u64> = None;
-    while !B_DONE.load(Ordering::SeqCst) {
-        match spinlock::waiting_on(1) {
-            Some((word, 1)) => return follow(word),
-            Some((word, 0)) => {
-                let since = *unnamed.get_or_insert_with(cpu::rdtsc);
-                if tsc::us_since(since) > UNNAMED_US {
-                    return follow(word);
-                }
+    let mut blocked_on = None;
+    let over = smp::spin_until(
+        || {
+            if B_DONE.load(Ordering::SeqCst) {
+                return true;
             }
-            _ => unnamed = None,
-        }
-        if tsc::us_since(t0) > B_TIMEOUT_US {
-            B_HANG.store(true, Ordering::SeqCst);
-            return;
-        }
-        smp::poll_call_function();
-        core::hint::spin_loop();
+            match spinlock::waiting_on(1) {
+                Some((word, 1)) => blocked_on = Some(word),
+                Some((word, 0)) => {
+                    let since = *unnamed.get_or_insert_with(cpu::rdtsc);
+                    if tsc::us_since(since) > UNNAMED_US {
+                        blocked_on = Some(word);
+                    }
+                }
+                _ => unnamed = None,
+            }
+            blocked_on.is_some()
+        },
+        B_TIMEOUT_US,
+    );
+    match blocked_on {
+        Some(word) => follow(word),
+        None if !over => B_HANG.store(true, Ordering::SeqCst),
+        None => {}
     }
 }
 
@@ -405,14 +423,8 @@ fn standing_b(_: usize) {
         }
         STARTED_AT.store(cpu::rdtsc(), Ordering::SeqCst);
         let bad0 = fault::bad_areas();
-        let out = match fixup::catch(true, b) {
-            Ok(()) => 0,
-            Err(c) if c.vector == 14 && fault::bad_areas() != bad0 => {
-                1 + fault::last_bad_area() as u32
-            }
-            Err(_) => 255,
-        };
-        B_OUT.store(out, Ordering::SeqCst);
+        let r = fixup::catch(true, b);
+        B_OUT.store(Outcome::access_word(&r, bad0), Ordering::SeqCst);
         B_DONE.store(true, Ordering::SeqCst);
     }
 }
@@ -505,7 +517,7 @@ impl Session {
         );
         RunResult {
             caught,
-            b_out: B_OUT.load(Ordering::SeqCst),
+            b: Outcome::of_access_word(B_OUT.load(Ordering::SeqCst)),
             entered: ENTERED.load(Ordering::SeqCst),
             waited: B_WAITED.load(Ordering::SeqCst),
             hang: B_HANG.load(Ordering::SeqCst),
@@ -567,11 +579,9 @@ fn two_cpus() {
         sched::yield_now();
     }
     // B may still be on its way (it waited for a lock A held).
-    let t0 = cpu::rdtsc();
-    while !B_DONE.load(Ordering::SeqCst) && !B_HANG.load(Ordering::SeqCst) {
-        if tsc::us_since(t0) > B_TIMEOUT_US {
-            B_HANG.store(true, Ordering::SeqCst);
-        }
-        core::hint::spin_loop();
+    if !B_HANG.load(Ordering::SeqCst)
+        && !smp::spin_until(|| B_DONE.load(Ordering::SeqCst), B_TIMEOUT_US)
+    {
+        B_HANG.store(true, Ordering::SeqCst);
     }
 }

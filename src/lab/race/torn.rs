@@ -29,7 +29,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::arch::x86::entry::TrapFrame;
-use crate::arch::x86::{cpu, dispatch, smp, tsc};
+use crate::arch::x86::{cpu, dispatch, smp};
 use crate::mm::frame::{alloc_zeroed_frame, free_frame};
 use crate::mm::pgtable::{
     __pmd, __pte, is_pae, mk_pte, pmd_slot, pte_slot, ptep_get_and_clear, set_pmd, set_pte,
@@ -169,15 +169,8 @@ fn reader(_: usize) {
 fn ask_b() -> Option<u64> {
     DONE.store(false, Ordering::SeqCst);
     GO.store(true, Ordering::SeqCst);
-    let t0 = cpu::rdtsc();
-    while !DONE.load(Ordering::SeqCst) {
-        if tsc::us_since(t0) > B_TIMEOUT_US {
-            return None;
-        }
-        smp::poll_call_function();
-        core::hint::spin_loop();
-    }
-    Some(SEEN.load(Ordering::SeqCst))
+    smp::spin_until(|| DONE.load(Ordering::SeqCst), B_TIMEOUT_US)
+        .then(|| SEEN.load(Ordering::SeqCst))
 }
 
 fn debug_trap(frame: &mut TrapFrame) {
