@@ -186,7 +186,7 @@ def main():
            "|---|---|---|---:|---:|---:|---:|---|---:|"]
     for (m, v), (rows, groups, complete, b) in results2.items():
         if not complete:
-            md.append(f"| {m} | {v} | - | run failed: {b.verdict()} | | | |")
+            md.append(f"| {m} | {v} | - | run failed: {b.verdict()} | | | | | |")
             continue
         for name, label in (("cpu2_threads", "a thread of A's mm"), ("cpu2_processes", "another process")):
             r = rows.get(name)

@@ -179,7 +179,9 @@ def addr2line(elf_path, eips):
         return labels
     answers, current = [], None
     for line in out.stdout.splitlines():
-        if line.startswith("0x") and current is None or (line.startswith("0x") and len(current) % 2 == 0):
+        # An address line starts an answer once the last one is whole
+        # (function and location lines come in pairs).
+        if line.startswith("0x") and (current is None or len(current) % 2 == 0):
             current = []
             answers.append(current)
         elif current is not None:
