@@ -234,6 +234,7 @@ pub const CR4_PAE: u32 = controlregs::Cr4::CR4_ENABLE_PAE.bits() as u32;
 pub const DR6_B0: u32 = 1 << 0;
 pub const DR6_B1: u32 = 1 << 1;
 pub const DR6_B2: u32 = 1 << 2;
+pub const DR6_B3: u32 = 1 << 3;
 pub const DR6_BS: u32 = 1 << 14;
 
 /// Arm debug register 0 as an execution breakpoint at `addr` (global).
@@ -288,6 +289,25 @@ pub fn set_exec_breakpoint2(addr: u32) {
 pub fn clear_exec_breakpoint2() {
     // SAFETY: as above.
     unsafe { x86::debugregs::Breakpoint::Dr2.disable_global() }
+}
+
+/// DR3: a third execution breakpoint, independent of DR0's and DR2's.
+pub fn set_exec_breakpoint3(addr: u32) {
+    use x86::debugregs::{BreakCondition, BreakSize, Breakpoint};
+    // SAFETY: as above.
+    unsafe {
+        Breakpoint::Dr3.configure(
+            addr as usize,
+            BreakCondition::Instructions,
+            BreakSize::Bytes1,
+        );
+        Breakpoint::Dr3.enable_global();
+    }
+}
+
+pub fn clear_exec_breakpoint3() {
+    // SAFETY: as above.
+    unsafe { x86::debugregs::Breakpoint::Dr3.disable_global() }
 }
 
 /// Read and clear DR6 (the #DB handler's first act).

@@ -17,9 +17,11 @@
 //! at it.  Nothing here tells a handler version how to behave: outcomes
 //! are whatever the version's code in mm/fault.rs does.
 
+pub mod engine;
 pub mod experiments;
 pub mod explorer;
 pub mod fault_loop;
+pub mod handoff;
 pub mod hits;
 pub mod outcome;
 pub mod point3;

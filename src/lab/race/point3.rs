@@ -23,6 +23,7 @@ use crate::mm::mm_struct::PGD_LIST;
 use crate::mm::pgtable::{is_pae, pgd_offset, pmd_clear, pmd_offset, pmd_present};
 use crate::mm::vmalloc;
 
+use super::engine::Jump;
 use super::outcome::Mark;
 use super::stepper::{self, Cpus, Parties, Session};
 use crate::lab::vmalloc242::{self, Pressure, PteKernelSlow};
@@ -183,7 +184,7 @@ pub fn explore_point3(
     };
     // One run: whether it failed, and what it lost; the baseline's losses
     // are not counted with the runs'.
-    let run = |target: Option<(u32, u32)>, record: bool| -> (bool, Point3Report) {
+    let run = |target: Option<Jump>, record: bool| -> (bool, Point3Report) {
         let (fa, fb) = (alloc_frame().expect("frame"), alloc_frame().expect("frame"));
         FRAME_A.store(fa, Ordering::SeqCst);
         FRAME_B.store(fb, Ordering::SeqCst);

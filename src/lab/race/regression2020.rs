@@ -28,6 +28,7 @@ use crate::mm::mm_struct::{mm_alloc, MmStruct};
 use crate::mm::pgtable::{pgd_offset, pmd_offset};
 use crate::mm::vmalloc;
 
+use super::engine::Jump;
 use super::explorer::Outcome;
 use super::outcome::Mark;
 pub use super::stepper::Cpus;
@@ -162,7 +163,7 @@ struct Fixture {
 }
 
 /// Run once: A maps, B gets in at `target`, maps and touches.
-fn run_once(f: &Fixture, target: Option<(u32, u32)>, record: bool) -> Run {
+fn run_once(f: &Fixture, target: Option<Jump>, record: bool) -> Run {
     let s = S.load(Ordering::SeqCst);
     // Fresh again: no page table for S anywhere.
     vmalloc::drop_empty_kernel_tables(s, SLOT);

@@ -26,17 +26,18 @@
 extern crate alloc;
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
+use super::engine::{self, After, Trigger};
+use super::handoff::{self, Handed};
 use crate::arch::x86::entry::TrapFrame;
-use crate::arch::x86::{cpu, dispatch, smp};
+use crate::arch::x86::{cpu, smp};
 use crate::mm::frame::{alloc_zeroed_frame, free_frame};
 use crate::mm::pgtable::{
     __pmd, __pte, is_pae, mk_pte, pmd_slot, pte_slot, ptep_get_and_clear, set_pmd, set_pte,
     PteFlags,
 };
 use crate::racy_cell::RacyCell;
-use crate::sched;
 
 /// Who writes, and what it writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,7 +115,6 @@ pub struct TornReport {
 }
 
 struct State {
-    stepping: bool,
     /// The stepper's caller: back there, the writer has returned.
     end: (u32, u32),
     seen: Vec<u64>,
@@ -122,18 +122,15 @@ struct State {
 }
 
 static ST: RacyCell<State> = RacyCell::new(State {
-    stepping: false,
     end: (0, 0),
     seen: Vec::new(),
     hang: false,
 });
-/// The entry's address, B's go and done, what B read, quit.
+/// The entry's address, and what B read.
 static ENTRY: AtomicU64 = AtomicU64::new(0);
-static GO: AtomicBool = AtomicBool::new(false);
-static DONE: AtomicBool = AtomicBool::new(false);
 static SEEN: AtomicU64 = AtomicU64::new(0);
-static QUIT: AtomicBool = AtomicBool::new(false);
-const B_TIMEOUT_US: u64 = 1_000_000;
+/// A writer is a few hundred instructions.
+const MAX_STEPS: usize = 4000;
 
 fn st() -> &'static mut State {
     // SAFETY: the #DB handler (interrupts off) and the driver, which only
@@ -141,62 +138,61 @@ fn st() -> &'static mut State {
     unsafe { &mut *ST.get() }
 }
 
-/// B, on CPU 1: read the 64-bit entry (two loads; A is stopped, so they
-/// see one state of memory) each time A asks.
-fn reader(_: usize) {
-    loop {
-        while !GO.swap(false, Ordering::SeqCst) {
-            if QUIT.load(Ordering::SeqCst) {
-                return;
-            }
-            core::hint::spin_loop();
-        }
-        let p = ENTRY.load(Ordering::SeqCst) as usize;
-        // SAFETY: the scratch table's entry, live until the driver frees
-        // it after the last read.
-        let (low, high) = unsafe {
-            (
-                core::ptr::read_volatile(p as *const u32),
-                core::ptr::read_volatile((p + 4) as *const u32),
-            )
-        };
-        SEEN.store(u64::from(high) << 32 | u64::from(low), Ordering::SeqCst);
-        DONE.store(true, Ordering::SeqCst);
-    }
+/// B's part (`handoff`, CPU 1): read the 64-bit entry (two loads; A is
+/// stopped, so they see one state of memory).
+fn read_entry() {
+    let p = ENTRY.load(Ordering::SeqCst) as usize;
+    // SAFETY: the scratch table's entry, live until the driver frees it
+    // after the last read.
+    let (low, high) = unsafe {
+        (
+            core::ptr::read_volatile(p as *const u32),
+            core::ptr::read_volatile((p + 4) as *const u32),
+        )
+    };
+    SEEN.store(u64::from(high) << 32 | u64::from(low), Ordering::SeqCst);
 }
 
-/// Ask B for the entry, with A stopped in its #DB handler.
+/// Ask B for the entry, with A stopped (in its #DB handler).
 fn ask_b() -> Option<u64> {
-    DONE.store(false, Ordering::SeqCst);
-    GO.store(true, Ordering::SeqCst);
-    smp::spin_until(|| DONE.load(Ordering::SeqCst), B_TIMEOUT_US)
-        .then(|| SEEN.load(Ordering::SeqCst))
+    handoff::reset();
+    match handoff::hand_off() {
+        Handed::Done => Some(SEEN.load(Ordering::SeqCst)),
+        // B takes no lock; a B that does not answer is a hang.
+        Handed::Blocked(_) | Handed::Hang => None,
+    }
 }
 
-fn debug_trap(frame: &mut TrapFrame) {
-    let dr6 = cpu::take_dr6();
-    let s = st();
-    if dr6 & cpu::DR6_B0 != 0 {
-        // The writer's first instruction: step from here on.
-        cpu::clear_exec_breakpoint();
-        frame.eflags |= cpu::EFLAGS_RF;
-        s.stepping = true;
+/// A writer, for the engine: every boundary of the dry run asks B.
+struct Writer;
+
+impl engine::Path for Writer {
+    fn own(_: &TrapFrame) -> bool {
+        true
     }
-    if !s.stepping || (frame.eip >= s.end.0 && frame.eip < s.end.1) {
-        s.stepping = false;
-        frame.eflags &= !cpu::EFLAGS_TF;
-        return;
+
+    fn over(frame: &TrapFrame, _: usize) -> bool {
+        let end = st().end;
+        frame.eip >= end.0 && frame.eip < end.1
     }
-    match ask_b() {
-        Some(v) => s.seen.push(v),
-        None => {
-            s.hang = true;
-            s.stepping = false;
-            frame.eflags &= !cpu::EFLAGS_TF;
-            return;
+
+    fn note(_: &TrapFrame, _: usize) -> After {
+        let s = st();
+        match ask_b() {
+            Some(v) => {
+                s.seen.push(v);
+                After::Step
+            }
+            None => {
+                s.hang = true;
+                After::Free
+            }
         }
     }
-    frame.eflags |= cpu::EFLAGS_TF;
+
+    fn deliver(_: &mut TrapFrame, _: usize) -> After {
+        After::Step
+    }
 }
 
 #[inline(never)]
@@ -240,12 +236,12 @@ fn split(va: usize) -> (u32, usize) {
     ((va - off - crate::mm::addr::PAGE_OFFSET) as u32, off / 8)
 }
 
-/// DR0 on the writer, then call it: the #DB handler steps it.
+/// The writer's first instruction is the trigger: the engine steps it.
 #[inline(never)]
 fn step_write(f: fn(usize, u64), slot: usize, v: u64) {
-    cpu::set_exec_breakpoint(f as *const () as u32);
+    engine::arm(Trigger::Exec(f as *const () as u32));
     f(slot, v);
-    cpu::clear_exec_breakpoint();
+    engine::disarm();
 }
 
 /// Step one writer over a scratch entry, B reading at every boundary.
@@ -267,10 +263,9 @@ pub fn explore_torn(w: Write) -> Option<TornReport> {
     s.end = (a, a + sz);
     s.seen = Vec::with_capacity(256);
     s.hang = false;
-    s.stepping = false;
-    QUIT.store(false, Ordering::SeqCst);
-    let b = sched::run_on(1, "torn-b", reader, 0, None);
-    dispatch::register_handler(1, Some(debug_trap));
+    let b = handoff::stand(read_entry, None)?;
+    engine::begin::<Writer>(MAX_STEPS, false);
+    engine::prepare(None, true);
     let f: fn(usize, u64) = match w {
         Write::SetPmd | Write::PmdClear => do_set_pmd,
         Write::SetPte | Write::PteClear | Write::SetPteOverPresent => do_set_pte,
@@ -282,12 +277,9 @@ pub fn explore_torn(w: Write) -> Option<TornReport> {
         let _irq = cpu::irq_save();
         step_write(f, slot, new);
     }
-    dispatch::register_handler(1, None);
+    engine::end();
     let last = ask_b();
-    QUIT.store(true, Ordering::SeqCst);
-    if !st().hang {
-        sched::join(&b);
-    }
+    b.end();
     let seen = core::mem::take(&mut st().seen);
     let mut rep = TornReport {
         stepped: seen.len(),

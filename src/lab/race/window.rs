@@ -6,7 +6,8 @@
 //! that reads CR3 does not.  This explorer steps that window (DR0 on
 //! `switch_mm`, then EFLAGS.TF until `current` changes) and delivers the
 //! nested test interrupt, which touches a slot stale in both mms, at each
-//! boundary where CR3 and `current` disagree.  With a kernel thread (no
+//! boundary where CR3 and `current` disagree (the engine's stepping,
+//! `engine`, from its trigger on `switch_mm`: the window is short).  With a kernel thread (no
 //! mm of its own) as prev, the window holds a second one: 2.4 sets
 //! `prev->active_mm = NULL` after `switch_mm`, so a handler that reads
 //! `tsk->active_mm->pgd` there dereferences NULL.
@@ -18,7 +19,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::arch::x86::entry::TrapFrame;
 use crate::arch::x86::irq::{self, IrqFlags};
-use crate::arch::x86::{apic, cpu, dispatch};
+use crate::arch::x86::{apic, cpu};
 use crate::mm::addr::PAGE_SIZE;
 use crate::mm::fault;
 use crate::mm::mm_struct::mm_alloc;
@@ -27,34 +28,25 @@ use crate::mm::vmalloc::{vfree, vmalloc};
 use crate::racy_cell::RacyCell;
 use crate::sched::{self, Task};
 
+use super::engine::{self, After, Jump, Trigger};
 use super::explorer::{Outcome, NESTED_VECTOR};
 
 const MAX_STEPS: usize = 4000;
 
 struct State {
-    active: bool,
-    stepping: bool,
-    k: usize,
-    target: usize,
     next_pgd: u32,
     prev_task: *const Task,
-    window: [bool; MAX_STEPS],
-    null_mm: [bool; MAX_STEPS],
-    eip: [u32; MAX_STEPS],
-    recording: bool,
+    /// The dry run's boundaries: in the window, and prev's `active_mm`
+    /// NULL.
+    window: Vec<bool>,
+    null_mm: Vec<bool>,
 }
 
 static ST: RacyCell<State> = RacyCell::new(State {
-    active: false,
-    stepping: false,
-    k: 0,
-    target: usize::MAX,
     next_pgd: 0,
     prev_task: core::ptr::null(),
-    window: [false; MAX_STEPS],
-    null_mm: [false; MAX_STEPS],
-    eip: [0; MAX_STEPS],
-    recording: false,
+    window: Vec::new(),
+    null_mm: Vec::new(),
 });
 static Y: AtomicU32 = AtomicU32::new(0);
 static NESTED_DONE: AtomicBool = AtomicBool::new(false);
@@ -72,53 +64,48 @@ fn nested_irq(_: &mut TrapFrame) {
     NESTED_DONE.store(true, Ordering::SeqCst);
 }
 
-fn debug_trap(frame: &mut TrapFrame) {
-    let dr6 = cpu::take_dr6();
-    super::fault_loop::on_debug(frame, dr6);
-    let s = st();
-    if dr6 & cpu::DR6_B0 != 0 {
-        frame.eflags |= cpu::EFLAGS_RF;
-        if s.active && !s.stepping && irq::depth() == 0 {
-            s.stepping = true;
-        }
+/// CR3 is next's directory, `current` still prev, and interrupts on.
+fn in_window(frame: &TrapFrame) -> bool {
+    cpu::read_cr3_pa() == st().next_pgd && frame.eflags & cpu::EFLAGS_IF != 0
+}
+
+/// prev's switch, from `switch_mm` to `current = next`, for the engine.
+struct Switch;
+
+impl engine::Path for Switch {
+    fn own(_: &TrapFrame) -> bool {
+        irq::depth() == 0
     }
-    if !s.active || !s.stepping || irq::depth() != 0 {
-        frame.eflags &= !cpu::EFLAGS_TF;
-        return;
-    }
-    if sched::current_ptr() != s.prev_task || s.k >= MAX_STEPS {
+
+    fn over(_: &TrapFrame, _: usize) -> bool {
         // `current` is next now: the window is closed.
-        s.stepping = false;
-        s.active = false;
-        cpu::clear_exec_breakpoint();
-        frame.eflags &= !cpu::EFLAGS_TF;
-        return;
+        sched::current_ptr() != st().prev_task
     }
-    let in_window = cpu::read_cr3_pa() == s.next_pgd;
-    if s.recording {
-        s.window[s.k] = in_window && frame.eflags & cpu::EFLAGS_IF != 0;
+
+    fn note(frame: &TrapFrame, _: usize) -> After {
+        let s = st();
+        s.window.push(in_window(frame));
         // SAFETY: prev is a live task (its thread is being switched out).
-        s.null_mm[s.k] = !unsafe { (*s.prev_task).has_active_mm() };
-        s.eip[s.k] = frame.eip;
+        s.null_mm.push(!unsafe { (*s.prev_task).has_active_mm() });
+        After::Step
     }
-    if s.k == s.target && in_window && frame.eflags & cpu::EFLAGS_IF != 0 {
-        apic::self_ipi(NESTED_VECTOR);
+
+    fn deliver(frame: &mut TrapFrame, _: usize) -> After {
+        if in_window(frame) {
+            apic::self_ipi(NESTED_VECTOR);
+        }
+        After::Step
     }
-    s.k += 1;
-    frame.eflags |= cpu::EFLAGS_TF;
 }
 
 fn prev_thread(_: usize) {
     while !B_READY.load(Ordering::SeqCst) {
         sched::yield_now();
     }
-    let s = st();
-    s.prev_task = sched::current_ptr();
-    s.active = true;
-    cpu::set_exec_breakpoint(sched::switch_mm as *const () as u32);
+    st().prev_task = sched::current_ptr();
+    engine::arm(Trigger::Exec(sched::switch_mm as *const () as u32));
     sched::yield_now(); // -> switch_mm(a, b) ... switch_to(A, B)
-    cpu::clear_exec_breakpoint();
-    s.active = false;
+    engine::disarm();
 }
 
 fn next_thread(_: usize) {
@@ -147,8 +134,7 @@ fn run_once(
     a: &alloc::sync::Arc<crate::mm::mm_struct::MmStruct>,
     b: &alloc::sync::Arc<crate::mm::mm_struct::MmStruct>,
     y: u32,
-    target: usize,
-    record: bool,
+    target: Option<Jump>,
     kthread: bool,
 ) -> Outcome {
     if mode() == PagingMode::TwoLevel && !crate::mm::fault::version().syncs_eagerly() {
@@ -156,26 +142,22 @@ fn run_once(
             pmd_clear(pmd_offset(pgd_offset(mm.pgd, y), y));
         }
     }
+    engine::prepare(target, target.is_none());
     let s = st();
-    s.k = 0;
-    s.target = target;
-    s.stepping = false;
-    s.recording = record;
     s.next_pgd = b.pgd;
+    s.window.clear();
+    s.null_mm.clear();
     NESTED_DONE.store(false, Ordering::SeqCst);
     B_READY.store(false, Ordering::SeqCst);
     let bad0 = fault::bad_areas();
     // A kernel thread borrows the mm of whoever ran before it (lazy TLB).
     let ta = sched::run_here("prev", prev_thread, 0, (!kthread).then(|| a.clone()));
     let tb = sched::run_here("next", next_thread, 0, Some(b.clone()));
-    super::fault_loop::arm();
     let r = crate::fixup::catch(true, || {
         sched::join(&ta);
         sched::join(&tb);
     });
-    super::fault_loop::disarm();
-    cpu::clear_exec_breakpoint();
-    s.active = false;
+    engine::disarm();
     sched::drop_lazy_mm();
     // A killed thread may leave its partner waiting: let it finish.
     B_READY.store(true, Ordering::SeqCst);
@@ -197,25 +179,32 @@ pub fn explore_window(kthread: bool) -> Option<WindowReport> {
     let area = vmalloc(8 << 20)?.as_ptr() as u32;
     let y = ((area + (4 << 20) - 1) & !((4 << 20) - 1)) + 2 * PAGE_SIZE as u32;
     Y.store(y, Ordering::SeqCst);
-    dispatch::register_handler(1, Some(debug_trap));
+    st().window = Vec::with_capacity(MAX_STEPS);
+    st().null_mm = Vec::with_capacity(MAX_STEPS);
+    engine::begin::<Switch>(MAX_STEPS, true);
     irq::request_irq(NESTED_VECTOR, nested_irq, IrqFlags::empty());
     crate::oops::set_silent(true);
     let mut rep = WindowReport::default();
     let lazy = !crate::mm::fault::version().syncs_eagerly();
     let stale = lazy && mode() == PagingMode::TwoLevel;
-    if run_once(&a, &b, y, usize::MAX, true, kthread) == Outcome::Clean {
-        rep.stepped = st().k;
+    let clean = run_once(&a, &b, y, None, kthread) == Outcome::Clean;
+    let rec = engine::take_recording();
+    let window = core::mem::take(&mut st().window);
+    let null_mm = core::mem::take(&mut st().null_mm);
+    if clean {
+        rep.stepped = rec.len();
     }
-    let window: Vec<bool> = st().window[..rep.stepped].to_vec();
-    let null_mm: Vec<bool> = st().null_mm[..rep.stepped].to_vec();
     rep.null_active_mm = (0..rep.stepped)
         .filter(|&k| window[k] && null_mm[k])
         .count();
-    let eips: Vec<u32> = st().eip[..rep.stepped].to_vec();
-    rep.in_window = window.iter().filter(|w| **w).count();
+    rep.in_window = (0..rep.stepped).filter(|&k| window[k]).count();
     if stale {
-        for k in (0..rep.stepped).filter(|&k| window[k]) {
-            let out = run_once(&a, &b, y, k, false, kthread);
+        // Every run steps from `switch_mm`: the window is a few hundred
+        // boundaries, no anchor needed.
+        let wanted = (0..rep.stepped).filter(|&k| window[k]);
+        for j in rec.jumps(wanted, |_| false) {
+            let k = j.k;
+            let out = run_once(&a, &b, y, Some(j), kthread);
             if NESTED_DONE.load(Ordering::SeqCst) || out.failed() {
                 rep.delivered += 1;
             }
@@ -224,13 +213,13 @@ pub fn explore_window(kthread: bool) -> Option<WindowReport> {
                 if null_mm[k] {
                     rep.null_failures += 1;
                 }
-                rep.failing.push((k, eips[k], out));
+                rep.failing.push((k, rec.eips[k], out));
             }
         }
     }
     crate::oops::set_silent(false);
     irq::free_irq(NESTED_VECTOR);
-    dispatch::register_handler(1, None);
+    engine::end();
     let _ = vfree(area as *const u8);
     Some(rep)
 }

@@ -1,0 +1,473 @@
+//! The stepping engine: the one skeleton under every explorer here (the
+//! nested interrupt, the context-switch window, the two-party stepper
+//! and the torn PAE entries).  A path begins at a trigger that the
+//! stepped code arms itself (`arm`); from there the #DB handler
+//! single-steps it (EFLAGS.TF), one #DB per instruction boundary, until
+//! the path says it is over.  A dry run records every boundary's
+//! instruction and EFLAGS.  Run k then reaches boundary k through an
+//! anchor, a boundary at or before k: DR0 on the anchor's instruction,
+//! counting its earlier executions, so a run costs a few #DBs, not k;
+//! from the anchor it steps to k.  There the path lets the other party
+//! in (`Path::deliver`): a nested interrupt, a preemption, another CPU's
+//! whole access.  Both ways to k stop before its instruction runs, and
+//! the path is deterministic, so the CPU state at k is the same.
+//!
+//! The debug registers (the stepped CPU's own; each CPU has its set):
+//! - DR0: the run's anchor;
+//! - DR1: a write trigger (the #DB comes right after the store), or the
+//!   owner word of a lock the other party waits for (`After::Follow`);
+//! - DR2: the `#PF` entry, for a whole session: `fault_loop` watches it,
+//!   and a path that begins with a fault (`Trigger::Fault`) starts there;
+//! - DR3: an execution trigger, a function's first instruction.
+//!
+//! An execution breakpoint stays armed until it has to move.  QEMU 7.2's
+//! TCG flushes its whole translation cache whenever one is inserted or
+//! removed (`breakpoint_invalidate` calls `tb_flush`, "heavyweight, but
+//! we're debugging anyway"), and everything that runs after a flush is
+//! translated again.  A hit nobody asked for (the anchor's instruction
+//! run before the trigger, after the target, or by another task) is
+//! answered with EFLAGS.RF and nothing else; while stepping, RF is set
+//! at every boundary, so a breakpoint never adds a #DB to a step.  The
+//! handler calls nothing the stepped code shares before it has decided
+//! whether a hit is its own: a hit inside the handler would recurse.
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+
+use crate::arch::x86::entry::TrapFrame;
+use crate::arch::x86::{cpu, dispatch};
+use crate::racy_cell::RacyCell;
+
+/// Where a path begins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// The next `#PF` entry (DR2): boundary 0 is the entry stub's first
+    /// instruction.
+    Fault,
+    /// The next execution of the instruction at this address (DR3):
+    /// boundary 0 is that instruction.
+    Exec(u32),
+    /// The next store to these 4 bytes (DR1): boundary 0 is the
+    /// instruction after the store.
+    Write(u32),
+}
+
+/// What the path does after a boundary that let the other party in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum After {
+    /// Go on stepping.
+    Step,
+    /// Run free to the end: no more boundaries in this run.
+    Free,
+    /// Run free until the next store to this word (a lock's owner word),
+    /// then ask the path again (`Path::followed`).
+    Follow(u32),
+}
+
+/// How run k reaches boundary k: DR0 on the instruction of boundary
+/// `anchor`, whose `occurrence`-th execution (counted from boundary 1)
+/// is that boundary; then steps to k.  Anchor 0 steps from the trigger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Jump {
+    pub k: usize,
+    pub anchor: usize,
+    pub eip: u32,
+    pub occurrence: u32,
+}
+
+/// A dry run's boundaries.
+#[derive(Clone, Debug, Default)]
+pub struct Recording {
+    pub eips: Vec<u32>,
+    pub eflags: Vec<u32>,
+    /// The step limit was hit: the recording is partial.
+    pub overflow: bool,
+}
+
+impl Recording {
+    pub fn len(&self) -> usize {
+        self.eips.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.eips.is_empty()
+    }
+
+    /// Whether the stepped code had interrupts on at boundary k.
+    pub fn irq_on(&self, k: usize) -> bool {
+        self.eflags[k] & cpu::EFLAGS_IF != 0
+    }
+
+    /// The jumps to the boundaries `wanted` (in its order), each from
+    /// the last boundary at or before it where `anchor_ok` allows DR0.
+    pub fn jumps(
+        &self,
+        wanted: impl Iterator<Item = usize>,
+        anchor_ok: impl Fn(usize) -> bool,
+    ) -> Vec<Jump> {
+        // Boundary 0 is the trigger, never a counted hit (the handler
+        // resumes it with RF): counts start at boundary 1.
+        let mut occurrence = alloc::vec![0];
+        occurrence.extend(super::hits::earlier_hits(self.eips.get(1..).unwrap_or(&[])));
+        let mut last = 0;
+        let anchors: Vec<usize> = (0..self.len())
+            .map(|k| {
+                if k > 0 && anchor_ok(k) {
+                    last = k;
+                }
+                last
+            })
+            .collect();
+        wanted
+            .map(|k| Jump {
+                k,
+                anchor: anchors[k],
+                eip: self.eips[anchors[k]],
+                occurrence: occurrence[anchors[k]],
+            })
+            .collect()
+    }
+}
+
+/// What a path decides; the engine does the stepping.  All of it runs in
+/// the #DB handler, interrupts off.
+pub trait Path {
+    /// Whether this #DB is the stepped context's (its task, its interrupt
+    /// level).  Called for every #DB while armed: it must call nothing the
+    /// stepped code shares.
+    fn own(frame: &TrapFrame) -> bool;
+    /// A #DB of another context while armed.
+    fn other(frame: &mut TrapFrame, _dr6: u32) {
+        frame.eflags &= !cpu::EFLAGS_TF;
+    }
+    /// The trigger fired; `frame.eip` is boundary 0.
+    fn started(_frame: &TrapFrame) {}
+    /// Whether the path is over at this boundary (it is not one).
+    fn over(frame: &TrapFrame, k: usize) -> bool;
+    /// A dry run recorded boundary k: anything else the path keeps of it.
+    fn note(_frame: &TrapFrame, _k: usize) -> After {
+        After::Step
+    }
+    /// Boundary k is the run's target: let the other party in.
+    fn deliver(frame: &mut TrapFrame, k: usize) -> After;
+    /// The followed word was written (`After::Follow`).
+    fn followed(_frame: &mut TrapFrame) -> After {
+        After::Free
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// No path armed: every #DB is a stray one.
+    Idle,
+    /// Waiting for the trigger.
+    Armed,
+    /// Counting the anchor's hits.
+    Jumping,
+    /// One #DB per boundary.
+    Stepping,
+    /// The rest of the path runs unstepped.
+    Free,
+}
+
+struct Engine {
+    phase: Phase,
+    trigger: Trigger,
+    target: Option<Jump>,
+    recording: bool,
+    k: usize,
+    hits: u32,
+    max: usize,
+    overflow: bool,
+    following: bool,
+    rec: Recording,
+    /// What DR0 and DR3 hold (0: off): a register is written only when
+    /// its address changes.
+    dr0: u32,
+    dr3: u32,
+    watch_faults: bool,
+}
+
+static ENGINE: RacyCell<Engine> = RacyCell::new(Engine {
+    phase: Phase::Idle,
+    trigger: Trigger::Fault,
+    target: None,
+    recording: false,
+    k: 0,
+    hits: 0,
+    max: 0,
+    overflow: false,
+    following: false,
+    rec: Recording {
+        eips: Vec::new(),
+        eflags: Vec::new(),
+        overflow: false,
+    },
+    dr0: 0,
+    dr3: 0,
+    watch_faults: false,
+});
+
+fn st() -> &'static mut Engine {
+    // SAFETY: the #DB handler runs on the stepped CPU with interrupts off;
+    // the driver and the stepped code touch the engine only when no #DB
+    // of theirs can come (before arming, after the path, between runs).
+    unsafe { &mut *ENGINE.get() }
+}
+
+/// Route #DB to path `P`'s handler for a session of paths of at most
+/// `max_steps` boundaries.  `watch_faults`: DR2 on the `#PF` entry for
+/// the whole session (`fault_loop`, `Trigger::Fault`).
+pub fn begin<P: Path>(max_steps: usize, watch_faults: bool) {
+    let e = st();
+    e.phase = Phase::Idle;
+    e.target = None;
+    e.max = max_steps;
+    e.rec = Recording {
+        eips: Vec::with_capacity(max_steps),
+        eflags: Vec::with_capacity(max_steps),
+        overflow: false,
+    };
+    e.watch_faults = watch_faults;
+    dispatch::register_handler(1, Some(debug_trap::<P>));
+    if watch_faults {
+        super::fault_loop::arm();
+    }
+}
+
+/// The session is over: every debug register off, #DB routed nowhere.
+pub fn end() {
+    let e = st();
+    e.phase = Phase::Idle;
+    if e.watch_faults {
+        super::fault_loop::disarm();
+    }
+    cpu::clear_exec_breakpoint();
+    cpu::clear_write_watchpoint();
+    cpu::clear_exec_breakpoint3();
+    e.dr0 = 0;
+    e.dr3 = 0;
+    e.rec = Recording::default();
+    dispatch::register_handler(1, None);
+}
+
+/// Before a run: its target (`None`: no other party inside the path),
+/// and whether it is the dry run that records every boundary.
+pub fn prepare(target: Option<Jump>, record: bool) {
+    let e = st();
+    e.phase = Phase::Idle;
+    e.target = target;
+    e.recording = record;
+    e.k = 0;
+    e.hits = 0;
+    e.overflow = false;
+    e.following = false;
+    if record {
+        e.rec.eips.clear();
+        e.rec.eflags.clear();
+        e.rec.overflow = false;
+    }
+    super::fault_loop::reset();
+}
+
+/// The stepped code, on the stepped CPU, right before its path: the
+/// trigger armed, and DR0 on the run's anchor.
+pub fn arm(trigger: Trigger) {
+    let e = st();
+    if let Some(j) = e.target.filter(|j| j.anchor > 0) {
+        if e.dr0 != j.eip {
+            cpu::set_exec_breakpoint(j.eip);
+            e.dr0 = j.eip;
+        }
+    }
+    e.trigger = trigger;
+    e.k = 0;
+    e.hits = 0;
+    e.phase = Phase::Armed;
+    match trigger {
+        Trigger::Fault => {}
+        Trigger::Exec(addr) => {
+            if e.dr3 != addr {
+                cpu::set_exec_breakpoint3(addr);
+                e.dr3 = addr;
+            }
+        }
+        Trigger::Write(addr) => cpu::set_write_watchpoint(addr),
+    }
+}
+
+/// The stepped code, after its path: nothing more of it is stepped.
+/// DR0 and DR3 stay where they are (see the top of this file).
+pub fn disarm() {
+    let e = st();
+    e.phase = Phase::Idle;
+    if e.following || matches!(e.trigger, Trigger::Write(_)) {
+        cpu::clear_write_watchpoint();
+    }
+    e.following = false;
+}
+
+/// Boundaries the last run stepped through (the dry run: its length).
+pub fn steps() -> usize {
+    st().k
+}
+
+/// The last run hit the step limit.
+pub fn overflowed() -> bool {
+    st().overflow
+}
+
+/// The dry run's boundaries.
+pub fn take_recording() -> Recording {
+    let e = st();
+    let rec = core::mem::take(&mut e.rec);
+    e.rec = Recording {
+        eips: Vec::with_capacity(e.max),
+        eflags: Vec::with_capacity(e.max),
+        overflow: false,
+    };
+    rec
+}
+
+/// The #DB handler of a session of paths `P`.
+fn debug_trap<P: Path>(frame: &mut TrapFrame) {
+    let dr6 = cpu::take_dr6();
+    super::fault_loop::on_debug(frame, dr6);
+    if dr6 & (cpu::DR6_B0 | cpu::DR6_B3) != 0 {
+        // An execution breakpoint is a fault: resume the instruction.
+        frame.eflags |= cpu::EFLAGS_RF;
+    }
+    let e = st();
+    if e.phase == Phase::Idle {
+        frame.eflags &= !cpu::EFLAGS_TF;
+        return;
+    }
+    if !P::own(frame) {
+        P::other(frame, dr6);
+        return;
+    }
+    if e.following && dr6 & cpu::DR6_B1 != 0 {
+        e.following = false;
+        cpu::clear_write_watchpoint();
+        let a = P::followed(frame);
+        e.after(frame, a);
+        return;
+    }
+    match e.phase {
+        Phase::Armed if e.fired(dr6) => e.start::<P>(frame),
+        Phase::Jumping if dr6 & cpu::DR6_B0 != 0 => e.hit::<P>(frame),
+        Phase::Stepping if dr6 & cpu::DR6_BS != 0 => e.boundary::<P>(frame),
+        // A stray hit.
+        _ => frame.eflags &= !cpu::EFLAGS_TF,
+    }
+}
+
+impl Engine {
+    fn fired(&self, dr6: u32) -> bool {
+        match self.trigger {
+            Trigger::Fault => dr6 & cpu::DR6_B2 != 0,
+            Trigger::Exec(_) => dr6 & cpu::DR6_B3 != 0,
+            Trigger::Write(_) => dr6 & cpu::DR6_B1 != 0,
+        }
+    }
+
+    /// The trigger fired: boundary 0.
+    fn start<P: Path>(&mut self, frame: &mut TrapFrame) {
+        if let Trigger::Write(_) = self.trigger {
+            cpu::clear_write_watchpoint();
+        }
+        // Boundary 0 is no hit of the anchor (counts start at 1).
+        frame.eflags |= cpu::EFLAGS_RF;
+        P::started(frame);
+        self.k = 0;
+        match self.target {
+            Some(j) if j.anchor > 0 => {
+                self.phase = Phase::Jumping;
+                self.hits = 0;
+                frame.eflags &= !cpu::EFLAGS_TF;
+            }
+            Some(_) => {
+                self.phase = Phase::Stepping;
+                self.boundary::<P>(frame);
+            }
+            None if self.recording => {
+                self.phase = Phase::Stepping;
+                self.boundary::<P>(frame);
+            }
+            None => {
+                self.phase = Phase::Free;
+                frame.eflags &= !cpu::EFLAGS_TF;
+            }
+        }
+    }
+
+    /// DR0: the anchor's instruction ran again; its `occurrence`-th hit
+    /// is the anchor boundary.
+    fn hit<P: Path>(&mut self, frame: &mut TrapFrame) {
+        let Some(j) = self.target else {
+            frame.eflags &= !cpu::EFLAGS_TF;
+            return;
+        };
+        if self.hits < j.occurrence {
+            self.hits += 1;
+            frame.eflags &= !cpu::EFLAGS_TF;
+            return;
+        }
+        self.phase = Phase::Stepping;
+        self.k = j.anchor;
+        self.boundary::<P>(frame);
+    }
+
+    /// Boundary `self.k`: the instruction at `frame.eip` is next.
+    fn boundary<P: Path>(&mut self, frame: &mut TrapFrame) {
+        let k = self.k;
+        if P::over(frame, k) {
+            self.phase = Phase::Free;
+            frame.eflags &= !cpu::EFLAGS_TF;
+            return;
+        }
+        if k >= self.max {
+            self.overflow = true;
+            self.rec.overflow = self.recording;
+            self.phase = Phase::Free;
+            frame.eflags &= !cpu::EFLAGS_TF;
+            return;
+        }
+        self.k += 1;
+        if self.recording {
+            self.rec.eips.push(frame.eip);
+            self.rec.eflags.push(frame.eflags);
+            let a = P::note(frame, k);
+            if a != After::Step {
+                self.after(frame, a);
+                return;
+            }
+        }
+        if self.target.is_some_and(|j| j.k == k) {
+            let a = P::deliver(frame, k);
+            self.after(frame, a);
+            return;
+        }
+        frame.eflags |= cpu::EFLAGS_TF | cpu::EFLAGS_RF;
+    }
+
+    fn after(&mut self, frame: &mut TrapFrame, a: After) {
+        match a {
+            After::Step => {
+                self.phase = Phase::Stepping;
+                frame.eflags |= cpu::EFLAGS_TF | cpu::EFLAGS_RF;
+            }
+            After::Free => {
+                self.phase = Phase::Free;
+                frame.eflags &= !cpu::EFLAGS_TF;
+            }
+            After::Follow(word) => {
+                self.phase = Phase::Free;
+                self.following = true;
+                cpu::set_write_watchpoint(word);
+                frame.eflags &= !cpu::EFLAGS_TF;
+            }
+        }
+    }
+}
