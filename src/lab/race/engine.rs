@@ -13,23 +13,27 @@
 //! the path is deterministic, so the CPU state at k is the same.
 //!
 //! The debug registers (the stepped CPU's own; each CPU has its set):
-//! - DR0: the run's anchor;
+//! - DR0: the run's anchor, from `arm` to the target;
 //! - DR1: a write trigger (the #DB comes right after the store), or the
 //!   owner word of a lock the other party waits for (`After::Follow`);
-//! - DR2: the `#PF` entry, for a whole session: `fault_loop` watches it,
-//!   and a path that begins with a fault (`Trigger::Fault`) starts there;
-//! - DR3: an execution trigger, a function's first instruction.
+//! - DR2: the `#PF` entry, during each run: `fault_loop` watches it, and
+//!   a path that begins with a fault (`Trigger::Fault`) starts there;
+//! - DR3: an execution trigger, a function's first instruction, armed
+//!   until the session ends.
 //!
-//! An execution breakpoint stays armed until it has to move.  QEMU 7.2's
-//! TCG flushes its whole translation cache whenever one is inserted or
-//! removed (`breakpoint_invalidate` calls `tb_flush`, "heavyweight, but
-//! we're debugging anyway"), and everything that runs after a flush is
-//! translated again.  A hit nobody asked for (the anchor's instruction
-//! run before the trigger, after the target, or by another task) is
-//! answered with EFLAGS.RF and nothing else; while stepping, RF is set
-//! at every boundary, so a breakpoint never adds a #DB to a step.  The
+//! A breakpoint hit nobody asked for (DR3's instruction run by the
+//! driver, the anchor's run before the trigger or by another task) is
+//! answered with EFLAGS.RF and nothing else; while stepping, RF is set at
+//! every boundary, so a breakpoint never adds a #DB to a step.  The
 //! handler calls nothing the stepped code shares before it has decided
 //! whether a hit is its own: a hit inside the handler would recurse.
+//! What the registers cost under QEMU 7.2's TCG was measured (the 2020
+//! window's runs, two CPUs, debug kernel): every insert or remove of an
+//! execution breakpoint flushes the whole translation cache
+//! (`breakpoint_invalidate`), yet two such flushes add only 0.05 ms to a
+//! 1.2 ms run; a stray #DB costs more, so DR0 is cleared at the target
+//! instead of left armed for the rest of the run (left armed, the 2020
+//! window took 122 s instead of 68).
 
 extern crate alloc;
 
@@ -217,8 +221,8 @@ fn st() -> &'static mut Engine {
 }
 
 /// Route #DB to path `P`'s handler for a session of paths of at most
-/// `max_steps` boundaries.  `watch_faults`: DR2 on the `#PF` entry for
-/// the whole session (`fault_loop`, `Trigger::Fault`).
+/// `max_steps` boundaries.  `watch_faults`: DR2 on the `#PF` entry
+/// during each run (`fault_loop`, `Trigger::Fault`).
 pub fn begin<P: Path>(max_steps: usize, watch_faults: bool) {
     let e = st();
     e.phase = Phase::Idle;
@@ -231,18 +235,12 @@ pub fn begin<P: Path>(max_steps: usize, watch_faults: bool) {
     };
     e.watch_faults = watch_faults;
     dispatch::register_handler(1, Some(debug_trap::<P>));
-    if watch_faults {
-        super::fault_loop::arm();
-    }
 }
 
 /// The session is over: every debug register off, #DB routed nowhere.
 pub fn end() {
     let e = st();
     e.phase = Phase::Idle;
-    if e.watch_faults {
-        super::fault_loop::disarm();
-    }
     cpu::clear_exec_breakpoint();
     cpu::clear_write_watchpoint();
     cpu::clear_exec_breakpoint3();
@@ -268,7 +266,17 @@ pub fn prepare(target: Option<Jump>, record: bool) {
         e.rec.eflags.clear();
         e.rec.overflow = false;
     }
-    super::fault_loop::reset();
+    if e.watch_faults {
+        super::fault_loop::arm();
+    }
+}
+
+/// After a run (its path and the other party's part): the `#PF` entry
+/// is no longer watched.
+pub fn run_over() {
+    if st().watch_faults {
+        super::fault_loop::disarm();
+    }
 }
 
 /// The stepped code, on the stepped CPU, right before its path: the
@@ -445,6 +453,14 @@ impl Engine {
             }
         }
         if self.target.is_some_and(|j| j.k == k) {
+            // The anchor's instruction may run many times more in this run
+            // (a loop) and in the other party's part on this CPU: a stray
+            // #DB each costs more than clearing DR0 (see the top of this
+            // file).  It also keeps the wait below free of DR0 hits.
+            if self.dr0 != 0 {
+                cpu::clear_exec_breakpoint();
+                self.dr0 = 0;
+            }
             let a = P::deliver(frame, k);
             self.after(frame, a);
             return;

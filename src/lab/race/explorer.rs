@@ -368,6 +368,7 @@ fn run_once(
         sched::join(&t);
     });
     engine::disarm();
+    engine::run_over();
     irq::free_irq(irq::TIMER_IRQ_VECTOR);
     crate::sched::drop_lazy_mm();
     let (x, y, z, w) = targets();

@@ -419,6 +419,7 @@ fn one_cpu() -> Result<(), Caught> {
         sched::join(&tb);
     });
     engine::disarm();
+    engine::run_over();
     sched::drop_lazy_mm();
     // B's oops lands in this recovery point while A, preempted, is still
     // runnable: let both finish before the next run.

@@ -158,6 +158,7 @@ fn run_once(
         sched::join(&tb);
     });
     engine::disarm();
+    engine::run_over();
     sched::drop_lazy_mm();
     // A killed thread may leave its partner waiting: let it finish.
     B_READY.store(true, Ordering::SeqCst);
