@@ -10,8 +10,10 @@
 #   make iso                      target/vmfault.iso with the GRUB menu
 #   make bench                    fault-path instruction counts, vmalloc
 #                                 scaling, lazy vs eager -> target/bench/
-#   make experiments              the race explorer and stress, all versions
+#   make experiments [KERNEL=ktest|dev]
+#                                 the race explorers and stress, all versions
 #                                 and modes -> target/experiments/race.md
+#                                 (KERNEL=dev: the unoptimised kernel)
 #   make mutants [FILES="src/mm/fault.rs ..."] [IN_DIFF=1|REF]
 #                                 cargo-mutants over the mm files, each
 #                                 judged by the suites that cover it
@@ -28,6 +30,7 @@ SMP ?=
 VMALLOC_FAULT ?=
 CMDLINE ?=
 TEST ?=
+KERNEL ?=
 FILES ?=
 IN_DIFF ?=
 PYTHON ?= python3
@@ -55,7 +58,7 @@ bench:
 	$(PYTHON) tests/host/bench.py
 
 experiments:
-	$(PYTHON) tests/host/experiments.py
+	$(PYTHON) tests/host/experiments.py $(if $(KERNEL),--kernel $(KERNEL))
 
 soak:
 	$(PYTHON) tests/host/soak.py

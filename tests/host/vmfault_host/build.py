@@ -39,9 +39,10 @@ def build_kernels(release=False):
     return bins, tests
 
 
-def build_main(release=False):
-    """Build only the binaries; the path of the user-facing kernel."""
-    extra = ["--release"] if release else []
+def build_main(release=False, profile=None):
+    """Build only the binaries; the path of the user-facing kernel (the
+    dev profile's unless `release` or another `profile` is asked for)."""
+    extra = ["--release"] if release else (["--profile", profile] if profile else [])
     return main_kernel(cargo_artifacts(["build", "--bins"] + extra))
 
 
