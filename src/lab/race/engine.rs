@@ -28,12 +28,12 @@
 //! handler calls nothing the stepped code shares before it has decided
 //! whether a hit is its own: a hit inside the handler would recurse.
 //! What the registers cost under QEMU 7.2's TCG was measured (the 2020
-//! window's runs, two CPUs, debug kernel): every insert or remove of an
+//! window's runs, two CPUs, the unoptimised kernel): every insert or remove of an
 //! execution breakpoint flushes the whole translation cache
 //! (`breakpoint_invalidate`), yet two such flushes add only 0.05 ms to a
 //! 1.2 ms run; a stray #DB costs more, so DR0 is cleared at the target
 //! instead of left armed for the rest of the run (left armed, the 2020
-//! window took 122 s instead of 68).
+//! window took about 120 s instead of about 70).
 
 extern crate alloc;
 
