@@ -80,11 +80,13 @@ pub struct Jump {
     pub occurrence: u32,
 }
 
-/// A dry run's boundaries.
+/// A dry run's boundaries: each one's instruction and interrupt flag
+/// (five bytes a boundary: a 200,000-boundary path fits a 32 MiB
+/// machine's heap).
 #[derive(Clone, Debug, Default)]
 pub struct Recording {
     pub eips: Vec<u32>,
-    pub eflags: Vec<u32>,
+    pub irq_on: Vec<bool>,
     /// The step limit was hit: the recording is partial.
     pub overflow: bool,
 }
@@ -96,11 +98,6 @@ impl Recording {
 
     pub fn is_empty(&self) -> bool {
         self.eips.is_empty()
-    }
-
-    /// Whether the stepped code had interrupts on at boundary k.
-    pub fn irq_on(&self, k: usize) -> bool {
-        self.eflags[k] & cpu::EFLAGS_IF != 0
     }
 
     /// The jumps to the boundaries `wanted` (in its order), each from
@@ -205,7 +202,7 @@ static ENGINE: RacyCell<Engine> = RacyCell::new(Engine {
     following: false,
     rec: Recording {
         eips: Vec::new(),
-        eflags: Vec::new(),
+        irq_on: Vec::new(),
         overflow: false,
     },
     dr0: 0,
@@ -228,11 +225,7 @@ pub fn begin<P: Path>(max_steps: usize, watch_faults: bool) {
     e.phase = Phase::Idle;
     e.target = None;
     e.max = max_steps;
-    e.rec = Recording {
-        eips: Vec::with_capacity(max_steps),
-        eflags: Vec::with_capacity(max_steps),
-        overflow: false,
-    };
+    e.rec = Recording::default();
     e.watch_faults = watch_faults;
     dispatch::register_handler(1, Some(debug_trap::<P>));
 }
@@ -262,9 +255,13 @@ pub fn prepare(target: Option<Jump>, record: bool) {
     e.overflow = false;
     e.following = false;
     if record {
-        e.rec.eips.clear();
-        e.rec.eflags.clear();
-        e.rec.overflow = false;
+        // Room for the whole path before it starts: the #DB handler
+        // pushes and must never reallocate.
+        e.rec = Recording {
+            eips: Vec::with_capacity(e.max),
+            irq_on: Vec::with_capacity(e.max),
+            overflow: false,
+        };
     }
     if e.watch_faults {
         super::fault_loop::arm();
@@ -328,14 +325,7 @@ pub fn overflowed() -> bool {
 
 /// The dry run's boundaries.
 pub fn take_recording() -> Recording {
-    let e = st();
-    let rec = core::mem::take(&mut e.rec);
-    e.rec = Recording {
-        eips: Vec::with_capacity(e.max),
-        eflags: Vec::with_capacity(e.max),
-        overflow: false,
-    };
-    rec
+    core::mem::take(&mut st().rec)
 }
 
 /// The #DB handler of a session of paths `P`.
@@ -445,7 +435,7 @@ impl Engine {
         self.k += 1;
         if self.recording {
             self.rec.eips.push(frame.eip);
-            self.rec.eflags.push(frame.eflags);
+            self.rec.irq_on.push(frame.eflags & cpu::EFLAGS_IF != 0);
             let a = P::note(frame, k);
             if a != After::Step {
                 self.after(frame, a);

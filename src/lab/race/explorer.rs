@@ -463,11 +463,11 @@ pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
     rep.baseline = Some(run_once(&sc, variant, None, deep, true));
     let rec = engine::take_recording();
     rep.stepped = rec.len();
-    rep.with_if = (0..rec.len()).filter(|&k| rec.irq_on(k)).count();
+    rep.with_if = rec.irq_on.iter().filter(|x| **x).count();
     rep.cr2_read_at = rec.eips.iter().position(|&e| is_mov_from_cr2(e));
     // Another CPU does not wait for this one's IF: in a two-CPU run every
     // boundary is open.
-    let open = |k: usize| rec.irq_on(k) || variant.other_cpu();
+    let open = |k: usize| rec.irq_on[k] || variant.other_cpu();
     rep.marks = (0..rec.len())
         .map(|k| match open(k) {
             true => Mark::Skipped,

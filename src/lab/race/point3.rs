@@ -228,7 +228,7 @@ pub fn explore_point3(
             break;
         }
     }
-    rep.eips = rec.eips;
+    rep.eips = rec.into_eips();
     session.end();
     vmalloc::release_range(range);
     Some(rep)

@@ -263,7 +263,7 @@ pub fn explore_2020(cpus: Cpus, stride: usize) -> Option<Report2020> {
         }
     }
     rep.run_cycles = crate::arch::x86::cpu::rdtsc() - t0;
-    rep.eips = rec.eips;
+    rep.eips = rec.into_eips();
     f.session.end();
     vmalloc::drop_empty_kernel_tables(s, SLOT);
     vmalloc::release_range(range);

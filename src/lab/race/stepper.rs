@@ -73,14 +73,17 @@ pub struct Parties {
     pub cpus: Cpus,
 }
 
-/// The dry run's boundaries.
+/// The dry run's boundaries, with what the stepper's scenarios ask of
+/// them.
 #[derive(Default)]
-pub struct Recording {
-    pub eips: Vec<u32>,
-    pub irq_on: Vec<bool>,
-    /// The step limit was hit: the recording is partial.
-    pub overflow: bool,
-    rec: engine::Recording,
+pub struct Recording(engine::Recording);
+
+impl core::ops::Deref for Recording {
+    type Target = engine::Recording;
+
+    fn deref(&self) -> &engine::Recording {
+        &self.0
+    }
 }
 
 impl Recording {
@@ -91,7 +94,7 @@ impl Recording {
         let wanted = (0..self.eips.len())
             .filter(|&k| self.reachable(k, cpus))
             .step_by(stride.max(1));
-        self.rec
+        self.0
             .jumps(wanted, |_| true)
             .into_iter()
             .map(|j| (j.k, j))
@@ -112,6 +115,11 @@ impl Recording {
                 false => Mark::Masked,
             })
             .collect()
+    }
+
+    /// Each boundary's instruction, for the strip.
+    pub fn into_eips(self) -> Vec<u32> {
+        self.0.eips
     }
 }
 
@@ -383,13 +391,7 @@ impl Session {
 
     /// The dry run's boundaries (after `run(None, true)`).
     pub fn take_recording(&self) -> Recording {
-        let rec = engine::take_recording();
-        Recording {
-            eips: rec.eips.clone(),
-            irq_on: (0..rec.len()).map(|k| rec.irq_on(k)).collect(),
-            overflow: rec.overflow,
-            rec,
-        }
+        Recording(engine::take_recording())
     }
 
     pub fn end(self) {
