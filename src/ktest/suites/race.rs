@@ -9,9 +9,10 @@ extern crate alloc;
 use crate::case;
 use crate::cmdline::{PagingMode, VmallocFaultVersion as V};
 use crate::ktest::Suite;
-use crate::lab::race::explorer::{explore, Outcome, Report, Variant};
+use crate::lab::race::engine::Reach;
+use crate::lab::race::explorer::{explore, explore_with, Outcome, Report, Variant};
 use crate::lab::race::outcome::Mark;
-use crate::lab::race::regression2020::{explore_2020, Cpus};
+use crate::lab::race::regression2020::{explore_2020, explore_2020_with, Cpus};
 use crate::lab::race::scenario::Scenario;
 use crate::lab::race::stress::stress;
 use crate::lab::race::torn::{explore_torn, Write};
@@ -36,6 +37,7 @@ pub static SUITE: Suite = Suite {
         case!(two_cpus_torn_pae_entries),
         case!(two_cpus_point3_lost_page_table),
         case!(strip_labels_name_the_crate_a_symbol_starts_in),
+        case!(engine_anchors_stop_where_stepping_does),
     ],
 };
 
@@ -84,6 +86,10 @@ fn need_scenario() {
 
 /// What every depth-1 exploration must show, per version.
 fn check_depth1(r: &Report) {
+    assert_eq!(
+        r.misplaced, 0,
+        "runs DR0 brought to another boundary than k"
+    );
     assert!(
         r.failing.iter().all(|(_, _, o)| *o != Outcome::FaultLoop),
         "a fault loop: no version's fix was seen to leave the access faulting"
@@ -286,16 +292,21 @@ fn regression_2020_window() {
         }
     }
     assert!(!r.overflow, "the dry run hit its step limit");
+    assert!(
+        r.stepped > 0 && r.preemptible > 0,
+        "the window was not found"
+    );
+    assert_eq!(
+        (r.not_entered, r.misplaced),
+        (0, 0),
+        "runs where B did not get in inside A's path, or not at its k"
+    );
     if mode() == PagingMode::Pae {
         // SHARED_KERNEL_PMD: no vmalloc fault, no sync, nothing to fail.
         assert_eq!(r.failures, 0);
         assert_eq!(r.faults, 0);
         return;
     }
-    assert!(
-        r.stepped > 0 && r.preemptible > 0,
-        "the window was not found"
-    );
     assert_eq!(
         r.failing_not_preempted, 0,
         "a failing run was never preempted"
@@ -461,6 +472,10 @@ fn two_cpus_two_processes() {
 }
 
 fn check_two_cpus(r: &Report, same_mm: bool) {
+    assert_eq!(
+        r.misplaced, 0,
+        "runs DR0 brought to another boundary than k"
+    );
     if !two_level_lazy() {
         assert_eq!(
             (r.runs, r.failures, r.b_failures),
@@ -521,6 +536,12 @@ fn two_cpus_2020_regression() {
         r.handoff_ns()
     );
     assert!(!r.overflow, "the dry run hit its step limit");
+    assert!(r.stepped > 0 && r.runs > 0, "the window was not found");
+    assert_eq!(
+        (r.not_entered, r.misplaced),
+        (0, 0),
+        "runs where B did not get in inside A's path, or not at its k"
+    );
     assert!(
         r.failure_kinds.iter().all(|o| *o != Outcome::Hang),
         "B did not finish at a boundary"
@@ -652,6 +673,12 @@ fn two_cpus_point3_lost_page_table() {
             r.window
         );
         assert_eq!(r.hangs, 0, "{}: B did not finish", name);
+        assert_eq!(
+            (r.not_entered, r.misplaced),
+            (0, 0),
+            "{}: runs where B did not get in inside A's walk, or not at its k",
+            name
+        );
         assert!(!r.baseline_failed, "{}: failed with B after A", name);
         assert!(
             r.runs > 0 && r.waited > 0,
@@ -705,4 +732,50 @@ fn strip_labels_name_the_crate_a_symbol_starts_in() {
     for (name, want) in cases {
         assert_eq!(first_crate(name), want, "{}", name);
     }
+}
+
+/// The engine's counted anchors stop at the very boundary that stepping
+/// from the trigger reaches: every boundary's outcome the same, for the
+/// fault path (anchors in the handler functions only) and for the 2020
+/// window (an anchor on each boundary's own instruction, loops and all).
+/// Every other case trusts the anchors; this one checks them the slow way.
+fn engine_anchors_stop_where_stepping_does() {
+    if two_level_lazy() {
+        need_scenario();
+        let a = explore_with(Variant::Thread, false, 1, Reach::Anchors).expect("explorer");
+        let s = explore_with(Variant::Thread, false, 1, Reach::Stepping).expect("explorer");
+        assert!(
+            a.runs > 0 && a.runs == s.runs,
+            "{} and {} runs",
+            a.runs,
+            s.runs
+        );
+        assert_eq!(
+            a.marks, s.marks,
+            "the fault path: anchors and stepping disagree"
+        );
+        assert_eq!((a.late, s.late), (0, 0), "a nested interrupt landed late");
+    }
+    let a = explore_2020_with(Cpus::One, 3, Reach::Anchors).expect("2020 explorer");
+    let s = explore_2020_with(Cpus::One, 3, Reach::Stepping).expect("2020 explorer");
+    crate::println!(
+        "    # 2020 window, every 3rd preemptible boundary: {} runs, {} failing, {} lazy faults, both ways",
+        a.runs,
+        a.failures,
+        a.faults
+    );
+    assert!(
+        a.runs > 0 && a.runs == s.runs,
+        "{} and {} runs",
+        a.runs,
+        s.runs
+    );
+    assert_eq!(
+        a.marks, s.marks,
+        "the 2020 window: anchors and stepping disagree"
+    );
+    assert_eq!(
+        a.faults, s.faults,
+        "the 2020 window: B's lazy faults differ"
+    );
 }

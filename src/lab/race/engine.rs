@@ -72,21 +72,38 @@ pub enum After {
 /// How run k reaches boundary k: DR0 on the instruction of boundary
 /// `anchor`, whose `occurrence`-th execution (counted from boundary 1)
 /// is that boundary; then steps to k.  Anchor 0 steps from the trigger.
+/// `sp` is how deep the dry run's stack was at k, below where it was at
+/// the trigger: a run that DR0 brings to another depth there is not at
+/// the dry run's boundary k.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Jump {
     pub k: usize,
     pub anchor: usize,
     pub eip: u32,
     pub occurrence: u32,
+    pub sp: u16,
 }
 
-/// A dry run's boundaries: each one's instruction and interrupt flag
-/// (five bytes a boundary: a 200,000-boundary path fits a 32 MiB
-/// machine's heap).
+/// How run k gets to boundary k.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// DR0 on an anchor at or before k, its hits counted; then steps.
+    Anchors,
+    /// Steps every boundary from the trigger: k #DBs a run, the slow way
+    /// that needs no counting (the check that both stop at the same
+    /// boundary, `race.engine_*`).
+    Stepping,
+}
+
+/// A dry run's boundaries: each one's instruction, interrupt flag and
+/// stack depth below the trigger's (16 bits: a kernel stack is 64 KiB),
+/// seven bytes a boundary, so a 200,000-boundary path fits a 32 MiB
+/// machine's heap.
 #[derive(Clone, Debug, Default)]
 pub struct Recording {
     pub eips: Vec<u32>,
     pub irq_on: Vec<bool>,
+    pub sp: Vec<u16>,
     /// The step limit was hit: the recording is partial.
     pub overflow: bool,
 }
@@ -101,10 +118,12 @@ impl Recording {
     }
 
     /// The jumps to the boundaries `wanted` (in its order), each from
-    /// the last boundary at or before it where `anchor_ok` allows DR0.
+    /// the last boundary at or before it where `anchor_ok` allows DR0
+    /// (`Reach::Stepping`: none does).
     pub fn jumps(
         &self,
         wanted: impl Iterator<Item = usize>,
+        reach: Reach,
         anchor_ok: impl Fn(usize) -> bool,
     ) -> Vec<Jump> {
         // Boundary 0 is the trigger, never a counted hit (the handler
@@ -114,7 +133,7 @@ impl Recording {
         let mut last = 0;
         let anchors: Vec<usize> = (0..self.len())
             .map(|k| {
-                if k > 0 && anchor_ok(k) {
+                if k > 0 && reach == Reach::Anchors && anchor_ok(k) {
                     last = k;
                 }
                 last
@@ -126,6 +145,7 @@ impl Recording {
                 anchor: anchors[k],
                 eip: self.eips[anchors[k]],
                 occurrence: occurrence[anchors[k]],
+                sp: self.sp[k],
             })
             .collect()
     }
@@ -183,6 +203,12 @@ struct Engine {
     overflow: bool,
     following: bool,
     rec: Recording,
+    /// This run's target boundary had another stack pointer than the dry
+    /// run's k: the run's path was not the dry run's.
+    misplaced: bool,
+    /// The stack pointer at the trigger: depths are counted from it (each
+    /// run may have a stack of its own).
+    sp0: u32,
     /// What DR0 and DR3 hold (0: off): a register is written only when
     /// its address changes.
     dr0: u32,
@@ -203,8 +229,11 @@ static ENGINE: RacyCell<Engine> = RacyCell::new(Engine {
     rec: Recording {
         eips: Vec::new(),
         irq_on: Vec::new(),
+        sp: Vec::new(),
         overflow: false,
     },
+    misplaced: false,
+    sp0: 0,
     dr0: 0,
     dr3: 0,
     watch_faults: false,
@@ -253,6 +282,7 @@ pub fn prepare(target: Option<Jump>, record: bool) {
     e.k = 0;
     e.hits = 0;
     e.overflow = false;
+    e.misplaced = false;
     e.following = false;
     if record {
         // Room for the whole path before it starts: the #DB handler
@@ -260,6 +290,7 @@ pub fn prepare(target: Option<Jump>, record: bool) {
         e.rec = Recording {
             eips: Vec::with_capacity(e.max),
             irq_on: Vec::with_capacity(e.max),
+            sp: Vec::with_capacity(e.max),
             overflow: false,
         };
     }
@@ -323,6 +354,13 @@ pub fn overflowed() -> bool {
     st().overflow
 }
 
+/// The last run's target boundary was not the dry run's boundary k (the
+/// stack pointer differed there): the path had gone another way before
+/// it, and the run measured some other boundary.
+pub fn misplaced() -> bool {
+    st().misplaced
+}
+
 /// The dry run's boundaries.
 pub fn take_recording() -> Recording {
     core::mem::take(&mut st().rec)
@@ -370,8 +408,14 @@ impl Engine {
         }
     }
 
+    /// How far below the trigger's the stack is at this boundary.
+    fn depth(&self, frame: &TrapFrame) -> u16 {
+        self.sp0.wrapping_sub(frame.interrupted_esp()) as u16
+    }
+
     /// The trigger fired: boundary 0.
     fn start<P: Path>(&mut self, frame: &mut TrapFrame) {
+        self.sp0 = frame.interrupted_esp();
         if let Trigger::Write(_) = self.trigger {
             cpu::clear_write_watchpoint();
         }
@@ -436,13 +480,17 @@ impl Engine {
         if self.recording {
             self.rec.eips.push(frame.eip);
             self.rec.irq_on.push(frame.eflags & cpu::EFLAGS_IF != 0);
+            self.rec.sp.push(self.depth(frame));
             let a = P::note(frame, k);
             if a != After::Step {
                 self.after(frame, a);
                 return;
             }
         }
-        if self.target.is_some_and(|j| j.k == k) {
+        if let Some(j) = self.target.filter(|j| j.k == k) {
+            // Reached through DR0's counted hits: check the count met the
+            // dry run's boundary (stepping from the trigger cannot miss).
+            self.misplaced = j.anchor > 0 && self.depth(frame) != j.sp;
             // The anchor's instruction may run many times more in this run
             // (a loop) and in the other party's part on this CPU: a stray
             // #DB each costs more than clearing DR0 (see the top of this

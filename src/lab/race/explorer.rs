@@ -24,7 +24,7 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use super::engine::{self, After, Jump, Trigger};
+use super::engine::{self, After, Jump, Reach, Trigger};
 use super::handoff::{self, Handed};
 use super::outcome::Mark;
 use super::scenario::Scenario;
@@ -309,6 +309,9 @@ pub struct Report {
     /// TSC cycles the runs took (not the scenario's setup or the
     /// baseline): what `make bench`'s explorer throughput divides by.
     pub run_cycles: u64,
+    /// Runs whose target was another boundary than the dry run's k
+    /// (`engine::misplaced`): must be 0.
+    pub misplaced: usize,
 }
 
 /// For each of `eips`: is it inside a fault handler function
@@ -436,6 +439,11 @@ fn prepare() -> Option<Scenario> {
 /// `stride` 1, every `stride`-th otherwise (the test suite samples the
 /// slower variants; `make experiments` tries them all).
 pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
+    explore_with(variant, deep, stride, Reach::Anchors)
+}
+
+/// `explore`, each run reaching its boundary the way `reach` says.
+pub fn explore_with(variant: Variant, deep: bool, stride: usize, reach: Reach) -> Option<Report> {
     if variant.other_cpu() && !smp::cpu_online(1) {
         return None;
     }
@@ -479,12 +487,13 @@ pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
     // would recurse): the fault handlers' own code.
     let own = fault_handler_code(&rec.eips);
     let wanted = (0..rec.len()).step_by(stride.max(1)).filter(|&k| open(k));
-    let jumps = rec.jumps(wanted, |k| own[k]);
+    let jumps = rec.jumps(wanted, reach, |k| own[k]);
     let t0 = cpu::rdtsc();
     for j in jumps {
         let k = j.k;
         let out = run_once(&sc, variant, Some(j), deep, false);
         rep.runs += 1;
+        rep.misplaced += usize::from(engine::misplaced());
         if rep.cr2_read_at.is_some_and(|c| k <= c) {
             rep.tried_before_cr2 += 1;
         }

@@ -23,7 +23,7 @@ use crate::mm::mm_struct::PGD_LIST;
 use crate::mm::pgtable::{is_pae, pgd_offset, pmd_clear, pmd_offset, pmd_present};
 use crate::mm::vmalloc;
 
-use super::engine::Jump;
+use super::engine::{Jump, Reach};
 use super::outcome::Mark;
 use super::stepper::{self, Cpus, Parties, Session};
 use crate::lab::vmalloc242::{self, Pressure, PteKernelSlow};
@@ -114,6 +114,12 @@ pub struct Point3Report {
     pub waited: usize,
     /// Runs where B did not finish in time.
     pub hangs: usize,
+    /// Runs where B did not get in inside A's walk (its target was never
+    /// reached): must be 0.
+    pub not_entered: usize,
+    /// Runs whose target was another boundary than the dry run's k
+    /// (`engine::misplaced`): must be 0.
+    pub misplaced: usize,
     /// First and last failing boundary.
     pub window: Option<(usize, usize)>,
     pub baseline_failed: bool,
@@ -193,6 +199,8 @@ pub fn explore_point3(
         free_frame(fa);
         free_frame(fb);
         let tally = Point3Report {
+            not_entered: usize::from(!r.entered),
+            misplaced: usize::from(r.misplaced),
             waited: usize::from(r.waited),
             hangs: usize::from(r.hang),
             lost_a: usize::from(!a_ok),
@@ -203,6 +211,11 @@ pub fn explore_point3(
         let failed = r.hang || r.b.failed() || r.caught.is_err() || !a_ok || !b_ok || lost > 0;
         (failed, tally)
     };
+    // One run before the dry run: the first run of a session is not like
+    // the others (the run queue grows its ring buffer once, a task of
+    // the last session is reaped), and the dry run must be like every
+    // run after it, or a run's boundary k is not the dry run's k.
+    run(None, false);
     let mut rep = Point3Report {
         baseline_failed: run(None, true).0,
         ..Default::default()
@@ -210,9 +223,11 @@ pub fn explore_point3(
     let rec = session.take_recording();
     rep.stepped = rec.eips.len();
     rep.marks = rec.unrun_marks(Cpus::Two);
-    for (k, target) in rec.targets(Cpus::Two, stride) {
+    for (k, target) in rec.targets(Cpus::Two, stride, Reach::Anchors) {
         let (failed, t) = run(Some(target), false);
         rep.runs += 1;
+        rep.not_entered += t.not_entered;
+        rep.misplaced += t.misplaced;
         rep.waited += t.waited;
         rep.hangs += t.hangs;
         rep.lost_a += t.lost_a;

@@ -28,7 +28,7 @@ use crate::mm::mm_struct::{mm_alloc, MmStruct};
 use crate::mm::pgtable::{pgd_offset, pmd_offset};
 use crate::mm::vmalloc;
 
-use super::engine::Jump;
+use super::engine::{Jump, Reach};
 use super::explorer::Outcome;
 use super::outcome::Mark;
 pub use super::stepper::Cpus;
@@ -84,6 +84,8 @@ pub struct Run {
     pub waited: bool,
     /// Two CPUs: TSC cycles from A's release of B to B's start.
     pub handoff_cycles: Option<u64>,
+    /// Its target was another boundary than the dry run's k.
+    pub misplaced: bool,
 }
 
 /// The 2020 window, explored.
@@ -119,6 +121,12 @@ pub struct Report2020 {
     /// Failing runs where B did not run inside A's map (one CPU: A was
     /// not preempted there).
     pub failing_not_preempted: usize,
+    /// Runs where B did not get in inside A's path at all (its target
+    /// was never reached): must be 0, or the runs measured something else.
+    pub not_entered: usize,
+    /// Runs whose target was another boundary than the dry run's k
+    /// (`engine::misplaced`): must be 0 too.
+    pub misplaced: usize,
     /// Failing runs at boundaries where A had interrupts off: only
     /// another CPU reaches those.
     pub failing_masked: usize,
@@ -198,6 +206,7 @@ fn run_once(f: &Fixture, target: Option<Jump>, record: bool) -> Run {
         caught,
         waited: r.waited,
         handoff_cycles: r.handoff_cycles,
+        misplaced: r.misplaced,
     }
 }
 
@@ -205,6 +214,11 @@ fn run_once(f: &Fixture, target: Option<Jump>, record: bool) -> Run {
 /// with IF=1), or every `stride`-th.  One CPU runs under preempt=full
 /// whatever the boot chose.
 pub fn explore_2020(cpus: Cpus, stride: usize) -> Option<Report2020> {
+    explore_2020_with(cpus, stride, Reach::Anchors)
+}
+
+/// `explore_2020`, each run reaching its boundary the way `reach` says.
+pub fn explore_2020_with(cpus: Cpus, stride: usize, reach: Reach) -> Option<Report2020> {
     let (a, b) = (mm_alloc()?, mm_alloc()?);
     let range = vmalloc::reserve_range_high(2 * SLOT as usize)?;
     let s = (range + SLOT - 1) & !(SLOT - 1);
@@ -224,6 +238,9 @@ pub fn explore_2020(cpus: Cpus, stride: usize) -> Option<Report2020> {
         slots_to_end: (vmalloc::VMALLOC_END - s) / SLOT,
         ..Default::default()
     };
+    // A first run before the dry run, as in point 3: the dry run must be
+    // like every run after it.
+    run_once(&f, None, false);
     let base = run_once(&f, None, true);
     rep.baseline = Some(base.outcome);
     rep.baseline_faults = base.faults;
@@ -233,7 +250,7 @@ pub fn explore_2020(cpus: Cpus, stride: usize) -> Option<Report2020> {
     rep.preemptible = rec.irq_on.iter().filter(|x| **x).count();
     rep.marks = rec.unrun_marks(cpus);
     let t0 = crate::arch::x86::cpu::rdtsc();
-    for (k, target) in rec.targets(cpus, stride) {
+    for (k, target) in rec.targets(cpus, stride, reach) {
         let mut run = run_once(&f, Some(target), false);
         run.k = k;
         run.eip = rec.eips[k];
@@ -243,6 +260,8 @@ pub fn explore_2020(cpus: Cpus, stride: usize) -> Option<Report2020> {
             rep.handoff_cycles += c;
         }
         rep.runs += 1;
+        rep.not_entered += usize::from(!run.preempted);
+        rep.misplaced += usize::from(run.misplaced);
         rep.waited += usize::from(run.waited);
         rep.faults += run.faults;
         if run.faults > 0 {

@@ -43,7 +43,7 @@ use crate::fixup::{self, Caught};
 use crate::mm::mm_struct::MmStruct;
 use crate::racy_cell::RacyCell;
 
-use super::engine::{self, After, Jump, Trigger};
+use super::engine::{self, After, Jump, Reach, Trigger};
 use super::handoff::{self, Handed};
 use super::outcome::{Mark, Outcome};
 use crate::sched::{self, Task};
@@ -88,14 +88,14 @@ impl core::ops::Deref for Recording {
 
 impl Recording {
     /// The boundaries a run may target, every `stride`-th of them: those
-    /// with IF=1 on one CPU, all on two.  Each with its jump: DR0 right on
-    /// its own instruction.
-    pub fn targets(&self, cpus: Cpus, stride: usize) -> Vec<(usize, Jump)> {
+    /// with IF=1 on one CPU, all on two.  Each with its jump: with
+    /// `Reach::Anchors`, DR0 right on its own instruction.
+    pub fn targets(&self, cpus: Cpus, stride: usize, reach: Reach) -> Vec<(usize, Jump)> {
         let wanted = (0..self.eips.len())
             .filter(|&k| self.reachable(k, cpus))
             .step_by(stride.max(1));
         self.0
-            .jumps(wanted, |_| true)
+            .jumps(wanted, reach, |_| true)
             .into_iter()
             .map(|j| (j.k, j))
             .collect()
@@ -137,6 +137,8 @@ pub struct RunResult {
     pub hang: bool,
     /// Two CPUs: TSC cycles from A's release of B to B's start.
     pub handoff_cycles: Option<u64>,
+    /// The target boundary was not the dry run's k (`engine::misplaced`).
+    pub misplaced: bool,
 }
 
 struct State {
@@ -386,6 +388,7 @@ impl Session {
             waited: handoff::waited(),
             hang: self.cpus == Cpus::Two && handoff::hung(),
             handoff_cycles: handoff::handoff_cycles(),
+            misplaced: engine::misplaced(),
         }
     }
 

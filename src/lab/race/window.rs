@@ -28,7 +28,7 @@ use crate::mm::vmalloc::{vfree, vmalloc};
 use crate::racy_cell::RacyCell;
 use crate::sched::{self, Task};
 
-use super::engine::{self, After, Jump, Trigger};
+use super::engine::{self, After, Jump, Reach, Trigger};
 use super::explorer::{Outcome, NESTED_VECTOR};
 
 const MAX_STEPS: usize = 4000;
@@ -203,7 +203,7 @@ pub fn explore_window(kthread: bool) -> Option<WindowReport> {
         // Every run steps from `switch_mm`: the window is a few hundred
         // boundaries, no anchor needed.
         let wanted = (0..rep.stepped).filter(|&k| window[k]);
-        for j in rec.jumps(wanted, |_| false) {
+        for j in rec.jumps(wanted, Reach::Stepping, |_| false) {
             let k = j.k;
             let out = run_once(&a, &b, y, Some(j), kthread);
             if NESTED_DONE.load(Ordering::SeqCst) || out.failed() {

@@ -87,12 +87,34 @@ pub fn drop_kernel_tables(addr: u32, len: u32) {
 }
 
 /// `drop_kernel_tables` for slots inside a range the caller reserved: a
-/// slot's table goes once none of its entries maps a page.
+/// page table goes once none of its entries maps a page, in both paging
+/// modes (in PAE every address space shares the kernel's PMD pages, so
+/// clearing init_mm's entry clears it everywhere).  The race explorers
+/// need every run to meet a fresh slot; until issue 16's engine check
+/// the PAE tables stayed, and every PAE run after the first met a slot
+/// whose entry was already written.
 pub fn drop_empty_kernel_tables(addr: u32, len: u32) {
-    drop_tables_where(addr, len, |_, slot| {
-        let table = pmd_offset(pgd_offset(swapper_pg_dir(), slot), slot).read();
-        pmd_present(table) && table_in_use(table.phys() as u32)
-    })
+    let span = geometry().pmd_size() as u32;
+    with_vmlist(|_| {
+        let mut va = addr & !(span - 1);
+        while va < addr + len {
+            let pmd = pmd_offset(pgd_offset(swapper_pg_dir(), va), va);
+            let e = pmd.read();
+            if pmd_present(e) && !table_in_use(e.phys() as u32) {
+                if !is_pae() {
+                    let list = PGD_LIST.lock();
+                    for &pgd in list.iter() {
+                        pmd_clear(pmd_offset(pgd_offset(pgd, va), va));
+                    }
+                }
+                pmd_clear(pmd);
+                free_frame(e.phys() as u32);
+                PGTABLE_PAGES.fetch_sub(1, Ordering::Relaxed);
+            }
+            va += span;
+        }
+        crate::arch::x86::smp::flush_tlb_all();
+    });
 }
 
 /// Whether any entry of the page table at `table` is not `pte_none`
