@@ -69,6 +69,10 @@ pub enum After {
     Follow(u32),
 }
 
+/// How many times a void run (`misplaced`) is run again before its
+/// boundary is reported unmeasured.
+pub const RETRIES: usize = 8;
+
 /// How run k reaches boundary k: DR0 on the instruction of boundary
 /// `anchor`, whose `occurrence`-th execution (counted from boundary 1)
 /// is that boundary; then steps to k.  Anchor 0 steps from the trigger.
@@ -355,8 +359,10 @@ pub fn overflowed() -> bool {
 }
 
 /// The last run's target boundary was not the dry run's boundary k (the
-/// stack pointer differed there): the path had gone another way before
-/// it, and the run measured some other boundary.
+/// stack depth differed there: the path had gone another way before it),
+/// so nobody was let in and the run is void: run k again.  Seen where a
+/// path runs through the scheduler, whose run queue is a ring buffer:
+/// which way its index wraps depends on every earlier run.
 pub fn misplaced() -> bool {
     st().misplaced
 }
@@ -490,6 +496,8 @@ impl Engine {
         if let Some(j) = self.target.filter(|j| j.k == k) {
             // Reached through DR0's counted hits: check the count met the
             // dry run's boundary (stepping from the trigger cannot miss).
+            // If not, nobody is let in: the run is void, and the caller
+            // runs k again.
             self.misplaced = j.anchor > 0 && self.depth(frame) != j.sp;
             // The anchor's instruction may run many times more in this run
             // (a loop) and in the other party's part on this CPU: a stray
@@ -499,7 +507,10 @@ impl Engine {
                 cpu::clear_exec_breakpoint();
                 self.dr0 = 0;
             }
-            let a = P::deliver(frame, k);
+            let a = match self.misplaced {
+                true => After::Free,
+                false => P::deliver(frame, k),
+            };
             self.after(frame, a);
             return;
         }

@@ -13,7 +13,7 @@ use crate::println;
 
 fn row(name: &str, r: &Report) {
     println!(
-        "EXP|{}|stepped={}|if={}|cr2={}|runs={}|failures={}|before_cr2={}|tried_before_cr2={}|late={}|b_failures={}|baseline={:?}|runs_per_s={}|reasons={}|misplaced={}",
+        "EXP|{}|stepped={}|if={}|cr2={}|runs={}|failures={}|before_cr2={}|tried_before_cr2={}|late={}|b_failures={}|baseline={:?}|runs_per_s={}|reasons={}|misplaced={}|retried={}",
         name,
         r.stepped,
         r.with_if,
@@ -27,7 +27,8 @@ fn row(name: &str, r: &Report) {
         r.baseline,
         per_second(r.runs, r.run_cycles),
         reasons(r.failing.iter().map(|f| f.2).chain(r.b_failing.iter().map(|f| f.1))),
-        r.misplaced
+        r.misplaced,
+        r.retried
     );
     for g in failure_groups(&r.failing) {
         println!("EXPG|{}|{}", name, g);
@@ -37,7 +38,7 @@ fn row(name: &str, r: &Report) {
 
 fn row_2020(name: &str, r: &Report2020) {
     println!(
-        "EXP|{}|stepped={}|preemptible={}|runs={}|failures={}|first={}|last={}|faults={}|runs_with_faults={}|baseline={:?}|slots_to_end={}|waited={}|failing_masked={}|runs_per_s={}|handoff_ns={}|reasons={}|not_entered={}|misplaced={}",
+        "EXP|{}|stepped={}|preemptible={}|runs={}|failures={}|first={}|last={}|faults={}|runs_with_faults={}|baseline={:?}|slots_to_end={}|waited={}|failing_masked={}|runs_per_s={}|handoff_ns={}|reasons={}|not_entered={}|misplaced={}|retried={}",
         name,
         r.stepped,
         r.preemptible,
@@ -55,7 +56,8 @@ fn row_2020(name: &str, r: &Report2020) {
         r.handoff_ns(),
         reasons(r.failure_kinds.iter().copied()),
         r.not_entered,
-        r.misplaced
+        r.misplaced,
+        r.retried
     );
     for run in r.failing.iter().take(1).chain(&r.last_failing) {
         let sym = crate::symbols::lookup(run.eip);
@@ -79,7 +81,7 @@ const STRESS_MMS: usize = 4;
 
 fn row_point3(name: &str, r: &super::point3::Point3Report) {
     println!(
-        "EXP|{}|stepped={}|runs={}|failures={}|lost_a={}|lost_b={}|leaked_tables={}|waited={}|hangs={}|first={}|last={}|baseline_failed={}|not_entered={}|misplaced={}",
+        "EXP|{}|stepped={}|runs={}|failures={}|lost_a={}|lost_b={}|leaked_tables={}|waited={}|hangs={}|first={}|last={}|baseline_failed={}|not_entered={}|misplaced={}|retried={}",
         name,
         r.stepped,
         r.runs,
@@ -93,7 +95,8 @@ fn row_point3(name: &str, r: &super::point3::Point3Report) {
         r.window.map_or(-1, |w| w.1 as i64),
         r.baseline_failed,
         r.not_entered,
-        r.misplaced
+        r.misplaced,
+        r.retried
     );
     print_strip(name, &r.eips, &r.marks);
 }

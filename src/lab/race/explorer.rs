@@ -309,8 +309,10 @@ pub struct Report {
     /// TSC cycles the runs took (not the scenario's setup or the
     /// baseline): what `make bench`'s explorer throughput divides by.
     pub run_cycles: u64,
-    /// Runs whose target was another boundary than the dry run's k
-    /// (`engine::misplaced`): must be 0.
+    /// Void runs (`engine::misplaced`: DR0's count met another boundary
+    /// than k, so nobody was let in) run again, and the boundaries still
+    /// void after `engine::RETRIES` tries, left unmeasured.
+    pub retried: usize,
     pub misplaced: usize,
 }
 
@@ -491,9 +493,18 @@ pub fn explore_with(variant: Variant, deep: bool, stride: usize, reach: Reach) -
     let t0 = cpu::rdtsc();
     for j in jumps {
         let k = j.k;
-        let out = run_once(&sc, variant, Some(j), deep, false);
+        let mut out = run_once(&sc, variant, Some(j), deep, false);
+        let mut tries = 1;
+        while engine::misplaced() && tries <= engine::RETRIES {
+            out = run_once(&sc, variant, Some(j), deep, false);
+            tries += 1;
+            rep.retried += 1;
+        }
+        if engine::misplaced() {
+            rep.misplaced += 1;
+            continue;
+        }
         rep.runs += 1;
-        rep.misplaced += usize::from(engine::misplaced());
         if rep.cr2_read_at.is_some_and(|c| k <= c) {
             rep.tried_before_cr2 += 1;
         }

@@ -62,6 +62,25 @@ def windows_section(results, results2, kernel):
     return md
 
 
+def checks_section(results, results2):
+    """What every run checked of itself (the engine's `misplaced`, the
+    stepper's `entered`), summed over every scenario of every boot."""
+    void = retried = unmeasured = outside = 0
+    worst = []
+    for (m, v), (rows, _, _, _) in list(results.items()) + list(results2.items()):
+        for name, r in rows.items():
+            retried += int(r.get("retried", 0))
+            unmeasured += int(r.get("misplaced", 0))
+            outside += int(r.get("not_entered", 0))
+            if int(r.get("retried", 0)):
+                worst.append(f"{m} {v} {name} {r['retried']}")
+    void = retried + unmeasured
+    return ["", "Checks: each run that reaches its boundary through DR0's counted hits also checks it is the dry",
+            "run's boundary (the same stack depth below the trigger); a run that is not lets nobody in, is void,",
+            f"and is run again (up to `engine::RETRIES` times). Void runs: {void} ({', '.join(worst) or 'none'});",
+            f"boundaries left unmeasured: {unmeasured}; runs where the other party did not get in inside the path: {outside}."]
+
+
 def point3_rows(results2):
     """The point-3 strips, one row per get_pte_kernel_slow and memory state."""
     for (m, v), (rows, groups, complete, b) in results2.items():
@@ -268,6 +287,7 @@ def main(argv=None):
         if s:
             md.append(f"| {m} | {v} | {s['rounds']} | {s['clean']} | {s['oopses']} | {s['hangs']} | "
                       f"{s.get('fault_loops', '-')} | {s['timer_during_touch']} |")
+    md += checks_section(results, results2)
     md += ["", "## Where the failing boundaries are", ""]
     for (m, v), (rows, groups, complete, b) in list(results.items()) + list(results2.items()):
         for name in ("thread", "irq", "depth2", "window", "window_kthread", "r2020", "cpu2_threads",
