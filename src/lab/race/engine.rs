@@ -182,6 +182,28 @@ pub trait Path {
     }
 }
 
+/// `Option<Jump>` as the handler reads it (see `Engine::target`).
+#[derive(Clone, Copy)]
+struct Target {
+    set: bool,
+    k: usize,
+    anchor: usize,
+    eip: u32,
+    occurrence: u32,
+    sp: u16,
+}
+
+impl Target {
+    const NONE: Target = Target {
+        set: false,
+        k: 0,
+        anchor: 0,
+        eip: 0,
+        occurrence: 0,
+        sp: 0,
+    };
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     /// No path armed: every #DB is a stray one.
@@ -199,7 +221,11 @@ enum Phase {
 struct Engine {
     phase: Phase,
     trigger: Trigger,
-    target: Option<Jump>,
+    /// The run's target, in scalars: the handler reads it before DR0 is
+    /// cleared, and in the unoptimised kernel copying a whole `Jump` is a
+    /// call to `memcpy`, which the stepped path runs too: a DR0 anchor
+    /// there hit the handler itself and recursed until the stack ran out.
+    target: Target,
     recording: bool,
     k: usize,
     hits: u32,
@@ -223,7 +249,7 @@ struct Engine {
 static ENGINE: RacyCell<Engine> = RacyCell::new(Engine {
     phase: Phase::Idle,
     trigger: Trigger::Fault,
-    target: None,
+    target: Target::NONE,
     recording: false,
     k: 0,
     hits: 0,
@@ -256,7 +282,7 @@ fn st() -> &'static mut Engine {
 pub fn begin<P: Path>(max_steps: usize, watch_faults: bool) {
     let e = st();
     e.phase = Phase::Idle;
-    e.target = None;
+    e.target = Target::NONE;
     e.max = max_steps;
     e.rec = Recording::default();
     e.watch_faults = watch_faults;
@@ -281,7 +307,14 @@ pub fn end() {
 pub fn prepare(target: Option<Jump>, record: bool) {
     let e = st();
     e.phase = Phase::Idle;
-    e.target = target;
+    e.target = target.map_or(Target::NONE, |j| Target {
+        set: true,
+        k: j.k,
+        anchor: j.anchor,
+        eip: j.eip,
+        occurrence: j.occurrence,
+        sp: j.sp,
+    });
     e.recording = record;
     e.k = 0;
     e.hits = 0;
@@ -289,6 +322,12 @@ pub fn prepare(target: Option<Jump>, record: bool) {
     e.misplaced = false;
     e.following = false;
     if record {
+        // A dry run needs no anchor: DR0 off, so no stray hit lands in the
+        // handler's own pushes.
+        if e.dr0 != 0 {
+            cpu::clear_exec_breakpoint();
+            e.dr0 = 0;
+        }
         // Room for the whole path before it starts: the #DB handler
         // pushes and must never reallocate.
         e.rec = Recording {
@@ -315,11 +354,9 @@ pub fn run_over() {
 /// trigger armed, and DR0 on the run's anchor.
 pub fn arm(trigger: Trigger) {
     let e = st();
-    if let Some(j) = e.target.filter(|j| j.anchor > 0) {
-        if e.dr0 != j.eip {
-            cpu::set_exec_breakpoint(j.eip);
-            e.dr0 = j.eip;
-        }
+    if e.target.set && e.target.anchor > 0 && e.dr0 != e.target.eip {
+        cpu::set_exec_breakpoint(e.target.eip);
+        e.dr0 = e.target.eip;
     }
     e.trigger = trigger;
     e.k = 0;
@@ -429,41 +466,33 @@ impl Engine {
         frame.eflags |= cpu::EFLAGS_RF;
         P::started(frame);
         self.k = 0;
-        match self.target {
-            Some(j) if j.anchor > 0 => {
-                self.phase = Phase::Jumping;
-                self.hits = 0;
-                frame.eflags &= !cpu::EFLAGS_TF;
-            }
-            Some(_) => {
-                self.phase = Phase::Stepping;
-                self.boundary::<P>(frame);
-            }
-            None if self.recording => {
-                self.phase = Phase::Stepping;
-                self.boundary::<P>(frame);
-            }
-            None => {
-                self.phase = Phase::Free;
-                frame.eflags &= !cpu::EFLAGS_TF;
-            }
+        if self.target.set && self.target.anchor > 0 {
+            self.phase = Phase::Jumping;
+            self.hits = 0;
+            frame.eflags &= !cpu::EFLAGS_TF;
+        } else if self.target.set || self.recording {
+            self.phase = Phase::Stepping;
+            self.boundary::<P>(frame);
+        } else {
+            self.phase = Phase::Free;
+            frame.eflags &= !cpu::EFLAGS_TF;
         }
     }
 
     /// DR0: the anchor's instruction ran again; its `occurrence`-th hit
     /// is the anchor boundary.
     fn hit<P: Path>(&mut self, frame: &mut TrapFrame) {
-        let Some(j) = self.target else {
+        if !self.target.set {
             frame.eflags &= !cpu::EFLAGS_TF;
             return;
-        };
-        if self.hits < j.occurrence {
+        }
+        if self.hits < self.target.occurrence {
             self.hits += 1;
             frame.eflags &= !cpu::EFLAGS_TF;
             return;
         }
         self.phase = Phase::Stepping;
-        self.k = j.anchor;
+        self.k = self.target.anchor;
         self.boundary::<P>(frame);
     }
 
@@ -493,12 +522,12 @@ impl Engine {
                 return;
             }
         }
-        if let Some(j) = self.target.filter(|j| j.k == k) {
+        if self.target.set && self.target.k == k {
             // Reached through DR0's counted hits: check the count met the
             // dry run's boundary (stepping from the trigger cannot miss).
             // If not, nobody is let in: the run is void, and the caller
             // runs k again.
-            self.misplaced = j.anchor > 0 && self.depth(frame) != j.sp;
+            self.misplaced = self.target.anchor > 0 && self.depth(frame) != self.target.sp;
             // The anchor's instruction may run many times more in this run
             // (a loop) and in the other party's part on this CPU: a stray
             // #DB each costs more than clearing DR0 (see the top of this

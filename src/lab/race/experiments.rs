@@ -13,7 +13,7 @@ use crate::println;
 
 fn row(name: &str, r: &Report) {
     println!(
-        "EXP|{}|stepped={}|if={}|cr2={}|runs={}|failures={}|before_cr2={}|tried_before_cr2={}|late={}|b_failures={}|baseline={:?}|runs_per_s={}|reasons={}|misplaced={}|retried={}",
+        "EXP|{}|stepped={}|if={}|cr2={}|runs={}|failures={}|before_cr2={}|tried_before_cr2={}|late={}|b_failures={}|baseline={:?}|runs_per_s={}|reasons={}|misplaced={}|retried={}|handoff_ns={}",
         name,
         r.stepped,
         r.with_if,
@@ -28,7 +28,8 @@ fn row(name: &str, r: &Report) {
         per_second(r.runs, r.run_cycles),
         reasons(r.failing.iter().map(|f| f.2).chain(r.b_failing.iter().map(|f| f.1))),
         r.misplaced,
-        r.retried
+        r.retried,
+        r.handoff_ns()
     );
     for g in failure_groups(&r.failing) {
         println!("EXPG|{}|{}", name, g);

@@ -314,6 +314,17 @@ pub struct Report {
     /// void after `engine::RETRIES` tries, left unmeasured.
     pub retried: usize,
     pub misplaced: usize,
+    /// Two CPUs: hand-offs measured, and their cycles from A's release of
+    /// B to B's start.
+    pub handoffs: u64,
+    pub handoff_cycles: u64,
+}
+
+impl Report {
+    /// Mean hand-off time, in host nanoseconds.
+    pub fn handoff_ns(&self) -> u64 {
+        handoff::mean_ns(self.handoffs, self.handoff_cycles)
+    }
 }
 
 /// For each of `eips`: is it inside a fault handler function
@@ -514,6 +525,10 @@ pub fn explore_with(variant: Variant, deep: bool, stride: usize, reach: Reach) -
             if rep.late_examples.len() < 4 {
                 rep.late_examples.push((rec.eips[k], saw));
             }
+        }
+        if let Some(c) = handoff::handoff_cycles() {
+            rep.handoffs += 1;
+            rep.handoff_cycles += c;
         }
         let b_out = handoff::outcome().unwrap_or(Outcome::Clean);
         let b_hang = st().b_hang;

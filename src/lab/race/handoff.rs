@@ -190,6 +190,16 @@ pub fn hung() -> bool {
     HANG.load(Ordering::SeqCst)
 }
 
+/// The mean of `count` hand-offs that took `cycles` TSC cycles in all,
+/// in host nanoseconds (under TCG the TSC follows the host's clock).
+pub fn mean_ns(count: u64, cycles: u64) -> u64 {
+    let per_ms = tsc::cycles_per_ms().max(1);
+    match count {
+        0 => 0,
+        n => cycles * 1_000_000 / per_ms / n,
+    }
+}
+
 /// TSC cycles from A's release of B to B's start, in the last run.
 pub fn handoff_cycles() -> Option<u64> {
     let (released, started) = (

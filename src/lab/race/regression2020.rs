@@ -19,7 +19,6 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use crate::arch::x86::tsc;
 use crate::mm::addr::PAGE_SIZE;
 use crate::mm::fault::{self, faults_of_pgd};
 use crate::mm::frame::{alloc_frame, free_frame};
@@ -147,11 +146,7 @@ const FIRST_FAILING: usize = 4;
 impl Report2020 {
     /// Mean hand-off time, A's release to B's start, in host nanoseconds.
     pub fn handoff_ns(&self) -> u64 {
-        let per_ms = tsc::cycles_per_ms().max(1);
-        match self.handoffs {
-            0 => 0,
-            n => self.handoff_cycles * 1_000_000 / per_ms / n,
-        }
+        super::handoff::mean_ns(self.handoffs, self.handoff_cycles)
     }
 
     fn note_failing(&mut self, run: Run) {

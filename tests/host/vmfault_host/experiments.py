@@ -221,17 +221,18 @@ def main(argv=None):
            "waits while CPU B runs its whole access to another page of the same stale slot. B is a thread of A's mm",
            "(Cox and Hemment's race, quoted in the seed) or of another process (Andrea's \"I think that can't",
            "happen\"). Failures: A's oopses; B: runs where B's own access failed.", "",
-           "| paging | version | B is | boundaries | runs | A fails | B fails | reason | runs/s |",
-           "|---|---|---|---:|---:|---:|---:|---|---:|"]
+           "| paging | version | B is | boundaries | runs | A fails | B fails | reason | runs/s | hand-off |",
+           "|---|---|---|---:|---:|---:|---:|---|---:|---:|"]
     for (m, v), (rows, groups, complete, b) in results2.items():
         if not complete:
-            md.append(f"| {m} | {v} | - | run failed: {b.verdict()} | | | | | |")
+            md.append(f"| {m} | {v} | - | run failed: {b.verdict()} | | | | | | |")
             continue
         for name, label in (("cpu2_threads", "a thread of A's mm"), ("cpu2_processes", "another process")):
             r = rows.get(name)
             if r:
                 md.append(f"| {m} | {v} | {label} | {r['stepped']} | {r['runs']} | {r['failures']} | "
-                          f"{r.get('b_failures', '-')} | {r.get('reasons', '-')} | {r.get('runs_per_s', '-')} |")
+                          f"{r.get('b_failures', '-')} | {r.get('reasons', '-')} | {r.get('runs_per_s', '-')} | "
+                          f"{r.get('handoff_ns', '-')} ns |")
     md += ["", "`cli` (the seed's patch) on two CPUs: it never syncs on a two-level kernel (`pgd_present()` is 1 there), so",
            "A and B both oops wherever they fault; in PAE nothing faults. No variant of it that Linux never had is run.", "",
            "Linux's 2020 regression across two CPUs (scenario 4): A maps one page into a fresh slot on CPU 0; at every",
