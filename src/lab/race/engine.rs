@@ -9,8 +9,12 @@
 //! counting its earlier executions, so a run costs a few #DBs, not k;
 //! from the anchor it steps to k.  There the path lets the other party
 //! in (`Path::deliver`): a nested interrupt, a preemption, another CPU's
-//! whole access.  Both ways to k stop before its instruction runs, and
-//! the path is deterministic, so the CPU state at k is the same.
+//! whole access.  Both ways to k stop before its instruction runs, so
+//! where the path is deterministic the CPU state at k is the same.  Where
+//! it is not (a path through the scheduler, whose ring-buffer run queue
+//! branches on its history), DR0's count can meet another boundary: each
+//! run checks its stack depth at k against the dry run's, and a run at
+//! another depth lets nobody in and is void (`misplaced`, `RETRIES`).
 //!
 //! The debug registers (the stepped CPU's own; each CPU has its set):
 //! - DR0: the run's anchor, from `arm` to the target;
