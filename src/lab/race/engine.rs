@@ -27,7 +27,8 @@
 //!
 //! A breakpoint hit nobody asked for (DR3's instruction run by the
 //! driver, the anchor's run before the trigger or by another task) is
-//! answered with EFLAGS.RF and nothing else; while stepping, RF is set at
+//! answered with EFLAGS.RF, and the path's `other` decides about TF (a
+//! nested handler may be stepped); while stepping, RF is set at
 //! every boundary, so a breakpoint never adds a #DB to a step.  The
 //! handler calls nothing the stepped code shares before it has decided
 //! whether a hit is its own: a hit inside the handler would recurse.

@@ -13,7 +13,7 @@ use crate::println;
 
 fn row(name: &str, r: &Report) {
     println!(
-        "EXP|{}|stepped={}|if={}|cr2={}|runs={}|failures={}|before_cr2={}|tried_before_cr2={}|late={}|b_failures={}|baseline={:?}|runs_per_s={}|reasons={}|misplaced={}|retried={}|handoff_ns={}",
+        "EXP|{}|stepped={}|if={}|cr2={}|runs={}|failures={}|before_cr2={}|tried_before_cr2={}|late={}|b_failures={}|baseline={:?}|runs_per_s={}|reasons={}|misplaced={}|retried={}|handoff_ns={}|not_entered={}",
         name,
         r.stepped,
         r.with_if,
@@ -29,7 +29,8 @@ fn row(name: &str, r: &Report) {
         reasons(r.failing.iter().map(|f| f.2).chain(r.b_failing.iter().map(|f| f.1))),
         r.misplaced,
         r.retried,
-        r.handoff_ns()
+        r.handoff_ns(),
+        r.not_entered
     );
     for g in failure_groups(&r.failing) {
         println!("EXPG|{}|{}", name, g);

@@ -1,4 +1,4 @@
-//! The interleaving explorer.  A hardware breakpoint (DR0) on the #PF
+//! The interleaving explorer.  A hardware breakpoint (DR2) on the #PF
 //! entry stub catches the outer vmalloc fault as it starts; from there the
 //! #DB handler single-steps it (EFLAGS.TF) to its `iret`.  Run k delivers
 //! the nested test interrupt at boundary k: the #DB handler sends a
@@ -314,6 +314,9 @@ pub struct Report {
     /// void after `engine::RETRIES` tries, left unmeasured.
     pub retried: usize,
     pub misplaced: usize,
+    /// Runs whose path ended before its target boundary (nobody was let
+    /// in): must be 0.
+    pub not_entered: usize,
     /// Two CPUs: hand-offs measured, and their cycles from A's release of
     /// B to B's start.
     pub handoffs: u64,
@@ -477,7 +480,13 @@ pub fn explore_with(variant: Variant, deep: bool, stride: usize, reach: Reach) -
     let b = match variant {
         Variant::OtherCpu { same_mm } => {
             let mm = if same_mm { &sc.mm } else { &sc.mm_b };
-            Some(handoff::stand(cpu_b, Some(mm.clone()))?)
+            match handoff::stand(cpu_b, Some(mm.clone())) {
+                Some(b) => Some(b),
+                None => {
+                    finish();
+                    return None;
+                }
+            }
         }
         _ => None,
     };
@@ -516,6 +525,7 @@ pub fn explore_with(variant: Variant, deep: bool, stride: usize, reach: Reach) -
             continue;
         }
         rep.runs += 1;
+        rep.not_entered += usize::from(st().delivered_eip == 0);
         if rep.cr2_read_at.is_some_and(|c| k <= c) {
             rep.tried_before_cr2 += 1;
         }

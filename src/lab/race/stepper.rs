@@ -1,12 +1,15 @@
 //! The two-party stepper: thread A runs a path, thread B gets in at
 //! boundary k of it.  The path starts at a trigger A arms itself (a write
-//! watchpoint, DR1, on the entry whose store opens a window; or DR0 on
+//! watchpoint, DR1, on the entry whose store opens a window; or DR3 on
 //! the first instruction of a function) and ends when A is back in its
 //! own function.  A dry run single-steps it and records every boundary's
 //! instruction and IF; run k stops A at boundary k with DR0 on that
-//! instruction, counting its earlier hits (any instruction of A's path
-//! may be an anchor: the #DB handler shares none of it), so a run costs
-//! a few #DBs, not k.  At k, B gets in:
+//! instruction, counting its earlier hits, so a run costs a few #DBs,
+//! not k.  Any instruction of A's path may be an anchor: until the
+//! target the #DB handler runs none of A's code, as long as A's path
+//! takes no fault and no interrupt before it (a #PF would run
+//! `fault_loop`'s atomics; an interrupt handler in A's task would count
+//! hits of its own).  The scenarios' paths take neither.  At k, B gets in:
 //!
 //! - **one CPU** (`Cpus::One`): A is preempted there (`preempt=full`: a
 //!   self-IPI whose interrupt exit switches to B).  Interrupts off means
@@ -333,6 +336,12 @@ impl Session {
             return None;
         }
         let (a, sz) = crate::symbols::lookup(p.a as *const () as u32).map(|x| (x.addr, x.size))?;
+        // B first: the one step that can fail, before anything is set up.
+        // It waits for its first go, and reads the parties only then.
+        let b = match p.cpus {
+            Cpus::One => None,
+            Cpus::Two => Some(handoff::stand(part_b, p.mm_b.clone())?),
+        };
         // Address spaces of earlier experiments, still borrowed or not yet
         // reaped, would lengthen every walk of the directory list.
         sched::drop_lazy_mm();
@@ -350,20 +359,16 @@ impl Session {
         irq::request_irq(PREEMPT_VECTOR, preempt_irq, IrqFlags::empty());
         crate::oops::set_silent(true);
         GO_B.store(false, Ordering::SeqCst);
-        let standing = match p.cpus {
-            Cpus::One => None,
-            Cpus::Two => {
-                QUIT.store(false, Ordering::SeqCst);
-                // The standing A starts at this generation: earlier
-                // sessions' runs are not its own.
-                let now = RUN.load(Ordering::SeqCst) as usize;
-                let b = handoff::stand(part_b, p.mm_b.clone())?;
-                Some((
-                    sched::run_on(0, "step-a", standing_a, now, p.mm_a.clone()),
-                    b,
-                ))
-            }
-        };
+        let standing = b.map(|b| {
+            QUIT.store(false, Ordering::SeqCst);
+            // The standing A starts at this generation: earlier sessions'
+            // runs are not its own.
+            let now = RUN.load(Ordering::SeqCst) as usize;
+            (
+                sched::run_on(0, "step-a", standing_a, now, p.mm_a.clone()),
+                b,
+            )
+        });
         Some(Session {
             cpus: p.cpus,
             booted,

@@ -251,19 +251,23 @@ pub fn explore_torn(w: Write) -> Option<TornReport> {
     if !is_pae() || !smp::cpu_online(1) {
         return None;
     }
-    let table = alloc_zeroed_frame()?;
+    let (a, sz) =
+        crate::symbols::lookup(step_write as *const () as u32).map(|s| (s.addr, s.size))?;
+    let b = handoff::stand(read_entry, None)?;
+    let Some(table) = alloc_zeroed_frame() else {
+        b.end();
+        return None;
+    };
     let slot = crate::mm::addr::__va(table) + 8 * 5;
     let (old, new) = w.values();
     // SAFETY: the scratch table's entry, not in any directory.
     unsafe { core::ptr::write_volatile(slot as *mut u64, old) };
     ENTRY.store(slot as u64, Ordering::SeqCst);
-    let (a, sz) =
-        crate::symbols::lookup(step_write as *const () as u32).map(|s| (s.addr, s.size))?;
     let s = st();
     s.end = (a, a + sz);
-    s.seen = Vec::with_capacity(256);
+    // The #DB handler pushes: room for every boundary the engine allows.
+    s.seen = Vec::with_capacity(MAX_STEPS);
     s.hang = false;
-    let b = handoff::stand(read_entry, None)?;
     engine::begin::<Writer>(MAX_STEPS, false);
     engine::prepare(None, true);
     let f: fn(usize, u64) = match w {

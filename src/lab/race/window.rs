@@ -3,11 +3,11 @@
 //! (interrupts are enabled in between, as after 2.4's
 //! `spin_unlock_irq(&runqueue_lock)`).  A handler that finds "this mm"
 //! through `current->active_mm` looks at the wrong directory there; one
-//! that reads CR3 does not.  This explorer steps that window (DR0 on
+//! that reads CR3 does not.  This explorer steps that window (DR3 on
 //! `switch_mm`, then EFLAGS.TF until `current` changes) and delivers the
 //! nested test interrupt, which touches a slot stale in both mms, at each
 //! boundary where CR3 and `current` disagree (the engine's stepping,
-//! `engine`, from its trigger on `switch_mm`: the window is short).  With a kernel thread (no
+//! `engine`, from its trigger every run: the window is short).  With a kernel thread (no
 //! mm of its own) as prev, the window holds a second one: 2.4 sets
 //! `prev->active_mm = NULL` after `switch_mm`, so a handler that reads
 //! `tsk->active_mm->pgd` there dereferences NULL.
