@@ -57,6 +57,10 @@ pub const PERCPU_SEL: u16 = 0x28;
 pub const CURRENT_OFFSET: usize = 4;
 const _: () = assert!(core::mem::offset_of!(PerCpu, current) == CURRENT_OFFSET);
 
+/// Where `irq_depth` sits in the per-CPU segment.
+pub const IRQ_DEPTH_OFFSET: usize = 12;
+const _: () = assert!(core::mem::offset_of!(PerCpu, irq_depth) == IRQ_DEPTH_OFFSET);
+
 /// CPU `cpu`'s area: its address (the segment's base) after setting its
 /// number.  Called by that CPU before it loads its GDT.
 pub fn setup(cpu: usize, apic_id: u32) -> u32 {
@@ -134,6 +138,14 @@ pub fn per_cpu(cpu: usize) -> &'static PerCpu {
 #[inline(always)]
 pub fn current_word() -> u32 {
     gs_word::<CURRENT_OFFSET>()
+}
+
+/// This CPU's interrupt nesting depth, in one %gs-relative load (for a
+/// #DB handler that may not call the code it steps: `irq::depth` is a
+/// call).
+#[inline(always)]
+pub fn irq_depth_word() -> u32 {
+    gs_word::<IRQ_DEPTH_OFFSET>()
 }
 
 /// Set this CPU's `current` (the scheduler's recovery path; `switch_to`

@@ -7,9 +7,10 @@
 //! instruction, counting its earlier hits, so a run costs a few #DBs,
 //! not k.  Any instruction of A's path may be an anchor: until the
 //! target the #DB handler runs none of A's code, as long as A's path
-//! takes no fault and no interrupt before it (a #PF would run
-//! `fault_loop`'s atomics; an interrupt handler in A's task would count
-//! hits of its own).  The scenarios' paths take neither.  At k, B gets in:
+//! takes no fault before it (a #PF would run `fault_loop`'s atomics; the
+//! scenarios' paths take none).  An interrupt handler in A's task is not
+//! A's path: its instructions are no boundaries and its hits do not
+//! count.  At k, B gets in:
 //!
 //! - **one CPU** (`Cpus::One`): A is preempted there (`preempt=full`: a
 //!   self-IPI whose interrupt exit switches to B).  Interrupts off means
@@ -228,10 +229,12 @@ struct APath;
 
 impl engine::Path for APath {
     fn own(_: &TrapFrame) -> bool {
-        // Not `current_ptr()` or an atomic: DR0 may sit on any instruction
-        // of the path, and a function the path shares with this handler
-        // would hit it again in here.  One inlined %gs load.
-        percpu::current_word() == st().a_task
+        // A's task, outside any interrupt handler: an interrupt taken in
+        // A's task is not A's path, and its DR0 hits are not A's.  Not
+        // `current_ptr()`, `irq::depth()` or an atomic: DR0 may sit on any
+        // instruction of the path, and a function the path shares with
+        // this handler would hit it again in here.  Two inlined %gs loads.
+        percpu::current_word() == st().a_task && percpu::irq_depth_word() == 0
     }
 
     fn other(_: &mut TrapFrame, _: u32) {
