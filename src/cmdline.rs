@@ -8,7 +8,7 @@
 //! | `preempt=` | `none` (2.4: kernel code runs until it yields), `full` (the timer preempts kernel code on interrupt exit, as from the 2.5 preempt patch) | `none` |
 //! | `test=` | a glob over `suite.case` (`*`, `?`) | none: no tests run |
 //! | `loglevel=` | `0`..`8` | `7` |
-//! | `experiment=` | `race` (full race experiments) or `bench` (benchmarks), then exit | none |
+//! | `experiment=` | `race` (full race experiments), `engine` (the stepping engine's quick check), `bench` (benchmarks) or `soak`, then exit | none |
 //! | `fuzz_seed=` | the fuzz suite's base seed, decimal or `0x` hex (replays a failure) | built in |
 //! | `fuzz_cases=` | iterations per fuzz case, `1`..`1000000` | built in |
 //! | `smp=` | CPUs to run, `1`..`NR_CPUS` (8), the boot CPU included | every CPU the firmware lists |
@@ -170,6 +170,10 @@ pub struct Cmdline<'a> {
     pub experiment: bool,
     /// `experiment=bench`: run the in-kernel benchmarks (`make bench`).
     pub bench: bool,
+    /// `experiment=engine`: every explorer once, at a sample of its
+    /// boundaries, then exit (what `make test` boots on the unoptimised
+    /// kernel).
+    pub engine: bool,
     /// `experiment=soak`: run the soak (`make soak`) and exit.
     pub soak: bool,
     /// `soak_ops=N`: operations of the soak.
@@ -195,6 +199,7 @@ impl Default for Cmdline<'_> {
             loglevel: None,
             experiment: false,
             bench: false,
+            engine: false,
             soak: false,
             soak_ops: SOAK_OPS_DEFAULT,
             soak_seed: SOAK_SEED_DEFAULT,
@@ -271,11 +276,12 @@ pub fn parse<'a>(
                 "race" => c.experiment = true,
                 "bench" => c.bench = true,
                 "soak" => c.soak = true,
+                "engine" => c.engine = true,
                 _ => {
                     return Err(BadValue {
                         key: "experiment",
                         value,
-                        allowed: "race, bench, soak",
+                        allowed: "race, engine, bench, soak",
                     })
                 }
             },

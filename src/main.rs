@@ -26,6 +26,10 @@ fn kmain(params: &'static BootParams) -> ! {
             vmfault::qemu::ExitCode::Failed
         });
     }
+    if params.cmdline.engine {
+        vmfault::lab::race::experiments::engine_check();
+        vmfault::qemu::exit(vmfault::qemu::ExitCode::Success);
+    }
     if params.cmdline.experiment {
         vmfault::lab::race::experiments::run_all();
         vmfault::qemu::exit(vmfault::qemu::ExitCode::Success);

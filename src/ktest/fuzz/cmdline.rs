@@ -428,6 +428,9 @@ fn round_trip(c: &Cmdline) {
     if c.soak {
         r.push(" experiment=soak");
     }
+    if c.engine {
+        r.push(" experiment=engine");
+    }
     let _ = write!(r, " soak_ops={} soak_seed={:#x}", c.soak_ops, c.soak_seed);
     if let Some(s) = c.fuzz_seed {
         let _ = write!(r, " fuzz_seed={:#x}", s);

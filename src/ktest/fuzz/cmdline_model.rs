@@ -130,6 +130,7 @@ pub fn expect(s: &str) -> Expected<'_> {
                 "race" => c.experiment = true,
                 "bench" => c.bench = true,
                 "soak" => c.soak = true,
+                "engine" => c.engine = true,
                 _ => return bad("experiment"),
             },
             "soak_ops" => match number(value) {

@@ -161,6 +161,53 @@ fn timed<T>(name: &str, f: impl FnOnce() -> T) -> T {
     r
 }
 
+/// `experiment=engine`: every explorer once, every `ENGINE_STRIDE`-th
+/// boundary, on whatever build this kernel is.  `make test` boots it on
+/// the unoptimised kernel, whose code the test kernels' optimiser would
+/// change: there a struct copy in the #DB handler was a call to `memcpy`,
+/// which the stepped paths run too, and the handler recursed (issue 16).
+/// The host check reads the same `EXP` lines as `make experiments`.
+pub fn engine_check() {
+    const ENGINE_STRIDE: usize = 25;
+    println!(
+        "EXP|begin|version={}|paging={}",
+        crate::mm::fault::version().name(),
+        crate::mm::pgtable::mode().name()
+    );
+    if let Some(r) = explore(Variant::Thread, false, ENGINE_STRIDE) {
+        row("thread", &r);
+    }
+    if let Some(w) = explore_window(false) {
+        println!(
+            "EXP|window|stepped={}|in_window={}|failures={}",
+            w.stepped, w.in_window, w.failures
+        );
+    }
+    if let Some(r) = explore_2020(Cpus::One, ENGINE_STRIDE) {
+        row_2020("r2020", &r);
+    }
+    if crate::arch::x86::smp::online().count() > 1 {
+        if let Some(r) = explore(Variant::OtherCpu { same_mm: true }, false, ENGINE_STRIDE) {
+            row("cpu2_threads", &r);
+        }
+        if let Some(r) = explore_2020(Cpus::Two, ENGINE_STRIDE) {
+            row_2020("cpu2_r2020", &r);
+        }
+        if crate::mm::pgtable::mode() == crate::mm::pgtable::PagingMode::TwoLevel {
+            // The seed's walk with memory plentiful: the low-memory one
+            // steps 41,000 boundaries in the unoptimised kernel.
+            let (slow, pressure, name) = super::point3::CONFIGS[2];
+            if let Some(r) = super::point3::explore_point3(slow, pressure, 4 * ENGINE_STRIDE) {
+                row_point3(name, &r);
+            }
+        }
+        if let Some(t) = super::torn::explore_torn(super::torn::Write::PteClear) {
+            row_torn(0, super::torn::Write::PteClear, &t);
+        }
+    }
+    println!("EXP|end");
+}
+
 pub fn run_all() {
     println!(
         "EXP|begin|version={}|paging={}",

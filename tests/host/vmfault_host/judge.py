@@ -221,6 +221,31 @@ def host_checks(main_kernel):
         checks.append((f"host[{mode}] unknown_key_ignored", unknown_key_ignored, mode))
     checks.append(("host bad_vmalloc_fault_value_stops_boot", bad_value_stops_boot, k.default_mode))
     checks.append(("host bad_paging_value_stops_boot", bad_paging_stops_boot, k.default_mode))
+    # The stepping engine on the unoptimised kernel (`make gdb`'s build,
+    # `make experiments KERNEL=dev`), which no test kernel is: every
+    # explorer at a sample of its boundaries must end, and every run must
+    # have met its own boundary (the `EXP` lines' misplaced and
+    # not_entered).  Two CPUs, so the two-CPU explorers run too.
+    def engine_on_the_unoptimised_kernel(mode):
+        b = boot(main_kernel, f"paging={mode} vmalloc_fault=legacy experiment=engine",
+                 f"host-engine-{mode}", timeout=600, smp=2)
+        why = [] if "EXP|end" in b.log else [f"the explorers did not end: {b.verdict()}"]
+        rows = {}
+        for line in b.log.splitlines():
+            if line.startswith("EXP|") and not line.startswith(("EXP|begin", "EXP|end")):
+                parts = line.split("|")
+                rows[parts[1]] = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
+        for name, r in rows.items():
+            for key in ("misplaced", "not_entered"):
+                if int(r.get(key, 0)):
+                    why.append(f"{name}: {key}={r[key]}")
+        want = ["r2020", "cpu2_r2020"] + (["thread", "cpu2_threads", "point3_seed"] if mode == "2level"
+                                          else ["torn0"])
+        why += [f"no {name} row" for name in want if name not in rows]
+        return why
+
+    for mode in k.modes:
+        checks.append((f"host[{mode}] engine_on_the_unoptimised_kernel", engine_on_the_unoptimised_kernel, mode))
     # The strip pictures `make experiments` draws, on made-up input.
     for check in strips_checks.CHECKS:
         checks.append((f"host strips.{check.__name__}", strips_checks.run, check))
