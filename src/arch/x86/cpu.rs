@@ -5,6 +5,7 @@
 
 use x86::bits32::eflags::{self, EFlags};
 use x86::controlregs;
+use x86::debugregs::{BreakCondition, BreakSize, Breakpoint};
 
 /// EFLAGS as saved by `save_flags`; Linux 2.4's `unsigned long flags`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -237,77 +238,76 @@ pub const DR6_B2: u32 = 1 << 2;
 pub const DR6_B3: u32 = 1 << 3;
 pub const DR6_BS: u32 = 1 << 14;
 
-/// Arm debug register 0 as an execution breakpoint at `addr` (global).
-pub fn set_exec_breakpoint(addr: u32) {
-    use x86::debugregs::{BreakCondition, BreakSize, Breakpoint};
-    // SAFETY: CPL 0; DR0/DR7 only change when the CPU raises #DB.
+/// Arm debug register `bp` (global) on `addr`.
+fn arm_breakpoint(bp: Breakpoint, addr: u32, condition: BreakCondition, size: BreakSize) {
+    // SAFETY: CPL 0; DR0-DR3/DR7 only change when the CPU raises #DB, and
+    // a breakpoint only adds #DB exceptions, which the kernel handles.
     unsafe {
-        Breakpoint::Dr0.configure(
-            addr as usize,
-            BreakCondition::Instructions,
-            BreakSize::Bytes1,
-        );
-        Breakpoint::Dr0.enable_global();
+        bp.configure(addr as usize, condition, size);
+        bp.enable_global();
     }
 }
 
-pub fn clear_exec_breakpoint() {
+fn disarm_breakpoint(bp: Breakpoint) {
     // SAFETY: as above.
-    unsafe { x86::debugregs::Breakpoint::Dr0.disable_global() }
+    unsafe { bp.disable_global() }
+}
+
+/// Arm debug register 0 as an execution breakpoint at `addr` (global).
+pub fn set_exec_breakpoint(addr: u32) {
+    arm_breakpoint(
+        Breakpoint::Dr0,
+        addr,
+        BreakCondition::Instructions,
+        BreakSize::Bytes1,
+    );
+}
+
+pub fn clear_exec_breakpoint() {
+    disarm_breakpoint(Breakpoint::Dr0);
 }
 
 /// DR1: a #DB right after any write to the 4 bytes at `addr` (a trap:
 /// the write is done when the handler runs).
 pub fn set_write_watchpoint(addr: u32) {
-    use x86::debugregs::{BreakCondition, BreakSize, Breakpoint};
-    // SAFETY: as above; a data breakpoint only adds #DB traps.
-    unsafe {
-        Breakpoint::Dr1.configure(addr as usize, BreakCondition::DataWrites, BreakSize::Bytes4);
-        Breakpoint::Dr1.enable_global();
-    }
+    arm_breakpoint(
+        Breakpoint::Dr1,
+        addr,
+        BreakCondition::DataWrites,
+        BreakSize::Bytes4,
+    );
 }
 
 pub fn clear_write_watchpoint() {
-    // SAFETY: as above.
-    unsafe { x86::debugregs::Breakpoint::Dr1.disable_global() }
+    disarm_breakpoint(Breakpoint::Dr1);
 }
 
 /// DR2: a second execution breakpoint, independent of DR0's.
 pub fn set_exec_breakpoint2(addr: u32) {
-    use x86::debugregs::{BreakCondition, BreakSize, Breakpoint};
-    // SAFETY: as above.
-    unsafe {
-        Breakpoint::Dr2.configure(
-            addr as usize,
-            BreakCondition::Instructions,
-            BreakSize::Bytes1,
-        );
-        Breakpoint::Dr2.enable_global();
-    }
+    arm_breakpoint(
+        Breakpoint::Dr2,
+        addr,
+        BreakCondition::Instructions,
+        BreakSize::Bytes1,
+    );
 }
 
 pub fn clear_exec_breakpoint2() {
-    // SAFETY: as above.
-    unsafe { x86::debugregs::Breakpoint::Dr2.disable_global() }
+    disarm_breakpoint(Breakpoint::Dr2);
 }
 
 /// DR3: a third execution breakpoint, independent of DR0's and DR2's.
 pub fn set_exec_breakpoint3(addr: u32) {
-    use x86::debugregs::{BreakCondition, BreakSize, Breakpoint};
-    // SAFETY: as above.
-    unsafe {
-        Breakpoint::Dr3.configure(
-            addr as usize,
-            BreakCondition::Instructions,
-            BreakSize::Bytes1,
-        );
-        Breakpoint::Dr3.enable_global();
-    }
+    arm_breakpoint(
+        Breakpoint::Dr3,
+        addr,
+        BreakCondition::Instructions,
+        BreakSize::Bytes1,
+    );
 }
 
 pub fn clear_exec_breakpoint3() {
-    // SAFETY: as above.
-    unsafe { x86::debugregs::Breakpoint::Dr3.disable_global() }
+    disarm_breakpoint(Breakpoint::Dr3);
 }
 
 /// Read and clear DR6 (the #DB handler's first act).
