@@ -4,8 +4,16 @@
 //! does not need; one queue keeps `schedule` the 2.4 one).  A task may
 //! run on a CPU if its `cpus_allowed` has it and no CPU holds its stack
 //! (2.4's `can_schedule`); reaping dead tasks.
+//!
+//! The queue is a `Vec`, not a ring buffer: 2.4's `list_add_tail` and
+//! `list_del` run the same instructions whatever the queue went through
+//! before, and so must ours.  A `VecDeque` branches on where its ring
+//! index wraps, which depends on every earlier push and pop (on both
+//! CPUs): `schedule`'s instruction path changed from run to run, and the
+//! race explorers, which count on a path repeating, met void runs in
+//! every path through the scheduler (issue 16, point 3).  The queue holds
+//! a handful of tasks, so taking one from the front costs a short copy.
 
-use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -14,7 +22,7 @@ use super::*;
 use crate::arch::x86::cpu;
 use crate::arch::x86::spinlock::SpinLock;
 
-pub(super) static RUNQUEUE: SpinLock<VecDeque<Arc<Task>>> = SpinLock::new(VecDeque::new());
+pub(super) static RUNQUEUE: SpinLock<Vec<Arc<Task>>> = SpinLock::new(Vec::new());
 
 pub(super) static TASKS: SpinLock<Vec<Arc<Task>>> = SpinLock::new(Vec::new());
 
@@ -29,7 +37,7 @@ pub(super) fn can_schedule(t: &Task, cpu: usize, prev: *const Task) -> bool {
 /// Take the first task `cpu` may run out of the queue (round robin);
 /// finished tasks met on the way leave the queue.  Caller holds the lock.
 pub(super) fn pick_next(
-    rq: &mut VecDeque<Arc<Task>>,
+    rq: &mut Vec<Arc<Task>>,
     cpu: usize,
     prev: *const Task,
 ) -> Option<Arc<Task>> {
@@ -40,7 +48,7 @@ pub(super) fn pick_next(
             // reaped, and reap skips queued ones.
             rq.remove(i);
         } else if can_schedule(&rq[i], cpu, prev) {
-            return rq.remove(i);
+            return Some(rq.remove(i));
         } else {
             i += 1;
         }
@@ -113,7 +121,7 @@ pub(super) fn requeue_runnable(running: *const Task) {
             && !is_idle_task(p)
             && !rq.iter().any(|q| Arc::as_ptr(q) == p)
         {
-            rq.push_back(t.clone());
+            rq.push(t.clone());
         }
     }
 }

@@ -75,7 +75,7 @@ fn __schedule() {
         // finish_switch: no other CPU takes it before switch_to has saved
         // its registers.
         if prev.state() == State::Runnable && !is_idle_task(prev_ptr) {
-            rq.push_back(arc_of(prev_ptr));
+            rq.push(arc_of(prev_ptr));
         }
         let next = pick_next(&mut rq, this_cpu, prev_ptr);
         if let Some(n) = &next {

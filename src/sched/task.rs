@@ -336,7 +336,7 @@ fn spawn(
         let _irq = cpu::irq_save();
         let mut tasks = TASKS.lock();
         tasks.push(task.clone());
-        RUNQUEUE.lock().push_back(task.clone());
+        RUNQUEUE.lock().push(task.clone());
         drop(tasks);
         // 2.4's wake_up_process -> reschedule_idle: an idle CPU takes it.
         reschedule_idle(task.cpus_allowed());
