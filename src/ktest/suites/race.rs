@@ -87,7 +87,7 @@ fn need_scenario() {
 /// What every depth-1 exploration must show, per version.
 fn check_depth1(r: &Report) {
     assert_eq!(
-        (r.misplaced, r.not_entered),
+        (r.checks.misplaced, r.checks.not_entered),
         (0, 0),
         "runs DR0 brought to another boundary than k, or that ended before it"
     );
@@ -298,7 +298,7 @@ fn regression_2020_window() {
         "the window was not found"
     );
     assert_eq!(
-        (r.not_entered, r.misplaced),
+        (r.checks.not_entered, r.checks.misplaced),
         (0, 0),
         "runs where B did not get in inside A's path, or not at its k"
     );
@@ -474,7 +474,7 @@ fn two_cpus_two_processes() {
 
 fn check_two_cpus(r: &Report, same_mm: bool) {
     assert_eq!(
-        (r.misplaced, r.not_entered),
+        (r.checks.misplaced, r.checks.not_entered),
         (0, 0),
         "runs DR0 brought to another boundary than k, or that ended before it"
     );
@@ -540,7 +540,7 @@ fn two_cpus_2020_regression() {
     assert!(!r.overflow, "the dry run hit its step limit");
     assert!(r.stepped > 0 && r.runs > 0, "the window was not found");
     assert_eq!(
-        (r.not_entered, r.misplaced),
+        (r.checks.not_entered, r.checks.misplaced),
         (0, 0),
         "runs where B did not get in inside A's path, or not at its k"
     );
@@ -676,7 +676,7 @@ fn two_cpus_point3_lost_page_table() {
         );
         assert_eq!(r.hangs, 0, "{}: B did not finish", name);
         assert_eq!(
-            (r.not_entered, r.misplaced),
+            (r.checks.not_entered, r.checks.misplaced),
             (0, 0),
             "{}: runs where B did not get in inside A's walk, or not at its k",
             name

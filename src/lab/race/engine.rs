@@ -78,6 +78,41 @@ pub enum After {
 /// boundary is reported unmeasured.
 pub const RETRIES: usize = 8;
 
+/// What a scenario's runs checked of themselves; each must end 0 but
+/// `retried`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Checks {
+    /// Void runs (`misplaced`: DR0's count met another boundary than k,
+    /// so nobody was let in) run again.
+    pub retried: usize,
+    /// Boundaries still void after `RETRIES` more tries: unmeasured.
+    pub misplaced: usize,
+    /// Runs whose other party never got in inside the path (it ended
+    /// before the target).
+    pub not_entered: usize,
+}
+
+impl Checks {
+    /// Run k by `run` until a run meets the dry run's boundary k, at most
+    /// `RETRIES` more times: the run that did, or `None` (counted as
+    /// unmeasured) if every one was void.
+    pub fn placed<T>(&mut self, mut run: impl FnMut() -> T) -> Option<T> {
+        let mut r = run();
+        for _ in 0..RETRIES {
+            if !misplaced() {
+                return Some(r);
+            }
+            self.retried += 1;
+            r = run();
+        }
+        if misplaced() {
+            self.misplaced += 1;
+            return None;
+        }
+        Some(r)
+    }
+}
+
 /// How run k reaches boundary k: DR0 on the instruction of boundary
 /// `anchor`, whose `occurrence`-th execution (counted from boundary 1)
 /// is that boundary; then steps to k.  Anchor 0 steps from the trigger.

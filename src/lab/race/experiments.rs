@@ -13,7 +13,7 @@ use crate::println;
 
 fn row(name: &str, r: &Report) {
     println!(
-        "EXP|{}|stepped={}|if={}|cr2={}|runs={}|failures={}|before_cr2={}|tried_before_cr2={}|late={}|b_failures={}|baseline={:?}|runs_per_s={}|reasons={}|misplaced={}|retried={}|handoff_ns={}|not_entered={}",
+        "EXP|{}|stepped={}|if={}|cr2={}|runs={}|failures={}|before_cr2={}|tried_before_cr2={}|late={}|b_failures={}|baseline={:?}|runs_per_s={}|reasons={}|handoff_ns={}|{}",
         name,
         r.stepped,
         r.with_if,
@@ -27,10 +27,8 @@ fn row(name: &str, r: &Report) {
         r.baseline,
         per_second(r.runs, r.run_cycles),
         reasons(r.failing.iter().map(|f| f.2).chain(r.b_failing.iter().map(|f| f.1))),
-        r.misplaced,
-        r.retried,
         r.handoff_ns(),
-        r.not_entered
+        checks(&r.checks)
     );
     for g in failure_groups(&r.failing) {
         println!("EXPG|{}|{}", name, g);
@@ -40,7 +38,7 @@ fn row(name: &str, r: &Report) {
 
 fn row_2020(name: &str, r: &Report2020) {
     println!(
-        "EXP|{}|stepped={}|preemptible={}|runs={}|failures={}|first={}|last={}|faults={}|runs_with_faults={}|baseline={:?}|slots_to_end={}|waited={}|failing_masked={}|runs_per_s={}|handoff_ns={}|reasons={}|not_entered={}|misplaced={}|retried={}",
+        "EXP|{}|stepped={}|preemptible={}|runs={}|failures={}|first={}|last={}|faults={}|runs_with_faults={}|baseline={:?}|slots_to_end={}|waited={}|failing_masked={}|runs_per_s={}|handoff_ns={}|reasons={}|{}",
         name,
         r.stepped,
         r.preemptible,
@@ -57,9 +55,7 @@ fn row_2020(name: &str, r: &Report2020) {
         per_second(r.runs, r.run_cycles),
         r.handoff_ns(),
         reasons(r.failure_kinds.iter().copied()),
-        r.not_entered,
-        r.misplaced,
-        r.retried
+        checks(&r.checks)
     );
     for run in r.failing.iter().take(1).chain(&r.last_failing) {
         let sym = crate::symbols::lookup(run.eip);
@@ -83,7 +79,7 @@ const STRESS_MMS: usize = 4;
 
 fn row_point3(name: &str, r: &super::point3::Point3Report) {
     println!(
-        "EXP|{}|stepped={}|runs={}|failures={}|lost_a={}|lost_b={}|leaked_tables={}|waited={}|hangs={}|first={}|last={}|baseline_failed={}|not_entered={}|misplaced={}|retried={}",
+        "EXP|{}|stepped={}|runs={}|failures={}|lost_a={}|lost_b={}|leaked_tables={}|waited={}|hangs={}|first={}|last={}|baseline_failed={}|{}",
         name,
         r.stepped,
         r.runs,
@@ -96,9 +92,7 @@ fn row_point3(name: &str, r: &super::point3::Point3Report) {
         r.window.map_or(-1, |w| w.0 as i64),
         r.window.map_or(-1, |w| w.1 as i64),
         r.baseline_failed,
-        r.not_entered,
-        r.misplaced,
-        r.retried
+        checks(&r.checks)
     );
     print_strip(name, &r.eips, &r.marks);
 }
@@ -120,6 +114,16 @@ fn row_torn(i: usize, w: super::torn::Write, t: &super::torn::TornReport) {
         t.ends_new,
         t.hang
     );
+}
+
+/// A scenario's checks as `EXP` fields (race.md's "Checks" sums them).
+fn checks(c: &super::engine::Checks) -> alloc::string::String {
+    alloc::format!(
+        "not_entered={}|misplaced={}|retried={}",
+        c.not_entered,
+        c.misplaced,
+        c.retried
+    )
 }
 
 /// The distinct outcomes of the failing runs, for race.md's "reason"

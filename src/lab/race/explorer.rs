@@ -309,14 +309,9 @@ pub struct Report {
     /// TSC cycles the runs took (not the scenario's setup or the
     /// baseline): what `make bench`'s explorer throughput divides by.
     pub run_cycles: u64,
-    /// Void runs (`engine::misplaced`: DR0's count met another boundary
-    /// than k, so nobody was let in) run again, and the boundaries still
-    /// void after `engine::RETRIES` tries, left unmeasured.
-    pub retried: usize,
-    pub misplaced: usize,
-    /// Runs whose path ended before its target boundary (nobody was let
-    /// in): must be 0.
-    pub not_entered: usize,
+    /// Void runs run again, boundaries left unmeasured, runs that ended
+    /// before their boundary.
+    pub checks: engine::Checks,
     /// Two CPUs: hand-offs measured, and their cycles from A's release of
     /// B to B's start.
     pub handoffs: u64,
@@ -513,19 +508,14 @@ pub fn explore_with(variant: Variant, deep: bool, stride: usize, reach: Reach) -
     let t0 = cpu::rdtsc();
     for j in jumps {
         let k = j.k;
-        let mut out = run_once(&sc, variant, Some(j), deep, false);
-        let mut tries = 1;
-        while engine::misplaced() && tries <= engine::RETRIES {
-            out = run_once(&sc, variant, Some(j), deep, false);
-            tries += 1;
-            rep.retried += 1;
-        }
-        if engine::misplaced() {
-            rep.misplaced += 1;
+        let Some(out) = rep
+            .checks
+            .placed(|| run_once(&sc, variant, Some(j), deep, false))
+        else {
             continue;
-        }
+        };
         rep.runs += 1;
-        rep.not_entered += usize::from(st().delivered_eip == 0);
+        rep.checks.not_entered += usize::from(st().delivered_eip == 0);
         if rep.cr2_read_at.is_some_and(|c| k <= c) {
             rep.tried_before_cr2 += 1;
         }

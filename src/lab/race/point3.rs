@@ -23,7 +23,7 @@ use crate::mm::mm_struct::PGD_LIST;
 use crate::mm::pgtable::{is_pae, pgd_offset, pmd_clear, pmd_offset, pmd_present};
 use crate::mm::vmalloc;
 
-use super::engine::{Jump, Reach, RETRIES};
+use super::engine::{Checks, Jump, Reach};
 use super::outcome::Mark;
 use super::stepper::{self, Cpus, Parties, Session};
 use crate::lab::vmalloc242::{self, Pressure, PteKernelSlow};
@@ -114,14 +114,9 @@ pub struct Point3Report {
     pub waited: usize,
     /// Runs where B did not finish in time.
     pub hangs: usize,
-    /// Runs where B did not get in inside A's walk (its target was never
-    /// reached): must be 0.
-    pub not_entered: usize,
-    /// Void runs (`engine::misplaced`: DR0's count met another boundary
-    /// than k, so B was not let in) run again, and the boundaries still
-    /// void after `engine::RETRIES` tries, left unmeasured.
-    pub retried: usize,
-    pub misplaced: usize,
+    /// Void runs run again, boundaries left unmeasured, runs where B did
+    /// not get in inside A's walk.
+    pub checks: Checks,
     /// First and last failing boundary.
     pub window: Option<(usize, usize)>,
     pub baseline_failed: bool,
@@ -201,8 +196,10 @@ pub fn explore_point3(
         free_frame(fa);
         free_frame(fb);
         let tally = Point3Report {
-            not_entered: usize::from(!r.entered),
-            misplaced: usize::from(r.misplaced),
+            checks: Checks {
+                not_entered: usize::from(!r.entered),
+                ..Default::default()
+            },
             waited: usize::from(r.waited),
             hangs: usize::from(r.hang),
             lost_a: usize::from(!a_ok),
@@ -226,19 +223,11 @@ pub fn explore_point3(
     rep.stepped = rec.eips.len();
     rep.marks = rec.unrun_marks(Cpus::Two);
     for (k, target) in rec.targets(Cpus::Two, stride, Reach::Anchors) {
-        let (mut failed, mut t) = run(Some(target), false);
-        let mut tries = 1;
-        while t.misplaced > 0 && tries <= RETRIES {
-            (failed, t) = run(Some(target), false);
-            tries += 1;
-            rep.retried += 1;
-        }
-        if t.misplaced > 0 {
-            rep.misplaced += 1;
+        let Some((failed, t)) = rep.checks.placed(|| run(Some(target), false)) else {
             continue;
-        }
+        };
         rep.runs += 1;
-        rep.not_entered += t.not_entered;
+        rep.checks.not_entered += t.checks.not_entered;
         rep.waited += t.waited;
         rep.hangs += t.hangs;
         rep.lost_a += t.lost_a;

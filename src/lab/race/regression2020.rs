@@ -27,7 +27,7 @@ use crate::mm::mm_struct::{mm_alloc, MmStruct};
 use crate::mm::pgtable::{pgd_offset, pmd_offset};
 use crate::mm::vmalloc;
 
-use super::engine::{Jump, Reach, RETRIES};
+use super::engine::{Checks, Jump, Reach};
 use super::explorer::Outcome;
 use super::outcome::Mark;
 pub use super::stepper::Cpus;
@@ -83,8 +83,6 @@ pub struct Run {
     pub waited: bool,
     /// Two CPUs: TSC cycles from A's release of B to B's start.
     pub handoff_cycles: Option<u64>,
-    /// Its target was another boundary than the dry run's k.
-    pub misplaced: bool,
 }
 
 /// The 2020 window, explored.
@@ -120,14 +118,9 @@ pub struct Report2020 {
     /// Failing runs where B did not run inside A's map (one CPU: A was
     /// not preempted there).
     pub failing_not_preempted: usize,
-    /// Runs where B did not get in inside A's path at all (its target
-    /// was never reached): must be 0, or the runs measured something else.
-    pub not_entered: usize,
-    /// Void runs (`engine::misplaced`: DR0's count met another boundary
-    /// than k, so B was not let in) run again, and the boundaries still
-    /// void after `engine::RETRIES` tries, left unmeasured.
-    pub retried: usize,
-    pub misplaced: usize,
+    /// Void runs run again, boundaries left unmeasured, runs where B did
+    /// not get in inside A's path.
+    pub checks: Checks,
     /// Failing runs at boundaries where A had interrupts off: only
     /// another CPU reaches those.
     pub failing_masked: usize,
@@ -203,7 +196,6 @@ fn run_once(f: &Fixture, target: Option<Jump>, record: bool) -> Run {
         caught,
         waited: r.waited,
         handoff_cycles: r.handoff_cycles,
-        misplaced: r.misplaced,
     }
 }
 
@@ -248,17 +240,9 @@ pub fn explore_2020_with(cpus: Cpus, stride: usize, reach: Reach) -> Option<Repo
     rep.marks = rec.unrun_marks(cpus);
     let t0 = crate::arch::x86::cpu::rdtsc();
     for (k, target) in rec.targets(cpus, stride, reach) {
-        let mut run = run_once(&f, Some(target), false);
-        let mut tries = 1;
-        while run.misplaced && tries <= RETRIES {
-            run = run_once(&f, Some(target), false);
-            tries += 1;
-            rep.retried += 1;
-        }
-        if run.misplaced {
-            rep.misplaced += 1;
+        let Some(mut run) = rep.checks.placed(|| run_once(&f, Some(target), false)) else {
             continue;
-        }
+        };
         run.k = k;
         run.eip = rec.eips[k];
         rep.marks[k] = Mark::of(run.outcome, Outcome::Clean);
@@ -267,7 +251,7 @@ pub fn explore_2020_with(cpus: Cpus, stride: usize, reach: Reach) -> Option<Repo
             rep.handoff_cycles += c;
         }
         rep.runs += 1;
-        rep.not_entered += usize::from(!run.preempted);
+        rep.checks.not_entered += usize::from(!run.preempted);
         rep.waited += usize::from(run.waited);
         rep.faults += run.faults;
         if run.faults > 0 {

@@ -145,8 +145,6 @@ pub struct RunResult {
     pub hang: bool,
     /// Two CPUs: TSC cycles from A's release of B to B's start.
     pub handoff_cycles: Option<u64>,
-    /// The target boundary was not the dry run's k (`engine::misplaced`).
-    pub misplaced: bool,
 }
 
 struct State {
@@ -156,6 +154,11 @@ struct State {
     /// A's task: only its instructions are boundaries, and only its DR0
     /// hits count (a path that sleeps lets other tasks run the same code).
     a_task: u32,
+    /// A's stack: `switch_to` moves to the next task's stack before it
+    /// makes that task `current`, and those few instructions, on a stack
+    /// that is not A's, belong to whichever task comes next, which may
+    /// differ from run to run: they are not A's path either.
+    a_stack: (u32, u32),
     two_cpus: bool,
 }
 
@@ -163,6 +166,7 @@ static ST: RacyCell<State> = RacyCell::new(State {
     end: (0, 0),
     parties: None,
     a_task: 0,
+    a_stack: (0, 0),
     two_cpus: false,
 });
 
@@ -198,14 +202,23 @@ fn b_fn() -> fn() {
 /// A, before its path: boundary 0 is the instruction after the next
 /// store to `addr` (DR1).
 pub fn arm_write(addr: u32) {
-    st().a_task = sched::current_ptr() as u32;
+    become_a();
     engine::arm(Trigger::Write(addr));
 }
 
 /// A, before its path: boundary 0 is the instruction at `addr` (DR3).
 pub fn arm_exec(addr: u32) {
-    st().a_task = sched::current_ptr() as u32;
+    become_a();
     engine::arm(Trigger::Exec(addr));
+}
+
+/// The running task is A: its task and its stack.
+fn become_a() {
+    let s = st();
+    s.a_task = sched::current_ptr() as u32;
+    s.a_stack = sched::current()
+        .stack()
+        .map_or((0, u32::MAX), |k| (k.base, k.top));
 }
 
 /// A, after its path: no more boundaries; if B did not get in, it runs
@@ -228,13 +241,19 @@ fn preempt_irq(_: &mut TrapFrame) {
 struct APath;
 
 impl engine::Path for APath {
-    fn own(_: &TrapFrame) -> bool {
-        // A's task, outside any interrupt handler: an interrupt taken in
-        // A's task is not A's path, and its DR0 hits are not A's.  Not
-        // `current_ptr()`, `irq::depth()` or an atomic: DR0 may sit on any
-        // instruction of the path, and a function the path shares with
-        // this handler would hit it again in here.  Two inlined %gs loads.
-        percpu::current_word() == st().a_task && percpu::irq_depth_word() == 0
+    fn own(frame: &TrapFrame) -> bool {
+        // A's task, outside any interrupt handler, on A's stack: an
+        // interrupt taken in A's task is not A's path, nor is the end of
+        // a switch away from A.  Not `current_ptr()`, `irq::depth()` or an
+        // atomic: DR0 may sit on any instruction of the path, and a
+        // function the path shares with this handler would hit it again
+        // in here.  Two inlined %gs loads and a compare.
+        let s = st();
+        let sp = frame.interrupted_esp();
+        percpu::current_word() == s.a_task
+            && percpu::irq_depth_word() == 0
+            && sp >= s.a_stack.0
+            && sp < s.a_stack.1
     }
 
     fn other(_: &mut TrapFrame, _: u32) {
@@ -400,7 +419,6 @@ impl Session {
             waited: handoff::waited(),
             hang: self.cpus == Cpus::Two && handoff::hung(),
             handoff_cycles: handoff::handoff_cycles(),
-            misplaced: engine::misplaced(),
         }
     }
 
