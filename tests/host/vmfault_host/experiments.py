@@ -16,6 +16,11 @@ OUT = os.path.join(TARGET, "experiments")
 PICTURES = os.path.join(ROOT, "docs", "pictures")
 
 
+def span(row):
+    """A row's first..last failing boundary, or `-`."""
+    return f"{row['first']}..{row['last']}" if row["first"] != "-1" else "-"
+
+
 def parse(log):
     rows, groups = {}, {}
     for line in log.splitlines():
@@ -214,8 +219,7 @@ def main(argv=None):
     for (m, v), (rows, groups, complete, b) in results.items():
         w = rows.get("r2020")
         if w:
-            win = f"{w['first']}..{w['last']}" if w["first"] != "-1" else "-"
-            md.append(f"| {m} | {v} | {w['stepped']} | {w['preemptible']} | {w['runs']} | {w['failures']} | {win} | "
+            md.append(f"| {m} | {v} | {w['stepped']} | {w['preemptible']} | {w['runs']} | {w['failures']} | {span(w)} | "
                       f"{w['faults']} ({w['runs_with_faults']}) | {w['baseline']} |")
     md += ["", "Two CPUs (`-smp 2`): CPU A's vmalloc fault is single-stepped; at every boundary, IF=1 or not, CPU A",
            "waits while CPU B runs its whole access to another page of the same stale slot. B is a thread of A's mm",
@@ -244,9 +248,8 @@ def main(argv=None):
     for (m, v), (rows, groups, complete, b) in results2.items():
         w = rows.get("cpu2_r2020")
         if w:
-            win = f"{w['first']}..{w['last']}" if w["first"] != "-1" else "-"
             md.append(f"| {m} | {v} | {w['stepped']} | {w['runs']} | {w['failures']} | {w.get('failing_masked', '-')} | "
-                      f"{win} | {w.get('reasons', '-')} | {w['faults']} | {w['waited']} | {w['runs_per_s']} | "
+                      f"{span(w)} | {w.get('reasons', '-')} | {w['faults']} | {w['waited']} | {w['runs_per_s']} | "
                       f"{w['handoff_ns']} ns |")
     p3 = next((rows for (m, v), (rows, _, _, _) in results2.items() if "point3_242" in rows), None)
     if p3:

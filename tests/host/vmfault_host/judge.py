@@ -4,7 +4,7 @@ of the user-facing kernel's boot."""
 import os
 import re
 
-from vmfault_host import elf, ktap, strips_checks
+from vmfault_host import elf, experiments, ktap, strips_checks
 from vmfault_host.paths import ROOT
 from vmfault_host.qemu import boot
 
@@ -229,12 +229,8 @@ def host_checks(main_kernel):
     def engine_on_the_unoptimised_kernel(mode):
         b = boot(main_kernel, f"paging={mode} vmalloc_fault=legacy experiment=engine",
                  f"host-engine-{mode}", timeout=600, smp=2)
-        why = [] if "EXP|end" in b.log else [f"the explorers did not end: {b.verdict()}"]
-        rows = {}
-        for line in b.log.splitlines():
-            if line.startswith("EXP|") and not line.startswith(("EXP|begin", "EXP|end")):
-                parts = line.split("|")
-                rows[parts[1]] = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
+        rows, _, complete = experiments.parse(b.log)
+        why = [] if complete else [f"the explorers did not end: {b.verdict()}"]
         for name, r in rows.items():
             for key in ("misplaced", "not_entered"):
                 if int(r.get(key, 0)):
