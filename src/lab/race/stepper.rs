@@ -55,9 +55,8 @@ use crate::sched::{self, Task};
 /// The self-IPI that preempts A (one CPU).
 pub const PREEMPT_VECTOR: u8 = 0xF3;
 /// The longest path measured is point 3's low-memory walk in the
-/// unoptimised kernel, 41477 boundaries (44039 before the run before the
-/// dry run); the recording takes 7 bytes a boundary of a 32 MiB boot's
-/// heap, reserved before the path starts.
+/// unoptimised kernel, 40688 boundaries; the recording takes 7 bytes a
+/// boundary of a 32 MiB boot's heap, reserved before the path starts.
 const MAX_STEPS: usize = 65_536;
 
 /// Where B runs and how boundary k lets it in.
