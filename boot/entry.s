@@ -71,6 +71,10 @@ paging_switch:
     .text
     .type start_high, @function
 start_high:
+    /* The boot CPU's first frame: `bt` ends here (no caller). */
+    .cfi_startproc simple
+    .cfi_def_cfa %esp, 0
+    .cfi_undefined %eip
     mov $boot_stack_top, %esp
     xor %ebp, %ebp                      /* ends the frame-pointer call trace */
     push %esi                           /* info (physical) */
@@ -79,6 +83,7 @@ start_high:
 4:  cli
     hlt
     jmp 4b
+    .cfi_endproc
     .size start_high, . - start_high
 
     .section .bss

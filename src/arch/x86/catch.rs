@@ -83,11 +83,20 @@ global_asm!(
     .globl arch_catch
     .type arch_catch, @function
 arch_catch:
+    /* A plain frame-pointer frame; a longjmp lands at 2: with this
+       frame's EBP and ESP back, so the rules hold there too. */
+    .cfi_startproc
     pushl %ebp
+    .cfi_adjust_cfa_offset 4
+    .cfi_offset %ebp, -8
     movl %esp, %ebp
+    .cfi_def_cfa_register %ebp
     pushl %ebx
+    .cfi_offset %ebx, -12
     pushl %esi
+    .cfi_offset %esi, -16
     pushl %edi
+    .cfi_offset %edi, -20
     movl 8(%ebp), %eax
     movl %ebx, 0(%eax)
     movl %esi, 4(%eax)
@@ -106,7 +115,9 @@ arch_catch:
     popl %esi
     popl %ebx
     popl %ebp
+    .cfi_def_cfa %esp, 4
     ret
+    .cfi_endproc
     .size arch_catch, . - arch_catch
 
     .globl arch_longjmp

@@ -113,7 +113,7 @@ fn do_boot_cpu(apic_id: u8, slot: usize) -> Result<u64, &'static str> {
         cr4: cpu::read_cr4(),
         nxe: nx_enabled(),
         esp: stack.top,
-        entry: start_secondary as *const () as u32,
+        entry: secondary_startup as *const () as u32,
     });
     CALLIN.store(0, Ordering::SeqCst);
     BOOTING.store(slot as u32, Ordering::SeqCst);
@@ -145,6 +145,30 @@ fn do_boot_cpu(apic_id: u8, slot: usize) -> Result<u64, &'static str> {
     smp::set_online(slot, apic_id);
     Ok(us)
 }
+
+extern "C" {
+    /// Where the trampoline jumps, in the high half: the AP's first frame.
+    fn secondary_startup() -> !;
+}
+
+core::arch::global_asm!(
+    r#"
+    .text
+    .globl secondary_startup
+    .type secondary_startup, @function
+secondary_startup:
+    /* Nothing called it: `bt` on this CPU ends here. */
+    .cfi_startproc simple
+    .cfi_def_cfa %esp, 0
+    .cfi_undefined %eip
+    call {start}
+    ud2
+    .cfi_endproc
+    .size secondary_startup, . - secondary_startup
+"#,
+    start = sym start_secondary,
+    options(att_syntax)
+);
 
 /// The AP's first Rust code, on its own stack, paging on through the
 /// trampoline's directory, interrupts off.

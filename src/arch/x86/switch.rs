@@ -21,23 +21,39 @@ global_asm!(
     .globl switch_to
     .type switch_to, @function
 switch_to:
+    /* The unwind rules hold on both stacks: next's was left by its own
+       switch_to with the same four registers above its return address. */
+    .cfi_startproc
     movl 4(%esp), %eax
     movl 8(%esp), %edx
     movl 12(%esp), %ecx
     pushl %ebp
+    .cfi_adjust_cfa_offset 4
+    .cfi_offset %ebp, -8
     pushl %ebx
+    .cfi_adjust_cfa_offset 4
+    .cfi_offset %ebx, -12
     pushl %esi
+    .cfi_adjust_cfa_offset 4
+    .cfi_offset %esi, -16
     pushl %edi
+    .cfi_adjust_cfa_offset 4
+    .cfi_offset %edi, -20
     movl %esp, (%eax)
     movl %edx, %esp
     .globl switch_to_set_current
 switch_to_set_current:
     movl %ecx, %gs:{current}
     popl %edi
+    .cfi_adjust_cfa_offset -4
     popl %esi
+    .cfi_adjust_cfa_offset -4
     popl %ebx
+    .cfi_adjust_cfa_offset -4
     popl %ebp
+    .cfi_adjust_cfa_offset -4
     ret
+    .cfi_endproc
     .size switch_to, . - switch_to
 
     /* The first `ret` of switch_to in a new thread lands here, with the
@@ -45,9 +61,14 @@ switch_to_set_current:
     .globl kernel_thread_entry
     .type kernel_thread_entry, @function
 kernel_thread_entry:
+    /* A thread's first frame: nothing called it (`bt` ends here). */
+    .cfi_startproc simple
+    .cfi_def_cfa %esp, 4
+    .cfi_undefined %eip
     xorl %ebp, %ebp
     call kernel_thread_start
     ud2
+    .cfi_endproc
     .size kernel_thread_entry, . - kernel_thread_entry
 "#,
     current = const super::percpu::CURRENT_OFFSET,
