@@ -70,6 +70,10 @@ pub fn init(v: VmallocFaultVersion) {
 #[no_mangle]
 static BAD_AREAS: AtomicU32 = AtomicU32::new(0);
 static LAST_BAD_AREA: AtomicU8 = AtomicU8::new(0);
+/// The interrupt nesting depth the last bad_area ran at (0: a task's own
+/// fault, 1: a fault inside an interrupt handler, ...): which level of a
+/// nested run died.
+static LAST_BAD_AREA_DEPTH: AtomicU32 = AtomicU32::new(0);
 
 /// Why a vmalloc fault ended in `bad_area`/`no_context`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +134,11 @@ pub fn last_bad_area() -> BadArea {
     BadArea::from_u8(LAST_BAD_AREA.load(Ordering::Relaxed))
 }
 
+/// The interrupt depth (`irq::depth()`) the most recent bad_area ran at.
+pub fn last_bad_area_depth() -> u32 {
+    LAST_BAD_AREA_DEPTH.load(Ordering::Relaxed)
+}
+
 /// The serial "vmalloc fault statistics" report.
 pub fn show_stats() {
     println!(
@@ -146,25 +155,87 @@ pub fn show_stats() {
 //
 // 2.4's entry.S: `ENTRY(page_fault) pushl $ SYMBOL_NAME(do_page_fault);
 // jmp error_code`.  Here one such entry exists per version and paging
-// mode, each pushing a `do_page_fault` compiled for that pair, so the
-// handler tests neither (issue 14); `init` points vector 14 at the pair
-// the kernel booted with.  `error_code` (arch/x86/entry.rs) saves the
-// registers and calls the pushed handler directly, as 2.4's does.
+// mode, each pushing the `do_page_fault` of a module compiled for that
+// pair (`legacy_2level`, `sync_pae`, ...), so the handler tests neither
+// (issue 14); `init` points vector 14 at the pair the kernel booted
+// with.  `error_code` (arch/x86/entry.rs) saves the registers and calls
+// the pushed handler directly, as 2.4's does.
+//
+// Each module's `do_page_fault` and `vmalloc_fault` are plain functions
+// with Linux's names, so a plain gdb's `break vmalloc_fault` and `break
+// do_page_fault` stop in the booted version's (one location per module;
+// only the booted one runs), and `do_page_fault` calls its own module's
+// `vmalloc_fault` directly: no dispatcher on the path.  5.8 (`eager_*`)
+// has no `vmalloc_fault` (7f0a002b5a21 removed it).
+
+/// One version compiled for one paging mode, as its module's
+/// `do_page_fault` sees it.
+pub trait Handler {
+    /// The module's `vmalloc_fault`: 0 (`BadArea::None`) when the entry
+    /// was synced, else the `BadArea`.
+    fn vmalloc_fault(address: u32) -> u8;
+}
 
 macro_rules! page_fault_entries {
-    ($($v:ident, $l:ident => $label:ident: $handler:ident;)*) => {
+    ($($v:ident, $l:ident => $m:ident, $label:ident: $body:ident $(, $vf:ident)?;)*) => {
         $(
-            core::arch::global_asm!(
-                concat!(".globl ", stringify!($label)),
-                concat!(".type ", stringify!($label), ", @function"),
-                ".balign 16",
-                concat!(stringify!($label), ":"),
-                "pushl ${h}",
-                "jmp error_code",
-                concat!(".size ", stringify!($label), ", . - ", stringify!($label)),
-                h = sym $handler::<$l>,
-                options(att_syntax)
-            );
+            #[doc = concat!("`vmalloc_fault=", stringify!($v), "` compiled for `", stringify!($l),
+                            "`: its `do_page_fault` (`", stringify!($body), "`) and its `#PF` entry `",
+                            stringify!($label), "`.")]
+            pub mod $m {
+                use super::*;
+
+                /// What the `#PF` entry calls.
+                pub extern "C" fn do_page_fault(frame: &mut TrapFrame) {
+                    $body::<This>(frame)
+                }
+
+                $(
+                    /// The `vmalloc_fault:` path of this version's
+                    /// `do_page_fault` (a label in 2.4, a `noinline`
+                    /// function from 2.6 on).  `finish` in gdb prints what
+                    /// it returns: 0 when the entry was synced, else the
+                    /// `BadArea`.
+                    #[inline(never)]
+                    pub extern "C" fn $vf(address: u32) -> u8 {
+                        vmalloc_fault_of::<$l>(VmallocFaultVersion::$v, address)
+                    }
+                )?
+
+                pub struct This;
+
+                impl Handler for This {
+                    #[inline(always)]
+                    fn vmalloc_fault(_address: u32) -> u8 {
+                        $(return $vf(_address);)?
+                        #[allow(unreachable_code)]
+                        {
+                            unreachable!("5.8 has no vmalloc_fault")
+                        }
+                    }
+                }
+
+                core::arch::global_asm!(
+                    concat!(".globl ", stringify!($label)),
+                    concat!(".type ", stringify!($label), ", @function"),
+                    ".balign 16",
+                    concat!(stringify!($label), ":"),
+                    // The CPU's frame with its error code (arch/x86/entry.rs
+                    // says why the caller is the faulting instruction).
+                    ".cfi_startproc simple",
+                    ".cfi_signal_frame",
+                    ".cfi_def_cfa %esp, 16",
+                    ".cfi_offset %eip, -12",
+                    ".cfi_offset %eflags, -4",
+                    "pushl ${h}",
+                    ".cfi_adjust_cfa_offset 4",
+                    "jmp error_code",
+                    ".cfi_endproc",
+                    concat!(".size ", stringify!($label), ", . - ", stringify!($label)),
+                    h = sym do_page_fault,
+                    options(att_syntax)
+                );
+            }
         )*
 
         extern "C" {
@@ -184,32 +255,25 @@ macro_rules! page_fault_entries {
 }
 
 page_fault_entries! {
-    Legacy, TwoLevel => page_fault_legacy_2level: do_page_fault_legacy;
-    Legacy, ThreeLevel => page_fault_legacy_pae: do_page_fault_legacy;
-    Cli, TwoLevel => page_fault_cli_2level: do_page_fault_cli;
-    Cli, ThreeLevel => page_fault_cli_pae: do_page_fault_cli;
-    Cr3, TwoLevel => page_fault_cr3_2level: do_page_fault_cr3;
-    Cr3, ThreeLevel => page_fault_cr3_pae: do_page_fault_cr3;
-    Sync, TwoLevel => page_fault_sync_2level: do_page_fault_sync;
-    Sync, ThreeLevel => page_fault_sync_pae: do_page_fault_sync;
-    Eager, TwoLevel => page_fault_eager_2level: do_page_fault_eager;
-    Eager, ThreeLevel => page_fault_eager_pae: do_page_fault_eager;
-    EagerLazy, TwoLevel => page_fault_eager_lazy_2level: do_page_fault_eager_lazy;
-    EagerLazy, ThreeLevel => page_fault_eager_lazy_pae: do_page_fault_eager_lazy;
+    Legacy, TwoLevel => legacy_2level, page_fault_legacy_2level: do_page_fault_legacy, vmalloc_fault;
+    Legacy, ThreeLevel => legacy_pae, page_fault_legacy_pae: do_page_fault_legacy, vmalloc_fault;
+    Cli, TwoLevel => cli_2level, page_fault_cli_2level: do_page_fault_cli, vmalloc_fault;
+    Cli, ThreeLevel => cli_pae, page_fault_cli_pae: do_page_fault_cli, vmalloc_fault;
+    Cr3, TwoLevel => cr3_2level, page_fault_cr3_2level: do_page_fault_cr3, vmalloc_fault;
+    Cr3, ThreeLevel => cr3_pae, page_fault_cr3_pae: do_page_fault_cr3, vmalloc_fault;
+    Sync, TwoLevel => sync_2level, page_fault_sync_2level: do_page_fault_sync, vmalloc_fault;
+    Sync, ThreeLevel => sync_pae, page_fault_sync_pae: do_page_fault_sync, vmalloc_fault;
+    Eager, TwoLevel => eager_2level, page_fault_eager_2level: do_page_fault_eager;
+    Eager, ThreeLevel => eager_pae, page_fault_eager_pae: do_page_fault_eager;
+    EagerLazy, TwoLevel => eager_lazy_2level, page_fault_eager_lazy_2level: do_page_fault_eager_lazy, vmalloc_fault;
+    EagerLazy, ThreeLevel => eager_lazy_pae, page_fault_eager_lazy_pae: do_page_fault_eager_lazy, vmalloc_fault;
 }
 
-/// The `vmalloc_fault:` label of each version's `do_page_fault`, as a
-/// function compiled once per version (`V`, its index in
-/// `VmallocFaultVersion::ALL`) and paging mode.  `make gdb` breaks on the
-/// copy the kernel booted with (by its linker name: gdb cannot name a
-/// generic instance), and `finish` prints what it returns: 0 when the
-/// entry was synced, else the `BadArea`.  A function of its own only in
-/// the debug kernel (gdb's, and the experiments'); the release kernel
-/// inlines it into `do_page_fault`, where 2.4 has it as a label.
-#[cfg_attr(debug_assertions, inline(never))]
-#[cfg_attr(not(debug_assertions), inline(always))]
-extern "C" fn vmalloc_fault<L: Levels, const V: usize>(address: u32) -> u8 {
-    let r = match VmallocFaultVersion::ALL[V] {
+/// Version `v`'s `vmalloc_fault` for format `L` (each module's
+/// `vmalloc_fault` is this with `v` a constant).
+#[inline(always)]
+fn vmalloc_fault_of<L: Levels>(v: VmallocFaultVersion, address: u32) -> u8 {
+    let r = match v {
         VmallocFaultVersion::Legacy => vmalloc_fault_legacy::<L>(address),
         VmallocFaultVersion::Cli => vmalloc_fault_cli::<L>(address),
         VmallocFaultVersion::Cr3 => vmalloc_fault_cr3::<L>(address),
@@ -226,8 +290,8 @@ extern "C" fn vmalloc_fault<L: Levels, const V: usize>(address: u32) -> u8 {
 
 /// Whatever `vmalloc_fault` could not fix ends in `bad_area_nosemaphore`.
 #[inline(always)]
-fn vmalloc_fault_or_die<L: Levels, const V: usize>(frame: &mut TrapFrame, address: u32) {
-    let why = vmalloc_fault::<L, V>(address);
+fn vmalloc_fault_or_die<H: Handler>(frame: &mut TrapFrame, address: u32) {
+    let why = H::vmalloc_fault(address);
     if why != BadArea::None as u8 {
         bad_area_nosemaphore(frame, address, BadArea::from_u8(why));
     }
@@ -242,40 +306,44 @@ fn vmalloc_fault_or_die<L: Levels, const V: usize>(frame: &mut TrapFrame, addres
 
 /// `do_page_fault` of 2.4.0-2.4.4, through a trap gate (IF as the
 /// faulting code had it).
-extern "C" fn do_page_fault_legacy<L: Levels>(frame: &mut TrapFrame) {
+#[inline(always)]
+fn do_page_fault_legacy<H: Handler>(frame: &mut TrapFrame) {
     // __asm__("movl %%cr2,%0":"=r" (address));
     let address = cpu::read_cr2();
     // if (address >= TASK_SIZE) goto vmalloc_fault;
     if address < TASK_SIZE {
         bad_area_nosemaphore(frame, address, BadArea::NoContext);
     }
-    vmalloc_fault_or_die::<L, { VmallocFaultVersion::Legacy as usize }>(frame, address);
+    vmalloc_fault_or_die::<H>(frame, address);
 }
 
 /// 2.4.2aa's `do_page_fault` with the seed's patch: 2.4.1's trap-gate
 /// entry and test, the patched `vmalloc_fault`.
-extern "C" fn do_page_fault_cli<L: Levels>(frame: &mut TrapFrame) {
+#[inline(always)]
+fn do_page_fault_cli<H: Handler>(frame: &mut TrapFrame) {
     let address = cpu::read_cr2();
     if address < TASK_SIZE {
         bad_area_nosemaphore(frame, address, BadArea::NoContext);
     }
-    vmalloc_fault_or_die::<L, { VmallocFaultVersion::Cli as usize }>(frame, address);
+    vmalloc_fault_or_die::<H>(frame, address);
 }
 
 /// `do_page_fault` of 2.4.5-pre1: 2.4.4's, with a `vmalloc_fault` that
 /// takes the pgd from CR3.
-extern "C" fn do_page_fault_cr3<L: Levels>(frame: &mut TrapFrame) {
+#[inline(always)]
+fn do_page_fault_cr3<H: Handler>(frame: &mut TrapFrame) {
     let address = cpu::read_cr2();
     if address < TASK_SIZE {
         bad_area_nosemaphore(frame, address, BadArea::NoContext);
     }
-    vmalloc_fault_or_die::<L, { VmallocFaultVersion::Cr3 as usize }>(frame, address);
+    vmalloc_fault_or_die::<H>(frame, address);
 }
 
 /// `do_page_fault` of 2.4.5-pre2 and later: an interrupt gate, IF back on
 /// once CR2 is saved, and only a kernel-mode not-present fault goes to
 /// `vmalloc_fault`.
-extern "C" fn do_page_fault_sync<L: Levels>(frame: &mut TrapFrame) {
+#[inline(always)]
+fn do_page_fault_sync<H: Handler>(frame: &mut TrapFrame) {
     let address = cpu::read_cr2();
     // "It's safe to allow irq's after cr2 has been saved"
     if frame.eflags & cpu::EFLAGS_IF != 0 {
@@ -285,16 +353,17 @@ extern "C" fn do_page_fault_sync<L: Levels>(frame: &mut TrapFrame) {
     if address < TASK_SIZE || frame.error_code & (X86_PF_PROT | X86_PF_USER) != 0 {
         bad_area_nosemaphore(frame, address, BadArea::NoContext);
     }
-    vmalloc_fault_or_die::<L, { VmallocFaultVersion::Sync as usize }>(frame, address);
+    vmalloc_fault_or_die::<H>(frame, address);
 }
 
 /// 5.8 x86-32: `vmalloc_fault()` is gone (7f0a002b5a21);
 /// `arch_sync_kernel_mappings` is supposed to make it unnecessary, so
 /// every kernel fault oopses.  5.x handles a kernel-address fault with
 /// interrupts still off (IF is re-enabled only for user addresses).
-// Generic like every entry's handler, though it walks no table.
+// Generic like every version's body, though it walks no table.
 #[allow(clippy::extra_unused_type_parameters)]
-extern "C" fn do_page_fault_eager<L: Levels>(frame: &mut TrapFrame) {
+#[inline(always)]
+fn do_page_fault_eager<H: Handler>(frame: &mut TrapFrame) {
     let address = cpu::read_cr2();
     bad_area_nosemaphore(frame, address, BadArea::NoContext);
 }
@@ -307,12 +376,13 @@ extern "C" fn do_page_fault_eager<L: Levels>(frame: &mut TrapFrame) {
 ///                 return;
 /// }
 /// ```
-extern "C" fn do_page_fault_eager_lazy<L: Levels>(frame: &mut TrapFrame) {
+#[inline(always)]
+fn do_page_fault_eager_lazy<H: Handler>(frame: &mut TrapFrame) {
     let address = cpu::read_cr2();
     if frame.error_code & (X86_PF_RSVD | X86_PF_PROT | X86_PF_USER) != 0 {
         bad_area_nosemaphore(frame, address, BadArea::NoContext);
     }
-    vmalloc_fault_or_die::<L, { VmallocFaultVersion::EagerLazy as usize }>(frame, address);
+    vmalloc_fault_or_die::<H>(frame, address);
 }
 
 /// `vmalloc_fault` of Linux 2.4.0/2.4.1 (arch/i386/mm/fault.c), the code
@@ -532,6 +602,7 @@ fn bad_area_nosemaphore(frame: &mut TrapFrame, address: u32, why: BadArea) -> ! 
     cpu::cli();
     BAD_AREAS.fetch_add(1, Ordering::Relaxed);
     LAST_BAD_AREA.store(why as u8, Ordering::Relaxed);
+    LAST_BAD_AREA_DEPTH.store(crate::arch::x86::irq::depth(), Ordering::Relaxed);
     if !crate::fixup::quiet() && !crate::oops::silenced() {
         println!("vmalloc_fault={}: {}", version().name(), why.describe());
     }

@@ -105,6 +105,10 @@ class Kernel:
     soak_ops_default: int
     soak_seed_default: int
     entry: int  # `_start`, the multiboot2 entry, at its physical address
+    # Replay scenarios (src/lab/race/replay.rs), their CPU counts and modes.
+    race_scenarios: tuple = ()
+    race_scenario_cpus: tuple = ()
+    race_scenario_modes: tuple = ()
 
     def symbol(self, name):
         return _elf(self.path, *_stamp(self.path)).address(name)
@@ -134,21 +138,29 @@ def _constants(path, mtime, size):
         default_version=n("VERSION_DEFAULT")[0],
         modes=n("PAGING_NAMES"), default_mode=n("PAGING_DEFAULT")[0], bad_area_texts=n("BAD_AREA_TEXTS"),
         soak_ops_default=u("SOAK_OPS_DEFAULT"), soak_seed_default=u("SOAK_SEED_DEFAULT"),
-        entry=e.address("_start"))
+        entry=e.address("_start"),
+        race_scenarios=n("RACE_SCENARIOS"), race_scenario_cpus=n("RACE_SCENARIO_CPUS"),
+        race_scenario_modes=n("RACE_SCENARIO_MODES"))
+
+
+def fault_module(mode, version):
+    """The module of src/mm/fault.rs that holds `vmalloc_fault=version`
+    compiled for paging `mode`: `legacy_2level`, `eager_lazy_pae`, ..."""
+    return f"{version.replace('-', '_')}_{mode}"
 
 
 def vmalloc_fault_symbol(kernel, mode, version):
-    """The linker name of `vmalloc_fault::<L, V>` (src/mm/fault.rs) for
-    paging `mode` and vmalloc_fault= `version`: a generic Rust function has
-    no plain name, and gdb's Rust support cannot name an instance, but it
-    breaks on the mangled (v0) symbol and skips its prologue.  None for a
-    kernel without it."""
+    """gdb's name for the booted version's `vmalloc_fault` in paging
+    `mode` (a plain function of its version's module, src/mm/fault.rs), or
+    None where the kernel has none (5.8's `eager` removed it)."""
     path = os.path.abspath(kernel)
     e = _elf(path, *_stamp(path))
-    k = constants(kernel)
-    level = "8TwoLevel" if mode == "2level" else "10ThreeLevel"
-    pattern = re.compile(r"13vmalloc_fault.*" + level + r"Kj" + format(k.versions.index(version), "x") + r"_E")
-    return next((s for s in e.symbols if s.startswith("_R") and pattern.search(s)), None)
+    m = fault_module(mode, version)
+    # A v0-mangled path ends `...<len><module>13vmalloc_fault`.
+    pattern = re.compile(rf"{len(m)}{m}13vmalloc_fault$")
+    if any(s.startswith("_R") and pattern.search(s) for s in e.symbols):
+        return f"vmfault::mm::fault::{m}::vmalloc_fault"
+    return None
 
 
 def constants(kernel):
