@@ -9,6 +9,7 @@
 //! | `test=` | a glob over `suite.case` (`*`, `?`) | none: no tests run |
 //! | `loglevel=` | `0`..`8` | `7` |
 //! | `experiment=` | `race` (full race experiments), `engine` (the stepping engine's quick check), `bench` (benchmarks) or `soak`, then exit | none |
+//! | `race=` | replay handles, `SCENARIO:VERSION:MODE:NCPU:K` separated by commas (`lab/race/replay.rs` checks them), then exit | none |
 //! | `fuzz_seed=` | the fuzz suite's base seed, decimal or `0x` hex (replays a failure) | built in |
 //! | `fuzz_cases=` | iterations per fuzz case, `1`..`1000000` | built in |
 //! | `smp=` | CPUs to run, `1`..`NR_CPUS` (8), the boot CPU included | every CPU the firmware lists |
@@ -176,6 +177,9 @@ pub struct Cmdline<'a> {
     pub engine: bool,
     /// `experiment=soak`: run the soak (`make soak`) and exit.
     pub soak: bool,
+    /// `race=H1,H2,...`: replay these explored runs and exit (the lab
+    /// parses the handles).
+    pub race: Option<&'a str>,
     /// `soak_ops=N`: operations of the soak.
     pub soak_ops: u32,
     /// `soak_seed=N`: the soak's seed (decimal or 0x hex), for replay.
@@ -201,6 +205,7 @@ impl Default for Cmdline<'_> {
             bench: false,
             engine: false,
             soak: false,
+            race: None,
             soak_ops: SOAK_OPS_DEFAULT,
             soak_seed: SOAK_SEED_DEFAULT,
             fuzz_seed: None,
@@ -271,6 +276,16 @@ pub fn parse<'a>(
                     });
                 }
                 c.test = Some(value)
+            }
+            "race" => {
+                if value.is_empty() {
+                    return Err(BadValue {
+                        key: "race",
+                        value,
+                        allowed: "replay handles SCENARIO:VERSION:MODE:NCPU:K, e.g. race=thread:legacy:2level:1cpu:21",
+                    });
+                }
+                c.race = Some(value)
             }
             "experiment" => match value {
                 "race" => c.experiment = true,

@@ -18,6 +18,8 @@ use crate::mm::{addr, fault, vm_area, vmalloc};
 use crate::qemu::{ExitCode, ISA_DEBUG_EXIT};
 use crate::sched::KERNEL_STACK_SIZE;
 
+/// `export! { NAME: TYPE = VALUE; ... }`: statics the host reads by
+/// name.  The lab exports its own (`lab::race::replay`) with it.
 macro_rules! export {
     ($($(#[$doc:meta])* $name:ident: $ty:ty = $value:expr;)*) => {$(
         $(#[$doc])*
@@ -27,9 +29,10 @@ macro_rules! export {
         pub static $name: $ty = $value;
     )*};
 }
+pub(crate) use export;
 
 /// Bytes `names` take as a list: each name and its NUL, then the last NUL.
-const fn list_len(names: &[&str]) -> usize {
+pub const fn list_len(names: &[&str]) -> usize {
     let mut n = 1;
     let mut i = 0;
     while i < names.len() {
@@ -40,7 +43,7 @@ const fn list_len(names: &[&str]) -> usize {
 }
 
 /// `names` as a NUL-separated list; `N` must be `list_len(names)`.
-const fn list<const N: usize>(names: &[&str]) -> [u8; N] {
+pub const fn list<const N: usize>(names: &[&str]) -> [u8; N] {
     let mut out = [0u8; N];
     let mut at = 0;
     let mut i = 0;

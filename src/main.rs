@@ -30,6 +30,9 @@ fn kmain(params: &'static BootParams) -> ! {
         vmfault::lab::race::experiments::engine_check();
         vmfault::qemu::exit(vmfault::qemu::ExitCode::Success);
     }
+    if let Some(handles) = params.cmdline.race {
+        vmfault::lab::race::replay::run(handles);
+    }
     if params.cmdline.experiment {
         vmfault::lab::race::experiments::run_all();
         vmfault::qemu::exit(vmfault::qemu::ExitCode::Success);

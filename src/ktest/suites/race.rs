@@ -201,7 +201,7 @@ fn explorer_two_nested_levels_never_reset() {
 /// 2.4.5-pre1's "Do _not_ use tsk here. We might be inside an interrupt in
 /// the middle of a task switch".
 fn explorer_context_switch_window() {
-    let r = explore_window(false).expect("window explorer");
+    let r = explore_window(false, 1).expect("window explorer");
     crate::println!(
         "    # switch window: stepped {} in window (CR3=next, current=prev, IF=1) {} delivered {} failures {}",
         r.stepped,
@@ -387,7 +387,7 @@ fn fault_loop_is_the_same_fault_again_and_again() {
 /// prev->active_mm = NULL; mmdrop(oldmm); }`), and a handler reading
 /// `tsk->active_mm->pgd` there dereferences NULL.
 fn explorer_kernel_thread_switch_window() {
-    let r = explore_window(true).expect("window explorer");
+    let r = explore_window(true, 1).expect("window explorer");
     crate::println!(
         "    # kernel-thread switch window: stepped {} in window {} (active_mm NULL at {}) delivered {} failures {} (in the NULL part {})",
         r.stepped,
@@ -610,7 +610,7 @@ fn two_cpus_torn_pae_entries() {
         crate::ktest::skip("two-level entries are one 32-bit store");
     }
     for w in crate::lab::race::torn::ALL {
-        let t = explore_torn(w).expect("torn explorer");
+        let t = explore_torn(w, 1).expect("torn explorer");
         crate::println!(
             "    # {}: stepped {} torn {} (present {}) first {:x?}",
             w.name(),

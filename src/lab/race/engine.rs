@@ -128,6 +128,48 @@ pub struct Jump {
     pub sp: u16,
 }
 
+/// Which boundaries an exploration runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Boundaries {
+    /// Every `n`-th of them (1: all), as each explorer strides.
+    Every(usize),
+    /// Boundary k alone: a replay (`replay.rs`).
+    Only(usize),
+}
+
+impl From<usize> for Boundaries {
+    fn from(stride: usize) -> Self {
+        Boundaries::Every(stride)
+    }
+}
+
+impl Boundaries {
+    /// The stride, for explorers that stride before filtering (1 for a
+    /// replay: `pick` then keeps only its boundary).
+    pub fn stride(self) -> usize {
+        match self {
+            Boundaries::Every(n) => n.max(1),
+            Boundaries::Only(_) => 1,
+        }
+    }
+
+    /// Whether boundary k is one of them, among those `wanted` would run.
+    pub fn keeps(self, k: usize) -> bool {
+        match self {
+            Boundaries::Every(_) => true,
+            Boundaries::Only(j) => j == k,
+        }
+    }
+
+    /// The replayed boundary, if this is a replay.
+    pub fn only(self) -> Option<usize> {
+        match self {
+            Boundaries::Only(k) => Some(k),
+            Boundaries::Every(_) => None,
+        }
+    }
+}
+
 /// How run k gets to boundary k.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reach {

@@ -181,7 +181,7 @@ pub fn engine_check() {
     if let Some(r) = explore(Variant::Thread, false, ENGINE_STRIDE) {
         row("thread", &r);
     }
-    if let Some(w) = explore_window(false) {
+    if let Some(w) = explore_window(false, 1) {
         println!(
             "EXP|window|stepped={}|in_window={}|failures={}",
             w.stepped, w.in_window, w.failures
@@ -205,7 +205,7 @@ pub fn engine_check() {
                 row_point3(name, &r);
             }
         }
-        if let Some(t) = super::torn::explore_torn(super::torn::Write::PteClear) {
+        if let Some(t) = super::torn::explore_torn(super::torn::Write::PteClear, 1) {
             row_torn(0, super::torn::Write::PteClear, &t);
         }
     }
@@ -243,7 +243,7 @@ pub fn run_all() {
         }
         if once {
             for (i, w) in super::torn::ALL.iter().enumerate() {
-                if let Some(t) = super::torn::explore_torn(*w) {
+                if let Some(t) = super::torn::explore_torn(*w, 1) {
                     row_torn(i, *w, &t);
                 }
             }
@@ -261,7 +261,7 @@ pub fn run_all() {
         row("depth2", &r);
     }
     for (name, kthread) in [("window", false), ("window_kthread", true)] {
-        if let Some(w) = timed(name, || explore_window(kthread)) {
+        if let Some(w) = timed(name, || explore_window(kthread, 1)) {
             println!(
                 "EXP|{}|stepped={}|in_window={}|delivered={}|failures={}|null_active_mm={}|null_failures={}",
                 name, w.stepped, w.in_window, w.delivered, w.failures, w.null_active_mm, w.null_failures

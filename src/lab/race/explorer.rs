@@ -24,8 +24,9 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use super::engine::{self, After, Jump, Reach, Trigger};
+use super::engine::{self, After, Boundaries, Jump, Reach, Trigger};
 use super::handoff::{self, Handed};
+use super::narrate::{self, Who};
 use super::outcome::Mark;
 use super::scenario::Scenario;
 use crate::arch::x86::entry::{stub_address, TrapFrame};
@@ -84,6 +85,10 @@ struct State {
     other_cpu: bool,
     /// CPU B did not finish its access in time.
     b_hang: bool,
+    /// The outer fault's faulting instruction (in `touch`), where its
+    /// `iret` returns: a replay's end point; and the stack pointer there.
+    fault_eip: u32,
+    fault_sp: u32,
 }
 
 static ST: RacyCell<State> = RacyCell::new(State {
@@ -96,6 +101,8 @@ static ST: RacyCell<State> = RacyCell::new(State {
     delivered_eip: 0,
     other_cpu: false,
     b_hang: false,
+    fault_eip: 0,
+    fault_sp: 0,
 });
 
 static NESTED_SAW: AtomicU32 = AtomicU32::new(0);
@@ -134,17 +141,35 @@ fn nested_irq(frame: &mut TrapFrame) {
     NESTED_SAW.store(frame.eip, Ordering::SeqCst);
     let (_, y, z, _) = targets();
     let s = st();
-    if s.deep {
-        touch(z, NESTED_MARK);
-    } else {
-        touch(y, NESTED_MARK);
+    let t = if s.deep { z } else { y };
+    if narrate::on() {
+        narrate::party_starts(&alloc::format!(
+            "nested interrupt (vector {:#x}): its handler writes {:#010x}{}",
+            NESTED_VECTOR,
+            t,
+            if s.deep {
+                ", in the next stale slot (a second interrupt will come in its fault)"
+            } else {
+                ", another page of the outer fault's stale slot"
+            }
+        ));
     }
+    touch(t, NESTED_MARK);
+    narrate::party_done("nested handler done: its vmalloc fault synced the slot; iret");
     NESTED_DONE.store(true, Ordering::SeqCst);
 }
 
 fn deep_irq(_: &mut TrapFrame) {
     let (_, _, _, w) = targets();
+    if narrate::on() {
+        narrate::party_starts(&alloc::format!(
+            "second nested interrupt (vector {:#x}), inside the first one's vmalloc fault: writes {:#010x}",
+            DEEP_VECTOR,
+            w
+        ));
+    }
     touch(w, DEEP_MARK);
+    narrate::party_done("second nested handler done; iret");
     DEEP_DONE.store(true, Ordering::SeqCst);
 }
 
@@ -192,8 +217,15 @@ impl engine::Path for OuterFault {
         nested_step(frame, dr6);
     }
 
-    fn started(_: &TrapFrame) {
-        st().bad_before = fault::bad_areas();
+    fn started(frame: &TrapFrame) {
+        let s = st();
+        s.bad_before = fault::bad_areas();
+        // SAFETY: boundary 0 is the #PF entry's first instruction, so the
+        // CPU's #PF frame (error code, then EIP) is the interrupted stack.
+        s.fault_eip =
+            unsafe { core::ptr::read_volatile((frame.interrupted_esp() + 4) as *const u32) };
+        // Above the CPU's error code, EIP, CS and EFLAGS.
+        s.fault_sp = frame.interrupted_esp() + 16;
     }
 
     fn over(frame: &TrapFrame, k: usize) -> bool {
@@ -203,7 +235,8 @@ impl engine::Path for OuterFault {
         back_in_toucher || fault::bad_areas() != s.bad_before
     }
 
-    fn deliver(frame: &mut TrapFrame, _: usize) -> After {
+    fn deliver(frame: &mut TrapFrame, k: usize) -> After {
+        narrate::boundary(frame, k);
         deliver(frame)
     }
 
@@ -249,7 +282,14 @@ fn after(h: Handed) -> After {
 fn cpu_b() {
     cpu::flush_tlb();
     let (_, y, _, _) = targets();
+    if narrate::on() {
+        narrate::party_starts(&alloc::format!(
+            "CPU B writes {:#010x}, another page of the same stale slot",
+            y
+        ));
+    }
     touch(y, NESTED_MARK);
+    narrate::party_done("CPU B's access is done");
 }
 
 /// Depth-2 runs: a fault inside the nested handler.  Send the second
@@ -316,6 +356,9 @@ pub struct Report {
     /// B to B's start.
     pub handoffs: u64,
     pub handoff_cycles: u64,
+    /// The last run: its boundary, how the stepped side and CPU B ended
+    /// (a replay's one run, `Boundaries::Only`).
+    pub last_run: Option<(usize, Outcome, Outcome)>,
 }
 
 impl Report {
@@ -358,6 +401,7 @@ fn run_once(
     record: bool,
 ) -> Outcome {
     sc.restale();
+    narrate::entries("before the run");
     engine::prepare(target, record);
     handoff::reset();
     let s = st();
@@ -378,7 +422,8 @@ fn run_once(
         (variant == Variant::InIrq) as usize,
         Some(sc.mm.clone()),
     );
-    let r = fixup::catch(true, || {
+    // A narrated run (a replay) lets its oops report through.
+    let r = fixup::catch(!narrate::on(), || {
         sched::join(&t);
     });
     engine::disarm();
@@ -387,7 +432,7 @@ fn run_once(
     crate::sched::drop_lazy_mm();
     let (x, y, z, w) = targets();
     let out = match r {
-        Err(c) => classify(&c, bad0, x),
+        Err(c) => classify(&c, bad0, x, if deep { [z, w] } else { [y, 0] }),
         Ok(()) if engine::overflowed() || s.b_hang => Outcome::Hang,
         Ok(()) => {
             let outer_ok = read(x) == OUTER_MARK;
@@ -409,7 +454,9 @@ fn run_once(
     out
 }
 
-fn classify(c: &Caught, bad0: u32, x: u32) -> Outcome {
+/// How a run that a recovery point caught ended: `x` the outer fault's
+/// address, `nested` each nested level's (0: none).
+fn classify(c: &Caught, bad0: u32, x: u32, nested: [u32; 2]) -> Outcome {
     if engine::overflowed() {
         return Outcome::Hang;
     }
@@ -418,14 +465,22 @@ fn classify(c: &Caught, bad0: u32, x: u32) -> Outcome {
     }
     if c.vector == 14 && fault::bad_areas() != bad0 {
         let why = fault::last_bad_area();
+        // Which handler died: the interrupt level its bad_area ran at,
+        // counted from the outer fault's.
+        let level = fault::last_bad_area_depth().saturating_sub(st().base_depth);
+        if level > 0 {
+            let own = nested.get(level as usize - 1).copied().unwrap_or(0);
+            return match c.cr2 == own {
+                true => Outcome::NestedOops(level as u8, why),
+                false => Outcome::NestedOopsClobberedCr2(level as u8, why),
+            };
+        }
         if c.cr2 == x {
             return Outcome::Oops(why);
         }
-        if NESTED_DONE.load(Ordering::SeqCst) {
-            // The nested handler finished, yet a handler died on another
-            // address: the outer one, reading the nested fault's CR2.
-            return Outcome::OopsClobberedCr2(why);
-        }
+        // The outer handler died on another address: it read a nested
+        // fault's CR2.
+        return Outcome::OopsClobberedCr2(why);
     }
     Outcome::OtherOops(c.vector)
 }
@@ -449,12 +504,18 @@ fn prepare() -> Option<Scenario> {
 /// Explore the boundaries of the outer fault path: every one with
 /// `stride` 1, every `stride`-th otherwise (the test suite samples the
 /// slower variants; `make experiments` tries them all).
-pub fn explore(variant: Variant, deep: bool, stride: usize) -> Option<Report> {
-    explore_with(variant, deep, stride, Reach::Anchors)
+pub fn explore(variant: Variant, deep: bool, sel: impl Into<Boundaries>) -> Option<Report> {
+    explore_with(variant, deep, sel, Reach::Anchors)
 }
 
 /// `explore`, each run reaching its boundary the way `reach` says.
-pub fn explore_with(variant: Variant, deep: bool, stride: usize, reach: Reach) -> Option<Report> {
+pub fn explore_with(
+    variant: Variant,
+    deep: bool,
+    sel: impl Into<Boundaries>,
+    reach: Reach,
+) -> Option<Report> {
+    let sel = sel.into();
     if variant.other_cpu() && !smp::cpu_online(1) {
         return None;
     }
@@ -503,15 +564,47 @@ pub fn explore_with(variant: Variant, deep: bool, stride: usize, reach: Reach) -
     // breakpoint in its own entry code or in a core helper it shares
     // would recurse): the fault handlers' own code.
     let own = fault_handler_code(&rec.eips);
-    let wanted = (0..rec.len()).step_by(stride.max(1)).filter(|&k| open(k));
+    let wanted = (0..rec.len())
+        .step_by(sel.stride())
+        .filter(|&k| open(k) && sel.keeps(k));
     let jumps = rec.jumps(wanted, reach, |k| own[k]);
     let t0 = cpu::rdtsc();
     for j in jumps {
         let k = j.k;
+        if let Some(h) = narrate::requested() {
+            let (x, _, z, w) = targets();
+            let victim = ("victim mm", sc.mm.pgd);
+            let other = ("B's mm", sc.mm_b.pgd);
+            let init = ("init_mm", crate::mm::init::swapper_pg_dir());
+            let two_mms = variant == Variant::OtherCpu { same_mm: false };
+            let (all, one) = ([x, z, w], [x]);
+            let (three, two) = ([victim, other, init], [victim, init]);
+            narrate::begin(&narrate::Setup {
+                handle: h,
+                k,
+                n: rec.len(),
+                eip: rec.eips[k],
+                who: if variant.other_cpu() {
+                    Who::OtherCpu
+                } else {
+                    Who::Nested
+                },
+                party_pc: if variant.other_cpu() {
+                    cpu_b as *const () as u32
+                } else {
+                    stub_address(NESTED_VECTOR)
+                },
+                end_pc: st().fault_eip,
+                end_sp: st().fault_sp,
+                addrs: if deep { &all } else { &one },
+                dirs: if two_mms { &three } else { &two },
+            });
+        }
         let Some(out) = rep
             .checks
             .placed(|| run_once(&sc, variant, Some(j), deep, false))
         else {
+            narrate::end();
             continue;
         };
         rep.runs += 1;
@@ -532,6 +625,9 @@ pub fn explore_with(variant: Variant, deep: bool, stride: usize, reach: Reach) -
         }
         let b_out = handoff::outcome().unwrap_or(Outcome::Clean);
         let b_hang = st().b_hang;
+        rep.last_run = Some((k, if b_hang { Outcome::Hang } else { out }, b_out));
+        narrate::entries("after the run");
+        narrate::end();
         rep.marks[k] = Mark::of(if b_hang { Outcome::Hang } else { out }, b_out);
         if b_hang {
             // CPU B is still inside its access (or stuck there): it would

@@ -13,7 +13,15 @@ pub enum Outcome {
     /// The outer handler used an address it did not fault on: a nested
     /// fault overwrote CR2 before the outer handler read it.
     OopsClobberedCr2(BadArea),
-    /// Another exception, or an oops in a nested handler.
+    /// A nested interrupt handler's own vmalloc fault died in bad_area
+    /// (interrupt level `.0` above the outer fault's: 1 the first nested
+    /// interrupt, 2 the second), on its own address: the run ends there,
+    /// before the outer fault goes on.
+    NestedOops(u8, BadArea),
+    /// The same, on another level's address: a deeper fault overwrote CR2
+    /// before that nested handler read it.
+    NestedOopsClobberedCr2(u8, BadArea),
+    /// Another exception.
     OtherOops(u32),
     /// The step limit was reached.
     Hang,

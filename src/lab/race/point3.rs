@@ -23,7 +23,8 @@ use crate::mm::mm_struct::PGD_LIST;
 use crate::mm::pgtable::{is_pae, pgd_offset, pmd_clear, pmd_offset, pmd_present};
 use crate::mm::vmalloc;
 
-use super::engine::{Checks, Jump, Reach};
+use super::engine::{Boundaries, Checks, Jump, Reach};
+use super::narrate::{self, Who};
 use super::outcome::Mark;
 use super::stepper::{self, Cpus, Parties, Session};
 use crate::lab::vmalloc242::{self, Pressure, PteKernelSlow};
@@ -81,12 +82,19 @@ fn vmalloc_a() {
 
 fn vmalloc_b() {
     let (slow, pressure) = config();
+    if narrate::on() {
+        narrate::party_starts(&alloc::format!(
+            "CPU B runs 2.4.2's vmalloc_area_pages for {:#010x}, in the same fresh slot",
+            va_b()
+        ));
+    }
     let ok = vmalloc242::vmalloc_area_pages(
         va_b(),
         FRAME_B.load(Ordering::SeqCst) as u64,
         slow,
         pressure,
     );
+    narrate::party_done("CPU B's vmalloc is done");
     assert!(ok, "B: no page table");
 }
 
@@ -122,6 +130,9 @@ pub struct Point3Report {
     pub baseline_failed: bool,
     pub eips: Vec<u32>,
     pub marks: Vec<Mark>,
+    /// The last run: its boundary, whether it failed, and what it lost
+    /// (A's page, B's page, page tables): a replay's one run.
+    pub last_run: Option<(usize, bool, (usize, usize, usize))>,
 }
 
 /// Undo a run: unmap both pages, clear the slot's pmd (in every
@@ -164,8 +175,9 @@ fn judge_and_clean(fa: u32, fb: u32) -> (bool, bool, usize) {
 pub fn explore_point3(
     slow: PteKernelSlow,
     pressure: Pressure,
-    stride: usize,
+    sel: impl Into<Boundaries>,
 ) -> Option<Point3Report> {
+    let sel = sel.into();
     let range = vmalloc::reserve_range_high(2 * SLOT as usize)?;
     let s = (range + SLOT - 1) & !(SLOT - 1);
     S.store(s, Ordering::SeqCst);
@@ -191,7 +203,9 @@ pub fn explore_point3(
         let (fa, fb) = (alloc_frame().expect("frame"), alloc_frame().expect("frame"));
         FRAME_A.store(fa, Ordering::SeqCst);
         FRAME_B.store(fb, Ordering::SeqCst);
+        narrate::entries("before the run");
         let r = session.run(target, record);
+        narrate::entries("after the run");
         let (a_ok, b_ok, lost) = judge_and_clean(fa, fb);
         free_frame(fa);
         free_frame(fb);
@@ -222,10 +236,27 @@ pub fn explore_point3(
     let rec = session.take_recording();
     rep.stepped = rec.eips.len();
     rep.marks = rec.unrun_marks(Cpus::Two);
-    for (k, target) in rec.targets(Cpus::Two, stride, Reach::Anchors) {
-        let Some((failed, t)) = rep.checks.placed(|| run(Some(target), false)) else {
+    for (k, target) in rec.targets(Cpus::Two, sel, Reach::Anchors) {
+        if let Some(h) = narrate::requested() {
+            narrate::begin(&narrate::Setup {
+                handle: h,
+                k,
+                n: rec.eips.len(),
+                eip: rec.eips[k],
+                who: Who::OtherCpu,
+                party_pc: vmalloc_b as *const () as u32,
+                end_pc: stepper::path_over as *const () as u32,
+                end_sp: 0,
+                addrs: &[va_a(), va_b()],
+                dirs: &[("init_mm", swapper_pg_dir())],
+            });
+        }
+        let placed = rep.checks.placed(|| run(Some(target), false));
+        narrate::end();
+        let Some((failed, t)) = placed else {
             continue;
         };
+        rep.last_run = Some((k, failed, (t.lost_a, t.lost_b, t.leaked_tables)));
         rep.runs += 1;
         rep.checks.not_entered += t.checks.not_entered;
         rep.waited += t.waited;

@@ -27,8 +27,9 @@ use crate::mm::mm_struct::{mm_alloc, MmStruct};
 use crate::mm::pgtable::{pgd_offset, pmd_offset};
 use crate::mm::vmalloc;
 
-use super::engine::{Checks, Jump, Reach};
+use super::engine::{Boundaries, Checks, Jump, Reach};
 use super::explorer::Outcome;
+use super::narrate::{self, Who};
 use super::outcome::Mark;
 pub use super::stepper::Cpus;
 use super::stepper::{self, Parties, Session};
@@ -55,8 +56,15 @@ fn map_a() {
 /// B: map another page of S, and touch it from B's older mm.
 fn map_and_touch_b() {
     let va = S.load(Ordering::SeqCst) + 2 * PAGE_SIZE as u32;
+    if narrate::on() {
+        narrate::party_starts(&alloc::format!(
+            "B maps a page at {:#010x} (the same slot) and touches it from its older mm",
+            va
+        ));
+    }
     let r = vmalloc::map_pages_at(va, &[FRAME_B.load(Ordering::SeqCst) as u64]);
     assert!(r.is_ok(), "B could not map its page: {:?}", r);
+    narrate::entries("after B's map, before B's touch");
     // SAFETY: mapped just above in init_mm; from this mm it faults (or
     // oopses) if the slot is missing, which is the experiment.
     unsafe { core::ptr::write_volatile(va as *mut u32, MARK) };
@@ -65,6 +73,7 @@ fn map_and_touch_b() {
         unsafe { core::ptr::read_volatile(va as *const u32) },
         Ordering::SeqCst,
     );
+    narrate::party_done("B's touch is done");
 }
 
 /// One boundary's outcome.
@@ -132,6 +141,8 @@ pub struct Report2020 {
     pub overflow: bool,
     /// Slots `arch_sync_kernel_mappings` walks from S (5.8: to VMALLOC_END).
     pub slots_to_end: u32,
+    /// The last run (a replay's one run).
+    pub last_run: Option<Run>,
 }
 
 const FIRST_FAILING: usize = 4;
@@ -156,6 +167,7 @@ impl Report2020 {
 }
 
 struct Fixture {
+    a: Arc<MmStruct>,
     b: Arc<MmStruct>,
     session: Session,
 }
@@ -171,7 +183,9 @@ fn run_once(f: &Fixture, target: Option<Jump>, record: bool) -> Run {
     B_SAW.store(0, Ordering::SeqCst);
     let faults0 = faults_of_pgd(f.b.pgd);
     let bad0 = fault::bad_areas();
+    narrate::entries("before the run");
     let r = f.session.run(target, record);
+    narrate::entries("after the run");
     let caught = r.caught.as_ref().err().map(|c| c.msg);
     let outcome = match r.caught {
         Err(c) if super::fault_loop::caught(&c) => Outcome::FaultLoop,
@@ -202,12 +216,17 @@ fn run_once(f: &Fixture, target: Option<Jump>, record: bool) -> Run {
 /// Explore every boundary of the window B can get in at (one CPU: those
 /// with IF=1), or every `stride`-th.  One CPU runs under preempt=full
 /// whatever the boot chose.
-pub fn explore_2020(cpus: Cpus, stride: usize) -> Option<Report2020> {
-    explore_2020_with(cpus, stride, Reach::Anchors)
+pub fn explore_2020(cpus: Cpus, sel: impl Into<Boundaries>) -> Option<Report2020> {
+    explore_2020_with(cpus, sel, Reach::Anchors)
 }
 
 /// `explore_2020`, each run reaching its boundary the way `reach` says.
-pub fn explore_2020_with(cpus: Cpus, stride: usize, reach: Reach) -> Option<Report2020> {
+pub fn explore_2020_with(
+    cpus: Cpus,
+    sel: impl Into<Boundaries>,
+    reach: Reach,
+) -> Option<Report2020> {
+    let sel = sel.into();
     let (a, b) = (mm_alloc()?, mm_alloc()?);
     let range = vmalloc::reserve_range_high(2 * SLOT as usize)?;
     let s = (range + SLOT - 1) & !(SLOT - 1);
@@ -215,14 +234,14 @@ pub fn explore_2020_with(cpus: Cpus, stride: usize, reach: Reach) -> Option<Repo
     let Some(session) = Session::begin(Parties {
         a: map_a,
         b: map_and_touch_b,
-        mm_a: Some(a),
+        mm_a: Some(a.clone()),
         mm_b: Some(b.clone()),
         cpus,
     }) else {
         vmalloc::release_range(range);
         return None;
     };
-    let f = Fixture { b, session };
+    let f = Fixture { a, b, session };
     let mut rep = Report2020 {
         slots_to_end: (vmalloc::VMALLOC_END - s) / SLOT,
         ..Default::default()
@@ -239,12 +258,36 @@ pub fn explore_2020_with(cpus: Cpus, stride: usize, reach: Reach) -> Option<Repo
     rep.preemptible = rec.irq_on.iter().filter(|x| **x).count();
     rep.marks = rec.unrun_marks(cpus);
     let t0 = crate::arch::x86::cpu::rdtsc();
-    for (k, target) in rec.targets(cpus, stride, reach) {
-        let Some(mut run) = rep.checks.placed(|| run_once(&f, Some(target), false)) else {
+    for (k, target) in rec.targets(cpus, sel, reach) {
+        if let Some(h) = narrate::requested() {
+            narrate::begin(&narrate::Setup {
+                handle: h,
+                k,
+                n: rec.eips.len(),
+                eip: rec.eips[k],
+                who: match cpus {
+                    Cpus::One => Who::Preemption,
+                    Cpus::Two => Who::OtherCpu,
+                },
+                party_pc: map_and_touch_b as *const () as u32,
+                end_pc: stepper::path_over as *const () as u32,
+                end_sp: 0,
+                addrs: &[s, s + 2 * PAGE_SIZE as u32],
+                dirs: &[
+                    ("A's mm", f.a.pgd),
+                    ("B's mm", f.b.pgd),
+                    ("init_mm", swapper_pg_dir()),
+                ],
+            });
+        }
+        let placed = rep.checks.placed(|| run_once(&f, Some(target), false));
+        narrate::end();
+        let Some(mut run) = placed else {
             continue;
         };
         run.k = k;
         run.eip = rec.eips[k];
+        rep.last_run = Some(run.clone());
         rep.marks[k] = Mark::of(run.outcome, Outcome::Clean);
         if let Some(c) = run.handoff_cycles {
             rep.handoffs += 1;

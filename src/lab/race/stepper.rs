@@ -47,8 +47,9 @@ use crate::fixup::{self, Caught};
 use crate::mm::mm_struct::MmStruct;
 use crate::racy_cell::RacyCell;
 
-use super::engine::{self, After, Jump, Reach, Trigger};
+use super::engine::{self, After, Boundaries, Jump, Reach, Trigger};
 use super::handoff::{self, Handed};
+use super::narrate;
 use super::outcome::{Mark, Outcome};
 use crate::sched::{self, Task};
 
@@ -94,13 +95,14 @@ impl core::ops::Deref for Recording {
 }
 
 impl Recording {
-    /// The boundaries a run may target, every `stride`-th of them: those
-    /// with IF=1 on one CPU, all on two.  Each with its jump: with
-    /// `Reach::Anchors`, DR0 right on its own instruction.
-    pub fn targets(&self, cpus: Cpus, stride: usize, reach: Reach) -> Vec<(usize, Jump)> {
+    /// The boundaries a run may target, every `stride`-th of them (or
+    /// the one a replay asks for): those with IF=1 on one CPU, all on
+    /// two.  Each with its jump: with `Reach::Anchors`, DR0 right on its
+    /// own instruction.
+    pub fn targets(&self, cpus: Cpus, sel: Boundaries, reach: Reach) -> Vec<(usize, Jump)> {
         let wanted = (0..self.eips.len())
-            .filter(|&k| self.reachable(k, cpus))
-            .step_by(stride.max(1));
+            .filter(|&k| self.reachable(k, cpus) && sel.keeps(k))
+            .step_by(sel.stride());
         self.0
             .jumps(wanted, reach, |_| true)
             .into_iter()
@@ -224,6 +226,9 @@ fn become_a() {
 /// now, after the path.
 pub fn path_over() {
     engine::disarm();
+    if narrate::on() {
+        narrate::party_done("A's path is over (back in A's function)");
+    }
     if !ENTERED.load(Ordering::SeqCst) {
         match st().two_cpus {
             true => handoff::release(),
@@ -266,7 +271,8 @@ impl engine::Path for APath {
         frame.eip >= end.0 && frame.eip < end.1
     }
 
-    fn deliver(_: &mut TrapFrame, _: usize) -> After {
+    fn deliver(frame: &mut TrapFrame, k: usize) -> After {
+        narrate::boundary(frame, k);
         ENTERED.store(true, Ordering::SeqCst);
         match st().two_cpus {
             true => after(handoff::hand_off()),
@@ -277,8 +283,14 @@ impl engine::Path for APath {
         }
     }
 
-    fn followed(_: &mut TrapFrame) -> After {
+    fn followed(frame: &mut TrapFrame) -> After {
         // A wrote the owner word of the lock B waits for: B's turn.
+        if narrate::on() {
+            crate::println!(
+                "race: A dropped the lock B waits for, at {}: B takes it now, A waits here",
+                narrate::Place(frame.eip)
+            );
+        }
         after(handoff::wait_again())
     }
 }
@@ -287,7 +299,15 @@ impl engine::Path for APath {
 /// on until its next write of the lock's owner word, its release.
 fn after(h: Handed) -> After {
     match h {
-        Handed::Blocked(word) => After::Follow(word),
+        Handed::Blocked(word) => {
+            if narrate::on() {
+                crate::println!(
+                    "race: CPU B spins on a lock A holds (owner word {:#010x}): A goes on until it drops it",
+                    word
+                );
+            }
+            After::Follow(word)
+        }
         Handed::Done | Handed::Hang => After::Free,
     }
 }
@@ -448,7 +468,8 @@ fn one_cpu() -> Result<(), Caught> {
     let (mm_a, mm_b) = (parties().mm_a.clone(), parties().mm_b.clone());
     let ta = sched::run_here("step-a", thread_a, 0, mm_a);
     let tb = sched::run_here("step-b", thread_b, 0, mm_b);
-    let r = fixup::catch(true, || {
+    // A narrated run (a replay) lets its oops report through.
+    let r = fixup::catch(!narrate::on(), || {
         sched::join(&ta);
         sched::join(&tb);
     });

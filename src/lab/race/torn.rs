@@ -28,8 +28,9 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::engine::{self, After, Trigger};
+use super::engine::{self, After, Boundaries, Trigger};
 use super::handoff::{self, Handed};
+use super::narrate::{self, Who};
 use crate::arch::x86::entry::TrapFrame;
 use crate::arch::x86::{cpu, smp};
 use crate::mm::frame::{alloc_zeroed_frame, free_frame};
@@ -112,19 +113,28 @@ pub struct TornReport {
     pub ends_new: bool,
     /// B did not answer in time at some boundary.
     pub hang: bool,
+    /// The entry before and after the write.
+    pub old: u64,
+    pub new: u64,
+    /// A replay's one read: its boundary and what B read there.
+    pub last_read: Option<(usize, u64)>,
 }
 
 struct State {
     /// The stepper's caller: back there, the writer has returned.
     end: (u32, u32),
-    seen: Vec<u64>,
+    /// (boundary, what B read there).
+    seen: Vec<(usize, u64)>,
     hang: bool,
+    /// Which boundaries B reads at.
+    sel: Boundaries,
 }
 
 static ST: RacyCell<State> = RacyCell::new(State {
     end: (0, 0),
     seen: Vec::new(),
     hang: false,
+    sel: Boundaries::Every(1),
 });
 /// The entry's address, and what B read.
 static ENTRY: AtomicU64 = AtomicU64::new(0);
@@ -142,6 +152,7 @@ fn st() -> &'static mut State {
 /// stopped, so they see one state of memory).
 fn read_entry() {
     let p = ENTRY.load(Ordering::SeqCst) as usize;
+    narrate::party_starts("CPU B reads the 64-bit entry: two 32-bit loads, low half first");
     // SAFETY: the scratch table's entry, live until the driver frees it
     // after the last read.
     let (low, high) = unsafe {
@@ -151,6 +162,14 @@ fn read_entry() {
         )
     };
     SEEN.store(u64::from(high) << 32 | u64::from(low), Ordering::SeqCst);
+    if narrate::on() {
+        narrate::party_done(&alloc::format!(
+            "CPU B read {:#018x} (high {:#010x}, low {:#010x})",
+            u64::from(high) << 32 | u64::from(low),
+            high,
+            low
+        ));
+    }
 }
 
 /// Ask B for the entry, with A stopped (in its #DB handler).
@@ -176,11 +195,15 @@ impl engine::Path for Writer {
         frame.eip >= end.0 && frame.eip < end.1
     }
 
-    fn note(_: &TrapFrame, _: usize) -> After {
+    fn note(frame: &TrapFrame, k: usize) -> After {
         let s = st();
+        if !s.sel.keeps(k) {
+            return After::Step;
+        }
+        narrate::boundary(frame, k);
         match ask_b() {
             Some(v) => {
-                s.seen.push(v);
+                s.seen.push((k, v));
                 After::Step
             }
             None => {
@@ -244,10 +267,11 @@ fn step_write(f: fn(usize, u64), slot: usize, v: u64) {
     engine::disarm();
 }
 
-/// Step one writer over a scratch entry, B reading at every boundary.
-/// `None` in two-level mode (one 32-bit store: nothing to tear) or with
-/// one CPU.
-pub fn explore_torn(w: Write) -> Option<TornReport> {
+/// Step one writer over a scratch entry, B reading at every boundary
+/// (or at the one a replay asks for).  `None` in two-level mode (one
+/// 32-bit store: nothing to tear) or with one CPU.
+pub fn explore_torn(w: Write, sel: impl Into<Boundaries>) -> Option<TornReport> {
+    let sel = sel.into();
     if !is_pae() || !smp::cpu_online(1) {
         return None;
     }
@@ -268,6 +292,7 @@ pub fn explore_torn(w: Write) -> Option<TornReport> {
     // The #DB handler pushes: room for every boundary the engine allows.
     s.seen = Vec::with_capacity(MAX_STEPS);
     s.hang = false;
+    s.sel = sel;
     engine::begin::<Writer>(MAX_STEPS, false);
     engine::prepare(None, true);
     let f: fn(usize, u64) = match w {
@@ -276,22 +301,48 @@ pub fn explore_torn(w: Write) -> Option<TornReport> {
         Write::PtepGetAndClear => do_ptep_get_and_clear,
         Write::LowThenHigh => do_low_then_high,
     };
+    if let (Some(h), Some(k)) = (narrate::requested(), sel.only()) {
+        narrate::begin(&narrate::Setup {
+            handle: h,
+            k,
+            n: narrate::requested_length(),
+            eip: 0,
+            who: Who::Reader,
+            party_pc: read_entry as *const () as u32,
+            end_pc: narrate::race_run_over as *const () as u32,
+            end_sp: 0,
+            addrs: &[],
+            dirs: &[],
+        });
+        crate::println!(
+            "race: the entry at {:#010x} holds {:#018x}; {} writes {:#018x}",
+            slot,
+            old,
+            w.name(),
+            new
+        );
+    }
     {
         // Nothing else may run on this CPU while the writer is stepped.
         let _irq = cpu::irq_save();
         step_write(f, slot, new);
     }
+    let stepped = engine::take_recording().len();
     engine::end();
+    narrate::end();
     let last = ask_b();
     b.end();
     let seen = core::mem::take(&mut st().seen);
     let mut rep = TornReport {
-        stepped: seen.len(),
+        stepped,
         ends_new: last == Some(new),
         hang: st().hang,
+        old,
+        new,
+        last_read: seen.last().copied(),
         ..Default::default()
     };
-    for (k, &v) in seen.iter().enumerate() {
+    for &(k, v) in seen.iter() {
         if v != old && v != new {
             rep.torn += 1;
             rep.torn_present += usize::from(v & 1 != 0);

@@ -28,8 +28,9 @@ use crate::mm::vmalloc::{vfree, vmalloc};
 use crate::racy_cell::RacyCell;
 use crate::sched::{self, Task};
 
-use super::engine::{self, After, Jump, Reach, Trigger};
+use super::engine::{self, After, Boundaries, Jump, Reach, Trigger};
 use super::explorer::{Outcome, NESTED_VECTOR};
+use super::narrate::{self, Who};
 
 const MAX_STEPS: usize = 4000;
 
@@ -59,8 +60,17 @@ fn st() -> &'static mut State {
 }
 
 fn nested_irq(_: &mut TrapFrame) {
+    let y = Y.load(Ordering::SeqCst);
+    if narrate::on() {
+        narrate::party_starts(&alloc::format!(
+            "nested interrupt (vector {:#x}) in the switch window: writes {:#010x}, stale in both mms",
+            NESTED_VECTOR,
+            y
+        ));
+    }
     // SAFETY: a vmalloc'd word of this experiment.
-    unsafe { core::ptr::write_volatile(Y.load(Ordering::SeqCst) as *mut u32, 0x5EED) };
+    unsafe { core::ptr::write_volatile(y as *mut u32, 0x5EED) };
+    narrate::party_done("nested handler done; iret into the switch");
     NESTED_DONE.store(true, Ordering::SeqCst);
 }
 
@@ -90,11 +100,14 @@ impl engine::Path for Switch {
         After::Step
     }
 
-    fn deliver(frame: &mut TrapFrame, _: usize) -> After {
+    fn deliver(frame: &mut TrapFrame, k: usize) -> After {
         if in_window(frame) {
+            narrate::boundary(frame, k);
             apic::self_ipi(NESTED_VECTOR);
         }
-        After::Step
+        // The rest of the switch runs unstepped: nothing more happens at
+        // a boundary of this run.
+        After::Free
     }
 }
 
@@ -128,6 +141,11 @@ pub struct WindowReport {
     pub null_failures: usize,
     pub failures: usize,
     pub failing: Vec<(usize, u32, Outcome)>,
+    /// The last run: its boundary and outcome (a replay's one run).
+    pub last_run: Option<(usize, Outcome)>,
+    /// The slot was stale in both mms (two-level, a lazy version): the
+    /// window's boundaries were run.
+    pub explored: bool,
 }
 
 fn run_once(
@@ -142,6 +160,7 @@ fn run_once(
             pmd_clear(pmd_offset(pgd_offset(mm.pgd, y), y));
         }
     }
+    narrate::entries("before the run");
     engine::prepare(target, target.is_none());
     let s = st();
     s.next_pgd = b.pgd;
@@ -153,7 +172,8 @@ fn run_once(
     // A kernel thread borrows the mm of whoever ran before it (lazy TLB).
     let ta = sched::run_here("prev", prev_thread, 0, (!kthread).then(|| a.clone()));
     let tb = sched::run_here("next", next_thread, 0, Some(b.clone()));
-    let r = crate::fixup::catch(true, || {
+    // A narrated run (a replay) lets its oops report through.
+    let r = crate::fixup::catch(!narrate::on(), || {
         sched::join(&ta);
         sched::join(&tb);
     });
@@ -172,7 +192,8 @@ fn run_once(
 }
 
 /// `kthread`: prev is a kernel thread without an mm of its own.
-pub fn explore_window(kthread: bool) -> Option<WindowReport> {
+pub fn explore_window(kthread: bool, sel: impl Into<Boundaries>) -> Option<WindowReport> {
+    let sel = sel.into();
     if !apic::present() {
         return None;
     }
@@ -199,13 +220,36 @@ pub fn explore_window(kthread: bool) -> Option<WindowReport> {
         .filter(|&k| window[k] && null_mm[k])
         .count();
     rep.in_window = (0..rep.stepped).filter(|&k| window[k]).count();
+    rep.explored = stale;
     if stale {
         // Every run steps from `switch_mm`: the window is a few hundred
         // boundaries, no anchor needed.
-        let wanted = (0..rep.stepped).filter(|&k| window[k]);
+        let wanted = (0..rep.stepped).filter(|&k| window[k] && sel.keeps(k));
         for j in rec.jumps(wanted, Reach::Stepping, |_| false) {
             let k = j.k;
+            if let Some(h) = narrate::requested() {
+                let init = ("init_mm", crate::mm::init::swapper_pg_dir());
+                let (with_prev, without) = (
+                    [("prev's mm", a.pgd), ("next's mm", b.pgd), init],
+                    [("next's mm", b.pgd), init],
+                );
+                narrate::begin(&narrate::Setup {
+                    handle: h,
+                    k,
+                    n: rep.stepped,
+                    eip: rec.eips[k],
+                    who: Who::Nested,
+                    party_pc: crate::arch::x86::entry::stub_address(NESTED_VECTOR),
+                    end_pc: narrate::race_run_over as *const () as u32,
+                    end_sp: 0,
+                    addrs: &[y],
+                    dirs: if kthread { &without } else { &with_prev },
+                });
+            }
             let out = run_once(&a, &b, y, Some(j), kthread);
+            rep.last_run = Some((k, out));
+            narrate::entries("after the run");
+            narrate::end();
             if NESTED_DONE.load(Ordering::SeqCst) || out.failed() {
                 rep.delivered += 1;
             }
