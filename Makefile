@@ -30,6 +30,7 @@ SMP ?=
 VMALLOC_FAULT ?=
 CMDLINE ?=
 TEST ?=
+RACE ?=
 KERNEL ?=
 FILES ?=
 IN_DIFF ?=
@@ -46,7 +47,7 @@ build:
 	cargo build
 
 run:
-	$(RUNNER) run $(if $(PAGING),--paging $(PAGING)) $(if $(SMP),--smp $(SMP)) --cmdline "$(RUN_CMDLINE)"
+	$(RUNNER) run $(if $(RACE),--race '$(RACE)') $(if $(PAGING),--paging $(PAGING)) $(if $(SMP),--smp $(SMP)) --cmdline "$(RUN_CMDLINE)"
 
 test:
 	$(RUNNER) test $(if $(TEST),--filter '$(TEST)') $(if $(CMDLINE),--cmdline '$(CMDLINE)')
@@ -71,7 +72,7 @@ mutants-list:
 	$(PYTHON) tests/host/mutants.py --list $(FILES)
 
 gdb:
-	$(RUNNER) gdb $(if $(PAGING),--paging $(PAGING)) --cmdline "$(RUN_CMDLINE)"
+	$(RUNNER) gdb $(if $(RACE),--race '$(RACE)') $(if $(GDB_BATCH),--batch '$(GDB_BATCH)') $(if $(PAGING),--paging $(PAGING)) --cmdline "$(RUN_CMDLINE)"
 
 clippy:
 	cargo clippy --all-targets -- -D warnings

@@ -21,6 +21,7 @@ import re
 import struct
 
 import gdb
+from gdb.FrameDecorator import FrameDecorator
 
 # The CPU's, not the kernel's: architectural control-register bits.
 CR0_PG = 1 << 31
@@ -732,6 +733,8 @@ class VmHelp(VmCommand):
   vm-early-break [SYM|ADDR]   hbreak at a physical address (default _start)
   $vm_swapper_pg_dir()        physical address of swapper_pg_dir
   vm-static NAME [SIZE]       a static's value, into $vm_static (e.g. vmfault::lab::demo::ADDR, FAULTS)
+  vm-frame [N]                the trap frame nearest the selected frame (or frame N): vector, EIP, registers
+  vm-race                     a replay's state (make gdb RACE=): boundary k of n, who comes in, entries
   $cr0 $cr2 $cr3 $cr4         control registers (QEMU's gdb stub)""")
 
 
@@ -767,5 +770,269 @@ left in the convenience variable $vm_static."""
         print("%s = 0x%x (%d)" % (argv[0], v, v))
 
 
-for _c in (VmWalk, VmSync, VmAreas, VmFaults, VmMm, VmEarlyBreak, VmHelp, VmSwapperFn, VmStatic):
+# ---------------------------------------------------------------- trap frames
+
+TRAP_FRAME_TYPE = "vmfault::arch::x86::entry::TrapFrame"
+
+
+def _trap_frame_of(frame):
+    """The TrapFrame a `<signal handler called>` frame (an entry stub, by
+    its CFI signal-frame augmentation) saved: just below the interrupted
+    code's stack pointer, which is that frame's CFA."""
+    older = frame.older()
+    if older is None:
+        return None
+    sp = int(older.read_register("esp")) & 0xFFFFFFFF
+    ty = gdb.lookup_type(TRAP_FRAME_TYPE)
+    return gdb.Value(sp - ty.sizeof).cast(ty.pointer()).dereference(), sp - ty.sizeof
+
+
+class VmFrame(VmCommand):
+    """Show the trap frame nearest the selected frame: vm-frame [N]
+
+Walks from the selected frame (or frame N) to the next entry stub, which
+gdb shows as `<signal handler called>` (the stubs' unwind information
+marks them as signal frames, src/arch/x86/entry.rs), and prints the
+TrapFrame it saved: vector and error code, the interrupted EIP (with its
+symbol) and EFLAGS, the registers.  `up`/`frame N` past that line is the
+interrupted code itself."""
+
+    _name = "vm-frame"
+
+    def __init__(self):
+        super().__init__("vm-frame")
+
+    def run(self, argv):
+        f = gdb.selected_frame()
+        if argv:
+            f = gdb.newest_frame()
+            for _ in range(int(argv[0])):
+                f = f.older()
+        level = 0
+        g = gdb.newest_frame()
+        while g is not None and g != f:
+            g, level = g.older(), level + 1
+        while f is not None and f.type() != gdb.SIGTRAMP_FRAME:
+            f, level = f.older(), level + 1
+        if f is None:
+            raise VmError("no trap frame between the selected frame and the bottom of the stack")
+        tf, at = _trap_frame_of(f)
+        vec = int(tf["vector"])
+        eip = int(tf["eip"]) & 0xFFFFFFFF
+        print("trap frame at 0x%08x (frame #%d): vector %d, error code 0x%x" % (
+            at, level, vec, int(tf["error_code"])))
+        print("  interrupted at 0x%08x %s, EFLAGS 0x%08x (IF=%d TF=%d)" % (
+            eip, gdb.execute("info symbol 0x%x" % eip, to_string=True).strip(), int(tf["eflags"]),
+            int(tf["eflags"]) >> 9 & 1, int(tf["eflags"]) >> 8 & 1))
+        print("  eax %08x ebx %08x ecx %08x edx %08x esi %08x edi %08x ebp %08x" % tuple(
+            int(tf[r]) & 0xFFFFFFFF for r in ("eax", "ebx", "ecx", "edx", "esi", "edi", "ebp")))
+        print("  `frame %d` is the interrupted code" % (level + 1))
+
+
+class _TrapFrameDecorator(FrameDecorator):
+    """A `<signal handler called>` frame named for what it is: the entry
+    stub and the vector (trap_stubs' 16-byte stubs give it), or the #PF
+    entry path."""
+
+    def function(self):
+        f = self.inferior_frame()
+        if f.type() != gdb.SIGTRAMP_FRAME:
+            return super().function()
+        pc = int(f.pc()) & 0xFFFFFFFF
+        where = _where(pc)
+        m = re.match(r"trap_stubs \+ (\d+)", where)
+        if m:
+            return "trap_stubs [vector %#x entry]" % (int(m.group(1)) // 16)
+        name = where.split(" ")[0]
+        if name.startswith("page_fault_") or name == "error_code":
+            return "%s [#PF entry: the CPU's trap frame]" % name
+        if name in ("alltraps", "trapret", "trapret_iret"):
+            return "%s [trap frame]" % name
+        return "%s [trap frame]" % name
+
+
+class _TrapFrameFilter:
+    def __init__(self):
+        self.name, self.priority, self.enabled = "vmfault-trap-frames", 100, True
+        gdb.frame_filters[self.name] = self
+
+    def filter(self, frames):
+        return map(_TrapFrameDecorator, frames)
+
+
+# ---------------------------------------------------------------- replays (make gdb RACE=)
+
+SYM_RACE = ("vmfault::lab::race::narrate::RACE_REPLAY", "RACE_REPLAY")
+RACE_TYPE = "vmfault::lab::race::narrate::ReplayState"
+WHO = {
+    1: "a nested interrupt: a self-IPI, pending now, taken before the next instruction",
+    2: "CPU 1's whole access, while CPU 0 waits at this boundary (in its #DB handler)",
+    3: "a preemption: a self-IPI, pending now; its interrupt exit switches to B",
+    4: "CPU 1 reads the entry, while CPU 0 waits at this boundary (in its #DB handler)",
+}
+
+
+def race_state():
+    """RACE_REPLAY's fields, read through the layout the kernel's DWARF
+    gives (no offsets kept here)."""
+    addr = sym(SYM_RACE)[0]
+    ty = gdb.lookup_type(RACE_TYPE)
+    out = {}
+    for f in ty.fields():
+        off, size = f.bitpos // 8, f.type.sizeof
+        raw = read_virt(addr + off, size)
+        if f.type.strip_typedefs().code == gdb.TYPE_CODE_ARRAY:
+            elem = f.type.strip_typedefs().target()
+            if elem.strip_typedefs().code == gdb.TYPE_CODE_ARRAY:  # [[u8; 16]; 3]
+                n = elem.sizeof
+                out[f.name] = [raw[i:i + n].split(b"\0")[0].decode("utf-8", "replace")
+                               for i in range(0, size, n)]
+            elif elem.sizeof == 1:
+                out[f.name] = raw.split(b"\0")[0].decode("utf-8", "replace")
+            else:
+                out[f.name] = list(struct.unpack("<%dI" % (size // 4), raw))
+        else:
+            out[f.name] = int.from_bytes(raw, "little")
+    return out
+
+
+def code_address(name):
+    """The address of an assembly label (a symbol without debug info)."""
+    out = gdb.execute("info address %s" % name, to_string=True)
+    m = re.search(r"\bat (?:address )?(0x[0-9a-fA-F]+)", out)
+    if not m:
+        raise VmError("no address for %s: %s" % (name, out.strip()))
+    return int(m.group(1), 16)
+
+
+def _where(a):
+    try:
+        return gdb.execute("info symbol 0x%x" % a, to_string=True).strip().replace(" in section .text", "")
+    except gdb.error:
+        return "?"
+
+
+def _line(a):
+    sal = gdb.find_pc_line(a)
+    return "%s:%d" % (sal.symtab.filename, sal.line) if sal.symtab else "?"
+
+
+def _debug_registers():
+    out = _monitor("info registers")
+    return {k: int(v, 16) for k, v in re.findall(r"\b(DR[0-7])=([0-9a-fA-F]+)", out)}
+
+
+class VmRace(VmCommand):
+    """Where a replay stands: vm-race
+
+The handle, the scenario's boundary k of n, the instruction at the
+boundary, who comes in next and where its first instruction is, the
+entries of the run's addresses in every address space it involves, and
+what the explorer left in the debug registers."""
+
+    _name = "vm-race"
+
+    def __init__(self):
+        super().__init__("vm-race")
+
+    def run(self, argv):
+        st = race_state()
+        if not st["active"]:
+            raise VmError("no replay is running (boot with `make gdb RACE=HANDLE`)")
+        print("replay %s: boundary %d of %d%s" % (st["handle"], st["k"], st["n"],
+                                                  "" if st["at_boundary"] else " (not reached yet)"))
+        if st["eip"]:
+            print("  the boundary: before the instruction at 0x%08x %s (%s)" % (
+                st["eip"], _where(st["eip"]), _line(st["eip"])))
+        print("  who comes in next: %s" % WHO.get(st["who"], "?"))
+        print("  it starts at 0x%08x %s; the stepped path is over at 0x%08x %s" % (
+            st["party_pc"], _where(st["party_pc"]), st["end_pc"], _where(st["end_pc"])))
+        pae = is_pae()
+        for a in [a for a in st["addrs"] if a]:
+            print("  translation of 0x%08x:" % a)
+            for label, d in zip(st["labels"], st["dirs"]):
+                if d:
+                    levels, phys = walk(a, d, pae)
+                    print("  " + dump_line(label, d, levels, phys, pae))
+        try:
+            dr = _debug_registers()
+        except gdb.error:
+            dr = {}
+        if dr:
+            on = [i for i in range(4) if dr.get("DR7", 0) >> (2 * i) & 3]
+            shown = ", ".join("DR%d 0x%08x %s" % (i, dr["DR%d" % i], _where(dr["DR%d" % i])) for i in on)
+            print("  debug registers the explorer left armed: %s" % (shown or "none"))
+            if 2 in on:
+                print("    (DR2 on the #PF entry counts faults for the fault-loop check, and in the two-level")
+                print("     nesting it sends the second interrupt; QEMU 7.2 skips guest breakpoints while gdb")
+                print("     single-steps, so `continue` across a #PF entry rather than `stepi` into it)")
+
+
+class VmRacePark(VmCommand):
+    """(make gdb RACE= runs this) From race_boundary_reached to the boundary.
+
+One CPU: the #DB handler returns (a temporary breakpoint on its `iret`,
+one `stepi` over it), leaving the CPU at the boundary's instruction with
+the other party's interrupt pending.  Two CPUs: CPU 0 stays in its #DB
+handler while CPU 1 runs, so the frame selected is the interrupted one
+(the boundary).  Then QEMU's single-step is set to let interrupts in but
+keep timers still (Qqemu.sstep=0x5), and breakpoints go where the other
+party starts, on the oops path and where the stepped path is over."""
+
+    _name = "vm-race-park"
+
+    def __init__(self):
+        super().__init__("vm-race-park")
+
+    def run(self, argv):
+        st = race_state()
+        if not st["at_boundary"]:
+            raise VmError("the replay is not at its boundary (stopped elsewhere?)")
+        for b in list(gdb.breakpoints() or []):
+            if b.location in ("race_boundary_reached", "*race_boundary_reached"):
+                b.delete()
+        eip = st["eip"]
+        one_cpu = st["who"] in (1, 3)
+        if one_cpu:
+            gdb.execute("tbreak *0x%x" % code_address("trapret_iret"), to_string=True)
+            gdb.execute("continue", to_string=True)
+            gdb.execute("stepi", to_string=True)
+            pc = int(gdb.parse_and_eval("$pc")) & 0xFFFFFFFF
+            if pc != eip:
+                raise VmError("after the #DB handler's iret the CPU is at 0x%08x, not the boundary 0x%08x" % (pc, eip))
+        else:
+            f, n = gdb.newest_frame(), 0
+            while f is not None and (int(f.pc()) & 0xFFFFFFFF) != eip:
+                f, n = f.older(), n + 1
+            if f is None:
+                raise VmError("no frame at the boundary 0x%08x on this CPU's stack" % eip)
+            gdb.execute("frame %d" % n, to_string=True)
+        gdb.execute("maint packet Qqemu.sstep=0x5", to_string=True)
+        made = []
+        for loc, why in (("*0x%x" % st["party_pc"], "where the other party starts"),
+                         ("vmfault::mm::fault::bad_area_nosemaphore", "the oops path (page fault)"),
+                         ("vmfault::arch::x86::traps::die", "the oops path (other exceptions)")):
+            bp = gdb.Breakpoint(loc, internal=False)
+            made.append((bp.number, why))
+        end = "*0x%x" % st["end_pc"]
+        bp = gdb.Breakpoint(end)
+        if st["end_sp"]:
+            bp.condition = "$esp == 0x%x" % st["end_sp"]
+        made.append((bp.number, "where the stepped path is over (no oops)"))
+        print("[vmfault] replay %s: stopped at boundary %d of %d, before the other party comes in" % (
+            st["handle"], st["k"], st["n"]))
+        gdb.execute("vm-race")
+        print("[vmfault] breakpoints: " + "; ".join("%d %s" % m for m in made))
+        if one_cpu:
+            print("[vmfault] `stepi` shows the interrupt arrive; `continue` runs to where it starts, then to")
+            print("          the oops or the clean return.  `bt` crosses every trap frame; `vm-frame` shows one.")
+        else:
+            print("[vmfault] CPU 0 (thread 1) waits here in its #DB handler; frame %d is the boundary." % n)
+            print("          `info threads`, `thread 2` + `bt`: CPU 1 waits for its go; `continue` runs to")
+            print("          its access, then to the oops or the clean return.")
+
+
+for _c in (VmWalk, VmSync, VmAreas, VmFaults, VmMm, VmEarlyBreak, VmHelp, VmSwapperFn, VmStatic,
+           VmFrame, VmRace, VmRacePark):
     _c()
+_TrapFrameFilter()

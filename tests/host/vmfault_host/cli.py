@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 
-from vmfault_host import build, deps, elf, gdb, iso, judge, layers, matrix
+from vmfault_host import build, deps, elf, gdb, iso, judge, layers, matrix, replay
 from vmfault_host.paths import LOGDIR, ROOT, TARGET
 from vmfault_host.qemu import boot, qemu_cmd
 
@@ -88,6 +88,11 @@ def user_kernel(args):
 
 
 def cmd_run(args):
+    if args.race:
+        # The kernel race.md measured, not the unoptimised one.
+        deps.ensure_tools()
+        kernel = args.kernel or build.build_main(profile=replay.PROFILE)
+        return replay.run(kernel, args.race, extra=args.qemu or [])
     kernel = user_kernel(args)
     k = elf.constants(kernel)
     default = k.modes.index(checked_paging(args, k))
@@ -116,6 +121,14 @@ def cmd_gdb(args):
     deps.ensure_tools()
     if shutil.which("gdb") is None:
         sys.exit("runner: gdb is missing; install it with: sudo apt-get install gdb")
+    if args.race:
+        kernel = build.build_main(profile=replay.PROFILE)
+        k = elf.constants(kernel)
+        handles = replay.parse_all(k, args.race, kernel)
+        if len(handles) != 1:
+            sys.exit("runner: make gdb RACE= takes one handle (make run RACE= takes several)")
+        return gdb.interactive(kernel, handles[0].mode, "", args.stop, args.batch, args.timeout,
+                               race=handles[0])
     kernel = build.build_main()
     paging = checked_paging(args, elf.constants(kernel))
     return gdb.interactive(kernel, paging, args.cmdline, args.stop, args.batch, args.timeout)
@@ -139,6 +152,7 @@ def cmd_cargo(args):
     name = re.sub(r"-[0-9a-f]{16}$", "", os.path.basename(kernel))
     if os.sep + "deps" + os.sep not in kernel:
         args.kernel, args.paging, args.cmdline, args.qemu, args.smp = kernel, None, "", [], None
+        args.race = None
         return cmd_run(args)
     deps.ensure_tools()
     k = elf.constants(kernel)
@@ -195,6 +209,8 @@ def main(argv=None):
     r.add_argument("--paging", metavar="MODE", help=paging_help)
     r.add_argument("--cmdline", default="")
     r.add_argument("--smp", type=int, help="CPUs QEMU gives the machine (round-robin TCG)")
+    r.add_argument("--race", default=os.environ.get("RACE") or None,
+                   help="replay these explored runs (handles SCENARIO:VERSION:MODE:NCPU:K, comma-separated)")
     r.add_argument("--qemu", nargs=argparse.REMAINDER)
     r.add_argument("kernel", nargs="?")
     r.set_defaults(parser=r)
@@ -203,11 +219,15 @@ def main(argv=None):
     g = sub.add_parser("gdb")
     g.add_argument("--paging", metavar="MODE", help=paging_help)
     g.add_argument("--cmdline", default="")
-    g.add_argument("--batch", action="append", help="run this gdb script in batch mode (after the stop)")
+    g.add_argument("--batch", action="append",
+                   default=[os.environ["GDB_BATCH"]] if os.environ.get("GDB_BATCH") else None,
+                   help="run this gdb script in batch mode (after the stop), then exit (GDB_BATCH=)")
     g.add_argument("--stop", choices=("vmalloc_fault", "start", "reset"),
                    default=os.environ.get("GDB_STOP") or "vmalloc_fault",
                    help="where gdb stops first (GDB_STOP): vmalloc_fault, _start (early boot), the reset vector")
     g.add_argument("--timeout", type=int, help="stop gdb and QEMU after this many seconds (batch: 300)")
+    g.add_argument("--race", default=os.environ.get("RACE") or None,
+                   help="stop at this replay's boundary (a handle SCENARIO:VERSION:MODE:NCPU:K)")
     g.set_defaults(parser=g)
     c = sub.add_parser("cargo")
     c.add_argument("kernel")

@@ -134,11 +134,21 @@ def cmdline_version(k, cmdline):
     return m.group(1) if m and m.group(1) in k.versions else k.default_version
 
 
-def init_script(k, root, port, paging, stop, version=None):
+def race_script(handle):
+    """After `target remote`: run to the replay's boundary and park there
+    (vm-race-park, tests/host/gdb/vmfault-gdb.py)."""
+    return ["break race_boundary_reached",
+            f"echo [vmfault] running the replay {handle} to its boundary ...\\n",
+            "continue", "vm-race-park"]
+
+
+def init_script(k, root, port, paging, stop, version=None, race=None):
     """The commands `make gdb` runs in gdb before handing it to the user;
-    `k` is the kernel's constants (elf.Kernel)."""
+    `k` is the kernel's constants (elf.Kernel); `race`: a replay handle."""
     lines = ["# written by tests/host/runner.py gdb", f"directory {root}", f"source {HELPERS}",
-             f"target remote 127.0.0.1:{port}"]
+             "set print asm-demangle on", f"target remote {port}"]
+    if race:
+        return "\n".join(lines + race_script(race)) + "\n"
 
     def brk(cmd, hint):
         lines.append(cmd)
@@ -473,22 +483,28 @@ def gdb_port():
     return int(os.environ.get("GDB_PORT", 20000 + os.getuid() % 10000))
 
 
-def interactive(kernel, paging, cmdline, stop, batch=None, timeout=None):
+def interactive(kernel, paging, cmdline, stop, batch=None, timeout=None, race=None):
     """QEMU halted with its gdb stub on a per-user port, and gdb attached
     with the kernel's symbols, the repository's sources and the helpers of
     tests/host/gdb/vmfault-gdb.py, run up to a breakpoint in vmalloc_fault
-    (PAE: in the demo thread; `stop` start|reset for early boot).  QEMU is
-    stopped whenever gdb exits, however it exits."""
+    (PAE: in the demo thread; `stop` start|reset for early boot), or, with
+    `race` (a replay.Handle), to that replay's boundary.  QEMU is stopped
+    whenever gdb exits, however it exits."""
     k = elf.constants(kernel)
-    image = iso.make_iso(kernel, os.path.join(TARGET, "gdb.iso"),
-                         iso.grub_cfg(k, None, iso.menu(k, cmdline), 0, k.modes.index(paging)))
+    if race is not None:
+        from vmfault_host import replay
+        cfg = iso.grub_cfg(k, replay.cmdline([race]))
+    else:
+        cfg = iso.grub_cfg(k, None, iso.menu(k, cmdline), 0, k.modes.index(paging))
+    image = iso.make_iso(kernel, os.path.join(TARGET, "gdb.iso"), cfg)
     port = gdb_port()
     if tcp_listening(port):
         sys.exit(f"runner: port {port} is already in use (another `make gdb`?); pick one with GDB_PORT=")
     log = os.path.join(TARGET, "gdb-serial.log")
     init = os.path.join(TARGET, "gdb-init.gdb")
     with open(init, "w") as f:
-        f.write(init_script(k, ROOT, port, paging, stop, cmdline_version(k, cmdline)))
+        f.write(init_script(k, ROOT, f"127.0.0.1:{port}", paging, stop, cmdline_version(k, cmdline),
+                            race=race))
     if os.path.exists(log):
         os.remove(log)
     cmd = ["gdb", "-q", "-x", init, kernel]
@@ -505,21 +521,25 @@ def interactive(kernel, paging, cmdline, stop, batch=None, timeout=None):
 
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     q = g = None
+    smp = race.cpus if race is not None and race.cpus > 1 else None
     try:
         signal.signal(signal.SIGTERM, hang_up)
         signal.signal(signal.SIGHUP, hang_up)
-        q = start_qemu(qemu_cmd(k, image, f"file:{log}", ["-S", "-gdb", f"tcp:127.0.0.1:{port}"]),
+        q = start_qemu(qemu_cmd(k, image, f"file:{log}", ["-S", "-gdb", f"tcp:127.0.0.1:{port}"], smp=smp),
                        os.path.join(TARGET, "gdb-qemu.log"))
         if not wait_for_stub(q, lambda: tcp_listening(port)):
             err = read_text(os.path.join(TARGET, "gdb-qemu.log")).strip()
             sys.exit(f"runner: QEMU's gdb stub did not come up on port {port}: {err}")
         rel = os.path.relpath(log)
-        print(f"runner: QEMU halted (paging={paging}), gdb stub on 127.0.0.1:{port} (GDB_PORT overrides)",
+        what = f"replay {race}" if race is not None else f"paging={paging}"
+        print(f"runner: QEMU halted ({what}), gdb stub on 127.0.0.1:{port} (GDB_PORT overrides)",
               flush=True)
         print(f"runner: serial console in {rel} (follow it with: tail -f {rel})", flush=True)
+        where = ("the replay's boundary, before the other party comes in" if race is not None else
+                 {"vmalloc_fault": "vmalloc_fault (PAE: in the demo thread)", "start": f"_start (hbreak *{k.entry:#x})",
+                  "reset": "the reset vector"}[stop])
         print(f"runner: gdb: {os.path.relpath(init)} loads the helpers (vm-help) and stops at "
-              + {"vmalloc_fault": "vmalloc_fault (PAE: in the demo thread)", "start": f"_start (hbreak *{k.entry:#x})",
-                 "reset": "the reset vector"}[stop] + "; QEMU stops when gdb exits", flush=True)
+              + where + "; QEMU stops when gdb exits", flush=True)
         g = subprocess.Popen(cmd, cwd=ROOT)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is gdb's: it interrupts the kernel
         try:
