@@ -13,6 +13,7 @@ use crate::lab::race::engine::Reach;
 use crate::lab::race::explorer::{explore, explore_with, Outcome, Report, Variant};
 use crate::lab::race::outcome::Mark;
 use crate::lab::race::regression2020::{explore_2020, explore_2020_with, Cpus, Report2020};
+use crate::lab::race::replay::{self, Scenario as Replayed};
 use crate::lab::race::scenario::Scenario;
 use crate::lab::race::stress::stress;
 use crate::lab::race::torn::{explore_torn, Write};
@@ -40,6 +41,50 @@ pub static SUITE: Suite = Suite {
         case!(engine_anchors_stop_where_stepping_does),
     ],
 };
+
+/// race.md's replay handles, checked (issue 25): the first failing and
+/// the first clean boundary an exploration ran (`marks`), replayed by
+/// name, must each end as the explorer's run did; a scenario with no
+/// boundary here (nothing faults) must refuse boundary 0, saying why.  A
+/// boot that runs the scenario otherwise than race.md measures it (a
+/// one-CPU scenario with two CPUs online) replays nothing.
+fn replays_match(s: Replayed, cpus: u8, marks: &[Mark]) {
+    if !replay::measured_here(s, cpus) {
+        return;
+    }
+    if marks.is_empty() {
+        let h = replay::handle_of(s, cpus, 0);
+        let r = replay::replay_one(&h);
+        crate::println!("    # replay {}: {:?}", h, r);
+        assert!(
+            matches!(&r, Err(why) if why.contains("no ")),
+            "replay {} of a path with no boundary: {:?}",
+            h,
+            r
+        );
+        return;
+    }
+    let failed = |m: &Mark| matches!(m, Mark::Failed | Mark::OtherFailed | Mark::Both);
+    let first = [
+        marks.iter().position(failed),
+        marks.iter().position(|m| *m == Mark::Clean),
+    ];
+    for k in first.into_iter().flatten() {
+        replay_matches(s, cpus, k);
+    }
+}
+
+fn replay_matches(s: Replayed, cpus: u8, k: usize) {
+    let h = replay::handle_of(s, cpus, k);
+    let r = replay::replay_one(&h);
+    crate::println!("    # replay {}: {:?}", h, r);
+    assert_eq!(
+        r,
+        Ok(true),
+        "replay {} did not end as the explorer's run did",
+        h
+    );
+}
 
 fn two_level_lazy() -> bool {
     mode() == PagingMode::TwoLevel && !version().syncs_eagerly()
@@ -154,6 +199,7 @@ fn explorer_thread_context() {
     let r = explore(Variant::Thread, false, 1).expect("explorer");
     show("thread", &r);
     check_depth1(&r);
+    replays_match(Replayed::Thread, 1, &r.marks);
     if two_level_lazy() && version() == V::Sync {
         // IF is off from the #PF entry to the sti after the CR2 read.
         let cr2 = r.cr2_read_at.unwrap();
@@ -170,6 +216,7 @@ fn explorer_inside_an_irq_handler() {
     let r = explore(Variant::InIrq, false, 1).expect("explorer");
     show("in PIT handler", &r);
     check_depth1(&r);
+    replays_match(Replayed::Irq, 1, &r.marks);
 }
 
 /// Seed question 1: page_fault -> irq -> vmalloc fault -> irq -> vmalloc
@@ -180,6 +227,7 @@ fn explorer_two_nested_levels_never_reset() {
     need_scenario();
     let r = explore(Variant::Thread, true, 1).expect("explorer");
     show("two nested levels", &r);
+    replays_match(Replayed::Nested2, 1, &r.marks);
     assert!(
         r.failing.iter().all(|(_, _, o)| *o != Outcome::Hang),
         "a run hung"
@@ -202,6 +250,7 @@ fn explorer_two_nested_levels_never_reset() {
 /// the middle of a task switch".
 fn explorer_context_switch_window() {
     let r = explore_window(false, 1).expect("window explorer");
+    replays_match(Replayed::Switch, 1, &r.marks);
     crate::println!(
         "    # switch window: stepped {} in window (CR3=next, current=prev, IF=1) {} delivered {} failures {}",
         r.stepped,
@@ -294,6 +343,7 @@ fn check_5_9_catches_the_window(r: &Report2020) {
 /// lazy versions sync on B's fault as always.
 fn regression_2020_window() {
     let r = explore_2020(Cpus::One, 1).expect("2020 explorer");
+    replays_match(Replayed::R2020, 1, &r.marks);
     crate::println!(
         "    # 2020 window: stepped {} preemptible {} runs {} failures {} window {:?} faults {} in {} runs baseline {:?} ({} faults) slots to VMALLOC_END {}",
         r.stepped,
@@ -388,6 +438,7 @@ fn fault_loop_is_the_same_fault_again_and_again() {
 /// `tsk->active_mm->pgd` there dereferences NULL.
 fn explorer_kernel_thread_switch_window() {
     let r = explore_window(true, 1).expect("window explorer");
+    replays_match(Replayed::SwitchKthread, 1, &r.marks);
     crate::println!(
         "    # kernel-thread switch window: stepped {} in window {} (active_mm NULL at {}) delivered {} failures {} (in the NULL part {})",
         r.stepped,
@@ -468,6 +519,7 @@ fn two_cpus_threads_of_one_mm() {
     let r = explore(Variant::OtherCpu { same_mm: true }, false, 1)
         .unwrap_or_else(|| crate::ktest::skip("one CPU (make test runs this with -smp 2 too)"));
     show_two_cpus("two CPUs, one mm", &r);
+    replays_match(Replayed::Threads, 2, &r.marks);
     check_two_cpus(&r, true);
 }
 
@@ -479,6 +531,7 @@ fn two_cpus_two_processes() {
     let r = explore(Variant::OtherCpu { same_mm: false }, false, 1)
         .unwrap_or_else(|| crate::ktest::skip("one CPU (make test runs this with -smp 2 too)"));
     show_two_cpus("two CPUs, two mms", &r);
+    replays_match(Replayed::Processes, 2, &r.marks);
     check_two_cpus(&r, false);
 }
 
@@ -534,6 +587,7 @@ fn check_two_cpus(r: &Report, same_mm: bool) {
 fn two_cpus_2020_regression() {
     let r = explore_2020(Cpus::Two, 5)
         .unwrap_or_else(|| crate::ktest::skip("one CPU (make test runs this with -smp 2 too)"));
+    replays_match(Replayed::R2020, 2, &r.marks);
     crate::println!(
         "    # 2020 on two CPUs: stepped {} runs {} failures {} (IF=0 on A: {}) window {:?} faults {} in {} runs, B waited {} baseline {:?} hand-off {} ns",
         r.stepped,
@@ -620,6 +674,19 @@ fn two_cpus_torn_pae_entries() {
             t.first_torn
         );
         assert!(!t.hang, "{}: B did not answer", w.name());
+        let s = replay::SCENARIOS
+            .iter()
+            .find(|(_, s)| *s == Replayed::Torn(w))
+            .map(|(_, s)| *s)
+            .expect("a torn scenario");
+        for k in [Some(0), t.first_torn.map(|(k, _)| k)]
+            .into_iter()
+            .flatten()
+        {
+            if replay::measured_here(s, 2) {
+                replay_matches(s, 2, k);
+            }
+        }
         assert!(
             t.stepped > 0 && t.ends_new,
             "{}: the write did not land",
@@ -655,6 +722,11 @@ fn two_cpus_point3_lost_page_table() {
     }
     for (slow, pressure, name) in CONFIGS {
         let r = explore_point3(slow, pressure, 7).expect("point 3 explorer");
+        let i = crate::lab::race::point3::CONFIGS
+            .iter()
+            .position(|c| c.2 == name)
+            .expect("a point-3 configuration");
+        replays_match(Replayed::Point3(i), 2, &r.marks);
         crate::println!(
             "    # {}: stepped {} runs {} failures {} (A's page lost {}, B's {}, tables leaked {}) B waited {} window {:?}",
             name,

@@ -272,6 +272,7 @@ pub fn run_all() {
                     name, k, eip, o
                 );
             }
+            print_strip(name, &w.eips, &w.marks);
         }
     }
     if let Some(r) = timed("r2020", || explore_2020(Cpus::One, 1)) {

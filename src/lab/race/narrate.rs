@@ -107,17 +107,23 @@ pub static RACE_REPLAY: RacyCell<ReplayState> = RacyCell::new(ReplayState {
 static ON: AtomicBool = AtomicBool::new(false);
 /// The target boundary of the narrated run (the explorers set theirs).
 static TARGET: AtomicU32 = AtomicU32::new(u32::MAX);
-/// The handle of the run a replay asks the next exploration to narrate.
-static REQUEST: RacyCell<Option<&'static str>> = RacyCell::new(None);
+/// The handle of the run a replay asks the next exploration to narrate
+/// (a copy: the replay's text need not outlive its call).
+static REQUEST: RacyCell<Option<crate::fixed_buf::FixedBuf<96>>> = RacyCell::new(None);
 /// Whether oops reports were silenced when the narrated run began.
 static WAS_SILENT: AtomicBool = AtomicBool::new(false);
 
 /// A replay, around its `Boundaries::Only(k)` exploration: narrate that
 /// run, under `handle` (`None` again after it).
-pub fn request(handle: Option<&'static str>) {
+pub fn request(handle: Option<&str>) {
+    let copy = handle.map(|h| {
+        let mut b = crate::fixed_buf::FixedBuf::new();
+        let _ = core::fmt::Write::write_str(&mut b, h);
+        b
+    });
     // SAFETY: set by the replay driver between explorations, read by the
     // exploration's driver thread before its runs.
-    unsafe { *REQUEST.get() = handle };
+    unsafe { *REQUEST.get() = copy };
 }
 
 /// The boundaries of the path a replay's first, quiet, exploration
@@ -135,8 +141,9 @@ pub fn requested_length() -> usize {
 
 /// The handle an exploration's target run is to be narrated under.
 pub fn requested() -> Option<&'static str> {
-    // SAFETY: see `request`.
-    unsafe { *REQUEST.get() }
+    // SAFETY: see `request`; the copy lives until the next request, after
+    // the exploration that reads it.
+    unsafe { (*REQUEST.get()).as_ref().map(|b| b.as_str()) }
 }
 
 fn state() -> &'static mut ReplayState {

@@ -75,6 +75,9 @@ pub enum Mark {
     Masked,
     /// Not run: the stride skipped it.
     Skipped,
+    /// Not run: outside the window the scenario explores (the switch
+    /// window: CR3 not yet next's, or `current` already next, or IF=0).
+    Outside,
 }
 
 impl Mark {
@@ -87,6 +90,7 @@ impl Mark {
             Mark::Hang => 'h',
             Mark::Masked => 's',
             Mark::Skipped => '-',
+            Mark::Outside => 'o',
         }
     }
 

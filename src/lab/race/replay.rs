@@ -605,8 +605,15 @@ fn cpus_online() -> u8 {
     smp::online().count() as u8
 }
 
+/// Whether this boot runs `s` as race.md measured it: its CPU count
+/// and paging mode (a one-CPU scenario in a two-CPU boot is not the
+/// measured run: the second CPU's TLB shootdowns lengthen its path).
+pub fn measured_here(s: Scenario, cpus: u8) -> bool {
+    cpus_online() == cpus && s.runs_on(cpus, mode())
+}
+
 /// Replay one handle in this boot; `Ok(matched)`, or why it is refused.
-fn replay_one(text: &'static str) -> Result<bool, Refusal> {
+pub fn replay_one(text: &str) -> Result<bool, Refusal> {
     let h = parse(text)?;
     let booted = (fault::version(), mode(), cpus_online());
     if (h.version, h.mode, h.cpus) != booted {
@@ -667,7 +674,7 @@ fn replay_one(text: &'static str) -> Result<bool, Refusal> {
 
 /// `race=`: replay every handle, then exit QEMU: success if each run
 /// ended as the explorer's did.
-pub fn run(handles: &'static str) -> ! {
+pub fn run(handles: &str) -> ! {
     let mut all = true;
     for text in handles.split(',').filter(|t| !t.is_empty()) {
         match replay_one(text) {

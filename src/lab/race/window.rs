@@ -31,6 +31,7 @@ use crate::sched::{self, Task};
 use super::engine::{self, After, Boundaries, Jump, Reach, Trigger};
 use super::explorer::{Outcome, NESTED_VECTOR};
 use super::narrate::{self, Who};
+use super::outcome::Mark;
 
 const MAX_STEPS: usize = 4000;
 
@@ -146,6 +147,10 @@ pub struct WindowReport {
     /// The slot was stale in both mms (two-level, a lazy version): the
     /// window's boundaries were run.
     pub explored: bool,
+    /// Each boundary's mark: run and clean or failed, or not run; and
+    /// its instruction (the strip).
+    pub marks: Vec<Mark>,
+    pub eips: Vec<u32>,
 }
 
 fn run_once(
@@ -221,6 +226,13 @@ pub fn explore_window(kthread: bool, sel: impl Into<Boundaries>) -> Option<Windo
         .count();
     rep.in_window = (0..rep.stepped).filter(|&k| window[k]).count();
     rep.explored = stale;
+    rep.marks = (0..rep.stepped)
+        .map(|k| match window[k] && stale {
+            true => Mark::Skipped,
+            false => Mark::Outside,
+        })
+        .collect();
+    rep.eips = rec.eips[..rep.stepped].to_vec();
     if stale {
         // Every run steps from `switch_mm`: the window is a few hundred
         // boundaries, no anchor needed.
@@ -248,6 +260,7 @@ pub fn explore_window(kthread: bool, sel: impl Into<Boundaries>) -> Option<Windo
             }
             let out = run_once(&a, &b, y, Some(j), kthread);
             rep.last_run = Some((k, out));
+            rep.marks[k] = Mark::of(out, Outcome::Clean);
             narrate::entries("after the run");
             narrate::end();
             if NESTED_DONE.load(Ordering::SeqCst) || out.failed() {

@@ -119,6 +119,8 @@ def cmd_iso(args):
 def cmd_gdb(args):
     """`make gdb`: see gdb.interactive."""
     deps.ensure_tools()
+    if not args.batch and os.environ.get("GDB_BATCH"):
+        args.batch = [os.environ["GDB_BATCH"]]
     if shutil.which("gdb") is None:
         sys.exit("runner: gdb is missing; install it with: sudo apt-get install gdb")
     if args.race:
@@ -127,8 +129,13 @@ def cmd_gdb(args):
         handles = replay.parse_all(k, args.race, kernel)
         if len(handles) != 1:
             sys.exit("runner: make gdb RACE= takes one handle (make run RACE= takes several)")
+        if args.reverse and handles[0].cpus > 1:
+            sys.exit("runner: REVERSE=1 needs a one-CPU handle: QEMU 7.2's record/replay refuses two CPUs "
+                     "(\"Record/replay feature is not supported for 'smp'\")")
         return gdb.interactive(kernel, handles[0].mode, "", args.stop, args.batch, args.timeout,
-                               race=handles[0])
+                               race=handles[0], reverse=args.reverse)
+    if args.reverse:
+        sys.exit("runner: REVERSE=1 goes with RACE=HANDLE (it records that replay's boot)")
     kernel = build.build_main()
     paging = checked_paging(args, elf.constants(kernel))
     return gdb.interactive(kernel, paging, args.cmdline, args.stop, args.batch, args.timeout)
@@ -220,12 +227,13 @@ def main(argv=None):
     g.add_argument("--paging", metavar="MODE", help=paging_help)
     g.add_argument("--cmdline", default="")
     g.add_argument("--batch", action="append",
-                   default=[os.environ["GDB_BATCH"]] if os.environ.get("GDB_BATCH") else None,
                    help="run this gdb script in batch mode (after the stop), then exit (GDB_BATCH=)")
     g.add_argument("--stop", choices=("vmalloc_fault", "start", "reset"),
                    default=os.environ.get("GDB_STOP") or "vmalloc_fault",
                    help="where gdb stops first (GDB_STOP): vmalloc_fault, _start (early boot), the reset vector")
     g.add_argument("--timeout", type=int, help="stop gdb and QEMU after this many seconds (batch: 300)")
+    g.add_argument("--reverse", action="store_true", default=os.environ.get("REVERSE") == "1",
+                   help="record the replay's boot first, so reverse-stepi/reverse-continue work (REVERSE=1)")
     g.add_argument("--race", default=os.environ.get("RACE") or None,
                    help="stop at this replay's boundary (a handle SCENARIO:VERSION:MODE:NCPU:K)")
     g.set_defaults(parser=g)

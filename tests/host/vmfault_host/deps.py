@@ -7,7 +7,8 @@ import sys
 
 from vmfault_host.paths import ROOT
 
-APT_PACKAGES = ["qemu-system-x86", "grub-pc-bin", "grub-common", "xorriso", "mtools", "gdb", "binutils"]
+APT_PACKAGES = ["qemu-system-x86", "qemu-utils", "grub-pc-bin", "grub-common", "xorriso", "mtools", "gdb",
+                "binutils"]
 NEEDED = {
     "qemu-system-i386": "qemu-system-x86",
     "grub-mkrescue": "grub-common",
@@ -16,6 +17,8 @@ NEEDED = {
     "mformat": "mtools",
     "gdb": "gdb",
     "objcopy": "binutils",
+    # qemu-img: the snapshot image of `make gdb RACE= REVERSE=1`
+    "qemu-img": "qemu-utils",
 }
 
 

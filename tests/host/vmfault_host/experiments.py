@@ -7,13 +7,89 @@ import concurrent.futures
 import os
 import time
 
-from vmfault_host import build, deps, elf, strips
+from vmfault_host import build, deps, elf, replay, strips
 from vmfault_host.paths import ROOT, TARGET
 from vmfault_host.qemu import MEMORY, boot
 
 OUT = os.path.join(TARGET, "experiments")
 # The pictures docs/experiments.md and the README show: regenerated here.
 PICTURES = os.path.join(ROOT, "docs", "pictures")
+
+
+# An EXP row's scenario as a replay handle names it (src/lab/race/replay.rs
+# SCENARIOS), and its CPUs; torn<i> is the i-th torn scenario.
+REPLAY_SCENARIOS = {"thread": ("thread", 1), "irq": ("irq", 1), "depth2": ("nested2", 1),
+                    "window": ("switch", 1), "window_kthread": ("switch_kthread", 1), "r2020": ("r2020", 1),
+                    "cpu2_threads": ("threads", 2), "cpu2_processes": ("processes", 2), "cpu2_r2020": ("r2020", 2)}
+
+
+def replay_scenario(k, name):
+    """(scenario, CPUs) of EXP row `name`, or None."""
+    if name in REPLAY_SCENARIOS:
+        return REPLAY_SCENARIOS[name]
+    if name.startswith("point3_") and name in k.race_scenarios:
+        return name, 2
+    if name.startswith("torn") and name[4:].isdigit():
+        torn = [s for s in k.race_scenarios if s.startswith("torn_")]
+        i = int(name[4:])
+        return (torn[i], 2) if i < len(torn) else None
+    return None
+
+
+def first_boundary(strip):
+    """The first failing boundary of a strip, else its first clean one."""
+    for want in (strips.FAILING, "c"):
+        for start, code, _ in strip.runs:
+            if code in want:
+                return start
+    return None
+
+
+def replay_handle(k, m, v, cpus, name, strips_of_boot, r=None):
+    """The replay handle of row `name` (its first failing boundary, or its
+    first clean one), or None for a row with no boundary."""
+    sc = replay_scenario(k, name)
+    if sc is None:
+        return None
+    if name.startswith("torn"):
+        first = (r or {}).get("first_torn", "-")
+        kk = int(first.split(":")[0]) if first not in ("-", "") else 0
+        return f"{sc[0]}:{v}:{m}:{cpus}cpu:{kk}" if r and int(r.get("stepped", 0)) else None
+    st = strips_of_boot.get(name)
+    kk = first_boundary(st) if st else None
+    return None if kk is None else f"{sc[0]}:{v}:{m}:{cpus}cpu:{kk}"
+
+
+def boundaries(k, results, results2, strips_of):
+    """Each row's boundary count and the spans its runs use, by handle row
+    (replay.save_boundaries): what `make run RACE=` checks before it boots."""
+    out = {}
+    for cpus, res in ((1, results), (2, results2)):
+        for (m, v), (rows, _, _, _) in res.items():
+            for name, r in rows.items():
+                sc = replay_scenario(k, name)
+                if sc is None:
+                    continue
+                key = f"{sc[0]}:{v}:{m}:{sc[1]}cpu"
+                st = strips_of.get((m, v, cpus), {}).get(name)
+                if st is not None:
+                    spans = [[a, e - 1] for (a, code, _), e in zip(st.runs, st.ends()) if code in "cfbxh"]
+                    out[key] = {"n": st.total, "runnable": spans}
+                elif name.startswith("torn"):
+                    n = int(r.get("stepped", 0))
+                    out[key] = {"n": n, "runnable": [[0, n - 1]] if n else []}
+                elif "stepped" in r:
+                    out[key] = {"n": int(r["stepped"]), "runnable": []}
+    return out
+
+
+def collapsed(quiet, table):
+    """The PAE rows of a table with nothing to show, as one sentence."""
+    versions = sorted({v for t, m, v in quiet if t == table})
+    if not versions:
+        return []
+    return ["", f"PAE: no vmalloc fault under any version ({', '.join(versions)}): the kernel PMD page is shared, so",
+            "nothing is stale; 0 in every column, and no boundary to replay."]
 
 
 def span(row):
@@ -97,40 +173,59 @@ def point3_rows(results2):
     return []
 
 
-def pictures(results, results2, kernel, publish):
+def pictures(k, results, results2, kernel, publish):
     """One strip picture per scenario, a row per version (two-level: in PAE
     nothing faults), written to target/experiments and, for the default
-    kernel (`publish`), docs/pictures."""
-    def rows(res, name, modes=("2level",)):
+    kernel (`publish`), docs/pictures.  Each run's tooltip names its source
+    line and the replay handle of its first boundary, nothing of the build
+    (no address), so an unchanged tree draws the same pictures."""
+    def rows(res, name, cpus, modes=("2level",)):
         out = []
         for (m, v), (log_rows, groups, complete, b) in res.items():
             st = strips.parse(b.log).get(name)
+            sc = replay_scenario(k, name)
             if m in modes and st and st.total > 0:
-                out.append((v if len(modes) == 1 else f"{v} {m}", st))
+                prefix = f"{sc[0]}:{v}:{m}:{cpus}cpu" if sc else None
+                out.append((v if len(modes) == 1 else f"{v} {m}", st, prefix))
         return out
+
+    def point3_rows():
+        for (m, v), (rows_, groups, complete, b) in results2.items():
+            st = strips.parse(b.log)
+            if "point3_242" in st:
+                return [(label, st[name], f"{name}:{v}:{m}:2cpu") for name, label in (
+                    ("point3_242", "2.4.2, plentiful"), ("point3_242_low", "2.4.2, low memory"),
+                    ("point3_seed", "seed, plentiful"), ("point3_seed_low", "seed, low memory")) if name in st]
+        return []
 
     pics = {
         "race-nested-irq": ("Seed race 2: the nested interrupt at each boundary of the vmalloc fault (one CPU)",
-                            rows(results, "thread")),
+                            rows(results, "thread", 1)),
         "race-cpu2-threads": ("Cox and Hemment: CPU B, a thread of A's mm, at each boundary of A's fault",
-                              rows(results2, "cpu2_threads")),
+                              rows(results2, "cpu2_threads", 2)),
         "race-cpu2-processes": ("Andrea's \"can't happen\": CPU B in another process, at each boundary of A's fault",
-                                rows(results2, "cpu2_processes")),
+                                rows(results2, "cpu2_processes", 2)),
         "race-2020-one-cpu": ("2020 regression, one CPU: B runs when A is preempted at each boundary after its set_pmd",
-                              rows(results, "r2020")),
+                              rows(results, "r2020", 1)),
         "race-2020-two-cpus": ("2020 regression, two CPUs: B maps and touches at each boundary of A's map and sync",
-                               rows(results2, "cpu2_r2020")),
+                               rows(results2, "cpu2_r2020", 2)),
         "race-point3": ("Seed point 3: B's 2.4.2 vmalloc at each boundary of A's (big kernel lock, low memory)",
-                        point3_rows(results2)),
+                        point3_rows()),
     }
-    pics = {k: v for k, v in pics.items() if v[1]}
+    pics = {k_: v_ for k_, v_ in pics.items() if v_[1]}
     paths = strips.write_pictures(OUT, pics, kernel)
     if not publish:
         return [os.path.basename(p) for p in paths]
     os.makedirs(PICTURES, exist_ok=True)
     for p in paths:
-        with open(p) as src, open(os.path.join(PICTURES, os.path.basename(p)), "w") as dst:
-            dst.write(src.read())
+        dst = os.path.join(PICTURES, os.path.basename(p))
+        with open(p) as src:
+            text = src.read()
+        # Rewritten only when the picture changed: git stays clean otherwise.
+        old = open(dst).read() if os.path.exists(dst) else None
+        if text != old:
+            with open(dst, "w") as f:
+                f.write(text)
     return [os.path.basename(p) for p in paths]
 
 
@@ -180,106 +275,140 @@ def main(argv=None):
             print(f"experiments: {m} {v}{' (2 CPUs)' if cpus > 1 else ''}: "
                   f"{'done' if complete else b.verdict()} in {b.seconds:.0f} s", flush=True)
 
+    strips_of = {key: strips.parse(b.log) for key, (_, _, _, b) in
+                 [((m, v, 1), r) for (m, v), r in results.items()] + [((m, v, 2), r) for (m, v), r in results2.items()]}
+
+    def cell(m, v, cpus, name, r=None):
+        """The row's `replay` cell: RACE= of its first failing boundary, or
+        its first boundary where none fails; `-` for a row with none."""
+        h = replay_handle(k, m, v, cpus, name, strips_of.get((m, v, cpus), {}), r)
+        return f"`RACE={h}`" if h else "-"
+
     md = ["# vmfault race experiments", "",
           f"Generated by `make experiments{'' if args.kernel == 'ktest' else ' KERNEL=' + args.kernel}` ({time.strftime('%Y-%m-%d')}, "
           f"qemu-system-i386 TCG, {kernel_words}, {MEMORY} MiB).",
+          "",
+          "Every row's `replay` cell names one of its runs (its first failing boundary, or its first boundary where",
+          "none fails): `make run RACE=HANDLE` replays and narrates it, `make gdb RACE=HANDLE` stops there",
+          "(docs/debugging.md).",
           "",
           "Explorer: the nested test interrupt delivered at every instruction boundary of the outer vmalloc fault",
           "(from `#PF` entry to `iret`) where the interrupted code has IF=1. Failures = runs that ended in an oops.",
           "CR2 read at = the boundary (0-based) whose instruction reads CR2; Linux 2.4.1 reads it at boundary 27-32",
           "(instruction 28-33 from the vector: `page_fault` 2, `error_code` 25 to its call, 0-5 of prologue; see",
-          "docs/experiments.md).", "",
-          "| paging | version | context | boundaries stepped | with IF=1 | CR2 read at | failures | of them before the CR2 read | reason |",
-          "|---|---|---|---:|---:|---:|---:|---:|---|"]
+          "docs/experiments.md). Reasons: `Oops(why)` the outer fault died in bad_area, `OopsClobberedCr2(why)` it",
+          "died working on a nested fault's address (CR2 overwritten before its `movl %cr2`), `NestedOops(level, why)`",
+          "and `NestedOopsClobberedCr2(level, why)` the handler at that interrupt nesting level died instead (1: the",
+          "nested interrupt, 2: the second one), `why` the `vmalloc_fault` check that failed (src/mm/fault.rs",
+          "`BadArea`).", "",
+          "| paging | version | context | boundaries stepped | with IF=1 | CR2 read at | failures | of them before the CR2 read | reason | replay |",
+          "|---|---|---|---:|---:|---:|---:|---:|---|---|"]
+    quiet = []  # (table, paging, version, context) rows of nothing but zeros
+
+    def zero(r, *keys):
+        return all(r.get(x, "0") in ("0", "-1", "-") for x in keys)
+
     for (m, v), (rows, groups, complete, b) in results.items():
         if not complete:
-            md.append(f"| {m} | {v} | - | run failed: {b.verdict()} | | | | | |")
+            md.append(f"| {m} | {v} | - | run failed: {b.verdict()} | | | | | | |")
             continue
         for name, label in [("thread", "thread"), ("irq", "inside PIT handler"), ("depth2", "two nested levels")]:
             r = rows.get(name)
-            if r:
+            if r and m == "pae" and zero(r, "stepped", "if", "failures"):
+                quiet.append(("fault", m, v))
+            elif r:
                 cr2 = r["cr2"] if r["cr2"] != "-1" else "-"
                 md.append(f"| {m} | {v} | {label} | {r['stepped']} | {r['if']} | {cr2} | {r['failures']} | "
-                          f"{r['before_cr2']} | {r.get('reasons', '-')} |")
+                          f"{r['before_cr2']} | {r.get('reasons', '-')} | {cell(m, v, 1, name)} |")
+    md += collapsed(quiet, "fault")
     md += ["", "Context-switch window (CR3 already next's, `current` still prev, IF=1); with a kernel thread as prev,",
            "2.4 also sets `prev->active_mm = NULL` after `switch_mm` (the NULL part):", "",
-           "| paging | version | prev | boundaries stepped | in the window | failures | active_mm NULL at | failures there |",
-           "|---|---|---|---:|---:|---:|---:|---:|"]
+           "| paging | version | prev | boundaries stepped | in the window | failures | active_mm NULL at | failures there | replay |",
+           "|---|---|---|---:|---:|---:|---:|---:|---|"]
     for (m, v), (rows, groups, complete, b) in results.items():
         for name, prev in (("window", "thread with an mm"), ("window_kthread", "kernel thread")):
             w = rows.get(name)
             if w:
                 md.append(f"| {m} | {v} | {prev} | {w['stepped']} | {w['in_window']} | {w['failures']} | "
-                          f"{w.get('null_active_mm', '-')} | {w.get('null_failures', '-')} |")
+                          f"{w.get('null_active_mm', '-')} | {w.get('null_failures', '-')} | {cell(m, v, 1, name)} |")
+    md += ["", "(In PAE, and under 5.8 and 5.9, no slot is stale in the window, so nothing is delivered there: the",
+           "boundaries are stepped and counted, none is run.)"]
     md += ["", "Linux's 2020 x86-32 regression on one CPU (`preempt=full`): thread A maps a page into a fresh slot and is",
            "preempted at every boundary (IF=1) from its init_mm `set_pmd` to its return; thread B maps into the same slot",
            "and touches it from an older mm. Window = first..last failing boundary.", "",
-           "| paging | version | boundaries stepped | preemptible | runs | failures | window | lazy faults (runs) | B after A (faults) |",
-           "|---|---|---:|---:|---:|---:|---|---:|---|"]
+           "| paging | version | boundaries stepped | preemptible | runs | failures | window | lazy faults (runs) | B after A (faults) | replay |",
+           "|---|---|---:|---:|---:|---:|---|---:|---|---|"]
     for (m, v), (rows, groups, complete, b) in results.items():
         w = rows.get("r2020")
         if w:
             md.append(f"| {m} | {v} | {w['stepped']} | {w['preemptible']} | {w['runs']} | {w['failures']} | {span(w)} | "
-                      f"{w['faults']} ({w['runs_with_faults']}) | {w['baseline']} |")
+                      f"{w['faults']} ({w['runs_with_faults']}) | {w['baseline']} | {cell(m, v, 1, 'r2020')} |")
     md += ["", "Two CPUs (`-smp 2`): CPU A's vmalloc fault is single-stepped; at every boundary, IF=1 or not, CPU A",
            "waits while CPU B runs its whole access to another page of the same stale slot. B is a thread of A's mm",
            "(Cox and Hemment's race, quoted in the seed) or of another process (Andrea's \"I think that can't",
            "happen\"). Failures: A's oopses; B: runs where B's own access failed.", "",
-           "| paging | version | B is | boundaries | runs | A fails | B fails | reason | runs/s | hand-off |",
-           "|---|---|---|---:|---:|---:|---:|---|---:|---:|"]
+           "| paging | version | B is | boundaries | runs | A fails | B fails | reason | runs/s | hand-off | replay |",
+           "|---|---|---|---:|---:|---:|---:|---|---:|---:|---|"]
+    quiet = []
     for (m, v), (rows, groups, complete, b) in results2.items():
         if not complete:
-            md.append(f"| {m} | {v} | - | run failed: {b.verdict()} | | | | | | |")
+            md.append(f"| {m} | {v} | - | run failed: {b.verdict()} | | | | | | | |")
             continue
         for name, label in (("cpu2_threads", "a thread of A's mm"), ("cpu2_processes", "another process")):
             r = rows.get(name)
-            if r:
+            if r and m == "pae" and zero(r, "stepped", "runs", "failures", "b_failures"):
+                quiet.append(("cpu2", m, v))
+            elif r:
                 md.append(f"| {m} | {v} | {label} | {r['stepped']} | {r['runs']} | {r['failures']} | "
                           f"{r.get('b_failures', '-')} | {r.get('reasons', '-')} | {r.get('runs_per_s', '-')} | "
-                          f"{r.get('handoff_ns', '-')} ns |")
+                          f"{r.get('handoff_ns', '-')} ns | {cell(m, v, 2, name)} |")
+    md += collapsed(quiet, "cpu2")
     md += ["", "`cli` (the seed's patch) on two CPUs: it never syncs on a two-level kernel (`pgd_present()` is 1 there), so",
            "A and B both oops wherever they fault; in PAE nothing faults. No variant of it that Linux never had is run.", "",
            "Linux's 2020 regression across two CPUs (scenario 4): A maps one page into a fresh slot on CPU 0; at every",
            "boundary from its init_mm `set_pmd` to its return (IF=0 ones included: another CPU does not wait), B maps",
            "into the same slot and touches it on CPU 1 from an older mm. B waited: B spun on a lock A held there, so",
            "ran once A dropped it.", "",
-           "| paging | version | boundaries | runs | failing | of them with IF=0 on A | window | reason | B's lazy faults | B waited | runs/s | hand-off |",
-           "|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|"]
+           "| paging | version | boundaries | runs | failing | of them with IF=0 on A | window | reason | B's lazy faults | B waited | runs/s | hand-off | replay |",
+           "|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---|"]
     for (m, v), (rows, groups, complete, b) in results2.items():
         w = rows.get("cpu2_r2020")
         if w:
             md.append(f"| {m} | {v} | {w['stepped']} | {w['runs']} | {w['failures']} | {w.get('failing_masked', '-')} | "
                       f"{span(w)} | {w.get('reasons', '-')} | {w['faults']} | {w['waited']} | {w['runs_per_s']} | "
-                      f"{w['handoff_ns']} ns |")
-    p3 = next((rows for (m, v), (rows, _, _, _) in results2.items() if "point3_242" in rows), None)
+                      f"{w['handoff_ns']} ns | {cell(m, v, 2, 'cpu2_r2020')} |")
+    p3 = next(((m, v, rows) for (m, v), (rows, _, _, _) in results2.items() if "point3_242" in rows), None)
     if p3:
+        pm, pv, p3 = p3
         md += ["", "The seed's point 3 (scenario 5): two CPUs run 2.4.2's `vmalloc_area_pages` (big kernel lock around the",
                "walk; `get_pte_kernel_slow` with 2.4.2's `pmd_none` re-check or without it, the seed's init.c hunk) into",
                "one fresh slot; B at every boundary of A's locked walk. Low memory: the `GFP_KERNEL` allocation yields",
                "(2.4.2's `__alloc_pages`), and `schedule` drops the big lock. Failing: a page unmapped or a page table lost",
                "afterwards. Two-level, the default version's boot (the model uses no fault handler).", "",
-               "| get_pte_kernel_slow | memory | boundaries | runs | failing | A's page lost | B's page lost | tables leaked | B waited for the lock |",
-               "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+               "| get_pte_kernel_slow | memory | boundaries | runs | failing | A's page lost | B's page lost | tables leaked | B waited for the lock | replay |",
+               "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
         for name, slow, mem in (("point3_242", "2.4.2 (re-check)", "plentiful"), ("point3_242_low", "2.4.2 (re-check)", "low"),
                                 ("point3_seed", "seed (no re-check)", "plentiful"),
                                 ("point3_seed_low", "seed (no re-check)", "low")):
             r = p3.get(name)
             if r:
                 md.append(f"| {slow} | {mem} | {r['stepped']} | {r['runs']} | {r['failures']} | {r['lost_a']} | "
-                          f"{r['lost_b']} | {r['leaked_tables']} | {r['waited']} |")
-    torn = [r for (m, v), (rows, _, _, _) in results2.items() if m == "pae"
+                          f"{r['lost_b']} | {r['leaked_tables']} | {r['waited']} | {cell(pm, pv, 2, name)} |")
+    torn = [(m, v, n, r) for (m, v), (rows, _, _, _) in results2.items() if m == "pae"
             for n, r in sorted(rows.items()) if n.startswith("torn")]
     if torn:
         md += ["", "Torn PAE entries (scenario 6): CPU B reads a scratch PAE entry at every boundary of CPU A's write",
                "(frames above 4 GiB, so both halves change). Torn: neither the old value nor the new; present: with",
                "the present bit, so the hardware walker would follow it. The same in every version (one boot shown).", "",
-               "| writer | boundaries | torn | torn and present | first torn value |", "|---|---:|---:|---:|---|"]
+               "| writer | boundaries | torn | torn and present | first torn value | replay |", "|---|---:|---:|---:|---|---|"]
         seen = set()
-        for r in torn:
+        for m, v, n, r in torn:
             if r["writer"] in seen:
                 continue
             seen.add(r["writer"])
-            md.append(f"| {r['writer']} | {r['stepped']} | {r['torn']} | {r['torn_present']} | {r['first_torn']} |")
+            md.append(f"| {r['writer']} | {r['stepped']} | {r['torn']} | {r['torn_present']} | {r['first_torn']} | "
+                      f"{cell(m, v, 2, n, r)} |")
+    replay.save_boundaries(kernel, boundaries(k, results, results2, strips_of))
     # The setup as the kernel ran it (its EXP|stress line).
     setup = next((r["stress"] for r, _, _, _ in results.values() if "stress" in r), None)
     setup = f", {int(setup['planned']):,} rounds, {setup['mms']} mms" if setup and "planned" in setup else ""
@@ -313,7 +442,7 @@ def main(argv=None):
             md.append(f"| {m} | {v} | {cpus} | {b.seconds:.0f} s | {parts or '-'} |")
     md += windows_section(results, results2, kernel)
     publish = args.kernel == "ktest"
-    pics = pictures(results, results2, kernel, publish)
+    pics = pictures(k, results, results2, kernel, publish)
     if pics:
         where = "docs/pictures/" if publish else "target/experiments/"
         md += ["## Pictures", "", f"Regenerated into {where} by this run:", ""]

@@ -41,7 +41,7 @@ import time
 from vmfault_host import build, elf, iso
 from vmfault_host.paths import GDB_HELPERS as HELPERS
 from vmfault_host.paths import LOGDIR, ROOT, TARGET
-from vmfault_host.qemu import qemu_cmd
+from vmfault_host.qemu import exit_status, qemu_cmd, record_replay_cmd
 from vmfault_host.qemu import read_log as read_text
 
 GDB_TIMEOUT = int(os.environ.get("VMFAULT_GDB_TIMEOUT", "120"))
@@ -483,7 +483,31 @@ def gdb_port():
     return int(os.environ.get("GDB_PORT", 20000 + os.getuid() % 10000))
 
 
-def interactive(kernel, paging, cmdline, stop, batch=None, timeout=None, race=None):
+def record(k, image, log, workdir):
+    """REVERSE=1's first half: the replay's boot recorded whole under
+    QEMU's record/replay (one CPU), so gdb can run it again backwards.
+    Returns the paths (snapshots, log of events)."""
+    snapshots, rrfile = os.path.join(workdir, "snapshots.qcow2"), os.path.join(workdir, "events.bin")
+    for p in (snapshots, rrfile):
+        if os.path.exists(p):
+            os.remove(p)
+    r = subprocess.run(["qemu-img", "create", "-f", "qcow2", snapshots, "64M"], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"runner: qemu-img could not make the snapshot image: {r.stderr.strip()}")
+    cmd = record_replay_cmd(k, image, f"file:{log}", snapshots, rrfile, "record")
+    print("runner: recording the replay's boot (QEMU record/replay, icount) ...", flush=True)
+    try:
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        sys.exit("runner: the recorded boot did not end within 600 s")
+    if p.returncode not in (exit_status(k.exit_success_code), exit_status(k.exit_failed_code)):
+        sys.exit(f"runner: the recorded boot ended with status {p.returncode}: {p.stderr.strip()}")
+    print(f"runner: recorded ({os.path.getsize(rrfile) >> 10} KiB of events); replaying it under gdb",
+          flush=True)
+    return snapshots, rrfile
+
+
+def interactive(kernel, paging, cmdline, stop, batch=None, timeout=None, race=None, reverse=False):
     """QEMU halted with its gdb stub on a per-user port, and gdb attached
     with the kernel's symbols, the repository's sources and the helpers of
     tests/host/gdb/vmfault-gdb.py, run up to a breakpoint in vmalloc_fault
@@ -525,8 +549,15 @@ def interactive(kernel, paging, cmdline, stop, batch=None, timeout=None, race=No
     try:
         signal.signal(signal.SIGTERM, hang_up)
         signal.signal(signal.SIGHUP, hang_up)
-        q = start_qemu(qemu_cmd(k, image, f"file:{log}", ["-S", "-gdb", f"tcp:127.0.0.1:{port}"], smp=smp),
-                       os.path.join(TARGET, "gdb-qemu.log"))
+        stub = ["-S", "-gdb", f"tcp:127.0.0.1:{port}"]
+        if reverse:
+            rr_dir = os.path.join(TARGET, "rr")
+            os.makedirs(rr_dir, exist_ok=True)
+            snapshots, rrfile = record(k, image, os.path.join(rr_dir, "record-serial.log"), rr_dir)
+            qcmd = record_replay_cmd(k, image, f"file:{log}", snapshots, rrfile, "replay", stub)
+        else:
+            qcmd = qemu_cmd(k, image, f"file:{log}", stub, smp=smp)
+        q = start_qemu(qcmd, os.path.join(TARGET, "gdb-qemu.log"))
         if not wait_for_stub(q, lambda: tcp_listening(port)):
             err = read_text(os.path.join(TARGET, "gdb-qemu.log")).strip()
             sys.exit(f"runner: QEMU's gdb stub did not come up on port {port}: {err}")

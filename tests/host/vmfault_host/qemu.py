@@ -38,6 +38,23 @@ def qemu_cmd(k, iso_path, serial, extra=(), memory=None, smp=None):
             "-device", f"isa-debug-exit,iobase={k.exit_port:#x},iosize=0x04", *extra]
 
 
+def record_replay_cmd(k, iso_path, serial, snapshots, rrfile, mode, extra=()):
+    """qemu_cmd for QEMU's record/replay (`mode` record or replay), one
+    CPU: the deterministic icount clock, the ISO behind a read-only
+    blkreplay drive, the snapshots in `snapshots` (a qcow2), no network
+    (../shared/PLATFORM.md has the recipe that worked here).  QEMU 7.2
+    refuses two CPUs: "Record/replay feature is not supported for 'smp'"."""
+    cmd = qemu_cmd(k, iso_path, serial, extra)
+    i = cmd.index("-cdrom")
+    del cmd[i:i + 2]
+    return cmd + ["-net", "none",
+                  "-drive", f"file={iso_path},if=none,id=img-direct,media=cdrom,readonly=on",
+                  "-drive", "driver=blkreplay,if=none,image=img-direct,id=img-blkreplay,readonly=on",
+                  "-device", "ide-cd,drive=img-blkreplay",
+                  "-drive", f"file={snapshots},if=none,id=rr",
+                  "-icount", f"shift=auto,rr={mode},rrfile={rrfile},rrsnapshot=init"]
+
+
 class Boot:
     """One QEMU run: its exit status (None on timeout) and serial log.
     `success` and `failure` are the statuses of the kernel's two exits."""

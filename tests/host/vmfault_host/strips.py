@@ -43,6 +43,7 @@ CODES = {
     "h": ("hang", "#6A3D9A"),
     "s": ("not run: IF=0", "#DDDDDD"),
     "-": ("not run: stride", "#999999"),
+    "o": ("not run: outside the window", "#F2F2F2"),
 }
 FAILING = frozenset("fbxh")
 
@@ -307,8 +308,9 @@ def svg(title, rows, labels, width=900):
     """One SVG document: `title`, then one strip per (row label, Strip) of
     `rows`, each scaled to its own total, then a legend of the codes that
     occur.  `labels` names window ticks by eip (hex if absent)."""
-    label_w = max([len(label) for label, _ in rows] + [8]) * CHAR_W + 12
-    total_w = max([len(_boundaries(s.total)) for _, s in rows] + [8]) * CHAR_W + 12
+    rows = [r if len(r) == 3 else (r[0], r[1], None) for r in rows]
+    label_w = max([len(label) for label, _, _ in rows] + [8]) * CHAR_W + 12
+    total_w = max([len(_boundaries(s.total)) for _, s, _ in rows] + [8]) * CHAR_W + 12
     x0 = MARGIN + int(label_w)
     # an integer width keeps the rounded run edges summing to it exactly
     strip_w = width - x0 - int(total_w) - MARGIN
@@ -319,9 +321,9 @@ def svg(title, rows, labels, width=900):
     y = TITLE_H
     used = set()
     any_window = False
-    for label, strip in rows:
+    for label, strip, handle in rows:
         used.update(code for _, code, _ in strip.runs)
-        row, y = _row(label, strip, labels, x0, strip_w, y, width)
+        row, y = _row(label, strip, labels, x0, strip_w, y, width, handle)
         any_window = any_window or bool(windows(strip))
         body.append(row)
     legend, y = _legend(used, any_window, y, width)
@@ -336,8 +338,9 @@ def svg(title, rows, labels, width=900):
     return head + "\n".join(body) + "\n</svg>\n"
 
 
-def _row(label, strip, labels, x0, strip_w, y, width):
-    """One row's SVG and the y where the next row starts."""
+def _row(label, strip, labels, x0, strip_w, y, width, handle=None):
+    """One row's SVG and the y where the next row starts; `handle`: the
+    replay handle of the row without its boundary."""
 
     def edge(k):
         return round(x0 + strip_w * k / strip.total, 2) if strip.total else x0
@@ -364,7 +367,9 @@ def _row(label, strip, labels, x0, strip_w, y, width):
         if w < MIN_RUN_W:
             w = MIN_RUN_W
             left = min(left, x0 + strip_w - MIN_RUN_W)
-        tip = f"boundaries {start}..{end - 1}: {CODES[code][0]} (first at {_hex(eip)})"
+        tip = f"boundaries {start}..{end - 1}: {CODES[code][0]} (the first at {labels.get(eip, _hex(eip))})"
+        if handle and code in "cfbxh":
+            tip += f"; replay it: RACE={handle}:{start}"
         rect = (
             f'<rect class="run" data-code={quoteattr(code)} data-start="{start}" data-end="{end}" '
             f'x="{left:.2f}" y="{top}" width="{w:.2f}" height="{STRIP_H}" fill="{CODES[code][1]}">'
@@ -479,7 +484,9 @@ def write_pictures(out_dir, pictures, elf_path):
     <out_dir>/<stem>.svg for each, and returns the paths written."""
     eips = set()
     for _, rows in pictures.values():
-        for _, strip in rows:
+        for row in rows:
+            strip = row[1]
+            eips.update(eip for _, _, eip in strip.runs)
             for _, _, open_eip, close_eip in windows(strip):
                 eips.add(open_eip)
                 if close_eip is not None:
