@@ -72,7 +72,7 @@ mutants-list:
 	$(PYTHON) tests/host/mutants.py --list $(FILES)
 
 gdb:
-	$(RUNNER) gdb $(if $(RACE),--race '$(RACE)') $(if $(GDB_BATCH),--batch '$(GDB_BATCH)') $(if $(PAGING),--paging $(PAGING)) --cmdline "$(RUN_CMDLINE)"
+	$(RUNNER) gdb $(if $(RACE),--race '$(RACE)') $(if $(filter 1,$(REVERSE)),--reverse) $(if $(PAGING),--paging $(PAGING)) --cmdline "$(RUN_CMDLINE)"
 
 clippy:
 	cargo clippy --all-targets -- -D warnings

@@ -431,6 +431,9 @@ fn round_trip(c: &Cmdline) {
     if c.engine {
         r.push(" experiment=engine");
     }
+    if let Some(h) = c.race {
+        let _ = write!(r, " race={}", h);
+    }
     let _ = write!(r, " soak_ops={} soak_seed={:#x}", c.soak_ops, c.soak_seed);
     if let Some(s) = c.fuzz_seed {
         let _ = write!(r, " fuzz_seed={:#x}", s);

@@ -126,6 +126,9 @@ pub fn expect(s: &str) -> Expected<'_> {
             },
             "test" if value.is_empty() => return bad("test"),
             "test" => c.test = Some(value),
+            // The lab checks the handles; the parser keeps any text.
+            "race" if value.is_empty() => return bad("race"),
+            "race" => c.race = Some(value),
             "experiment" => match value {
                 "race" => c.experiment = true,
                 "bench" => c.bench = true,

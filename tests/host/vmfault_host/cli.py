@@ -30,6 +30,9 @@ def cmd_test(args):
     deps.ensure_tools()
     bins, tests = build.build_kernels()
     main_kernel = build.main_kernel(bins)
+    # The kernel replays boot (race.md's build): the test kernels' profile,
+    # whose dependencies the test build just compiled.
+    race_kernel = build.build_main(profile=replay.PROFILE)
     k = elf.constants(main_kernel)
     res = judge.Results()
     # The kernel's floors (core <- lab <- ktest <- binaries): any upward
@@ -39,7 +42,7 @@ def cmd_test(args):
     jobs = matrix.jobs(k, tests, args.filter, args.cmdline)
     if not args.filter:
         # gdb in batch mode against QEMU, both paging modes
-        checks = judge.host_checks(main_kernel) + gdb.checks(main_kernel)
+        checks = judge.host_checks(main_kernel) + gdb.checks(main_kernel, race_kernel) + replay.checks(race_kernel)
     else:
         checks = []
 

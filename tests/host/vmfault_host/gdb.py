@@ -194,8 +194,9 @@ print("@@@ end", flush=True)
 '''
 
 
-def run_batch(kernel, image, cmds, serial_log, gdb_log, timeout=GDB_TIMEOUT):
-    """Boot the ISO `image` halted, run `cmds` [(key, gdb command)] in gdb -batch
+def run_batch(kernel, image, cmds, serial_log, gdb_log, timeout=GDB_TIMEOUT, smp=None, reverse=False):
+    """Boot the ISO `image` halted (`smp` CPUs; `reverse`: a recorded boot
+    replayed, record()), run `cmds` [(key, gdb command)] in gdb -batch
     after `target remote`.  Returns ({key: (ok, output)}, transcript)."""
     k = elf.constants(kernel)
     with tempfile.TemporaryDirectory(prefix="vmfault-gdb-") as d:
@@ -206,9 +207,12 @@ def run_batch(kernel, image, cmds, serial_log, gdb_log, timeout=GDB_TIMEOUT):
             f.write(DRIVER % {"helpers": json.dumps(HELPERS), "cmds": json.dumps(allcmds)})
         if os.path.exists(serial_log):
             os.remove(serial_log)
-        qcmd = qemu_cmd(k, image, f"file:{serial_log}",
-                        ["-S", "-chardev", f"socket,id=gdb0,path={sock},server=on,wait=off",
-                         "-gdb", "chardev:gdb0"])
+        stub = ["-S", "-chardev", f"socket,id=gdb0,path={sock},server=on,wait=off", "-gdb", "chardev:gdb0"]
+        if reverse:
+            snapshots, rrfile = record(k, image, os.path.join(d, "record.log"), d, quiet=True)
+            qcmd = record_replay_cmd(k, image, f"file:{serial_log}", snapshots, rrfile, "replay", stub)
+        else:
+            qcmd = qemu_cmd(k, image, f"file:{serial_log}", stub, smp=smp)
         q = start_qemu(qcmd, os.path.join(d, "qemu.err"))
         g = None
         transcript = ""
@@ -469,11 +473,16 @@ def check_mode(kernel, mode):
     return why
 
 
-def checks(kernel):
+def checks(kernel, race_kernel=None):
     """(name, function, mode) entries for the check pool of `runner.py test`.
-    The sessions are per mode by name: what gdb must see differs."""
-    return [("host[2level] gdb_vmalloc_fault_session", lambda m: check_mode(kernel, m), "2level"),
-            ("host[pae] gdb_pae_walk_without_vmalloc_fault", lambda m: check_mode(kernel, m), "pae")]
+    The sessions are per mode by name: what gdb must see differs.  With
+    `race_kernel` (the build replays boot), the replay sessions too."""
+    out = [("host[2level] gdb_vmalloc_fault_session", lambda m: check_mode(kernel, m), "2level"),
+           ("host[pae] gdb_pae_walk_without_vmalloc_fault", lambda m: check_mode(kernel, m), "pae")]
+    if race_kernel:
+        from vmfault_host import gdb_race
+        out += gdb_race.checks(race_kernel)
+    return out
 
 
 # ---------------------------------------------------------------- make gdb
@@ -483,7 +492,7 @@ def gdb_port():
     return int(os.environ.get("GDB_PORT", 20000 + os.getuid() % 10000))
 
 
-def record(k, image, log, workdir):
+def record(k, image, log, workdir, quiet=False):
     """REVERSE=1's first half: the replay's boot recorded whole under
     QEMU's record/replay (one CPU), so gdb can run it again backwards.
     Returns the paths (snapshots, log of events)."""
@@ -495,15 +504,17 @@ def record(k, image, log, workdir):
     if r.returncode != 0:
         sys.exit(f"runner: qemu-img could not make the snapshot image: {r.stderr.strip()}")
     cmd = record_replay_cmd(k, image, f"file:{log}", snapshots, rrfile, "record")
-    print("runner: recording the replay's boot (QEMU record/replay, icount) ...", flush=True)
+    if not quiet:
+        print("runner: recording the replay's boot (QEMU record/replay, icount) ...", flush=True)
     try:
         p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
     except subprocess.TimeoutExpired:
         sys.exit("runner: the recorded boot did not end within 600 s")
     if p.returncode not in (exit_status(k.exit_success_code), exit_status(k.exit_failed_code)):
         sys.exit(f"runner: the recorded boot ended with status {p.returncode}: {p.stderr.strip()}")
-    print(f"runner: recorded ({os.path.getsize(rrfile) >> 10} KiB of events); replaying it under gdb",
-          flush=True)
+    if not quiet:
+        print(f"runner: recorded ({os.path.getsize(rrfile) >> 10} KiB of events); replaying it under gdb",
+              flush=True)
     return snapshots, rrfile
 
 

@@ -207,7 +207,11 @@ class Sources:
             if path.startswith(src) or path.startswith("src/"):
                 rel = os.path.relpath(path.rsplit(":", 1)[0], ROOT)
                 return f"{rel}:{path.rsplit(':', 1)[1]}"
-        return frames[0][1].split(" ")[0] if frames and not frames[0][1].startswith("??") else None
+        if frames and not frames[0][1].startswith("??"):
+            return frames[0][1].split(" ")[0]
+        # Assembly (global_asm!, boot/*.s) has no line table: the line
+        # that names its label.
+        return asm_line(frames[0][0]) if frames and frames[0][0] != "??" else None
 
     def annotate(self, line):
         addrs = [int(a, 16) for a in ADDR.findall(line)]
@@ -216,6 +220,21 @@ class Sources:
         labels = self.lookup(addrs)
         extra = [labels[a] for a in addrs if labels.get(a)]
         return line + (f"  ({', '.join(extra)})" if extra else "")
+
+
+def asm_line(label):
+    """`file:line` of the assembly that defines `label`: its `label:` line,
+    or the macro invocation that generates it (fault.rs's #PF entries)."""
+    for top in ("src", "boot"):
+        for d, _, files in sorted(os.walk(os.path.join(ROOT, top))):
+            for fn in sorted(f for f in files if f.endswith((".rs", ".s"))):
+                path = os.path.join(d, fn)
+                with open(path, errors="replace") as f:
+                    for n, text in enumerate(f, 1):
+                        if re.match(rf"\s*{re.escape(label)}:\s*$", text) or \
+                                re.search(rf"=> \w+, {re.escape(label)}:", text):
+                            return f"{os.path.relpath(path, ROOT)}:{n}"
+    return None
 
 
 # ---------------------------------------------------------------- make run RACE=
@@ -277,3 +296,115 @@ def run(kernel, text, extra=()):
                 print("runner: the boot did not end normally (" +
                       ("timeout" if status is None else "reset or triple fault") + ")", flush=True)
     return 0 if ok else 1
+
+
+# ---------------------------------------------------------------- make test
+
+def _boot_quiet(kernel, texts, name):
+    """One boot replaying `texts` (one group), its console kept in
+    target/ktest/host-replay-NAME.log; (status, console with source lines)."""
+    import io
+    from vmfault_host.paths import LOGDIR
+    k = elf.constants(kernel)
+    handles = [parse(k, t) for t in texts]
+    buf = io.StringIO()
+    status, _ = boot_live(kernel, handles, timeout=120, out=buf)
+    os.makedirs(LOGDIR, exist_ok=True)
+    with open(os.path.join(LOGDIR, f"host-replay-{name}.log"), "w") as f:
+        f.write(buf.getvalue())
+    return k, status, buf.getvalue()
+
+
+# What every narrated run must show, in its order.
+NARRATION = [r"^race: replaying {h}: ", r"^race: boundary {k} of \d+: the other party comes in there",
+             r"^race: who comes in there: ", r"^race: entries before the run:",
+             r"^race: CPU 0 stopped at boundary {k}: next instruction .*\[0x[0-9a-f]{{8}}\].*\(src/",
+             r"^race: entries at the boundary:", r"^race: \[CPU \d\] ", r"^race: entries after the run:",
+             r"^race: outcome: ", r"^race: why: ", r"^race: the explorer's run at boundary {k} of \d+: .* ended the same"]
+
+
+def _narrated(console, h):
+    """Problems with the narration of handle `h` in `console`."""
+    start = console.find(f"race: replaying {h}:")
+    if start < 0:
+        return [f"no narration of {h}"]
+    text = console[start:]
+    end = text.find("RACE|")
+    text = text[:end if end > 0 else None]
+    why, at = [], 0
+    k = h.rsplit(":", 1)[1]
+    for pat in NARRATION:
+        m = re.compile(pat.format(h=re.escape(h), k=k), re.M).search(text, at)
+        if not m:
+            why.append(f"{h}: the narration lacks /{pat.format(h=h, k=k)}/ (in order)")
+            continue
+        at = m.end()
+    return why
+
+
+def check_one_cpu(kernel):
+    texts = ["thread:legacy:2level:1cpu:0", "nested2:legacy:2level:1cpu:0"]
+    k, status, console = _boot_quiet(kernel, texts, "one-cpu")
+    why = [] if status == exit_status(k.exit_success_code) else [f"the boot did not exit with success: {status}"]
+    v = verdicts(console)
+    for t in texts:
+        if v.get(t) != "same":
+            why.append(f"{t}: {v.get(t, 'no verdict')}")
+        why += _narrated(console, t)
+    # The oops, in the handler's words, then 2.4's report.
+    for pat in (r"vmalloc_fault=legacy: pmd already present in this mm", r"^Unable to handle kernel paging request",
+                r"NestedOopsClobberedCr2\(1, PmdAlreadyPresent\)", r"nesting level 1"):
+        if not re.search(pat, console, re.M):
+            why.append(f"the console lacks /{pat}/")
+    return why
+
+
+def check_two_cpus(kernel):
+    t = "threads:legacy:2level:2cpu:0"
+    k, status, console = _boot_quiet(kernel, [t], "two-cpus")
+    why = [] if status == exit_status(k.exit_success_code) else [f"the boot did not exit with success: {status}"]
+    if verdicts(console).get(t) != "same":
+        why.append(f"{t}: {verdicts(console).get(t, 'no verdict')}")
+    why += _narrated(console, t)
+    for pat in (r"^race: \[CPU 1\] CPU B writes ", r"^race: outcome: A: Oops\(PmdAlreadyPresent\), B: Clean"):
+        if not re.search(pat, console, re.M):
+            why.append(f"the console lacks /{pat}/")
+    return why
+
+
+def check_refusals(kernel):
+    """Bad handles: the host refuses what it can check before booting; the
+    kernel, after its dry run, a boundary past the end or with IF=0."""
+    k = elf.constants(kernel)
+    why = []
+    for text, says in (("thrad:legacy:2level:1cpu:0", "unknown scenario 'thrad' (scenarios: thread,"),
+                       ("thread:lazy:2level:1cpu:0", "unknown version 'lazy' (versions: legacy,"),
+                       ("thread:legacy:4level:1cpu:0", "unknown paging mode '4level' (modes: 2level, pae)"),
+                       ("thread:legacy:2level:2cpu:0", "thread runs with 1cpu in 2level or pae, not 2cpu"),
+                       ("torn_set_pte:sync:2level:2cpu:0", "torn_set_pte runs with 2cpu in pae, not 2cpu in 2level"),
+                       ("thread:legacy:2level:1cpu:x", "'x' is not a boundary number"),
+                       ("thread:legacy:2level", "is not SCENARIO:VERSION:MODE:NCPU:K")):
+        try:
+            parse(k, text)
+            why.append(f"{text} was accepted")
+        except BadHandle as e:
+            if says not in str(e):
+                why.append(f"{text}: {e} (expected: ...{says}...)")
+    texts = ["thread:sync:2level:1cpu:99999", "thread:sync:2level:1cpu:0"]
+    k, status, console = _boot_quiet(kernel, texts, "refusals")
+    v = verdicts(console)
+    if not re.match(r"boundary 99999 is past the end: the path has boundaries 0\.\.\d+$", v.get(texts[0], "")):
+        why.append(f"{texts[0]}: {v.get(texts[0], 'no verdict')}")
+    if not v.get(texts[1], "").startswith("interrupts are off at boundary 0 (IF=0)"):
+        why.append(f"{texts[1]}: {v.get(texts[1], 'no verdict')}")
+    if status != exit_status(k.exit_failed_code):
+        why.append(f"a boot with refused handles did not exit with failure: {status}")
+    return why
+
+
+def checks(kernel):
+    """(name, function, arg) entries for `make test`'s host checks:
+    `kernel` is the build replays boot."""
+    return [("host[2level] replay_narrates_and_ends_as_the_explorer", lambda _: check_one_cpu(kernel), None),
+            ("host[2level] replay_two_cpus_narrates_both", lambda _: check_two_cpus(kernel), None),
+            ("host replay_refuses_bad_handles_with_their_values", lambda _: check_refusals(kernel), None)]
