@@ -1,12 +1,26 @@
 # vmfault: the three things a user does are `make run`, `make test` and
 # `make gdb`.  Each installs what a fresh Debian machine lacks (QEMU, GRUB,
-# xorriso, mtools, gdb through apt-get; rust-src through rustup) or says
-# exactly what to install.
+# xorriso, mtools, gdb, qemu-utils through apt-get; rust-src through
+# rustup) or says exactly what to install.  `make help` prints this with
+# the values the built kernel takes.
 #
-#   make run  [PAGING=2level|pae] [VMALLOC_FAULT=legacy|cli|sync|eager] [CMDLINE=...] [SMP=N]
-#   make test [TEST=glob] [CMDLINE=...]
-#                                 every test kernel, both paging modes
+#   make run  [PAGING=2level|pae] [VMALLOC_FAULT=legacy|cli|cr3|sync|eager|eager-lazy]
+#             [CMDLINE=...] [SMP=2]
+#                                 boot the kernel, its console on the terminal
+#   make run  RACE=HANDLE[,HANDLE...]
+#                                 replay explored runs, narrated, then exit
+#                                 (status 0: each ended as the explorer's did);
+#                                 HANDLE is SCENARIO:VERSION:MODE:NCPU:K, as in
+#                                 race.md's replay column
+#   make test [TEST=glob] [CMDLINE=...] [VMFAULT_VERSIONS=a,b]
+#                                 every test kernel, both paging modes (the CI
+#                                 command); TEST narrows the cases, VMFAULT_VERSIONS
+#                                 the vmalloc_fault= versions booted
 #   make gdb  [PAGING=...] [VMALLOC_FAULT=...] [GDB_PORT=...] [GDB_STOP=vmalloc_fault|start|reset]
+#   make gdb  RACE=HANDLE [REVERSE=1] [GDB_BATCH=file.gdb]
+#                                 stop at that replay's boundary (REVERSE=1:
+#                                 under record/replay, one CPU); GDB_BATCH runs
+#                                 a gdb script after the stop and exits
 #   make iso                      target/vmfault.iso with the GRUB menu
 #   make bench                    fault-path instruction counts, vmalloc
 #                                 scaling, lazy vs eager -> target/bench/
@@ -20,7 +34,7 @@
 #                                 -> docs/mutants.md; IN_DIFF: only lines
 #                                 changed since main (or REF)
 #   make mutants-list             how many mutants per file
-#   make soak [SOAK_OPS=N] [SOAK_SEED=S] [SOAK_PREEMPT=none|full]
+#   make soak [SOAK_OPS=N] [SOAK_SEED=S] [SOAK_PREEMPT=none|full] [SOAK_SMP=1]
 #                                 1,000,000 random operations per version
 #                                 and mode (the broken ones may oops, must
 #                                 not leak) -> target/soak/results.md
@@ -34,14 +48,19 @@ RACE ?=
 KERNEL ?=
 FILES ?=
 IN_DIFF ?=
+REVERSE ?=
 PYTHON ?= python3
 RUNNER := $(PYTHON) tests/host/runner.py
 
 RUN_CMDLINE := $(strip $(if $(VMALLOC_FAULT),vmalloc_fault=$(VMALLOC_FAULT)) $(CMDLINE))
 
-.PHONY: all build run test iso gdb experiments bench soak mutants mutants-list clippy fmt check clean
+.PHONY: all build run test iso gdb experiments bench soak mutants mutants-list clippy fmt check clean help
 
 all: build
+
+help:
+	@sed -n '/^#   make/,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
+	@$(RUNNER) help
 
 build:
 	cargo build

@@ -314,6 +314,14 @@ pub fn run(suites: &[&Suite], filter: &str) -> Counts {
 /// Run the registered suites and leave QEMU with the verdict.
 pub fn run_and_exit(filter: &str) -> ! {
     let total = run(suites::ALL, filter);
+    if total.total() == 0 {
+        // What the host says when no boot found a case (`make test TEST=`).
+        crate::print!("# no case matches test={}; the suites:", filter);
+        for (i, s) in suites::ALL.iter().enumerate() {
+            crate::print!("{}{}", if i == 0 { " " } else { ", " }, s.name);
+        }
+        crate::println!();
+    }
     let code = if total.fail == 0 && total.total() > 0 {
         crate::qemu::ExitCode::Success
     } else {

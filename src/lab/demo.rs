@@ -3,6 +3,8 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use crate::arch::x86::smp;
+use crate::arch::x86::smp_config::NR_CPUS;
 use crate::lab::dump::show_translation;
 use crate::mm::mm_struct::mm_alloc;
 use crate::mm::pgtable::{mode, pgd_offset, pmd_offset, pmd_present, PagingMode};
@@ -35,7 +37,21 @@ fn first_touch(_: usize) {
     show_translation(p);
 }
 
+/// Each other CPU's share of the demo: it runs on the boot CPU, and the
+/// others only answer the TLB shootdowns of its vfree (2.4's
+/// `flush_tlb_all`: the freed area may still be in their TLBs).
+fn other_cpus(before: &[u32; NR_CPUS]) {
+    for cpu in (1..NR_CPUS).filter(|&c| smp::cpu_online(c)) {
+        let n = smp::shootdowns(cpu) - before[cpu];
+        println!(
+            "[CPU {}] answered {} TLB shootdown IPI(s) during the demo (vfree's flush_tlb_all); it ran no demo code",
+            cpu, n
+        );
+    }
+}
+
 pub fn lazy_sync_demo() {
+    let before: [u32; NR_CPUS] = core::array::from_fn(smp::shootdowns);
     println!();
     println!(
         "=== lazy vmalloc PGD sync (vmalloc_fault={}, paging={}) ===",
@@ -88,5 +104,6 @@ pub fn lazy_sync_demo() {
     fault::show_stats();
     vmalloc::vmallocinfo();
     let _ = vmalloc::vfree(p as *const u8);
+    other_cpus(&before);
     println!("=== end of demo ===");
 }

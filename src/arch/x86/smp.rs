@@ -223,8 +223,17 @@ pub fn poll_call_function() {
     }
 }
 
+/// Shootdowns each CPU has answered (`flush_tlb_all` from another CPU).
+static SHOOTDOWNS: [AtomicU32; NR_CPUS] = [const { AtomicU32::new(0) }; NR_CPUS];
+
 fn flush_tlb_local(_: usize) {
     cpu::flush_tlb();
+    SHOOTDOWNS[percpu::smp_processor_id()].fetch_add(1, Ordering::Relaxed);
+}
+
+/// How many TLB shootdowns `cpu` has answered since boot.
+pub fn shootdowns(cpu: usize) -> u32 {
+    SHOOTDOWNS.get(cpu).map_or(0, |n| n.load(Ordering::Relaxed))
 }
 
 /// 2.4's `flush_tlb_all`: this CPU's TLB, then every other online CPU's

@@ -90,7 +90,20 @@ fn two_level_lazy() -> bool {
     mode() == PagingMode::TwoLevel && !version().syncs_eagerly()
 }
 
+/// The line `make test` shows under the case's `ok`: what it pins.
+fn measured(args: core::fmt::Arguments) {
+    crate::println!("    # measured: {}", args);
+}
+
 fn show(what: &str, r: &Report) {
+    if r.stepped > 0 {
+        measured(format_args!(
+            "{}: {} of {} runs fail ({} boundaries, CR2 read at {:?})",
+            what, r.failures, r.runs, r.stepped, r.cr2_read_at
+        ));
+    } else {
+        measured(format_args!("{}: no vmalloc fault, nothing to step", what));
+    }
     crate::println!(
         "    # {}: stepped {} with IF=1 {} CR2 read at {:?} runs {} failures {} (before CR2 read {}) late {} baseline {:?}",
         what,
@@ -251,6 +264,10 @@ fn explorer_two_nested_levels_never_reset() {
 fn explorer_context_switch_window() {
     let r = explore_window(false, 1).expect("window explorer");
     replays_match(Replayed::Switch, 1, &r.marks);
+    measured(format_args!(
+        "switch window: {} of {} in-window boundaries fail",
+        r.failures, r.in_window
+    ));
     crate::println!(
         "    # switch window: stepped {} in window (CR3=next, current=prev, IF=1) {} delivered {} failures {}",
         r.stepped,
@@ -344,6 +361,10 @@ fn check_5_9_catches_the_window(r: &Report2020) {
 fn regression_2020_window() {
     let r = explore_2020(Cpus::One, 1).expect("2020 explorer");
     replays_match(Replayed::R2020, 1, &r.marks);
+    measured(format_args!(
+        "2020 window, one CPU: {} of {} preemptible boundaries fail, {} lazy faults",
+        r.failures, r.preemptible, r.faults
+    ));
     crate::println!(
         "    # 2020 window: stepped {} preemptible {} runs {} failures {} window {:?} faults {} in {} runs baseline {:?} ({} faults) slots to VMALLOC_END {}",
         r.stepped,
@@ -439,6 +460,10 @@ fn fault_loop_is_the_same_fault_again_and_again() {
 fn explorer_kernel_thread_switch_window() {
     let r = explore_window(true, 1).expect("window explorer");
     replays_match(Replayed::SwitchKthread, 1, &r.marks);
+    measured(format_args!(
+        "kernel-thread switch window: {} of {} fail, {} of the {} with active_mm NULL",
+        r.failures, r.in_window, r.null_failures, r.null_active_mm
+    ));
     crate::println!(
         "    # kernel-thread switch window: stepped {} in window {} (active_mm NULL at {}) delivered {} failures {} (in the NULL part {})",
         r.stepped,
@@ -588,6 +613,10 @@ fn two_cpus_2020_regression() {
     let r = explore_2020(Cpus::Two, 5)
         .unwrap_or_else(|| crate::ktest::skip("one CPU (make test runs this with -smp 2 too)"));
     replays_match(Replayed::R2020, 2, &r.marks);
+    measured(format_args!(
+        "2020 window, two CPUs, every 5th boundary: {} of {} runs fail ({} with IF=0 on A), {} lazy faults",
+        r.failures, r.runs, r.failing_masked, r.faults
+    ));
     crate::println!(
         "    # 2020 on two CPUs: stepped {} runs {} failures {} (IF=0 on A: {}) window {:?} faults {} in {} runs, B waited {} baseline {:?} hand-off {} ns",
         r.stepped,
@@ -665,6 +694,13 @@ fn two_cpus_torn_pae_entries() {
     }
     for w in crate::lab::race::torn::ALL {
         let t = explore_torn(w, 1).expect("torn explorer");
+        measured(format_args!(
+            "{}: torn at {} of {} boundaries, {} of them present",
+            w.name(),
+            t.torn,
+            t.stepped,
+            t.torn_present
+        ));
         crate::println!(
             "    # {}: stepped {} torn {} (present {}) first {:x?}",
             w.name(),
@@ -727,6 +763,10 @@ fn two_cpus_point3_lost_page_table() {
             .position(|c| c.2 == name)
             .expect("a point-3 configuration");
         replays_match(Replayed::Point3(i), 2, &r.marks);
+        measured(format_args!(
+            "{}, every 7th boundary: {} of {} runs lose a page or a table",
+            name, r.failures, r.runs
+        ));
         crate::println!(
             "    # {}: stepped {} runs {} failures {} (A's page lost {}, B's {}, tables leaked {}) B waited {} window {:?}",
             name,

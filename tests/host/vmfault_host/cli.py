@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 
 from vmfault_host import build, deps, elf, gdb, iso, judge, layers, matrix, replay
@@ -48,6 +49,7 @@ def cmd_test(args):
 
     # Results are reported in declaration order, whatever order they ran in.
     durations = {}
+    matched, no_case = False, None
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         running = {i: pool.submit(boot, jobs[i].path, jobs[i].cmdline, jobs[i].tag, memory=jobs[i].memory,
                                   smp=jobs[i].smp)
@@ -60,7 +62,13 @@ def cmd_test(args):
             if exp["exit"]:
                 judge.judge_expect(res, j.label, b, exp)
             else:
-                judge.judge_ktap(res, j.label, b)
+                report = judge.judge_ktap(res, j.label, b)
+                matched |= bool(report.cases) or report.plan != 0
+                no_case = no_case or judge.NO_CASE.search(b.log)
+        if args.filter and not matched and no_case:
+            res.record(f"host filter_matches_a_case", "not ok",
+                       f"TEST={args.filter} matches no case in any boot: the filter is a glob over suite.case, "
+                       f"e.g. TEST='race.*'; the suites: {no_case.group(2)}")
         for n, fut in futures:
             why = fut.result()
             res.record(n, "not ok" if why else "ok", "\n".join(why))
@@ -99,15 +107,19 @@ def cmd_run(args):
     kernel = user_kernel(args)
     k = elf.constants(kernel)
     default = k.modes.index(checked_paging(args, k))
-    os.makedirs(TARGET, exist_ok=True)
-    image = iso.make_iso(kernel, os.path.join(TARGET, "run.iso"),
-                         iso.grub_cfg(k, None, iso.menu(k, args.cmdline), 0, default))
-    extra = list(args.qemu or [])
-    cmd = qemu_cmd(k, image, "mon:stdio", ["-nographic"] + extra, smp=args.smp)
-    cmd.remove("-display"); cmd.remove("none")
-    print("runner: " + " ".join(cmd), flush=True)
-    print("runner: leave QEMU with Ctrl-A X", flush=True)
-    return subprocess.call(cmd)
+    # The ISO lives only as long as this run: a file left in target/ would
+    # keep this command line for whoever boots it next (`make iso` writes
+    # the one with every menu entry).
+    with tempfile.TemporaryDirectory(prefix="vmfault-run-") as d:
+        image = iso.make_iso(kernel, os.path.join(d, "run.iso"),
+                             iso.grub_cfg(k, None, iso.menu(k, args.cmdline), 0, default))
+        extra = list(args.qemu or [])
+        cmd = qemu_cmd(k, image, "mon:stdio", ["-nographic"] + extra, smp=args.smp)
+        cmd.remove("-display"); cmd.remove("none")
+        print(f"runner: booting {os.path.relpath(kernel)} with: {iso.menu(k, args.cmdline)[default][1]}", flush=True)
+        print("runner: " + " ".join(cmd), flush=True)
+        print("runner: leave QEMU with Ctrl-A X", flush=True)
+        return subprocess.call(cmd)
 
 
 def cmd_iso(args):
@@ -142,6 +154,23 @@ def cmd_gdb(args):
     kernel = build.build_main()
     paging = checked_paging(args, elf.constants(kernel))
     return gdb.interactive(kernel, paging, args.cmdline, args.stop, args.batch, args.timeout)
+
+
+def cmd_help(args):
+    """`make help`'s second half: what the built kernel takes, from its ELF."""
+    kernel = build.debug_main_path()
+    if not os.path.exists(kernel):
+        print("(build the kernel, `make build`, to see the values it takes)")
+        return 0
+    k = elf.constants(kernel)
+    print(f"The kernel built ({os.path.relpath(kernel)}) takes:")
+    print(f"  PAGING:        {', '.join(k.modes)} (default {k.default_mode})")
+    print(f"  VMALLOC_FAULT: {', '.join(k.versions)} (default {k.default_version})")
+    print("  RACE scenarios (CPUs; modes):")
+    for name, cpus, modes in zip(k.race_scenarios, k.race_scenario_cpus, k.race_scenario_modes):
+        print(f"    {name:<26} {cpus.replace(' ', ' or ')} CPU(s); {modes.replace(' ', ', ')}")
+    print("  e.g. make run RACE=thread:legacy:2level:1cpu:30; race.md's replay column has one per row")
+    return 0
 
 
 def cmd_cargo(args):
@@ -240,9 +269,11 @@ def main(argv=None):
     g.add_argument("--race", default=os.environ.get("RACE") or None,
                    help="stop at this replay's boundary (a handle SCENARIO:VERSION:MODE:NCPU:K)")
     g.set_defaults(parser=g)
+    sub.add_parser("help")
     c = sub.add_parser("cargo")
     c.add_argument("kernel")
     c.add_argument("rest", nargs=argparse.REMAINDER)
     c.set_defaults(parser=r)
     args = ap.parse_args(argv)
-    return {"test": cmd_test, "run": cmd_run, "iso": cmd_iso, "gdb": cmd_gdb, "cargo": cmd_cargo}[args.cmd](args)
+    return {"test": cmd_test, "run": cmd_run, "iso": cmd_iso, "gdb": cmd_gdb, "cargo": cmd_cargo,
+            "help": cmd_help}[args.cmd](args)

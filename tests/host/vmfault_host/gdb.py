@@ -104,8 +104,10 @@ HINTS = {
         "[vmfault] stopped in vmalloc_fault: the demo thread wrote to a vmalloc address its mm lacks",
         "  p/x $cr2, p/x address       the faulting address (CR2 and the argument)",
         "  vm-sync $cr2                this mm's PGD entry vs swapper_pg_dir's: missing",
-        "  advance set_pgd, finish     run to the copy and over it; vm-sync $cr2 again: in sync",
-        "  up, finish                  back to do_page_fault; vm-walk $cr2; vm-faults",
+        "  step, step                  into the version's own code (sync: vmalloc_fault_sync)",
+        "  next (again and again)      line by line, past `L::set_pgd(...)`: vm-sync $cr2 again: in sync",
+        "  finish, finish              back out to do_page_fault; vm-walk $cr2; vm-faults",
+        "  (set_pgd and set_pmd are inlined: `break`/`advance set_pgd` find no function; `next` walks them)",
         "  vm-help                     all helpers; continue runs to the end of the boot",
     ],
     "first_touch": [
@@ -146,7 +148,9 @@ def init_script(k, root, port, paging, stop, version=None, race=None):
     """The commands `make gdb` runs in gdb before handing it to the user;
     `k` is the kernel's constants (elf.Kernel); `race`: a replay handle."""
     lines = ["# written by tests/host/runner.py gdb", f"directory {root}", f"source {HELPERS}",
-             "set print asm-demangle on", f"target remote {port}"]
+             # Symbols in disassembly demangled; addresses (frame
+             # arguments, `p address`) in hex, as a student reads them.
+             "set print asm-demangle on", "set output-radix 16", f"target remote {port}"]
     if race:
         return "\n".join(lines + race_script(race)) + "\n"
 

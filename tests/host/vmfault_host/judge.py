@@ -14,10 +14,13 @@ class Results:
         self.passed = self.failed = self.skipped = 0
         self.failures = []
 
-    def record(self, name, outcome, why=""):
+    def record(self, name, outcome, why="", measured=()):
         if outcome == "ok":
             self.passed += 1
             print(f"ok {name}", flush=True)
+            # What a case pins, on the terminal (its `# measured:` lines).
+            for line in measured:
+                print(f"    # {line}", flush=True)
         elif outcome == "skip":
             self.skipped += 1
             print(f"ok {name} # SKIP {why}", flush=True)
@@ -55,9 +58,16 @@ def expected_status(b, exp):
     return {"success": b.success, "failure": b.failure}[exp["exit"]] if exp["exit"] else None
 
 
+NO_CASE = re.compile(r"^# no case matches test=(\S+); the suites: (.*)$", re.M)
+
+
 def judge_ktap(res, label, b):
-    """Record every case of a KTAP log, and a failure for a crash or hang."""
+    """Record every case of a KTAP log, and a failure for a crash or hang.
+    A boot whose filter selects no case is not judged here (the caller
+    says whether any boot found one)."""
     report = ktap.parse(b.log)
+    if report.plan == 0 and not report.cases and NO_CASE.search(b.log) and b.status == b.failure:
+        return report
     for case in report.cases:
         name = f"{label} {case.suite}.{case.name}"
         # A skip's reason is its directive, the last diagnostic (the ones
@@ -66,7 +76,7 @@ def judge_ktap(res, label, b):
             why = case.diagnostics[-1]
         else:
             why = "\n".join(case.diagnostics)
-        res.record(name, case.outcome, why)
+        res.record(name, case.outcome, why, [d for d in case.diagnostics if d.startswith("measured:")])
     problems = report.problems()
     if b.status != b.success and not problems and report.failed == 0:
         problems.append(f"kernel ended with {b.verdict()} although every case passed")
