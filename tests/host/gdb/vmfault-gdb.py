@@ -822,7 +822,7 @@ interrupted code itself."""
         print("trap frame at 0x%08x (frame #%d): vector %d, error code 0x%x" % (
             at, level, vec, int(tf["error_code"])))
         print("  interrupted at 0x%08x %s, EFLAGS 0x%08x (IF=%d TF=%d)" % (
-            eip, gdb.execute("info symbol 0x%x" % eip, to_string=True).strip(), int(tf["eflags"]),
+            eip, _where(eip), int(tf["eflags"]),
             int(tf["eflags"]) >> 9 & 1, int(tf["eflags"]) >> 8 & 1))
         print("  eax %08x ebx %08x ecx %08x edx %08x esi %08x edi %08x ebp %08x" % tuple(
             int(tf[r]) & 0xFFFFFFFF for r in ("eax", "ebx", "ecx", "edx", "esi", "edi", "ebp")))
@@ -907,9 +907,12 @@ def code_address(name):
 
 def _where(a):
     try:
-        return gdb.execute("info symbol 0x%x" % a, to_string=True).strip().replace(" in section .text", "")
+        out = gdb.execute("info symbol 0x%x" % a, to_string=True)
     except gdb.error:
         return "?"
+    # `set trace-commands on` echoes the command itself, `+`-prefixed.
+    lines = [l for l in out.splitlines() if l.strip() and not l.startswith("+")]
+    return lines[-1].strip().replace(" in section .text", "") if lines else "?"
 
 
 def _line(a):
@@ -1028,6 +1031,8 @@ party starts, on the oops path and where the stepped path is over."""
         if st["end_sp"]:
             bp.condition = "$esp == 0x%x" % st["end_sp"]
         made.append((bp.number, "where the stepped path is over (no oops)"))
+        bp = gdb.Breakpoint("race_run_over")
+        made.append((bp.number, "the replay's end (its verdict is printed next)"))
         print("[vmfault] replay %s: stopped at boundary %d of %d, before the other party comes in" % (
             st["handle"], st["k"], st["n"]))
         gdb.execute("vm-race")

@@ -11,6 +11,8 @@ In-kernel (release build, `experiment=bench`, both paging modes):
      timed by the kernel's TSC);
   6. with two CPUs: an IPI round trip and smp_call_function (TSC), and
      both in instructions (single-stepped).
+  7. a replay: `make run RACE=` and `make gdb RACE=` to the first stop,
+     warm (host clock).
 Host side:
   4. boot to the first KTAP line (one CPU and two), and the whole
      `make test` wall time.
@@ -158,6 +160,22 @@ def main():
             for metric, value in f.items():
                 rows.append(("2level", sect, key, metric, value))
 
+    # 7. Replays (issue 25's targets: narration over in 2 s, gdb at the
+    # boundary in 5 s, warm): the whole commands, the first run building.
+    handle = "thread:legacy:2level:1cpu:30"
+    with tempfile.TemporaryDirectory() as d:
+        empty = os.path.join(d, "empty.gdb")
+        open(empty, "w").close()
+        for what, cmd in (("run", ["make", "-s", "run", f"RACE={handle}"]),
+                          ("gdb_first_stop", ["make", "-s", "gdb", f"RACE={handle}", f"GDB_BATCH={empty}"])):
+            subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            times = []
+            for _ in range(5):
+                t0 = time.monotonic()
+                subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                times.append(time.monotonic() - t0)
+            rows.append(("2level", "replay", what, "seconds_median_of_5", f"{statistics.median(times):.2f}"))
+
     t0 = time.monotonic()
     r = subprocess.run(["make", "test"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     last = next((x for x in reversed(r.stdout.splitlines()) if re.match(r"^\d+ passed", x)), "no summary line")
@@ -236,6 +254,12 @@ def main():
           f"{get('2level', 'smp', 'instructions', 'fixed_vector_receive') or '-'}, the call-function IPI running "
           f"noop {get('2level', 'smp', 'instructions', 'call_function_receive') or '-'} (the senders' waits are "
           f"spin loops as long as the host makes them, not counted)")
+
+    print()
+    print("== 7. replays (warm, median of 5, the whole command) ==")
+    print(f"make run RACE={handle}: {get('2level', 'replay', 'run', 'seconds_median_of_5')} s to the end of "
+          f"the narration; make gdb RACE=... to the first stop and out: "
+          f"{get('2level', 'replay', 'gdb_first_stop', 'seconds_median_of_5')} s")
 
     if ensure_matplotlib():
         plots(k, rows)

@@ -98,7 +98,7 @@ RUN_TO_END = ("python\nimport gdb\n"
 def one_cpu(kernel):
     cmds = [("pc", "p/x $pc"), ("state", "vm-race"), ("bt", "bt"), ("frame", "vm-frame"),
             ("cont", "continue"), ("pc2", "p/x $pc"), ("cont2", "continue"), ("bt3", "bt"),
-            ("end", "break race_run_over"), ("rest", RUN_TO_END)]
+            ("rest", RUN_TO_END)]
     results, log, why = session(kernel, "thread:legacy:2level:1cpu:0", cmds, "thread")
     if why:
         return why
