@@ -41,6 +41,16 @@ pub enum Who {
 }
 
 impl Who {
+    /// What happens next, at the boundary.
+    fn now(self) -> &'static str {
+        match self {
+            Who::Nested => "the nested interrupt comes in",
+            Who::OtherCpu => "CPU 1 runs its access",
+            Who::Preemption => "B preempts A",
+            Who::Reader => "CPU 1 reads the entry",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Who::Nested => "a nested interrupt (self-IPI, taken before the next instruction)",
@@ -296,15 +306,11 @@ pub fn boundary(frame: &TrapFrame, k: usize) {
         u32::from(frame.eflags & cpu::EFLAGS_IF != 0)
     );
     entries("at the boundary");
-    println!(
-        "race: now {}",
-        match st.who {
-            1 => "the nested interrupt comes in",
-            2 => "CPU 1 runs its access",
-            3 => "B preempts A",
-            _ => "CPU 1 reads the entry",
-        }
-    );
+    let now = [Who::Nested, Who::OtherCpu, Who::Preemption, Who::Reader]
+        .into_iter()
+        .find(|w| *w as u32 == st.who)
+        .map_or("the other party comes in", Who::now);
+    println!("race: now {}", now);
     race_boundary_reached();
 }
 

@@ -65,78 +65,81 @@ pub enum Scenario {
     Torn(Write),
 }
 
+/// A scenario's handle name, the CPU counts and paging modes it runs in
+/// (as `make experiments` boots it; the host reads both lists).
+pub struct Entry {
+    pub name: &'static str,
+    pub scenario: Scenario,
+    pub cpus: &'static str,
+    pub modes: &'static str,
+}
+
+const fn entry(name: &'static str, scenario: Scenario, cpus: &'static str) -> Entry {
+    Entry {
+        name,
+        scenario,
+        cpus,
+        modes: match scenario {
+            // A two-level entry is one 32-bit store: nothing to tear.
+            Scenario::Torn(_) => "pae",
+            _ => "2level pae",
+        },
+    }
+}
+
 /// Every scenario, by its handle name.
-pub const SCENARIOS: [(&str, Scenario); NR_SCENARIOS] = [
-    ("thread", Scenario::Thread),
-    ("irq", Scenario::Irq),
-    ("nested2", Scenario::Nested2),
-    ("switch", Scenario::Switch),
-    ("switch_kthread", Scenario::SwitchKthread),
-    ("r2020", Scenario::R2020),
-    ("threads", Scenario::Threads),
-    ("processes", Scenario::Processes),
-    ("point3_242", Scenario::Point3(0)),
-    ("point3_242_low", Scenario::Point3(1)),
-    ("point3_seed", Scenario::Point3(2)),
-    ("point3_seed_low", Scenario::Point3(3)),
-    ("torn_set_pmd", Scenario::Torn(Write::SetPmd)),
-    ("torn_pmd_clear", Scenario::Torn(Write::PmdClear)),
-    ("torn_set_pte", Scenario::Torn(Write::SetPte)),
-    ("torn_pte_clear", Scenario::Torn(Write::PteClear)),
-    (
+pub const SCENARIOS: [Entry; NR_SCENARIOS] = [
+    entry("thread", Scenario::Thread, "1"),
+    entry("irq", Scenario::Irq, "1"),
+    entry("nested2", Scenario::Nested2, "1"),
+    entry("switch", Scenario::Switch, "1"),
+    entry("switch_kthread", Scenario::SwitchKthread, "1"),
+    entry("r2020", Scenario::R2020, "1 2"),
+    entry("threads", Scenario::Threads, "2"),
+    entry("processes", Scenario::Processes, "2"),
+    entry("point3_242", Scenario::Point3(0), "2"),
+    entry("point3_242_low", Scenario::Point3(1), "2"),
+    entry("point3_seed", Scenario::Point3(2), "2"),
+    entry("point3_seed_low", Scenario::Point3(3), "2"),
+    entry("torn_set_pmd", Scenario::Torn(Write::SetPmd), "2"),
+    entry("torn_pmd_clear", Scenario::Torn(Write::PmdClear), "2"),
+    entry("torn_set_pte", Scenario::Torn(Write::SetPte), "2"),
+    entry("torn_pte_clear", Scenario::Torn(Write::PteClear), "2"),
+    entry(
         "torn_set_pte_over_present",
         Scenario::Torn(Write::SetPteOverPresent),
+        "2",
     ),
-    (
+    entry(
         "torn_ptep_get_and_clear",
         Scenario::Torn(Write::PtepGetAndClear),
+        "2",
     ),
-    ("torn_low_then_high", Scenario::Torn(Write::LowThenHigh)),
+    entry(
+        "torn_low_then_high",
+        Scenario::Torn(Write::LowThenHigh),
+        "2",
+    ),
 ];
 
 const NR_SCENARIOS: usize = 19;
 
-/// Each scenario's CPU counts and paging modes, as the host reads them
-/// (`SCENARIOS` order; `Scenario::cpus` and `modes` read these too).
-const SCENARIO_CPUS: [&str; NR_SCENARIOS] = {
-    let mut out = [""; NR_SCENARIOS];
-    let mut i = 0;
-    while i < NR_SCENARIOS {
-        out[i] = match SCENARIOS[i].1 {
-            Scenario::Thread
-            | Scenario::Irq
-            | Scenario::Nested2
-            | Scenario::Switch
-            | Scenario::SwitchKthread => "1",
-            Scenario::R2020 => "1 2",
-            _ => "2",
-        };
-        i += 1;
-    }
-    out
-};
-const SCENARIO_MODES: [&str; NR_SCENARIOS] = {
-    let mut out = [""; NR_SCENARIOS];
-    let mut i = 0;
-    while i < NR_SCENARIOS {
-        out[i] = match SCENARIOS[i].1 {
-            // A two-level entry is one 32-bit store: nothing to tear.
-            Scenario::Torn(_) => "pae",
-            _ => "2level pae",
-        };
-        i += 1;
-    }
-    out
-};
-const SCENARIO_NAMES: [&str; NR_SCENARIOS] = {
-    let mut out = [""; NR_SCENARIOS];
-    let mut i = 0;
-    while i < NR_SCENARIOS {
-        out[i] = SCENARIOS[i].0;
-        i += 1;
-    }
-    out
-};
+/// One field of every `SCENARIOS` entry, in order: a list the host reads.
+macro_rules! column {
+    ($field:ident) => {{
+        let mut out = [""; NR_SCENARIOS];
+        let mut i = 0;
+        while i < NR_SCENARIOS {
+            out[i] = SCENARIOS[i].$field;
+            i += 1;
+        }
+        out
+    }};
+}
+
+const SCENARIO_NAMES: [&str; NR_SCENARIOS] = column!(name);
+const SCENARIO_CPUS: [&str; NR_SCENARIOS] = column!(cpus);
+const SCENARIO_MODES: [&str; NR_SCENARIOS] = column!(modes);
 
 use crate::host_abi::{export, list, list_len};
 
@@ -151,7 +154,10 @@ export! {
 
 impl Scenario {
     fn index(self) -> usize {
-        SCENARIOS.iter().position(|(_, s)| *s == self).unwrap_or(0)
+        SCENARIOS
+            .iter()
+            .position(|e| e.scenario == self)
+            .unwrap_or(0)
     }
 
     /// Whether it runs on `cpus` CPUs, and in `mode`.
@@ -164,10 +170,7 @@ impl Scenario {
     }
 
     pub fn name(self) -> &'static str {
-        SCENARIOS
-            .iter()
-            .find(|(_, s)| *s == self)
-            .map_or("?", |(n, _)| n)
+        SCENARIOS[self.index()].name
     }
 
     pub fn describe(self) -> &'static str {
@@ -217,10 +220,6 @@ pub struct Handle {
 /// Why a handle is refused.
 pub type Refusal = String;
 
-fn names<T: Copy>(list: &[(&str, T)]) -> String {
-    list.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
-}
-
 /// Parse `SCENARIO:VERSION:MODE:NCPU:K`, or say what each field may be.
 pub fn parse(h: &str) -> Result<Handle, Refusal> {
     let parts: Vec<&str> = h.split(':').collect();
@@ -232,13 +231,13 @@ pub fn parse(h: &str) -> Result<Handle, Refusal> {
     }
     let scenario = SCENARIOS
         .iter()
-        .find(|(n, _)| *n == parts[0])
-        .map(|(_, s)| *s)
+        .find(|e| e.name == parts[0])
+        .map(|e| e.scenario)
         .ok_or_else(|| {
             format!(
                 "unknown scenario '{}' (scenarios: {})",
                 parts[0],
-                names(&SCENARIOS)
+                SCENARIO_NAMES.join(", ")
             )
         })?;
     let version = VmallocFaultVersion::ALL
@@ -506,6 +505,17 @@ fn explain(s: Scenario, o: Option<Outcome>, k: usize, ended: &Ended) -> String {
             Scenario::Point3(_) => String::from(
                 "the big lock serialized the two walks, or the re-check found the other CPU's \
                  page table and used it: both pages are mapped, no table is lost",
+            ),
+            Scenario::Torn(_) if ended.failed => String::from(
+                "the writer stores the entry one 32-bit half at a time (2.4's set_pte: high, \
+                 smp_wmb, low), and B read between the two stores: a present bit from one value \
+                 with the other half of the other, an entry naming a frame neither value names, \
+                 which the hardware walker would follow (Ben LaHaise's rule above set_pte: a \
+                 present pte is cleared with ptep_get_and_clear)",
+            ),
+            Scenario::Torn(_) => String::from(
+                "what B read is the old value, the new one, or a half-written entry without the \
+                 present bit, which the hardware walker ignores",
             ),
             _ => ended.text.clone(),
         };
