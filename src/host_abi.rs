@@ -151,6 +151,8 @@ export! {
     VMFAULT_QEMU_EXIT_PORT: u32 = ISA_DEBUG_EXIT as u32;
     VMFAULT_QEMU_EXIT_SUCCESS: u32 = ExitCode::Success as u32;
     VMFAULT_QEMU_EXIT_FAILED: u32 = ExitCode::Failed as u32;
+    /// Bochs's shutdown port (no isa-debug-exit there).
+    VMFAULT_BOCHS_SHUTDOWN_PORT: u32 = crate::qemu::BOCHS_SHUTDOWN as u32;
     /// `vmalloc_fault=` values, in `VmallocFaultVersion::ALL` order.
     VMFAULT_VERSION_NAMES: [u8; list_len(&VERSION_NAMES)] = list(&VERSION_NAMES);
     /// The versions `VmallocFaultVersion::meant_correct`, in that order.

@@ -74,6 +74,9 @@ pub enum After {
     Follow(u32),
 }
 
+/// `sti`'s opcode.
+const STI: u8 = 0xFB;
+
 /// How many times a void run (`misplaced`) is run again before its
 /// boundary is reported unmeasured.
 pub const RETRIES: usize = 8;
@@ -181,13 +184,14 @@ pub enum Reach {
     Stepping,
 }
 
-/// A dry run's boundaries: each one's instruction, interrupt flag and
-/// stack depth below the trigger's (16 bits: a kernel stack is 64 KiB),
-/// seven bytes a boundary, so a 200,000-boundary path fits a 32 MiB
-/// machine's heap.
+/// A dry run's boundaries: each one's instruction, whether a maskable
+/// interrupt can be taken there, and its stack depth below the trigger's
+/// (16 bits: a kernel stack is 64 KiB), seven bytes a boundary, so a
+/// 200,000-boundary path fits a 32 MiB machine's heap.
 #[derive(Clone, Debug, Default)]
 pub struct Recording {
     pub eips: Vec<u32>,
+    /// IF=1 and not in `sti`'s interrupt shadow (see `Engine::sti_next`).
     pub irq_on: Vec<bool>,
     pub sp: Vec<u16>,
     /// The step limit was hit: the recording is partial.
@@ -326,6 +330,18 @@ struct Engine {
     dr0: u32,
     dr3: u32,
     watch_faults: bool,
+    /// The instruction after an `sti` just stepped (0: none), caught by
+    /// DR0 as well as by the single-step trap.  The SDM (Vol. 2B, STI)
+    /// blocks only maskable interrupts at the boundary after an `sti`
+    /// that set IF; the single-step trap comes there (QEMU's own fix,
+    /// "target/i386: do not block singlestep for STI", 2025, says so too),
+    /// and Bochs 2.7 delivers it.  QEMU 7.2 as Debian ships it (7.2.12's
+    /// "no single-step exception after MOV or POP SS") suppresses it after
+    /// `sti` too, so without DR0 that boundary would not exist there and
+    /// the two emulators would count different paths.  The boundary is
+    /// real for another CPU, which no interrupt shadow holds back; on the
+    /// stepped CPU no interrupt can land on it (`irq_on` false).
+    sti_next: u32,
 }
 
 static ENGINE: RacyCell<Engine> = RacyCell::new(Engine {
@@ -349,6 +365,7 @@ static ENGINE: RacyCell<Engine> = RacyCell::new(Engine {
     dr0: 0,
     dr3: 0,
     watch_faults: false,
+    sti_next: 0,
 });
 
 fn st() -> &'static mut Engine {
@@ -398,6 +415,7 @@ pub fn prepare(target: Option<Jump>, record: bool) {
         sp: j.sp,
     });
     e.recording = record;
+    e.sti_next = 0;
     e.k = 0;
     e.hits = 0;
     e.overflow = false;
@@ -515,10 +533,11 @@ fn debug_trap<P: Path>(frame: &mut TrapFrame) {
         e.after(frame, a);
         return;
     }
+    let sti_caught = e.sti_next != 0 && frame.eip == e.sti_next && dr6 & cpu::DR6_B0 != 0;
     match e.phase {
         Phase::Armed if e.fired(dr6) => e.start::<P>(frame),
         Phase::Jumping if dr6 & cpu::DR6_B0 != 0 => e.hit::<P>(frame),
-        Phase::Stepping if dr6 & cpu::DR6_BS != 0 => e.boundary::<P>(frame),
+        Phase::Stepping if dr6 & cpu::DR6_BS != 0 || sti_caught => e.boundary::<P>(frame),
         // A stray hit.
         _ => frame.eflags &= !cpu::EFLAGS_TF,
     }
@@ -581,6 +600,14 @@ impl Engine {
     /// Boundary `self.k`: the instruction at `frame.eip` is next.
     fn boundary<P: Path>(&mut self, frame: &mut TrapFrame) {
         let k = self.k;
+        // The boundary after a stepped `sti` that set IF: DR0 was armed to
+        // catch it; off again, whichever #DB brought us here.
+        let shadow = self.sti_next != 0 && frame.eip == self.sti_next;
+        if self.sti_next != 0 {
+            self.sti_next = 0;
+            cpu::clear_exec_breakpoint();
+            self.dr0 = 0;
+        }
         if P::over(frame, k) {
             self.phase = Phase::Free;
             frame.eflags &= !cpu::EFLAGS_TF;
@@ -596,7 +623,9 @@ impl Engine {
         self.k += 1;
         if self.recording {
             self.rec.eips.push(frame.eip);
-            self.rec.irq_on.push(frame.eflags & cpu::EFLAGS_IF != 0);
+            self.rec
+                .irq_on
+                .push(frame.eflags & cpu::EFLAGS_IF != 0 && !shadow);
             self.rec.sp.push(self.depth(frame));
             let a = P::note(frame, k);
             if a != After::Step {
@@ -625,13 +654,27 @@ impl Engine {
             self.after(frame, a);
             return;
         }
+        self.catch_after_sti(frame);
         frame.eflags |= cpu::EFLAGS_TF | cpu::EFLAGS_RF;
+    }
+
+    /// The instruction at `frame.eip` is about to be stepped: if it is an
+    /// `sti` that sets IF, DR0 goes on the next one (see `sti_next`).
+    fn catch_after_sti(&mut self, frame: &TrapFrame) {
+        // SAFETY: the stepped code's next instruction, kernel text.
+        let opcode = unsafe { core::ptr::read_volatile(frame.eip as *const u8) };
+        if opcode == STI && frame.eflags & cpu::EFLAGS_IF == 0 {
+            self.sti_next = frame.eip + 1;
+            cpu::set_exec_breakpoint(self.sti_next);
+            self.dr0 = self.sti_next;
+        }
     }
 
     fn after(&mut self, frame: &mut TrapFrame, a: After) {
         match a {
             After::Step => {
                 self.phase = Phase::Stepping;
+                self.catch_after_sti(frame);
                 frame.eflags |= cpu::EFLAGS_TF | cpu::EFLAGS_RF;
             }
             After::Free => {

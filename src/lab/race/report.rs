@@ -28,6 +28,18 @@ pub fn print_strip(name: &str, eips: &[u32], marks: &[Mark]) {
         }
     }
     crate::println!("EXPS|{}|{}|{}", name, marks.len(), runs);
+    print_path(name, eips);
+}
+
+/// `EXPP|name|eip,eip,...`: every boundary's instruction, in hex, so the
+/// host can put two emulators' paths side by side and name the first
+/// instruction where they part (tests/host/vmfault_host/compare.py).
+pub fn print_path(name: &str, eips: &[u32]) {
+    crate::print!("EXPP|{}|", name);
+    for (k, e) in eips.iter().enumerate() {
+        crate::print!("{}{:x}", if k == 0 { "" } else { "," }, e);
+    }
+    crate::println!();
 }
 
 pub fn failure_groups(failing: &[(usize, u32, Outcome)]) -> Vec<String> {

@@ -216,7 +216,13 @@ pub fn explore_window(kthread: bool, sel: impl Into<Boundaries>) -> Option<Windo
     let stale = lazy && mode() == PagingMode::TwoLevel;
     let clean = run_once(&a, &b, y, None, kthread) == Outcome::Clean;
     let rec = engine::take_recording();
-    let window = core::mem::take(&mut st().window);
+    // In the window, and open to an interrupt: not in `sti`'s shadow
+    // (the engine's `irq_on`), which no maskable interrupt enters.
+    let window: Vec<bool> = core::mem::take(&mut st().window)
+        .into_iter()
+        .zip(rec.irq_on.iter())
+        .map(|(w, &open)| w && open)
+        .collect();
     let null_mm = core::mem::take(&mut st().null_mm);
     if clean {
         rep.stepped = rec.len();

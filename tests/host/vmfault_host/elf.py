@@ -106,9 +106,10 @@ class Kernel:
     soak_seed_default: int
     entry: int  # `_start`, the multiboot2 entry, at its physical address
     # Replay scenarios (src/lab/race/replay.rs), their CPU counts and modes.
-    race_scenarios: tuple = ()
-    race_scenario_cpus: tuple = ()
-    race_scenario_modes: tuple = ()
+    bochs_shutdown_port: int
+    race_scenarios: tuple
+    race_scenario_cpus: tuple
+    race_scenario_modes: tuple
 
     def symbol(self, name):
         return _elf(self.path, *_stamp(self.path)).address(name)
@@ -140,7 +141,7 @@ def _constants(path, mtime, size):
         soak_ops_default=u("SOAK_OPS_DEFAULT"), soak_seed_default=u("SOAK_SEED_DEFAULT"),
         entry=e.address("_start"),
         race_scenarios=n("RACE_SCENARIOS"), race_scenario_cpus=n("RACE_SCENARIO_CPUS"),
-        race_scenario_modes=n("RACE_SCENARIO_MODES"))
+        race_scenario_modes=n("RACE_SCENARIO_MODES"), bochs_shutdown_port=u("BOCHS_SHUTDOWN_PORT"))
 
 
 def fault_module(mode, version):

@@ -21,7 +21,9 @@ def grub_cfg(k, cmdline, entries=None, timeout=0, default=0):
     for title, args in entries:
         lines += [f'menuentry "{title}" {{', f"    multiboot2 /boot/kernel {args}".rstrip(), "    boot",
                   f'    echo "{GRUB_BOOT_FAILED}"', "    insmod iorw",
-                  f"    outb {k.exit_port:#x} {k.exit_failed_code:#x}", "}"]
+                  f"    outb {k.exit_port:#x} {k.exit_failed_code:#x}"]
+        # Bochs has no isa-debug-exit: its shutdown port ends it.
+        lines += [f"    outb {k.bochs_shutdown_port:#x} {ord(c)}" for c in "Shutdown"] + ["}"]
     return "\n".join(lines) + "\n"
 
 

@@ -18,6 +18,8 @@ from vmfault_host.paths import LOGDIR
 # healthy runs.  A hang is still caught, ten minutes later.
 BOOT_TIMEOUT = int(os.environ.get("VMFAULT_BOOT_TIMEOUT", "600"))
 MEMORY = os.environ.get("VMFAULT_MEMORY", "128")
+# Bochs runs the same boots about 5 times slower: its timeouts scale.
+BOCHS_SLOWER = 5
 
 
 def exit_status(code):
@@ -79,11 +81,24 @@ class Boot:
         return f"QEMU exited with unexpected status {self.status}"
 
 
-def boot(kernel, cmdline, logname, timeout=BOOT_TIMEOUT, until=None, extra=(), memory=None, stop=None, smp=None):
+def emulator():
+    """The emulator boots run on unless told (`EMU=`, VMFAULT_EMU): qemu or bochs."""
+    emu = os.environ.get("VMFAULT_EMU") or "qemu"
+    if emu not in ("qemu", "bochs"):
+        raise SystemExit(f"runner: EMU={emu}: the emulators are qemu and bochs")
+    return emu
+
+
+def boot(kernel, cmdline, logname, timeout=BOOT_TIMEOUT, until=None, extra=(), memory=None, stop=None, smp=None,
+         emu=None):
     """Boot `kernel` with `cmdline`.  With `until` (a regex), stop QEMU once
     the serial log matches it (for kernels that idle instead of exiting).
     With `stop` (a threading.Event), stop QEMU, or do not start it, once
-    the event is set."""
+    the event is set.  `emu`: qemu or bochs (vmfault_host/bochs.py;
+    default `emulator()`)."""
+    if (emu or emulator()) == "bochs":
+        from vmfault_host import bochs
+        return bochs.boot(kernel, cmdline, logname, timeout * BOCHS_SLOWER, until, memory, stop, smp)
     k = elf.constants(kernel)
     os.makedirs(LOGDIR, exist_ok=True)
     log = os.path.join(LOGDIR, logname + ".log")
