@@ -28,6 +28,9 @@
 #                                 the race explorers and stress, all versions
 #                                 and modes -> target/experiments/race.md
 #                                 (KERNEL=dev: the unoptimised kernel)
+#   EMU=bochs                     run, test, experiments (EMU=both: side by
+#                                 side) and soak on Bochs 2.7 instead of QEMU;
+#                                 gdb stays QEMU's
 #   make mutants [FILES="src/mm/fault.rs ..."] [IN_DIFF=1|REF]
 #                                 cargo-mutants over the mm files, each
 #                                 judged by the suites that cover it
@@ -49,7 +52,13 @@ KERNEL ?=
 FILES ?=
 IN_DIFF ?=
 REVERSE ?=
+EMU ?=
 PYTHON ?= python3
+# EMU=bochs: the boots of run, test, experiments and soak on Bochs 2.7
+# (tests/host/vmfault_host/bochs.py); EMU=both for experiments.
+ifneq ($(EMU),)
+export VMFAULT_EMU := $(EMU)
+endif
 RUNNER := $(PYTHON) tests/host/runner.py
 
 RUN_CMDLINE := $(strip $(if $(VMALLOC_FAULT),vmalloc_fault=$(VMALLOC_FAULT)) $(CMDLINE))

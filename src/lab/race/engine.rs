@@ -223,7 +223,7 @@ impl Recording {
         let mut last = 0;
         let anchors: Vec<usize> = (0..self.len())
             .map(|k| {
-                if k > 0 && reach == Reach::Anchors && anchor_ok(k) {
+                if k > 0 && reach == Reach::Anchors && anchor_ok(k) && !repeats(self.eips[k]) {
                     last = k;
                 }
                 last
@@ -239,6 +239,34 @@ impl Recording {
             })
             .collect()
     }
+}
+
+/// Whether the instruction at `eip` is a REP-prefixed string instruction
+/// (`rep stos`, `rep movs`, ...).  Stepped, it is one boundary per
+/// iteration on every emulator; but an instruction breakpoint on it fires
+/// once per execution on a real CPU and on Bochs 2.7 (the SDM, Vol. 3A
+/// 17.3.1.1 and 6.13: an iteration resumed after a trap has RF set in the
+/// saved EFLAGS, and without TF the iterations are one instruction), once
+/// per iteration on QEMU 7.2.  DR0's counted hits would then mean
+/// different boundaries on the two, so no such instruction is an anchor:
+/// a run steps to it from an earlier one.  (Bochs let B in at no boundary
+/// after the first `rep stos` of point 3's walk: 4092 runs, until this.)
+fn repeats(eip: u32) -> bool {
+    // SAFETY: a recorded instruction address, kernel text (four bytes of
+    // an instruction that is at least two long when it repeats).
+    let b = unsafe { core::slice::from_raw_parts(eip as *const u8, 4) };
+    let mut i = 0;
+    let mut rep = false;
+    while i < 3
+        && matches!(
+            b[i],
+            0xF2 | 0xF3 | 0x66 | 0x26 | 0x2E | 0x36 | 0x3E | 0x64 | 0x65
+        )
+    {
+        rep |= matches!(b[i], 0xF2 | 0xF3);
+        i += 1;
+    }
+    rep && matches!(b[i], 0x6C..=0x6F | 0xA4..=0xA7 | 0xAA..=0xAF)
 }
 
 /// What a path decides; the engine does the stepping.  All of it runs in

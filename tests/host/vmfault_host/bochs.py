@@ -70,6 +70,17 @@ def bochsrc(image, com1, log, memory=None, smp=None, quantum=None):
     ]) + "\n"
 
 
+def _show(text, shown, on_line):
+    """Pass the whole lines of `text` after offset `shown` to `on_line`;
+    the new offset."""
+    if on_line is None:
+        return shown
+    end = text.rfind("\n") + 1
+    for line in text[shown:end].splitlines():
+        on_line(line)
+    return max(end, shown)
+
+
 class BochsBoot(Boot):
     """A Bochs run as a qemu.Boot: `status` is what QEMU would have exited
     with for the kernel's exit line (0 for a triple fault, None if the
@@ -85,9 +96,11 @@ class BochsBoot(Boot):
         return super().verdict()
 
 
-def boot(kernel, cmdline, logname, timeout, until=None, memory=None, stop=None, smp=None, quantum=None):
+def boot(kernel, cmdline, logname, timeout, until=None, memory=None, stop=None, smp=None, quantum=None,
+         on_line=None):
     """qemu.boot's contract under Bochs (`extra` QEMU arguments have no
-    meaning here)."""
+    meaning here).  `on_line`: called with each console line as it comes
+    (`make run EMU=bochs`)."""
     k = elf.constants(kernel)
     os.makedirs(LOGDIR, exist_ok=True)
     log = os.path.join(LOGDIR, logname + ".log")
@@ -109,7 +122,7 @@ def boot(kernel, cmdline, logname, timeout, until=None, memory=None, stop=None, 
         start = time.monotonic()
         p = subprocess.Popen(["bochs", "-q", "-f", rc, "-rc", answer], cwd=d, stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        status, killed_on, stopped, said_at = None, None, False, None
+        status, killed_on, stopped, said_at, shown = None, None, False, None, 0
         while True:
             try:
                 p.wait(timeout=0.1)
@@ -117,6 +130,7 @@ def boot(kernel, cmdline, logname, timeout, until=None, memory=None, stop=None, 
             except subprocess.TimeoutExpired:
                 pass
             text = read_log(log)
+            shown = _show(text, shown, on_line)
             if said_at is None and EXIT.search(text):
                 said_at = time.monotonic()
             if said_at is not None and time.monotonic() - said_at > 2:
@@ -134,6 +148,7 @@ def boot(kernel, cmdline, logname, timeout, until=None, memory=None, stop=None, 
             p.wait()
         secs = time.monotonic() - start
         text = read_log(log)
+        _show(text + "\n", shown, on_line)
         triple = TRIPLE.search(read_log(blog))
         with open(os.path.join(LOGDIR, logname + ".bochs.log"), "w") as f:
             f.write(read_log(blog))

@@ -24,7 +24,7 @@ import threading
 
 from vmfault_host import build, deps, elf, gdb, iso, judge, layers, matrix, replay
 from vmfault_host.paths import LOGDIR, ROOT, TARGET
-from vmfault_host.qemu import boot, qemu_cmd
+from vmfault_host.qemu import boot, emulator, qemu_cmd
 
 
 def cmd_test(args):
@@ -107,6 +107,17 @@ def cmd_run(args):
     kernel = user_kernel(args)
     k = elf.constants(kernel)
     default = k.modes.index(checked_paging(args, k))
+    if emulator() == "bochs":
+        from vmfault_host import bochs
+        cmdline = iso.menu(k, args.cmdline)[default][1]
+        print(f"runner: booting {os.path.relpath(kernel)} under Bochs with: {cmdline} (Ctrl-C ends it)", flush=True)
+        try:
+            b = bochs.boot(kernel, cmdline, "run-bochs", 24 * 3600, smp=args.smp,
+                           on_line=lambda line: print(line, flush=True))
+        except KeyboardInterrupt:
+            return 130
+        print(f"runner: {b.verdict()}", flush=True)
+        return 0 if b.status == b.success else 1
     # The ISO lives only as long as this run: a file left in target/ would
     # keep this command line for whoever boots it next (`make iso` writes
     # the one with every menu entry).

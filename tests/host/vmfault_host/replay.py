@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from vmfault_host import elf, iso
 from vmfault_host.paths import ROOT, TARGET
-from vmfault_host.qemu import exit_status, qemu_cmd
+from vmfault_host.qemu import BOCHS_SLOWER, emulator, exit_status, qemu_cmd
 
 BOUNDARIES = os.path.join(TARGET, "experiments", "boundaries.json")
 # The build replays boot: the one `make experiments` measures.
@@ -245,6 +245,12 @@ def boot_live(kernel, handles, timeout=300, extra=(), out=sys.stdout):
     k = elf.constants(kernel)
     src = Sources(kernel)
     cpus = handles[0].cpus
+    if emulator() == "bochs":
+        from vmfault_host import bochs
+        b = bochs.boot(kernel, cmdline(handles), "replay-bochs", timeout * BOCHS_SLOWER,
+                       smp=cpus if cpus > 1 else None, on_line=lambda line: print(src.annotate(line), file=out,
+                                                                                  flush=True))
+        return b.status, b.log
     with tempfile.TemporaryDirectory() as d:
         image = iso.make_iso(kernel, os.path.join(d, "race.iso"), iso.grub_cfg(k, cmdline(handles)))
         cmd = qemu_cmd(k, image, "stdio", list(extra), smp=cpus if cpus > 1 else None)
