@@ -8,7 +8,7 @@
 //! | `preempt=` | `none` (2.4: kernel code runs until it yields), `full` (the timer preempts kernel code on interrupt exit, as from the 2.5 preempt patch) | `none` |
 //! | `test=` | a glob over `suite.case` (`*`, `?`) | none: no tests run |
 //! | `loglevel=` | `0`..`8` | `7` |
-//! | `experiment=` | `race` (full race experiments), `engine` (the stepping engine's quick check), `bench` (benchmarks) or `soak`, then exit | none |
+//! | `experiment=` | `race` (full race experiments), `engine` (the stepping engine's quick check), `bench` (benchmarks), `soak`, then exit; or `triple_fault` (question 1's control: the machine resets) | none |
 //! | `race=` | replay handles, `SCENARIO:VERSION:MODE:NCPU:K` separated by commas (`lab/race/replay.rs` checks them), then exit | none |
 //! | `fuzz_seed=` | the fuzz suite's base seed, decimal or `0x` hex (replays a failure) | built in |
 //! | `fuzz_cases=` | iterations per fuzz case, `1`..`1000000` | built in |
@@ -177,6 +177,9 @@ pub struct Cmdline<'a> {
     pub engine: bool,
     /// `experiment=soak`: run the soak (`make soak`) and exit.
     pub soak: bool,
+    /// `experiment=triple_fault`: question 1's control, a deliberate
+    /// triple fault (`lab/race/triple_fault.rs`).
+    pub triple_fault: bool,
     /// `race=H1,H2,...`: replay these explored runs and exit (the lab
     /// parses the handles).
     pub race: Option<&'a str>,
@@ -205,6 +208,7 @@ impl Default for Cmdline<'_> {
             bench: false,
             engine: false,
             soak: false,
+            triple_fault: false,
             race: None,
             soak_ops: SOAK_OPS_DEFAULT,
             soak_seed: SOAK_SEED_DEFAULT,
@@ -292,11 +296,12 @@ pub fn parse<'a>(
                 "bench" => c.bench = true,
                 "soak" => c.soak = true,
                 "engine" => c.engine = true,
+                "triple_fault" => c.triple_fault = true,
                 _ => {
                     return Err(BadValue {
                         key: "experiment",
                         value,
-                        allowed: "race, engine, bench, soak",
+                        allowed: "race, engine, bench, soak, triple_fault",
                     })
                 }
             },

@@ -26,6 +26,9 @@ fn kmain(params: &'static BootParams) -> ! {
             vmfault::qemu::ExitCode::Failed
         });
     }
+    if params.cmdline.triple_fault {
+        vmfault::lab::race::triple_fault::run();
+    }
     if params.cmdline.engine {
         vmfault::lab::race::experiments::engine_check();
         vmfault::qemu::exit(vmfault::qemu::ExitCode::Success);

@@ -74,6 +74,18 @@ pub fn set_task_gate(n: u8, tss: u16) {
     write(n, d.present().dpl(Ring::Ring0).finish());
 }
 
+/// Make vector `n`'s gate an interrupt gate to its stub with the present
+/// bit clear: delivering it raises `#NP` (SDM Vol. 3A 6.12.1; a null
+/// descriptor, no gate type at all, would raise `#GP`), a deliberate
+/// triple fault's last step (`lab::race::triple_fault`).
+pub fn set_gate_not_present(n: u8) {
+    let d = <DescriptorBuilder as GateDescriptorBuilder<u32>>::interrupt_descriptor(
+        cs(),
+        stub_address(n),
+    );
+    write(n, d.dpl(Ring::Ring0).finish());
+}
+
 /// The gate type currently installed for vector `n`.
 pub fn gate_kind(n: u8) -> GateKind {
     // SAFETY: an 8-byte read of our own table.

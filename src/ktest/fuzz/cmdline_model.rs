@@ -134,6 +134,7 @@ pub fn expect(s: &str) -> Expected<'_> {
                 "bench" => c.bench = true,
                 "soak" => c.soak = true,
                 "engine" => c.engine = true,
+                "triple_fault" => c.triple_fault = true,
                 _ => return bad("experiment"),
             },
             "soak_ops" => match number(value) {

@@ -10,7 +10,7 @@ use crate::case;
 use crate::cmdline::{PagingMode, VmallocFaultVersion as V};
 use crate::ktest::Suite;
 use crate::lab::race::engine::Reach;
-use crate::lab::race::explorer::{explore, explore_with, Outcome, Report, Variant};
+use crate::lab::race::explorer::{explore, explore_pairs, explore_with, Outcome, Report, Variant};
 use crate::lab::race::outcome::Mark;
 use crate::lab::race::regression2020::{explore_2020, explore_2020_with, Cpus, Report2020};
 use crate::lab::race::replay::{self, Scenario as Replayed};
@@ -27,6 +27,8 @@ pub static SUITE: Suite = Suite {
         case!(explorer_thread_context),
         case!(explorer_inside_an_irq_handler),
         case!(explorer_two_nested_levels_never_reset),
+        case!(question1_every_pair_of_two_levels),
+        case!(question1_three_levels_sampled),
         case!(explorer_context_switch_window),
         case!(explorer_kernel_thread_switch_window),
         case!(stress_apic_timer),
@@ -256,6 +258,77 @@ fn explorer_two_nested_levels_never_reset() {
         }
     } else {
         assert_eq!(r.stepped, 0);
+    }
+}
+
+/// Question 1 for real: every (outer boundary k, nested boundary j).  No
+/// pair may hang, loop or corrupt (the boot going on says none reset;
+/// `experiment=triple_fault` shows a reset is caught).  The trap-gate
+/// handlers fail exactly where CR2 is clobbered: at a nested boundary up
+/// to the nested fault's own CR2 read, that handler; else at an outer
+/// boundary up to the outer CR2 read, the outer one.  Nothing else.
+fn question1_every_pair_of_two_levels() {
+    need_scenario();
+    let mut grid: alloc::vec::Vec<(usize, alloc::string::String)> = alloc::vec::Vec::new();
+    let r = explore_pairs(2, 1, 1, |k, codes| grid.push((k, codes.into()))).expect("pairs");
+    measured(format_args!(
+        "question 1, two levels: {} pairs, {} clean, {} oops, {} hang",
+        r.pairs, r.clean, r.oopses, r.hangs
+    ));
+    assert_eq!(
+        r.pairs,
+        r.clean + r.oopses,
+        "a pair hung, looped or corrupted: {:?}",
+        r
+    );
+    assert_eq!((r.not_sent, r.checks.misplaced), (0, 0));
+    if !two_level_lazy() {
+        assert_eq!(r.pairs, 0);
+        return;
+    }
+    assert_eq!(r.outer_runs, grid.len());
+    let d1 = explore(Variant::Thread, false, 1).expect("explorer");
+    let cr2 = d1.cr2_read_at.expect("CR2 read");
+    match version() {
+        V::Sync => assert_eq!(r.oopses, 0),
+        V::Cli => assert_eq!(r.clean, 0),
+        V::Legacy | V::Cr3 => {
+            for (k, codes) in &grid {
+                for (j, c) in codes.chars().enumerate() {
+                    let want = if j <= cr2 {
+                        'n'
+                    } else if *k <= cr2 {
+                        'f'
+                    } else {
+                        'c'
+                    };
+                    assert_eq!(c, want, "pair {}.{}", k, j);
+                }
+            }
+        }
+        V::Eager | V::EagerLazy => unreachable!(),
+    }
+}
+
+/// Three nested levels (four faults), every 8th outer and nested
+/// boundary: none hangs; only 2.4.5-pre2's handler survives them all.
+fn question1_three_levels_sampled() {
+    need_scenario();
+    let r = explore_pairs(3, 8, 8, |_, _| {}).expect("pairs");
+    measured(format_args!(
+        "question 1, three levels (every 8th pair): {} pairs, {} clean, {} oops",
+        r.pairs, r.clean, r.oopses
+    ));
+    assert_eq!(
+        r.pairs,
+        r.clean + r.oopses,
+        "a run hung, looped or corrupted: {:?}",
+        r
+    );
+    match (two_level_lazy(), version()) {
+        (false, _) => assert_eq!(r.pairs, 0),
+        (true, V::Sync) => assert_eq!(r.oopses, 0),
+        (true, _) => assert!(r.pairs > 0 && r.clean == 0),
     }
 }
 

@@ -75,7 +75,7 @@ pub enum After {
 }
 
 /// `sti`'s opcode.
-const STI: u8 = 0xFB;
+pub(super) const STI: u8 = 0xFB;
 
 /// How many times a void run (`misplaced`) is run again before its
 /// boundary is reported unmeasured.

@@ -4,7 +4,7 @@
 
 extern crate alloc;
 
-use super::explorer::{explore, Report, Variant};
+use super::explorer::{explore, explore_pairs, PairsReport, Report, Variant};
 use super::regression2020::{explore_2020, Cpus, Report2020};
 use super::report::{failure_groups, print_strip};
 use super::stress::stress;
@@ -70,6 +70,45 @@ fn row_2020(name: &str, r: &Report2020) {
         );
     }
     print_strip(name, &r.eips, &r.marks);
+}
+
+/// Three nested levels: every `Q1_SAMPLE`-th outer and nested boundary.
+const Q1_SAMPLE: usize = 8;
+
+fn row_pairs(name: &str, stride: usize, r: &PairsReport) {
+    println!(
+        "EXP|{}|levels={}|stride={}|outer_stepped={}|outer_runs={}|inner_stepped={}|inner_shut={}|inner_max={}|no_inner_fault={}|pairs={}|clean={}|oopses={}|hangs={}|fault_loops={}|corrupt={}|other={}|not_sent={}|first={}|reasons={}|runs_per_s={}|{}",
+        name,
+        r.levels,
+        stride,
+        r.outer_stepped,
+        r.outer_runs,
+        r.inner_stepped,
+        r.inner_shut,
+        r.inner_max,
+        r.no_inner_fault,
+        r.pairs,
+        r.clean,
+        r.oopses,
+        r.hangs,
+        r.fault_loops,
+        r.corrupt,
+        r.other,
+        r.not_sent,
+        r.first_failing
+            .map_or(alloc::string::String::from("-"), |(k, j, _)| alloc::format!("{}.{}", k, j)),
+        match r.reasons.is_empty() {
+            true => alloc::string::String::from("-"),
+            false => r
+                .reasons
+                .iter()
+                .map(|(o, n)| alloc::format!("{:?}x{}", o, n))
+                .collect::<alloc::vec::Vec<_>>()
+                .join(" "),
+        },
+        per_second(r.pairs + r.outer_runs, r.run_cycles),
+        checks(&r.checks)
+    );
 }
 
 /// The long stress: rounds asked for and address spaces touching; the
@@ -259,6 +298,18 @@ pub fn run_all() {
     }
     if let Some(r) = timed("depth2", || explore(Variant::Thread, true, 1)) {
         row("depth2", &r);
+    }
+    // Question 1: every (outer, nested) pair of two levels; three levels
+    // on a sample (every 8th outer and nested boundary).
+    for (name, levels, stride) in [("q1_pairs2", 2, 1), ("q1_pairs3", 3, Q1_SAMPLE)] {
+        let r = timed(name, || {
+            explore_pairs(levels, stride, stride, |k, codes| {
+                println!("EXPQR|{}|{}|{}", name, k, codes)
+            })
+        });
+        if let Some(r) = r {
+            row_pairs(name, stride, &r);
+        }
     }
     for (name, kthread) in [("window", false), ("window_kthread", true)] {
         if let Some(w) = timed(name, || explore_window(kthread, 1)) {

@@ -41,10 +41,86 @@ use crate::sched;
 pub const NESTED_VECTOR: u8 = 0xF1;
 /// Second-level test interrupt: another self-IPI vector.
 pub const DEEP_VECTOR: u8 = 0xF2;
+/// Third-level test interrupt (three nested levels, question 1's sample).
+pub const DEEPER_VECTOR: u8 = 0xF4;
 const MAX_STEPS: usize = 6000;
+/// A nested fault path longer than this is a hang of that level.
+const MAX_NESTED_STEPS: usize = 2000;
 const OUTER_MARK: u32 = 0x0A11_0001;
 const NESTED_MARK: u32 = 0x0A11_0002;
 const DEEP_MARK: u32 = 0x0A11_0003;
+const DEEPER_MARK: u32 = 0x0A11_0004;
+
+/// Where the nested fault (the one the first nested interrupt's handler
+/// takes) lets the second interrupt in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inner {
+    /// At its first boundary with IF=1 (race.md's "two nested levels"
+    /// row: one inner interleaving per outer boundary).
+    FirstOpen,
+    /// At its boundary j (question 1's pairs).
+    At(usize),
+    /// Never: step it all and record each boundary (a pair's dry run).
+    Record,
+}
+
+/// How deep a run nests: `levels` nested interrupts (1: the nested
+/// interrupt alone, 2: the seed's question 1, 3: one more), and where the
+/// first nested fault lets the second interrupt in.  A deeper fault than
+/// the first nested one always lets the next interrupt in at its first
+/// boundary with IF=1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Nest {
+    pub levels: u8,
+    pub inner: Inner,
+}
+
+impl Nest {
+    pub const ONE: Nest = Nest {
+        levels: 1,
+        inner: Inner::FirstOpen,
+    };
+    pub const TWO: Nest = Nest {
+        levels: 2,
+        inner: Inner::FirstOpen,
+    };
+
+    fn deep(self) -> bool {
+        self.levels >= 2
+    }
+}
+
+/// One nested fault path's stepping: the fault taken inside the nested
+/// interrupt handler of level `i + 1`, which lets interrupt `i + 2` in.
+#[derive(Clone, Copy)]
+struct Level {
+    stepping: bool,
+    /// Its next boundary.
+    k: usize,
+    /// The next interrupt was sent (at boundary `k - 1`).
+    sent: bool,
+    /// Its path ended (returned to `touch`, or its handler died) before
+    /// the boundary it was to send at.
+    ended: bool,
+    /// As the engine's `sti_next`: the instruction after a stepped `sti`.
+    sti_next: u32,
+}
+
+const LEVEL0: Level = Level {
+    stepping: false,
+    k: 0,
+    sent: false,
+    ended: false,
+    sti_next: 0,
+};
+
+/// The first nested fault path's dry run: for each boundary, could an
+/// interrupt be taken there (IF=1, not in an `sti` shadow).
+struct InnerRecording {
+    open: [bool; MAX_NESTED_STEPS],
+    len: usize,
+    overflow: bool,
+}
 
 /// Where the outer vmalloc fault is taken, and what boundary k brings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,9 +150,9 @@ struct State {
     /// The interrupt level of the outer fault: deeper #DBs are the nested
     /// handlers'.
     base_depth: u32,
-    deep: bool,
-    deep_sent: bool,
-    nested_stepping: bool,
+    nest: Nest,
+    /// The nested fault paths of levels 1 and 2.
+    lv: [Level; 2],
     bad_before: u32,
     /// The toucher: back there, the outer fault path is over.
     end: (u32, u32),
@@ -93,9 +169,8 @@ struct State {
 
 static ST: RacyCell<State> = RacyCell::new(State {
     base_depth: 0,
-    deep: false,
-    deep_sent: false,
-    nested_stepping: false,
+    nest: Nest::ONE,
+    lv: [LEVEL0; 2],
     bad_before: 0,
     end: (0, 0),
     delivered_eip: 0,
@@ -108,8 +183,22 @@ static ST: RacyCell<State> = RacyCell::new(State {
 static NESTED_SAW: AtomicU32 = AtomicU32::new(0);
 static NESTED_DONE: AtomicBool = AtomicBool::new(false);
 static DEEP_DONE: AtomicBool = AtomicBool::new(false);
+static DEEPER_DONE: AtomicBool = AtomicBool::new(false);
 static OUTER_DONE: AtomicBool = AtomicBool::new(false);
 static TARGETS: RacyCell<(u32, u32, u32, u32)> = RacyCell::new((0, 0, 0, 0));
+/// The fourth slot's target (three nested levels; 0 otherwise).
+static V: AtomicU32 = AtomicU32::new(0);
+static INNER_REC: RacyCell<InnerRecording> = RacyCell::new(InnerRecording {
+    open: [false; MAX_NESTED_STEPS],
+    len: 0,
+    overflow: false,
+});
+
+fn inner_rec() -> &'static mut InnerRecording {
+    // SAFETY: written by the #DB handler during a pair's dry run, read by
+    // the driver after it.
+    unsafe { &mut *INNER_REC.get() }
+}
 
 fn st() -> &'static mut State {
     // SAFETY: touched by the #DB handler and the driver, never at the same
@@ -141,13 +230,13 @@ fn nested_irq(frame: &mut TrapFrame) {
     NESTED_SAW.store(frame.eip, Ordering::SeqCst);
     let (_, y, z, _) = targets();
     let s = st();
-    let t = if s.deep { z } else { y };
+    let t = if s.nest.deep() { z } else { y };
     if narrate::on() {
         narrate::party_starts(&alloc::format!(
             "nested interrupt (vector {:#x}): its handler writes {:#010x}{}",
             NESTED_VECTOR,
             t,
-            if s.deep {
+            if s.nest.deep() {
                 ", in the next stale slot (a second interrupt will come in its fault)"
             } else {
                 ", another page of the outer fault's stale slot"
@@ -171,6 +260,11 @@ fn deep_irq(_: &mut TrapFrame) {
     touch(w, DEEP_MARK);
     narrate::party_done("second nested handler done; iret");
     DEEP_DONE.store(true, Ordering::SeqCst);
+}
+
+fn deeper_irq(_: &mut TrapFrame) {
+    touch(V.load(Ordering::SeqCst), DEEPER_MARK);
+    DEEPER_DONE.store(true, Ordering::SeqCst);
 }
 
 fn outer_irq(_: &mut TrapFrame) {
@@ -292,29 +386,91 @@ fn cpu_b() {
     narrate::party_done("CPU B's access is done");
 }
 
-/// Depth-2 runs: a fault inside the nested handler.  Send the second
-/// interrupt at its first boundary with IF=1, then stop stepping it.
+/// A #DB at a nested interrupt level: a fault inside a nested handler.
+/// The fault path of nesting level L (taken in interrupt L's handler) is
+/// stepped from its `#PF` entry (DR2) when interrupt L + 1 is to come in
+/// its path; it lets that interrupt in where `Nest` says (the first
+/// nested path) or at its first boundary with IF=1 (a deeper one), then
+/// runs free.  Its boundaries are the outer path's kind: one per
+/// instruction, an `sti`'s next instruction caught by DR0 on every
+/// emulator (see the engine's `sti_next`) and shut to interrupts.
 fn nested_step(frame: &mut TrapFrame, dr6: u32) {
     let s = st();
-    if !s.deep || s.deep_sent {
+    let level = irq::depth().saturating_sub(s.base_depth) as usize;
+    if level == 0 || level >= s.nest.levels as usize {
         frame.eflags &= !cpu::EFLAGS_TF;
         return;
     }
-    if dr6 & cpu::DR6_B2 != 0 {
-        // The nested fault's #PF entry.
-        s.nested_stepping = true;
+    let inner = match level {
+        1 => s.nest.inner,
+        _ => Inner::FirstOpen,
+    };
+    let bad_before = s.bad_before;
+    let end = s.end;
+    let l = &mut s.lv[level - 1];
+    if dr6 & cpu::DR6_B2 != 0 && !l.stepping && !l.sent && !l.ended {
+        // This level's fault: its `#PF` entry is its boundary 0.
+        l.stepping = true;
+        l.k = 0;
     }
-    if !s.nested_stepping {
+    if !l.stepping {
         frame.eflags &= !cpu::EFLAGS_TF;
         return;
     }
-    if frame.eflags & cpu::EFLAGS_IF != 0 {
-        apic::self_ipi(DEEP_VECTOR);
-        s.deep_sent = true;
-        frame.eflags &= !cpu::EFLAGS_TF;
-    } else {
-        frame.eflags |= cpu::EFLAGS_TF;
+    let shadow = l.sti_next != 0 && frame.eip == l.sti_next;
+    if l.sti_next != 0 {
+        l.sti_next = 0;
+        cpu::clear_exec_breakpoint();
     }
+    let back = l.k > 0 && frame.eip >= end.0 && frame.eip < end.1;
+    if back || fault::bad_areas() != bad_before || l.k >= MAX_NESTED_STEPS {
+        // Its path is over (or its handler is dying, or it hangs) before
+        // the boundary it was to let the next interrupt in at.
+        l.stepping = false;
+        l.ended = true;
+        if inner == Inner::Record {
+            let r = inner_rec();
+            r.len = l.k;
+            r.overflow = l.k >= MAX_NESTED_STEPS;
+        }
+        frame.eflags &= !cpu::EFLAGS_TF;
+        return;
+    }
+    let open = frame.eflags & cpu::EFLAGS_IF != 0 && !shadow;
+    let k = l.k;
+    l.k += 1;
+    let send = match inner {
+        Inner::FirstOpen => open,
+        Inner::At(j) => k == j,
+        Inner::Record => {
+            inner_rec().open[k] = open;
+            false
+        }
+    };
+    if send {
+        l.stepping = false;
+        if open {
+            l.sent = true;
+            apic::self_ipi(if level == 1 {
+                DEEP_VECTOR
+            } else {
+                DEEPER_VECTOR
+            });
+        } else {
+            // Boundary j is shut to interrupts in this run: not a pair a
+            // CPU can produce (the driver asks only open ones; counted).
+            l.ended = true;
+        }
+        frame.eflags &= !cpu::EFLAGS_TF;
+        return;
+    }
+    // SAFETY: the stepped code's next instruction, kernel text.
+    let opcode = unsafe { core::ptr::read_volatile(frame.eip as *const u8) };
+    if opcode == engine::STI && frame.eflags & cpu::EFLAGS_IF == 0 {
+        l.sti_next = frame.eip + 1;
+        cpu::set_exec_breakpoint(l.sti_next);
+    }
+    frame.eflags |= cpu::EFLAGS_TF | cpu::EFLAGS_RF;
 }
 
 /// One explored configuration's results.
@@ -397,7 +553,7 @@ fn run_once(
     sc: &Scenario,
     variant: Variant,
     target: Option<Jump>,
-    deep: bool,
+    nest: Nest,
     record: bool,
 ) -> Outcome {
     sc.restale();
@@ -405,14 +561,14 @@ fn run_once(
     engine::prepare(target, record);
     handoff::reset();
     let s = st();
-    s.deep = deep;
-    s.deep_sent = false;
-    s.nested_stepping = false;
+    s.nest = nest;
+    s.lv = [LEVEL0; 2];
     s.delivered_eip = 0;
     s.other_cpu = variant.other_cpu();
     s.b_hang = false;
     NESTED_DONE.store(false, Ordering::SeqCst);
     DEEP_DONE.store(false, Ordering::SeqCst);
+    DEEPER_DONE.store(false, Ordering::SeqCst);
     OUTER_DONE.store(false, Ordering::SeqCst);
     NESTED_SAW.store(0, Ordering::SeqCst);
     let bad0 = fault::bad_areas();
@@ -431,8 +587,10 @@ fn run_once(
     irq::free_irq(irq::TIMER_IRQ_VECTOR);
     crate::sched::drop_lazy_mm();
     let (x, y, z, w) = targets();
+    let v = V.load(Ordering::SeqCst);
+    let deep = nest.deep();
     let out = match r {
-        Err(c) => classify(&c, bad0, x, if deep { [z, w] } else { [y, 0] }),
+        Err(c) => classify(&c, bad0, x, if deep { [z, w, v] } else { [y, 0, 0] }),
         Ok(()) if engine::overflowed() || s.b_hang => Outcome::Hang,
         Ok(()) => {
             let outer_ok = read(x) == OUTER_MARK;
@@ -440,7 +598,8 @@ fn run_once(
             let nested_ok = (!NESTED_DONE.load(Ordering::SeqCst) && !b_wrote)
                 || read(if deep { z } else { y }) == NESTED_MARK;
             let deep_ok = !DEEP_DONE.load(Ordering::SeqCst) || read(w) == DEEP_MARK;
-            if outer_ok && nested_ok && deep_ok {
+            let deeper_ok = !DEEPER_DONE.load(Ordering::SeqCst) || read(v) == DEEPER_MARK;
+            if outer_ok && nested_ok && deep_ok && deeper_ok {
                 Outcome::Clean
             } else {
                 Outcome::Corrupt
@@ -451,12 +610,15 @@ fn run_once(
     for a in [x, y, z, w] {
         touch(a, 0);
     }
+    if v != 0 {
+        touch(v, 0);
+    }
     out
 }
 
 /// How a run that a recovery point caught ended: `x` the outer fault's
 /// address, `nested` each nested level's (0: none).
-fn classify(c: &Caught, bad0: u32, x: u32, nested: [u32; 2]) -> Outcome {
+fn classify(c: &Caught, bad0: u32, x: u32, nested: [u32; 3]) -> Outcome {
     if engine::overflowed() {
         return Outcome::Hang;
     }
@@ -520,8 +682,7 @@ pub fn explore_with(
         return None;
     }
     let sc = prepare()?;
-    irq::request_irq(NESTED_VECTOR, nested_irq, IrqFlags::empty());
-    irq::request_irq(DEEP_VECTOR, deep_irq, IrqFlags::empty());
+    request_irqs();
 
     let mut rep = Report::default();
     if !sc.stale() {
@@ -546,7 +707,8 @@ pub fn explore_with(
         }
         _ => None,
     };
-    rep.baseline = Some(run_once(&sc, variant, None, deep, true));
+    let nest = if deep { Nest::TWO } else { Nest::ONE };
+    rep.baseline = Some(run_once(&sc, variant, None, nest, true));
     let rec = engine::take_recording();
     rep.stepped = rec.len();
     rep.with_if = rec.irq_on.iter().filter(|x| **x).count();
@@ -602,7 +764,7 @@ pub fn explore_with(
         }
         let Some(out) = rep
             .checks
-            .placed(|| run_once(&sc, variant, Some(j), deep, false))
+            .placed(|| run_once(&sc, variant, Some(j), nest, false))
         else {
             narrate::end();
             continue;
@@ -664,7 +826,7 @@ pub fn explore_with(
 pub fn measure_fault_path() -> Option<(usize, Outcome, Option<usize>)> {
     let sc = prepare()?;
     let r = if sc.stale() {
-        let out = run_once(&sc, Variant::Thread, None, false, true);
+        let out = run_once(&sc, Variant::Thread, None, Nest::ONE, true);
         let rec = engine::take_recording();
         let cr2 = rec.eips.iter().position(|&e| is_mov_from_cr2(e));
         Some((rec.len(), out, cr2))
@@ -701,9 +863,180 @@ fn int3_once() {
     unsafe { core::arch::asm!("int3") }
 }
 
+fn request_irqs() {
+    irq::request_irq(NESTED_VECTOR, nested_irq, IrqFlags::empty());
+    irq::request_irq(DEEP_VECTOR, deep_irq, IrqFlags::empty());
+    irq::request_irq(DEEPER_VECTOR, deeper_irq, IrqFlags::empty());
+}
+
 fn finish() {
     crate::oops::set_silent(false);
     irq::free_irq(NESTED_VECTOR);
     irq::free_irq(DEEP_VECTOR);
+    irq::free_irq(DEEPER_VECTOR);
+    V.store(0, Ordering::SeqCst);
     engine::end();
+}
+
+/// Question 1's pairs: every (outer boundary, nested boundary) where both
+/// can take an interrupt.  Run (k, j) delivers the first nested interrupt
+/// at outer boundary k; the fault its handler takes is stepped from its
+/// `#PF` entry and lets the second interrupt in at its boundary j; with
+/// three levels the fault of the second interrupt's handler lets a third
+/// in at its first boundary with IF=1.
+#[derive(Clone, Debug, Default)]
+pub struct PairsReport {
+    pub levels: u8,
+    /// The outer path's boundaries, and the open ones explored.
+    pub outer_stepped: usize,
+    pub outer_runs: usize,
+    /// Nested boundaries stepped in the dry runs (over all k), and of
+    /// them the ones shut to interrupts (IF=0 or an `sti` shadow): no
+    /// pair there.
+    pub inner_stepped: usize,
+    pub inner_shut: usize,
+    /// Pairs run, and how they ended.
+    pub pairs: usize,
+    pub clean: usize,
+    pub oopses: usize,
+    pub hangs: usize,
+    pub fault_loops: usize,
+    pub corrupt: usize,
+    pub other: usize,
+    /// Runs where the nested path ended before its boundary j (so no
+    /// second interrupt came): a path that differs from its dry run.
+    pub not_sent: usize,
+    /// The longest nested path seen, and the outer boundaries whose
+    /// dry run found no nested fault at all.
+    pub inner_max: usize,
+    pub no_inner_fault: usize,
+    pub first_failing: Option<(usize, usize, Outcome)>,
+    /// Each failure reason and its count.
+    pub reasons: Vec<(Outcome, usize)>,
+    pub checks: engine::Checks,
+    pub run_cycles: u64,
+}
+
+impl PairsReport {
+    fn count(&mut self, k: usize, j: usize, out: Outcome) {
+        self.pairs += 1;
+        match out {
+            Outcome::Clean => self.clean += 1,
+            Outcome::Hang => self.hangs += 1,
+            Outcome::FaultLoop => self.fault_loops += 1,
+            Outcome::Corrupt => self.corrupt += 1,
+            Outcome::OtherOops(_) => self.other += 1,
+            _ => self.oopses += 1,
+        }
+        if out.failed() {
+            self.first_failing.get_or_insert((k, j, out));
+            match self.reasons.iter_mut().find(|r| r.0 == out) {
+                Some(r) => r.1 += 1,
+                None => self.reasons.push((out, 1)),
+            }
+        }
+    }
+}
+
+/// A pair's mark in its outer boundary's row (`explore_pairs`'s `row`).
+pub fn pair_code(out: Outcome) -> char {
+    match out {
+        Outcome::Clean => 'c',
+        Outcome::Oops(_) | Outcome::OopsClobberedCr2(_) => 'f',
+        Outcome::NestedOops(..) | Outcome::NestedOopsClobberedCr2(..) => 'n',
+        Outcome::Hang => 'h',
+        Outcome::FaultLoop => 'l',
+        Outcome::Corrupt => 'x',
+        Outcome::OtherOops(_) => 'o',
+    }
+}
+
+/// Explore question 1's pairs with `levels` nested interrupts (2 or 3),
+/// every `outer_stride`-th open outer boundary and every `inner_stride`-th
+/// nested one; `row(k, codes)` gets each outer boundary's row as it is
+/// done (one mark per nested boundary: `pair_code`, `s` shut, `-` not
+/// run), so a boot that dies mid-way (a reset) still says how far it got.
+pub fn explore_pairs(
+    levels: u8,
+    outer_stride: usize,
+    inner_stride: usize,
+    mut row: impl FnMut(usize, &str),
+) -> Option<PairsReport> {
+    let mut sc = prepare()?;
+    if levels >= 3 && !sc.add_fourth_slot() {
+        finish();
+        return None;
+    }
+    V.store(sc.v, Ordering::SeqCst);
+    request_irqs();
+    let mut rep = PairsReport {
+        levels,
+        ..PairsReport::default()
+    };
+    if !sc.stale() {
+        finish();
+        return Some(rep);
+    }
+    let nest = |inner| Nest { levels, inner };
+    run_once(&sc, Variant::Thread, None, nest(Inner::FirstOpen), true);
+    let rec = engine::take_recording();
+    rep.outer_stepped = rec.len();
+    let own = fault_handler_code(&rec.eips);
+    let wanted = (0..rec.len())
+        .step_by(outer_stride.max(1))
+        .filter(|&k| rec.irq_on[k]);
+    let jumps = rec.jumps(wanted, Reach::Anchors, |k| own[k]);
+    let t0 = cpu::rdtsc();
+    let mut codes = alloc::string::String::new();
+    for jump in jumps {
+        let k = jump.k;
+        // The nested fault's dry run at this outer boundary.
+        inner_rec().len = 0;
+        inner_rec().overflow = false;
+        let Some(_) = rep
+            .checks
+            .placed(|| run_once(&sc, Variant::Thread, Some(jump), nest(Inner::Record), false))
+        else {
+            continue;
+        };
+        rep.outer_runs += 1;
+        let len = inner_rec().len;
+        if len == 0 {
+            rep.no_inner_fault += 1;
+        }
+        rep.inner_stepped += len;
+        rep.inner_max = rep.inner_max.max(len);
+        codes.clear();
+        for j in 0..len {
+            // Only a dry run writes it: read each before its run.
+            if !inner_rec().open[j] {
+                rep.inner_shut += 1;
+                codes.push('s');
+                continue;
+            }
+            if j % inner_stride.max(1) != 0 {
+                codes.push('-');
+                continue;
+            }
+            let inner = nest(Inner::At(j));
+            let Some(out) = rep
+                .checks
+                .placed(|| run_once(&sc, Variant::Thread, Some(jump), inner, false))
+            else {
+                codes.push('?');
+                continue;
+            };
+            if !st().lv[0].sent {
+                rep.not_sent += 1;
+                codes.push('?');
+                continue;
+            }
+            rep.count(k, j, out);
+            codes.push(pair_code(out));
+        }
+        row(k, &codes);
+    }
+    rep.run_cycles = cpu::rdtsc() - t0;
+    finish();
+    Some(rep)
 }

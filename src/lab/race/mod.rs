@@ -33,4 +33,5 @@ pub mod scenario;
 pub mod stepper;
 pub mod stress;
 pub mod torn;
+pub mod triple_fault;
 pub mod window;

@@ -24,6 +24,10 @@ pub struct Scenario {
     pub z: u32,
     /// Depth-2 runs: the second nested interrupt's touch, slot S3.
     pub w: u32,
+    /// Three nested levels: the third interrupt's touch, slot S4, in a
+    /// second area (`add_fourth_slot`; 0 without one).
+    pub v: u32,
+    area4: u32,
 }
 
 /// Bytes vmalloc'd: enough to own three whole 4 MiB slots.
@@ -60,6 +64,8 @@ impl Scenario {
             y: s1 + 0x2000 + PAGE_SIZE as u32,
             z: s2 + 0x3000,
             w: s3 + 0x4000,
+            v: 0,
+            area4: 0,
         };
         // Earlier experiments may have left kernel page tables in these
         // slots, which mm_alloc then copied.  Under the lazy versions,
@@ -67,6 +73,21 @@ impl Scenario {
         // before those page tables (restale is a no-op under eager).
         sc.restale();
         Some(sc)
+    }
+
+    /// A fourth stale slot for three nested levels: a second area, made
+    /// after the mms as the first was, big enough to own a whole slot.
+    pub fn add_fourth_slot(&mut self) -> bool {
+        const AREA4: usize = 8 << 20;
+        let Some(a) = vmalloc(AREA4) else {
+            return false;
+        };
+        let a = a.as_ptr() as u32;
+        let s4 = (a + (4 << 20) - 1) & !((4 << 20) - 1);
+        self.area4 = a;
+        self.v = s4 + 0x5000;
+        self.restale();
+        true
     }
 
     fn slot_present(&self, a: u32) -> bool {
@@ -93,8 +114,10 @@ impl Scenario {
         let lazy = !crate::mm::fault::version().syncs_eagerly();
         if lazy && mode() == PagingMode::TwoLevel {
             for pgd in [self.mm.pgd, self.mm_b.pgd] {
-                for a in [self.x, self.z, self.w] {
-                    pmd_clear(pmd_offset(pgd_offset(pgd, a), a));
+                for a in [self.x, self.z, self.w, self.v] {
+                    if a != 0 {
+                        pmd_clear(pmd_offset(pgd_offset(pgd, a), a));
+                    }
                 }
             }
         }
@@ -107,5 +130,9 @@ impl Drop for Scenario {
         // Leave no kernel page tables behind in these slots, so later
         // experiments and tests meet fresh slots again.
         crate::mm::vmalloc::drop_kernel_tables(self.area, AREA as u32);
+        if self.area4 != 0 {
+            let _ = vfree(self.area4 as *const u8);
+            crate::mm::vmalloc::drop_kernel_tables(self.area4, 8 << 20);
+        }
     }
 }

@@ -5,10 +5,11 @@ write target/experiments/race.md (also printed)."""
 import argparse
 import concurrent.futures
 import os
+import shutil
 import sys
 import time
 
-from vmfault_host import bochs, build, deps, elf, replay, strips
+from vmfault_host import bochs, build, deps, elf, q1, replay, strips
 from vmfault_host.paths import ROOT, TARGET
 from vmfault_host.qemu import MEMORY, boot
 
@@ -237,7 +238,9 @@ COMPARED = (("stepped", "boundaries"), ("if", "IF=1"), ("in_window", "in the win
             ("first", "first failing"), ("b_failures", "B failing"), ("waited", "B waited"),
             ("faults", "lazy faults"), ("torn", "torn"), ("torn_present", "torn, present"),
             ("reasons", "outcomes"), ("not_entered", "runs the other party missed"),
-            ("misplaced", "unmeasured"), ("retried", "void runs"))
+            ("misplaced", "unmeasured"), ("retried", "void runs"), ("pairs", "pairs"),
+            ("clean", "clean"), ("oopses", "oops"), ("hangs", "hangs"), ("inner_stepped", "nested boundaries"),
+            ("inner_shut", "nested, shut"), ("not_sent", "pairs the second interrupt missed"))
 SIDE = os.path.join(OUT, "side-by-side.md")
 DOCS = os.path.join(ROOT, "docs", "experiments.md")
 MARK_BEGIN = "<!-- side-by-side: written by `make experiments EMU=both` -->"
@@ -267,12 +270,17 @@ def where_paths_part(q, b, kernel):
     return f"boundary {i}: QEMU {side(q)}, Bochs {side(b)}"
 
 
-def side_by_side(k, qemu, bochs_):
+def side_by_side(k, qemu, bochs_, controls):
     """QEMU's and Bochs's counts for every row of every table, and where
     each pair of paths parts; target/experiments/side-by-side.md, and the
     section of docs/experiments.md between its markers."""
     rows = []
     differing = 0
+    qc, bc = controls["qemu"], controls["bochs"]
+    same = qc.reset and bc.reset
+    differing += not same
+    rows.append(f"| 1 | 2level | - | question 1's control (`experiment=triple_fault`) | {'same' if same else '**differs**'} | "
+                f"QEMU: {qc.cell()}; Bochs: {bc.cell()} | - |")
     for cpus in (0, 1):
         for (m, v), (qrows, _, _, qb) in qemu[cpus].items():
             brow = bochs_[cpus].get((m, v))
@@ -374,6 +382,10 @@ def main(argv=None):
             found[emu][0 if cpus == 1 else 1][(m, v)] = (rows, groups, complete, b)
             print(f"experiments: {emu} {m} {v}{' (2 CPUs)' if cpus > 1 else ''}: "
                   f"{'done' if complete else b.verdict()} in {b.seconds:.0f} s", flush=True)
+    # Question 1's control: the same kernel, made to triple fault.
+    controls = {emu: q1.control(kernel, emu) for emu in emus}
+    for emu, c in controls.items():
+        print(f"experiments: {emu} question 1's control: {c.cell()} in {c.seconds:.0f} s", flush=True)
 
     def report(emu, results, results2):
         """race.md of one emulator's boots."""
@@ -525,6 +537,12 @@ def main(argv=None):
                 md.append(f"| {m} | {v} | {s['rounds']} | {s['clean']} | {s['oopses']} | {s['hangs']} | "
                           f"{s.get('fault_loops', '-')} | {s['timer_during_touch']} |")
         md += checks_section(results, results2)
+        md += q1.section(results, [controls[emu]])
+        grids = q1.write_grids(results, out, "QEMU" if emu == "qemu" else "Bochs")
+        if grids:
+            md += ["", "Grids: " + ", ".join(f"[{g}]({g})" for g in grids) + " (and each one's .txt)."]
+        if emu == "qemu" and args.kernel == "ktest" and "q1-pairs-legacy.svg" in grids:
+            shutil.copy(os.path.join(out, "q1-pairs-legacy.svg"), os.path.join(PICTURES, "q1-pairs-legacy.svg"))
         md += ["", "## Where the failing boundaries are", ""]
         for (m, v), (rows, groups, complete, b) in list(results.items()) + list(results2.items()):
             for name in ("thread", "irq", "depth2", "window", "window_kthread", "r2020", "cpu2_threads",
@@ -563,7 +581,7 @@ def main(argv=None):
         print(f"written: {os.path.relpath(path)}")
         return all(r[2] for r in list(results.values()) + list(results2.values()))
 
-    ok = all([report(emu, *found[emu]) for emu in emus])
+    ok = all([report(emu, *found[emu]) for emu in emus]) and all(c.reset for c in controls.values())
     if len(emus) == 2:
-        side_by_side(k, found["qemu"], found["bochs"])
+        side_by_side(k, found["qemu"], found["bochs"], controls)
     return 0 if ok else 1
