@@ -31,6 +31,8 @@
 #   EMU=bochs                     run, test, experiments (EMU=both: side by
 #                                 side) and soak on Bochs 2.7 instead of QEMU;
 #                                 gdb stays QEMU's
+#   make quantum                  Bochs's quantum swept against the two-CPU
+#                                 answers -> target/experiments/bochs/quantum.md
 #   make mutants [FILES="src/mm/fault.rs ..."] [IN_DIFF=1|REF]
 #                                 cargo-mutants over the mm files, each
 #                                 judged by the suites that cover it
@@ -63,7 +65,7 @@ RUNNER := $(PYTHON) tests/host/runner.py
 
 RUN_CMDLINE := $(strip $(if $(VMALLOC_FAULT),vmalloc_fault=$(VMALLOC_FAULT)) $(CMDLINE))
 
-.PHONY: all build run test iso gdb experiments bench soak mutants mutants-list clippy fmt check clean help
+.PHONY: all build run test iso gdb experiments quantum bench soak mutants mutants-list clippy fmt check clean help
 
 all: build
 
@@ -91,6 +93,9 @@ experiments:
 
 soak:
 	$(PYTHON) tests/host/soak.py
+
+quantum:
+	$(PYTHON) tests/host/quantum.py
 
 # cargo-mutants is a host tool: `cargo install cargo-mutants --locked`.
 mutants:

@@ -20,6 +20,7 @@ Writes target/bench/results.csv and target/bench/*.svg (matplotlib).
 Under TCG, time is not hardware time: compare instruction counts and ratios.
 """
 import csv
+import importlib
 import os
 import re
 import statistics
@@ -98,15 +99,22 @@ def sizes(rows, sect, field):
 
 
 def ensure_matplotlib():
+    """matplotlib from Debian's python3-matplotlib (apt, as the other
+    tools; never pip as root into the system's Python)."""
     try:
         import matplotlib  # noqa: F401
         return True
     except ImportError:
-        r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "matplotlib"])
-        if r.returncode != 0:
-            print("bench: matplotlib unavailable; pictures skipped (pip install matplotlib)")
-            return False
-        return True
+        pass
+    if deps.apt_install(["python3-matplotlib"], " (the bench pictures)"):
+        importlib.invalidate_caches()
+        try:
+            import matplotlib  # noqa: F401,F811
+            return True
+        except ImportError:
+            pass
+    print("bench: matplotlib unavailable; pictures skipped (install it: sudo apt-get install -y python3-matplotlib)")
+    return False
 
 
 def main():

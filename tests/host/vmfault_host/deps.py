@@ -8,7 +8,7 @@ import sys
 from vmfault_host.paths import ROOT
 
 APT_PACKAGES = ["qemu-system-x86", "qemu-utils", "grub-pc-bin", "grub-common", "xorriso", "mtools", "gdb",
-                "binutils"]
+                "binutils", "bochs", "bochsbios", "vgabios"]
 NEEDED = {
     "qemu-system-i386": "qemu-system-x86",
     "grub-mkrescue": "grub-common",
@@ -19,14 +19,38 @@ NEEDED = {
     "objcopy": "binutils",
     # qemu-img: the snapshot image of `make gdb RACE= REVERSE=1`
     "qemu-img": "qemu-utils",
+    # The second x86 implementation (EMU=bochs, make test's Bochs part)
+    "bochs": "bochs",
+}
+# Files a package brings that no command names.
+NEEDED_FILES = {
+    "/usr/lib/grub/i386-pc": "grub-pc-bin",
+    "/usr/share/bochs/BIOS-bochs-latest": "bochsbios",
+    "/usr/share/vgabios/vgabios.bin": "vgabios",
 }
 
 
 def missing_tools():
     miss = [pkg for tool, pkg in NEEDED.items() if shutil.which(tool) is None]
-    if not os.path.isdir("/usr/lib/grub/i386-pc"):
-        miss.append("grub-pc-bin")
+    miss += [pkg for path, pkg in NEEDED_FILES.items() if not os.path.exists(path)]
     return sorted(set(miss))
+
+
+def apt_install(packages, why=""):
+    """Install Debian `packages` quietly (one line on the terminal, apt's
+    own output only if it fails); False if not root or apt failed."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return False
+    print(f"runner: installing {' '.join(packages)}{why} with apt-get", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    out = []
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq"] + list(packages)):
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        out.append(r.stdout + r.stderr)
+        if r.returncode != 0 and cmd[1] == "install":
+            print("".join(out)[-2000:], flush=True)
+            return False
+    return True
 
 
 def ensure_tools():
@@ -35,11 +59,7 @@ def ensure_tools():
     if miss:
         cmd = "apt-get update && apt-get install -y " + " ".join(APT_PACKAGES)
         if os.geteuid() == 0 and shutil.which("apt-get"):
-            print(f"runner: installing {' '.join(miss)}", flush=True)
-            env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-            subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
-            r = subprocess.run(["apt-get", "install", "-y", "-qq"] + APT_PACKAGES, env=env)
-            if r.returncode != 0 or missing_tools():
+            if not apt_install(APT_PACKAGES) or missing_tools():
                 sys.exit(f"runner: could not install {' '.join(missing_tools())}; run as root: {cmd}")
         else:
             sys.exit(f"runner: missing {' '.join(miss)}; install them with: sudo sh -c '{cmd}'")

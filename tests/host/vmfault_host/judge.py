@@ -171,7 +171,8 @@ def host_checks(main_kernel):
     def stops_boot(cmdline, logname, msg, extra=()):
         """Boot with `cmdline` (and QEMU `extra`): the boot must stop with
         `msg` on the serial port and the failure exit, never a reset."""
-        b = boot(main_kernel, cmdline, logname, timeout=60, extra=extra)
+        # QEMU's -cpu models: these stay QEMU's under EMU=bochs.
+        b = boot(main_kernel, cmdline, logname, timeout=60, extra=extra, emu="qemu" if extra else None)
         why = [] if msg in b.log else [f"no message: {msg}"]
         if b.status != b.failure:
             why.append(f"expected exit failure, got {b.verdict()}")

@@ -67,8 +67,12 @@ def qemu_chain(text):
             old, new = int(m.group(1), 16), int(m.group(2), 16)
             if old == 0xFFFFFFFF:
                 seen = [new]
-            else:
-                seen.append(new)
+                continue
+            # A fault during a delivery: "old" is what was being delivered
+            # (QEMU turns a #PF during a #PF into the #DF it delivers).
+            if seen[-1:] != [old]:
+                seen.append(old)
+            seen.append(new)
     return " -> ".join(vector(v) for v in seen) + " -> shutdown"
 
 
@@ -157,7 +161,7 @@ def svg(title, rows, cell=3):
     boundary j, coloured by GRID_CODES."""
     width = max((len(c) for _, c in rows), default=0)
     top, left = 34, 46
-    w, h = left + width * cell + 10, top + len(rows) * cell + 60
+    w, h = max(left + width * cell + 10, 640), top + len(rows) * cell + 60
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">',
            f'<text x="4" y="14" font-weight="bold">{title}</text>',
            f'<text x="{left}" y="28">nested boundary j (0 .. {width - 1}) &#8594;</text>',

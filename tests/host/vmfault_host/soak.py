@@ -31,7 +31,7 @@ import time
 
 from vmfault_host import build, deps, elf
 from vmfault_host.paths import ROOT, TARGET
-from vmfault_host.qemu import boot
+from vmfault_host.qemu import boot, emulator
 
 OUT = os.path.join(TARGET, "soak")
 FIELDS = ("ops", "oopses", "model_errors", "corruptions", "leaked_frames", "leaked_areas", "lazy_faults",
@@ -76,7 +76,7 @@ def main():
     def run(job):
         m, v = job
         b = boot(kernel, f"paging={m} vmalloc_fault={v} preempt={preempt} experiment=soak soak_ops={ops} "
-                         f"soak_seed={seed}", f"soak-{m}-{v}", timeout=timeout, smp=smp if smp > 1 else None)
+                         f"soak_seed={seed}", f"soak-{m}-{v}-{emulator()}", timeout=timeout, smp=smp if smp > 1 else None)
         return job, b
 
     failed = 0
@@ -103,9 +103,10 @@ def main():
             failed += not ok
             rows.append((m, v, r, b, ok))
             print(f"soak: {m} {v}: {'ok' if ok else 'FAILED: ' + b.verdict()} in {b.seconds:.0f} s "
-                  f"(log target/ktest/soak-{m}-{v}.log)", flush=True)
+                  f"(log target/ktest/soak-{m}-{v}-{emulator()}.log)", flush=True)
     md = ["# vmfault soak", "",
-          f"`make soak` ({time.strftime('%Y-%m-%d')}, qemu-system-i386 TCG, release kernel, {smp} CPU(s), "
+          f"`make soak{' EMU=bochs' if emulator() == 'bochs' else ''}` ({time.strftime('%Y-%m-%d')}, "
+          f"{'Bochs 2.7' if emulator() == 'bochs' else 'qemu-system-i386 TCG'}, release kernel, {smp} CPU(s), "
           f"preempt={preempt}, seed {seed}, {ops} operations per run, {time.monotonic() - start:.0f} s in all).",
           "",
           "| paging | version | ops | oopses | model errors | corrupted reads | leaked frames | leaked areas "
@@ -118,10 +119,11 @@ def main():
             continue
         cells = [str(r[k]) for k in FIELDS[:-1]] + [first_oops(b.log).replace("|", "\\|")]
         md.append(f"| {m} | {v} | " + " | ".join(cells) + f" | {b.seconds:.0f} s |")
-    os.makedirs(OUT, exist_ok=True)
-    with open(os.path.join(OUT, "results.md"), "w") as f:
+    out = OUT if emulator() == "qemu" else os.path.join(OUT, emulator())
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "results.md"), "w") as f:
         f.write("\n".join(md) + "\n")
     print("\n".join(md[4:]))
-    print(f"soak: table in {os.path.relpath(os.path.join(OUT, 'results.md'), ROOT)}")
+    print(f"soak: table in {os.path.relpath(os.path.join(out, 'results.md'), ROOT)}")
     print(f"{len(rows) - failed} passed, {failed} failed")
     return 1 if failed else 0
