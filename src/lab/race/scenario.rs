@@ -32,6 +32,8 @@ pub struct Scenario {
 
 /// Bytes vmalloc'd: enough to own three whole 4 MiB slots.
 const AREA: usize = 16 << 20;
+/// The fourth slot's area (three nested levels): one whole slot.
+const AREA4: usize = 8 << 20;
 
 impl Scenario {
     /// Frames one scenario takes: the area's pages, a page table for each
@@ -39,6 +41,8 @@ impl Scenario {
     /// directory (PAE: PDPT and PMD pages), with slack for the threads
     /// that run in it.
     pub const FRAMES: usize = AREA / PAGE_SIZE + 16;
+    /// What `add_fourth_slot` takes on top: its area and two page tables.
+    pub const FOURTH_SLOT_FRAMES: usize = AREA4 / PAGE_SIZE + 2;
 
     /// How many scenarios the free frames have room for right now.  A
     /// 32 MiB machine has room for one: the tests size themselves by it
@@ -78,7 +82,6 @@ impl Scenario {
     /// A fourth stale slot for three nested levels: a second area, made
     /// after the mms as the first was, big enough to own a whole slot.
     pub fn add_fourth_slot(&mut self) -> bool {
-        const AREA4: usize = 8 << 20;
         let Some(a) = vmalloc(AREA4) else {
             return false;
         };
@@ -132,7 +135,7 @@ impl Drop for Scenario {
         crate::mm::vmalloc::drop_kernel_tables(self.area, AREA as u32);
         if self.area4 != 0 {
             let _ = vfree(self.area4 as *const u8);
-            crate::mm::vmalloc::drop_kernel_tables(self.area4, 8 << 20);
+            crate::mm::vmalloc::drop_kernel_tables(self.area4, AREA4 as u32);
         }
     }
 }

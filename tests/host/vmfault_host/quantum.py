@@ -22,7 +22,7 @@ import time
 from vmfault_host import bochs, build, deps, elf, experiments, soak
 from vmfault_host.paths import TARGET
 
-QUANTA = (1, 4, 16, 64, 256)
+QUANTA = (1, 16, 256)
 VERSIONS = ("legacy", "sync")
 SOAK_OPS = 20000
 OUT = os.path.join(TARGET, "experiments", "bochs", "quantum.md")
