@@ -36,6 +36,8 @@ CPU_MODEL = "corei7_sandy_bridge_2600k"
 DEFAULT_QUANTUM = 16
 EXIT = re.compile(r"^vmfault: exit (0x[0-9a-f]+)$", re.M)
 TRIPLE = re.compile(r"exception\(\): 3rd \((\d+)\) exception with no resolution")
+# Bochs's own stop (a bad bochsrc value, a device's panic): ">>PANIC<< why".
+PANIC = re.compile(r">>PANIC<< (.*)")
 # Bochs's own end: what it prints when the shutdown port or a panic ends it.
 APT = "apt-get install -y bochs bochsbios vgabios"
 
@@ -86,13 +88,16 @@ class BochsBoot(Boot):
     with for the kernel's exit line (0 for a triple fault, None if the
     kernel never said)."""
 
-    def __init__(self, k, status, log, seconds, killed_on=None, stopped=False, triple=None):
+    def __init__(self, k, status, log, seconds, killed_on=None, stopped=False, triple=None, panic=None):
         super().__init__(k, status, log, seconds, killed_on, stopped)
         self.triple = triple
+        self.panic = panic  # Bochs's own panic, when the kernel never said it was done
 
     def verdict(self):
         if self.triple is not None:
             return f"reset or triple fault (Bochs: 3rd exception, vector {self.triple}, with no resolution)"
+        if self.status is None and self.panic and not self.killed_on and not self.stopped:
+            return f"Bochs stopped: {self.panic}"
         return super().verdict()
 
 
@@ -120,8 +125,9 @@ def boot(kernel, cmdline, logname, timeout, until=None, memory=None, stop=None, 
         if os.path.exists(log):
             os.remove(log)
         start = time.monotonic()
+        err = open(os.path.join(d, "stderr"), "w")
         p = subprocess.Popen(["bochs", "-q", "-f", rc, "-rc", answer], cwd=d, stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             stdout=subprocess.DEVNULL, stderr=err)
         status, killed_on, stopped, said_at, shown = None, None, False, None, 0
         while True:
             try:
@@ -149,7 +155,9 @@ def boot(kernel, cmdline, logname, timeout, until=None, memory=None, stop=None, 
         secs = time.monotonic() - start
         text = read_log(log)
         _show(text + "\n", shown, on_line)
+        err.close()
         triple = TRIPLE.search(read_log(blog))
+        panic = PANIC.search(read_log(blog) + read_log(os.path.join(d, "stderr")))
         with open(os.path.join(LOGDIR, logname + ".bochs.log"), "w") as f:
             f.write(read_log(blog))
     m = EXIT.search(text)
@@ -157,4 +165,5 @@ def boot(kernel, cmdline, logname, timeout, until=None, memory=None, stop=None, 
         status = 0
     elif m:
         status = exit_status(int(m.group(1), 16))
-    return BochsBoot(k, status, text, secs, killed_on, stopped, triple and int(triple.group(1)))
+    return BochsBoot(k, status, text, secs, killed_on, stopped, triple and int(triple.group(1)),
+                     panic and panic.group(1).strip())
