@@ -108,7 +108,7 @@ gdb:
 	$(RUNNER) gdb $(if $(RACE),--race '$(RACE)') $(if $(filter 1,$(REVERSE)),--reverse) $(if $(PAGING),--paging $(PAGING)) --cmdline "$(RUN_CMDLINE)"
 
 clippy:
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 
 fmt:
 	cargo fmt --check

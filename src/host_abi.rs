@@ -19,8 +19,11 @@ use crate::qemu::{ExitCode, ISA_DEBUG_EXIT};
 use crate::sched::KERNEL_STACK_SIZE;
 
 /// `export! { NAME: TYPE = VALUE; ... }`: statics the host reads by
-/// name.  The lab exports its own (`lab::race::replay`) with it.
-macro_rules! export {
+/// name.  The lab exports its own (`vmfault_lab::race::replay`) with it,
+/// as `vmfault::host_abi::export`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! host_abi_export {
     ($($(#[$doc:meta])* $name:ident: $ty:ty = $value:expr;)*) => {$(
         $(#[$doc])*
         #[no_mangle]
@@ -29,7 +32,7 @@ macro_rules! export {
         pub static $name: $ty = $value;
     )*};
 }
-pub(crate) use export;
+pub use crate::host_abi_export as export;
 
 /// Bytes `names` take as a list: each name and its NUL, then the last NUL.
 pub const fn list_len(names: &[&str]) -> usize {

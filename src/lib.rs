@@ -6,13 +6,13 @@
 //! order): serial console, traps, boot information and command line,
 //! memory, interrupts, the scheduler, the clock, then the binary's `kmain`.
 //!
-//! Floors, each using only those below it (`tests/host/layers.py` checks
-//! every path in `make test`):
-//! - the kernel core: `arch`, `boot`, `mm`, `sched`, `console`, `symbols`,
-//!   `oops`, `panic`, `fixup` (recovery points), `cmdline` and helpers;
-//! - `lab`: the experiments (race explorer, soak, bench, demo);
-//! - `ktest`: the in-kernel test harness, suites and fuzzers;
-//! - the kernel binaries (`src/main.rs`, `tests/*.rs`).
+//! This crate is the kernel core: `arch`, `boot`, `mm`, `sched`,
+//! `console`, `symbols`, `oops`, `panic`, `fixup` (recovery points),
+//! `cmdline` and helpers.  The floors above it are crates of their own,
+//! so the compiler rejects an upward `use` (docs/layout.md):
+//! `vmfault-lab` (crates/lab: the experiments), `vmfault-ktest`
+//! (crates/ktest: the in-kernel test harness, suites and fuzzers) and
+//! `vmfault-kernels` (crates/kernels: the kernel binaries).
 #![no_std]
 
 pub mod arch;
@@ -24,8 +24,6 @@ pub mod fixup;
 pub mod host_abi;
 pub mod init;
 extern crate alloc;
-pub mod ktest;
-pub mod lab;
 pub mod mm;
 pub mod oops;
 pub mod panic;

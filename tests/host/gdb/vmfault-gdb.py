@@ -400,7 +400,7 @@ PAE) is the CPU's own, from CR4.PAE.  Each level's entry is printed with
 its index, physical address and decoded flags; the last line has exactly
 the shape of the kernel's `translation of` dump (src/mm/dump.rs), so it can
 be compared with the serial log.  ADDR and DIR may be expressions
-(`address`, `$cr2`, `$vm_static` after `vm-static vmfault::lab::demo::ADDR`)."""
+(`address`, `$cr2`, `$vm_static` after `vm-static vmfault_lab::demo::ADDR`)."""
 
     _name = "vm-walk"
 
@@ -732,7 +732,7 @@ class VmHelp(VmCommand):
   vm-mm                       current task, its mm/active_mm pgd, CR3
   vm-early-break [SYM|ADDR]   hbreak at a physical address (default _start)
   $vm_swapper_pg_dir()        physical address of swapper_pg_dir
-  vm-static NAME [SIZE]       a static's value, into $vm_static (e.g. vmfault::lab::demo::ADDR, FAULTS)
+  vm-static NAME [SIZE]       a static's value, into $vm_static (e.g. vmfault_lab::demo::ADDR, FAULTS)
   vm-frame [N]                the trap frame nearest the selected frame (or frame N): vector, EIP, registers
   vm-race                     a replay's state (make gdb RACE=): boundary k of n, who comes in, entries
   $cr0 $cr2 $cr3 $cr4         control registers (QEMU's gdb stub)""")
@@ -751,7 +751,7 @@ class VmSwapperFn(gdb.Function):
 class VmStatic(VmCommand):
     """Print a kernel static as an unsigned integer: vm-static NAME [SIZE]
 
-NAME is a Rust path (`vmfault::lab::demo::ADDR`) or a plain #[no_mangle] name
+NAME is a Rust path (`vmfault_lab::demo::ADDR`) or a plain #[no_mangle] name
 (`FAULTS`, `SWAPPER_PG_DIR`); SIZE in bytes (1, 2, 4 or 8; default 4).
 Handy for atomics, which gdb prints as nested structs.  The value is also
 left in the convenience variable $vm_static."""
@@ -862,8 +862,8 @@ class _TrapFrameFilter:
 
 # ---------------------------------------------------------------- replays (make gdb RACE=)
 
-SYM_RACE = ("vmfault::lab::race::narrate::RACE_REPLAY", "RACE_REPLAY")
-RACE_TYPE = "vmfault::lab::race::narrate::ReplayState"
+SYM_RACE = ("vmfault_lab::race::narrate::RACE_REPLAY", "RACE_REPLAY")
+RACE_TYPE = "vmfault_lab::race::narrate::ReplayState"
 WHO = {
     1: "a nested interrupt: a self-IPI, pending now, taken before the next instruction",
     2: "CPU 1's whole access, while CPU 0 waits at this boundary (in its #DB handler)",

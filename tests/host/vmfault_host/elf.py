@@ -105,7 +105,7 @@ class Kernel:
     soak_ops_default: int
     soak_seed_default: int
     entry: int  # `_start`, the multiboot2 entry, at its physical address
-    # Replay scenarios (src/lab/race/replay.rs), their CPU counts and modes.
+    # Replay scenarios (crates/lab/src/race/replay.rs), their CPU counts and modes.
     bochs_shutdown_port: int
     race_scenarios: tuple
     race_scenario_cpus: tuple
@@ -129,6 +129,9 @@ def _elf(path, _mtime, _size):
 def _constants(path, mtime, size):
     e = _elf(path, mtime, size)
     u, n = (lambda s: e.u32(PREFIX + s)), (lambda s: e.names(PREFIX + s))
+    # The lab's own exports (crates/lab/src/race/replay.rs): a kernel that
+    # links no lab (the panic_exit test kernel) has none.
+    lab = lambda s: n(s) if PREFIX + s in e.symbols else ()  # noqa: E731
     return Kernel(
         path=path, page_offset=u("PAGE_OFFSET"), page_size=u("PAGE_SIZE"), maxmem=u("MAXMEM"),
         vmalloc_end=u("VMALLOC_END"), stack_zone_start=u("STACK_ZONE_START"),
@@ -140,8 +143,8 @@ def _constants(path, mtime, size):
         modes=n("PAGING_NAMES"), default_mode=n("PAGING_DEFAULT")[0], bad_area_texts=n("BAD_AREA_TEXTS"),
         soak_ops_default=u("SOAK_OPS_DEFAULT"), soak_seed_default=u("SOAK_SEED_DEFAULT"),
         entry=e.address("_start"),
-        race_scenarios=n("RACE_SCENARIOS"), race_scenario_cpus=n("RACE_SCENARIO_CPUS"),
-        race_scenario_modes=n("RACE_SCENARIO_MODES"), bochs_shutdown_port=u("BOCHS_SHUTDOWN_PORT"))
+        race_scenarios=lab("RACE_SCENARIOS"), race_scenario_cpus=lab("RACE_SCENARIO_CPUS"),
+        race_scenario_modes=lab("RACE_SCENARIO_MODES"), bochs_shutdown_port=u("BOCHS_SHUTDOWN_PORT"))
 
 
 def fault_module(mode, version):

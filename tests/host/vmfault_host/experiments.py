@@ -18,7 +18,7 @@ OUT = os.path.join(TARGET, "experiments")
 PICTURES = os.path.join(ROOT, "docs", "pictures")
 
 
-# An EXP row's scenario as a replay handle names it (src/lab/race/replay.rs
+# An EXP row's scenario as a replay handle names it (crates/lab/src/race/replay.rs
 # SCENARIOS), and its CPUs; torn<i> is the i-th torn scenario.
 REPLAY_SCENARIOS = {"thread": ("thread", 1), "irq": ("irq", 1), "depth2": ("nested2", 1),
                     "window": ("switch", 1), "window_kthread": ("switch_kthread", 1), "r2020": ("r2020", 1),

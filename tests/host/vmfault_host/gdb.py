@@ -46,7 +46,7 @@ from vmfault_host.qemu import read_log as read_text
 
 GDB_TIMEOUT = int(os.environ.get("VMFAULT_GDB_TIMEOUT", "120"))
 HALT = "vmfault::arch::x86::cpu::halt_forever"
-FIRST_TOUCH = "vmfault::lab::demo::first_touch"
+FIRST_TOUCH = "vmfault_lab::demo::first_touch"
 
 
 # ---------------------------------------------------------------- QEMU
@@ -113,7 +113,7 @@ HINTS = {
     "first_touch": [
         "[vmfault] PAE: no vmalloc fault will happen (the kernel PMD page is shared by every mm);",
         "  stopped in the demo thread before its write; vmalloc_fault has a breakpoint anyway",
-        "  vm-static vmfault::lab::demo::ADDR, then vm-walk $vm_static and vm-sync $vm_static",
+        "  vm-static vmfault_lab::demo::ADDR, then vm-walk $vm_static and vm-sync $vm_static",
         "  vm-help lists the helpers; continue runs to the end of the boot",
     ],
     "halt_forever": [
@@ -172,7 +172,7 @@ def init_script(k, root, port, paging, stop, version=None, race=None):
         return "\n".join(lines) + "\n"
     brk("break " + fault_break(k, paging, version), "vmalloc_fault")
     if paging == "pae":
-        brk("tbreak vmfault::lab::demo::first_touch", "first_touch")
+        brk("tbreak vmfault_lab::demo::first_touch", "first_touch")
     brk("tbreak vmfault::arch::x86::cpu::halt_forever", "halt_forever")
     lines.append("continue")
     return "\n".join(lines) + "\n"
@@ -438,7 +438,7 @@ SESSIONS = {
         ("bp3", "break " + HALT),
         ("cont1", "continue"),
         ("stop1", "info symbol $pc"),
-        ("addr", "vm-static vmfault::lab::demo::ADDR"),
+        ("addr", "vm-static vmfault_lab::demo::ADDR"),
         ("mm", "vm-mm"),
         ("walk_cur", "vm-walk $vm_static"),
         ("walk_ref", "vm-walk $vm_static init_mm"),

@@ -111,7 +111,7 @@ def one_cpu(kernel):
     why += no_unknown(bt, "bt at boundary 0")
     f = frames(bt)
     if not (len(f) > 2 and "alltraps [trap frame]" in f[0] and re.search(r"page_fault_legacy_2level \[#PF entry", f[1])
-            and re.search(r"touch .*at src/lab/race/explorer\.rs:\d+", f[2] + (f[3] if len(f) > 3 else ""))):
+            and re.search(r"touch .*at crates/lab/src/race/explorer\.rs:\d+", f[2] + (f[3] if len(f) > 3 else ""))):
         why.append("bt at boundary 0 is not the #DB frame, the #PF entry's first instruction, then `touch`:\n"
                    + "\n".join(f[:4]))
     if "vector 1," not in out(results, "frame"):

@@ -39,9 +39,10 @@ class Results:
 
 
 def expectations(kernel_name):
-    """`//! expect-exit:` and `//! expect-serial:` lines in tests/NAME.rs say
-    what a kernel that does not speak KTAP must do instead."""
-    src = os.path.join(ROOT, "tests", kernel_name + ".rs")
+    """`//! expect-exit:` and `//! expect-serial:` lines in
+    crates/kernels/tests/NAME.rs say what a kernel that does not speak
+    KTAP must do instead."""
+    src = os.path.join(ROOT, "crates", "kernels", "tests", kernel_name + ".rs")
     exp = {"exit": None, "serial": []}
     if os.path.exists(src):
         for line in open(src):

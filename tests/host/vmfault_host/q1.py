@@ -8,10 +8,10 @@ The kernel's one-CPU `experiment=race` boot prints, per version,
   EXP|q1_pairs2|levels=2|stride=1|...|pairs=N|clean=N|oopses=N|hangs=N|...
   EXPQR|q1_pairs2|<outer boundary k>|<one code per nested boundary j>
 
-(src/lab/race/explorer.rs `explore_pairs`; codes: `pair_code`, `s` shut
+(crates/lab/src/race/explorer.rs `explore_pairs`; codes: `pair_code`, `s` shut
 to interrupts, `-` not run by the stride).  A boot that resets mid-way
 has no EXP line for that experiment: its last EXPQR row says how far it
-got.  The control, `experiment=triple_fault` (src/lab/race/triple_fault.rs),
+got.  The control, `experiment=triple_fault` (crates/lab/src/race/triple_fault.rs),
 must end in a reset on every emulator, or "no reset" means nothing.
 """
 import os
@@ -136,7 +136,7 @@ def section(results, controls):
           "boundary k (IF=1), its handler's vmalloc fault is stepped from its `#PF` entry, and the second interrupt",
           "comes at that fault's boundary j (IF=1, not in an `sti` shadow): every pair (k, j). Three nested levels:",
           "the same, every 8th k and every 8th j, and the third interrupt at the second nested fault's first",
-          "boundary with IF=1. The control boots `experiment=triple_fault` (src/lab/race/triple_fault.rs): a `#PF`",
+          "boundary with IF=1. The control boots `experiment=triple_fault` (crates/lab/src/race/triple_fault.rs): a `#PF`",
           "delivered onto an unmapped stack while the `#DF` gate is not present, which the SDM (Vol. 3A 6.15,",
           "Table 6-5) says shuts the CPU down. Pairs: run, of outer boundaries x the longest nested path. First",
           "failing: `k.j`. The grids: q1-pairs-*.svg beside this file (outer boundary down, nested boundary across).", "",

@@ -3,7 +3,7 @@ runs before Bochs's single host thread turns to the next) against the
 two-CPU answers.
 
 The deterministic explorers must not care: CPU A waits at its boundary
-while CPU B runs its whole access (src/lab/race/handoff.rs), so which CPU
+while CPU B runs its whole access (crates/lab/src/race/handoff.rs), so which CPU
 Bochs happens to run is a matter of how many instructions each spins, not
 of what each does.  Each quantum boots the two-CPU `experiment=race` of
 2.4.1's handler and 2.4.5-pre2's, and every row's counts (the fields

@@ -1,7 +1,7 @@
 """Replay handles: `make run RACE=...` and `make gdb RACE=...`.
 
 A handle names one explored run, `SCENARIO:VERSION:MODE:NCPU:K`
-(src/lab/race/replay.rs): race.md's `replay` column gives one per row.
+(crates/lab/src/race/replay.rs): race.md's `replay` column gives one per row.
 Everything a handle may say is checked here before anything boots, against
 the kernel's own lists (its ELF's VMFAULT_RACE_* and VMFAULT_VERSION_NAMES
 symbols), and its boundary against the last `make experiments` of the same

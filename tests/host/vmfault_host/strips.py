@@ -31,6 +31,8 @@ import subprocess
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape, quoteattr
 
+from vmfault_host.paths import ROOT
+
 PREFIX = "EXPS|"
 
 # code -> (legend text, fill).  Okabe-Ito hues where they exist, so the
@@ -208,13 +210,17 @@ def source_label(eip, function, location):
 
 
 def short_file(path):
-    """The kernel's /work/main/src/mm/fault.rs as src/mm/fault.rs; a
+    """The kernel's /work/main/src/mm/fault.rs as src/mm/fault.rs (and the
+    lab's as crates/lab/src/...: relative to the workspace); a
     dependency's or the standard library's file keeps its crate directory
     (acpi-5.2.0/src/lib.rs, core/src/ptr/mod.rs) so it cannot pass for one
     of the kernel's; anything else as its basename."""
     path = path.replace("\\", "/")
-    if path.startswith("src/"):
+    if path.startswith(("src/", "crates/")):
         return path
+    root = ROOT.replace("\\", "/").rstrip("/") + "/"
+    if path.startswith(root):
+        return path[len(root):]
     i = path.rfind("/src/")
     if i < 0:
         return os.path.basename(path)

@@ -158,7 +158,7 @@ def check_svg():
     got = strips.parse(LOG)
     labels = {
         0xC0105678: "src/mm/fault.rs:211 (fault::vmalloc_fault)",
-        0xC010000A: "src/lab/race/x.rs:9 (x::b)",
+        0xC010000A: "crates/lab/src/race/x.rs:9 (x::b)",
     }
     rows = [("legacy", got["thread"]), ("legacy 2-level <&>", got["cpu2_threads"]), ("none", got["empty"])]
     text = strips.svg("Race windows <thread> & cpu2", rows, labels)
@@ -207,7 +207,7 @@ def check_svg():
     expect(got == ["tick open", "tick close", "tick open"], f"cpu2_threads ticks {got}")
     expect("21 src/mm/fault.rs:211 (fault::vmalloc_fault)" in texts, "open label missing")
     expect("1943 0xc01099aa" in texts, "hex fallback label missing")
-    for want in ("10 src/lab/race/x.rs:9 (x::b)", "15 0xc010000f", "20 0xc0100014"):
+    for want in ("10 crates/lab/src/race/x.rs:9 (x::b)", "15 0xc010000f", "20 0xc0100014"):
         expect(want in texts, f"cpu2 label {want!r} missing")
 
     legend = doc.find(f"{NS}g[@class='legend']")
@@ -221,7 +221,7 @@ def check_narrow_and_crowded():
     # a lone failing boundary among 100000, and ten windows close together
     lone = Strip("lone", 100000, [(0, "c", 0), (50000, "f", 1), (50001, "c", 2)])
     crowd = Strip("crowd", 1000, strips.rle(("c" + "f") * 10 + "c" * 980, list(range(1000))))
-    long_label = "src/lab/race/a_rather_long_module_name.rs:1234 (module::function_with_a_long_name)"
+    long_label = "crates/lab/src/race/a_rather_long_module_name.rs:1234 (module::function_with_a_long_name)"
     labels = {k: long_label for k in range(1000)}
     doc = ET.fromstring(strips.svg("narrow", [("lone", lone), ("crowd", crowd)], labels))
     lone_row, crowd_row = rows_of(doc)

@@ -1,0 +1,303 @@
+//! `experiment=bench`: the in-kernel half of `make bench`.  Prints
+//! `BENCH|...` lines; tests/host/bench.py adds the host-side figures and
+//! draws the pictures.  Under TCG, time is not hardware time: the fault
+//! path is reported in instructions (single-step counts), everything else
+//! as ratios of TSC readings taken in the same run.
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+
+use crate::race::explorer;
+use crate::vmlist24::Vmlist24;
+use vmfault::arch::x86::cpu;
+use vmfault::cmdline::VmallocFaultVersion as V;
+use vmfault::mm::addr::PAGE_SIZE;
+use vmfault::mm::mm_struct::mm_alloc;
+use vmfault::mm::vm_area::{AreaAllocator, VmFlags};
+use vmfault::mm::{fault, frame, vmalloc};
+use vmfault::println;
+
+fn median(v: &mut [u64]) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+/// Item 1: instructions from the #PF entry to `iret`.
+fn fault_path() {
+    let bare = explorer::measure_bare_exception();
+    println!("BENCH|fault|bare_exception|instructions={}", bare);
+    let booted = fault::version();
+    for v in V::ALL {
+        vmfault::mm::set_vmalloc_fault(v);
+        match explorer::measure_fault_path() {
+            Some((n, out, cr2)) => println!(
+                "BENCH|fault|{}|instructions={}|outcome={:?}|ratio_to_bare={:.2}|cr2_read_at={}",
+                v.name(),
+                n,
+                out,
+                n as f64 / bare.max(1) as f64,
+                cr2.map_or(-1, |c| c as i64)
+            ),
+            None => println!("BENCH|fault|{}|instructions=0|outcome=no-fault", v.name()),
+        }
+    }
+    vmfault::mm::set_vmalloc_fault(booted);
+    // A first touch of a mapped page: one instruction, no exception (the
+    // first page warms QEMU's translation of this code; the second counts).
+    let p = vmalloc::vmalloc(2 * PAGE_SIZE).unwrap().as_ptr() as u32;
+    let mut tsc = 0;
+    for page in 0..2 {
+        let t0 = cpu::rdtsc();
+        // SAFETY: just allocated.
+        unsafe { core::ptr::write_volatile((p + page * PAGE_SIZE as u32) as *mut u32, 1) };
+        tsc = cpu::rdtsc() - t0;
+    }
+    println!("BENCH|fault|mapped_first_touch|instructions=1|tsc={}", tsc);
+    let _ = vmalloc::vfree(p as *const u8);
+}
+
+/// Item 2: vmalloc + touch + vfree of one page with n live areas, for
+/// the B-tree allocator and for 2.4's linear first-fit vmlist, same run.
+fn scaling() {
+    const OPS: usize = 200;
+    let base = vmalloc::reserve_range(200 << 20).expect("range for the scaling bench");
+    let (start, end) = (base, base + (200 << 20));
+    for n in [16usize, 256, 4096, 16384] {
+        let mut ours = AreaAllocator::new(start, end);
+        let mut old = Vmlist24::new(start, end);
+        let here = core::panic::Location::caller();
+        // n - 1 live areas of one page (plus guard), like many small vmallocs.
+        for _ in 0..n - 1 {
+            ours.get_vm_area(PAGE_SIZE as u32, VmFlags::ALLOC, here)
+                .expect("area");
+            old.get_vm_area(PAGE_SIZE as u32).expect("area");
+        }
+        let f = frame::alloc_frame().expect("frame");
+        let mut t_ours = Vec::new();
+        let mut t_old = Vec::new();
+        for _ in 0..OPS {
+            let t0 = cpu::rdtsc();
+            let a = ours
+                .get_vm_area(PAGE_SIZE as u32, VmFlags::ALLOC, here)
+                .unwrap()
+                .addr;
+            one_page(a, f);
+            ours.remove_vm_area(a);
+            let t1 = cpu::rdtsc();
+            let a = old.get_vm_area(PAGE_SIZE as u32).unwrap();
+            one_page(a, f);
+            old.remove(a);
+            let t2 = cpu::rdtsc();
+            t_ours.push(t1 - t0);
+            t_old.push(t2 - t1);
+        }
+        frame::free_frame(f);
+        drop(ours);
+        drop(old);
+        println!(
+            "BENCH|scaling|n={}|btree_tsc={}|vmlist24_tsc={}",
+            n,
+            median(&mut t_ours),
+            median(&mut t_old)
+        );
+    }
+    vmalloc::release_range(base);
+    // Fresh slots for the lazy/eager bench.
+    vmalloc::drop_kernel_tables(base, 200 << 20);
+}
+
+fn one_page(va: u32, f: u32) {
+    vmalloc::map_kernel_page_at(va, f as u64).expect("map");
+    // SAFETY: mapped just above.
+    unsafe { core::ptr::write_volatile(va as *mut u32, va) };
+    vmalloc::unmap_kernel_page_at(va);
+}
+
+/// Item 3: N address spaces, M new kernel PGD slots: vmalloc plus a
+/// first touch of every slot from every address space, lazy (`sync`)
+/// versus eager.
+fn lazy_vs_eager() {
+    let booted = fault::version();
+    // The first configuration also pays for QEMU translating the code:
+    // run it once unreported.
+    for (i, n) in [1usize, 1, 8, 64, 256].into_iter().enumerate() {
+        let mms: Vec<_> = (0..n).map(|_| mm_alloc().expect("mm")).collect();
+        for m in [1usize, 16] {
+            for v in [V::Sync, V::Eager] {
+                vmfault::mm::set_vmalloc_fault(v);
+                let faults0 = fault::total_faults();
+                let syncs0 = vmalloc::eager_syncs();
+                // One page in each of M fresh slots: the cost under test is
+                // the page tables and their sync, not populating 4 MiB.
+                let range = vmalloc::reserve_range((m + 1) * (4 << 20)).expect("range");
+                let p = (range + (4 << 20) - 1) & !((4 << 20) - 1);
+                let frames: Vec<u32> = (0..m)
+                    .map(|_| frame::alloc_frame().expect("frame"))
+                    .collect();
+                let t0 = cpu::rdtsc();
+                // As the version's vmalloc maps: 2.4's page by page, or
+                // 5.8's map_kernel_range_noflush, whose sync walks every
+                // PMD step from the slot to VMALLOC_END.
+                for (s, f) in frames.iter().enumerate() {
+                    vmalloc::map_pages_at(p + s as u32 * (4 << 20), &[*f as u64]).expect("map");
+                }
+                let f = cpu::local_irq_save();
+                for mm in &mms {
+                    // SAFETY: every mm maps the kernel.
+                    unsafe { vmfault::arch::x86::mmu::load_cr3(mm.pgd) };
+                    for s in 0..m as u32 {
+                        // SAFETY: vmalloc'd above.
+                        unsafe { core::ptr::read_volatile((p + s * (4 << 20)) as *const u32) };
+                    }
+                }
+                // SAFETY: back to init_mm.
+                unsafe { vmfault::arch::x86::mmu::load_cr3(vmfault::mm::init::swapper_pg_dir()) };
+                cpu::restore_flags(f);
+                let t1 = cpu::rdtsc();
+                if i > 0 {
+                    println!(
+                    "BENCH|lazy_eager|mms={}|slots={}|version={}|tsc={}|faults={}|eager_syncs={}",
+                    n,
+                    m,
+                    v.name(),
+                    t1 - t0,
+                    fault::total_faults() - faults0,
+                    vmalloc::eager_syncs() - syncs0
+                );
+                }
+                for (s, f) in frames.iter().enumerate() {
+                    vmalloc::unmap_kernel_page_at(p + s as u32 * (4 << 20));
+                    frame::free_frame(*f);
+                }
+                vmalloc::release_range(range);
+                vmalloc::drop_kernel_tables(range, ((m + 1) * (4 << 20)) as u32);
+            }
+        }
+    }
+    vmfault::mm::set_vmalloc_fault(booted);
+}
+
+/// Two CPUs (`make bench` boots `experiment=bench` with `-smp 2` for
+/// this): an IPI round trip (CPU 0 -> CPU 1 -> CPU 0) and one
+/// `smp_call_function(noop, 0, wait)`, each timed over `ROUNDS` by the
+/// TSC, in host nanoseconds under round-robin TCG; then the same paths in
+/// instructions, single-stepped (`step_count`): the sender's `send_ipi`,
+/// and on CPU 1 the whole entry of each vector, stub to `iret`.  The
+/// callers' waits are spin loops whose length is host timing, so they
+/// are not counted.
+fn smp_ipis() {
+    use core::sync::atomic::{AtomicU32, Ordering};
+    use vmfault::arch::x86::entry::TrapFrame;
+    use vmfault::arch::x86::irq::{self, IrqFlags};
+    use vmfault::arch::x86::smp::{online, smp_call_function};
+    use vmfault::arch::x86::{apic, cpu, tsc};
+    const PING: u8 = 0xF8;
+    const PONG: u8 = 0xF9;
+    const ROUNDS: u32 = 1000;
+    static BSP: AtomicU32 = AtomicU32::new(0);
+    static PONGS: AtomicU32 = AtomicU32::new(0);
+    fn ping(_: &mut TrapFrame) {
+        apic::send_ipi(BSP.load(Ordering::SeqCst) as u8, PONG);
+    }
+    fn pong(_: &mut TrapFrame) {
+        PONGS.fetch_add(1, Ordering::SeqCst);
+    }
+    fn noop(_: usize) {}
+    let me = apic::id() as u8;
+    let Some(other) = online().find(|&id| id != me) else {
+        println!("BENCH|smp|ipi|cpus=1");
+        return;
+    };
+    BSP.store(me as u32, Ordering::SeqCst);
+    PONGS.store(0, Ordering::SeqCst);
+    irq::request_irq(PING, ping, IrqFlags::SA_INTERRUPT);
+    irq::request_irq(PONG, pong, IrqFlags::SA_INTERRUPT);
+    let ns = |cycles: u64| cycles * 1_000_000 / tsc::cycles_per_ms().max(1);
+    let t0 = cpu::rdtsc();
+    for i in 0..ROUNDS {
+        apic::send_ipi(other, PING);
+        while PONGS.load(Ordering::SeqCst) <= i {
+            core::hint::spin_loop();
+        }
+    }
+    let ipi = ns(cpu::rdtsc() - t0) / ROUNDS as u64;
+    irq::free_irq(PING);
+    irq::free_irq(PONG);
+    let t0 = cpu::rdtsc();
+    for _ in 0..ROUNDS {
+        smp_call_function(noop, 0, true).expect("smp_call_function");
+    }
+    let call = ns(cpu::rdtsc() - t0) / ROUNDS as u64;
+    println!(
+        "BENCH|smp|ipi|cpus={}|roundtrip_ns={}|call_function_ns={}",
+        online().count(),
+        ipi,
+        call
+    );
+
+    // Instructions.  CPU 1 arms its own DR0 from inside a call, so the
+    // call that arms it is past its stub already.
+    use crate::step_count;
+    fn arm(vector: usize) {
+        step_count::arm_vector(vector as u8);
+    }
+    fn send_one() {
+        apic::send_ipi(OTHER.load(Ordering::SeqCst) as u8, PING);
+    }
+    fn nothing() {}
+    static OTHER: AtomicU32 = AtomicU32::new(0);
+    OTHER.store(other as u32, Ordering::SeqCst);
+    let old = step_count::install();
+    irq::request_irq(PING, |_| {}, IrqFlags::SA_INTERRUPT);
+    let on_cpu1 = |vector: u8, send: &dyn Fn()| -> u32 {
+        smp_call_function(arm, vector as usize, true).expect("smp_call_function");
+        send();
+        let t0 = cpu::rdtsc();
+        loop {
+            if let Some(n) = step_count::vector_count(1) {
+                break n;
+            }
+            assert!(
+                tsc::us_since(t0) < 1_000_000,
+                "CPU 1 never took vector {:#x}",
+                vector
+            );
+            core::hint::spin_loop();
+        }
+    };
+    let fixed = on_cpu1(PING, &|| apic::send_ipi(other, PING));
+    let called = on_cpu1(vmfault::arch::x86::smp::CALL_FUNCTION_VECTOR, &|| {
+        smp_call_function(noop, 0, true).expect("smp_call_function");
+    });
+    let send = step_count::count_call(send_one) - step_count::count_call(nothing);
+    irq::free_irq(PING);
+    step_count::uninstall(old);
+    println!(
+        "BENCH|smp|instructions|send_ipi={}|fixed_vector_receive={}|call_function_receive={}",
+        send, fixed, called
+    );
+}
+
+pub fn run_all() {
+    println!("BENCH|begin|paging={}", vmfault::mm::pgtable::mode().name());
+    if vmfault::arch::x86::smp::online().count() > 1 {
+        // The other sections are one-CPU figures: with two, only this.
+        smp_ipis();
+        println!("BENCH|end");
+        return;
+    }
+    fault_path();
+    scaling();
+    lazy_vs_eager();
+    println!("BENCH|explorer-start");
+    if let Some(r) = explorer::explore(explorer::Variant::Thread, false, 1) {
+        let us = r.run_cycles * 1000 / vmfault::arch::x86::tsc::cycles_per_ms().max(1);
+        println!(
+            "BENCH|explorer|runs={}|stepped={}|runs_us={}",
+            r.runs, r.stepped, us
+        );
+    }
+    println!("BENCH|explorer-end");
+    println!("BENCH|end");
+}
