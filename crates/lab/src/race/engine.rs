@@ -332,32 +332,29 @@ enum Phase {
     Free,
 }
 
-struct Engine {
+/// What one run of a path sets and reads.  `prepare` makes it new for
+/// each run, whole, so no run can inherit a field of the last one that a
+/// field-by-field reset forgot.
+struct Run {
     phase: Phase,
     trigger: Trigger,
     /// The run's target, in scalars: the handler reads it before DR0 is
     /// cleared, and in the unoptimised kernel copying a whole `Jump` is a
     /// call to `memcpy`, which the stepped path runs too: a DR0 anchor
     /// there hit the handler itself and recursed until the stack ran out.
+    /// (The whole `Run` is built by the driver, before the path is armed.)
     target: Target,
     recording: bool,
     k: usize,
     hits: u32,
-    max: usize,
     overflow: bool,
     following: bool,
-    rec: Recording,
     /// This run's target boundary had another stack pointer than the dry
     /// run's k: the run's path was not the dry run's.
     misplaced: bool,
     /// The stack pointer at the trigger: depths are counted from it (each
     /// run may have a stack of its own).
     sp0: u32,
-    /// What DR0 and DR3 hold (0: off): a register is written only when
-    /// its address changes.
-    dr0: u32,
-    dr3: u32,
-    watch_faults: bool,
     /// The instruction after an `sti` just stepped (0: none), caught by
     /// DR0 as well as by the single-step trap.  The SDM (Vol. 2B, STI)
     /// blocks only maskable interrupts at the boundary after an `sti`
@@ -372,28 +369,47 @@ struct Engine {
     sti_next: u32,
 }
 
+impl Run {
+    const IDLE: Run = Run {
+        phase: Phase::Idle,
+        trigger: Trigger::Fault,
+        target: Target::NONE,
+        recording: false,
+        k: 0,
+        hits: 0,
+        overflow: false,
+        following: false,
+        misplaced: false,
+        sp0: 0,
+        sti_next: 0,
+    };
+}
+
+/// The session: what stays from run to run (the step limit, the dry run's
+/// recording, what the debug registers hold), and the run in progress.
+struct Engine {
+    run: Run,
+    max: usize,
+    rec: Recording,
+    /// What DR0 and DR3 hold (0: off): a register is written only when
+    /// its address changes.
+    dr0: u32,
+    dr3: u32,
+    watch_faults: bool,
+}
+
 static ENGINE: RacyCell<Engine> = RacyCell::new(Engine {
-    phase: Phase::Idle,
-    trigger: Trigger::Fault,
-    target: Target::NONE,
-    recording: false,
-    k: 0,
-    hits: 0,
+    run: Run::IDLE,
     max: 0,
-    overflow: false,
-    following: false,
     rec: Recording {
         eips: Vec::new(),
         irq_on: Vec::new(),
         sp: Vec::new(),
         overflow: false,
     },
-    misplaced: false,
-    sp0: 0,
     dr0: 0,
     dr3: 0,
     watch_faults: false,
-    sti_next: 0,
 });
 
 fn st() -> &'static mut Engine {
@@ -408,8 +424,7 @@ fn st() -> &'static mut Engine {
 /// during each run (`fault_loop`, `Trigger::Fault`).
 pub fn begin<P: Path>(max_steps: usize, watch_faults: bool) {
     let e = st();
-    e.phase = Phase::Idle;
-    e.target = Target::NONE;
+    e.run = Run::IDLE;
     e.max = max_steps;
     e.rec = Recording::default();
     e.watch_faults = watch_faults;
@@ -419,7 +434,7 @@ pub fn begin<P: Path>(max_steps: usize, watch_faults: bool) {
 /// The session is over: every debug register off, #DB routed nowhere.
 pub fn end() {
     let e = st();
-    e.phase = Phase::Idle;
+    e.run = Run::IDLE;
     cpu::clear_exec_breakpoint();
     cpu::clear_write_watchpoint();
     cpu::clear_exec_breakpoint3();
@@ -433,22 +448,18 @@ pub fn end() {
 /// and whether it is the dry run that records every boundary.
 pub fn prepare(target: Option<Jump>, record: bool) {
     let e = st();
-    e.phase = Phase::Idle;
-    e.target = target.map_or(Target::NONE, |j| Target {
-        set: true,
-        k: j.k,
-        anchor: j.anchor,
-        eip: j.eip,
-        occurrence: j.occurrence,
-        sp: j.sp,
-    });
-    e.recording = record;
-    e.sti_next = 0;
-    e.k = 0;
-    e.hits = 0;
-    e.overflow = false;
-    e.misplaced = false;
-    e.following = false;
+    e.run = Run {
+        target: target.map_or(Target::NONE, |j| Target {
+            set: true,
+            k: j.k,
+            anchor: j.anchor,
+            eip: j.eip,
+            occurrence: j.occurrence,
+            sp: j.sp,
+        }),
+        recording: record,
+        ..Run::IDLE
+    };
     if record {
         // A dry run needs no anchor: DR0 off, so no stray hit lands in the
         // handler's own pushes.
@@ -482,14 +493,14 @@ pub fn run_over() {
 /// trigger armed, and DR0 on the run's anchor.
 pub fn arm(trigger: Trigger) {
     let e = st();
-    if e.target.set && e.target.anchor > 0 && e.dr0 != e.target.eip {
-        cpu::set_exec_breakpoint(e.target.eip);
-        e.dr0 = e.target.eip;
+    if e.run.target.set && e.run.target.anchor > 0 && e.dr0 != e.run.target.eip {
+        cpu::set_exec_breakpoint(e.run.target.eip);
+        e.dr0 = e.run.target.eip;
     }
-    e.trigger = trigger;
-    e.k = 0;
-    e.hits = 0;
-    e.phase = Phase::Armed;
+    e.run.trigger = trigger;
+    e.run.k = 0;
+    e.run.hits = 0;
+    e.run.phase = Phase::Armed;
     match trigger {
         Trigger::Fault => {}
         Trigger::Exec(addr) => {
@@ -506,21 +517,21 @@ pub fn arm(trigger: Trigger) {
 /// DR0 and DR3 stay where they are (see the top of this file).
 pub fn disarm() {
     let e = st();
-    e.phase = Phase::Idle;
-    if e.following || matches!(e.trigger, Trigger::Write(_)) {
+    e.run.phase = Phase::Idle;
+    if e.run.following || matches!(e.run.trigger, Trigger::Write(_)) {
         cpu::clear_write_watchpoint();
     }
-    e.following = false;
+    e.run.following = false;
 }
 
 /// Boundaries the last run stepped through (the dry run: its length).
 pub fn steps() -> usize {
-    st().k
+    st().run.k
 }
 
 /// The last run hit the step limit.
 pub fn overflowed() -> bool {
-    st().overflow
+    st().run.overflow
 }
 
 /// The last run's target boundary was not the dry run's boundary k (the
@@ -529,7 +540,7 @@ pub fn overflowed() -> bool {
 /// path runs through the scheduler, whose run queue is a ring buffer:
 /// which way its index wraps depends on every earlier run.
 pub fn misplaced() -> bool {
-    st().misplaced
+    st().run.misplaced
 }
 
 /// The dry run's boundaries.
@@ -546,7 +557,7 @@ fn debug_trap<P: Path>(frame: &mut TrapFrame) {
         frame.eflags |= cpu::EFLAGS_RF;
     }
     let e = st();
-    if e.phase == Phase::Idle {
+    if e.run.phase == Phase::Idle {
         frame.eflags &= !cpu::EFLAGS_TF;
         return;
     }
@@ -554,15 +565,15 @@ fn debug_trap<P: Path>(frame: &mut TrapFrame) {
         P::other(frame, dr6);
         return;
     }
-    if e.following && dr6 & cpu::DR6_B1 != 0 {
-        e.following = false;
+    if e.run.following && dr6 & cpu::DR6_B1 != 0 {
+        e.run.following = false;
         cpu::clear_write_watchpoint();
         let a = P::followed(frame);
         e.after(frame, a);
         return;
     }
-    let sti_caught = e.sti_next != 0 && frame.eip == e.sti_next && dr6 & cpu::DR6_B0 != 0;
-    match e.phase {
+    let sti_caught = e.run.sti_next != 0 && frame.eip == e.run.sti_next && dr6 & cpu::DR6_B0 != 0;
+    match e.run.phase {
         Phase::Armed if e.fired(dr6) => e.start::<P>(frame),
         Phase::Jumping if dr6 & cpu::DR6_B0 != 0 => e.hit::<P>(frame),
         Phase::Stepping if dr6 & cpu::DR6_BS != 0 || sti_caught => e.boundary::<P>(frame),
@@ -573,7 +584,7 @@ fn debug_trap<P: Path>(frame: &mut TrapFrame) {
 
 impl Engine {
     fn fired(&self, dr6: u32) -> bool {
-        match self.trigger {
+        match self.run.trigger {
             Trigger::Fault => dr6 & cpu::DR6_B2 != 0,
             Trigger::Exec(_) => dr6 & cpu::DR6_B3 != 0,
             Trigger::Write(_) => dr6 & cpu::DR6_B1 != 0,
@@ -582,28 +593,28 @@ impl Engine {
 
     /// How far below the trigger's the stack is at this boundary.
     fn depth(&self, frame: &TrapFrame) -> u16 {
-        self.sp0.wrapping_sub(frame.interrupted_esp()) as u16
+        self.run.sp0.wrapping_sub(frame.interrupted_esp()) as u16
     }
 
     /// The trigger fired: boundary 0.
     fn start<P: Path>(&mut self, frame: &mut TrapFrame) {
-        self.sp0 = frame.interrupted_esp();
-        if let Trigger::Write(_) = self.trigger {
+        self.run.sp0 = frame.interrupted_esp();
+        if let Trigger::Write(_) = self.run.trigger {
             cpu::clear_write_watchpoint();
         }
         // Boundary 0 is no hit of the anchor (counts start at 1).
         frame.eflags |= cpu::EFLAGS_RF;
         P::started(frame);
-        self.k = 0;
-        if self.target.set && self.target.anchor > 0 {
-            self.phase = Phase::Jumping;
-            self.hits = 0;
+        self.run.k = 0;
+        if self.run.target.set && self.run.target.anchor > 0 {
+            self.run.phase = Phase::Jumping;
+            self.run.hits = 0;
             frame.eflags &= !cpu::EFLAGS_TF;
-        } else if self.target.set || self.recording {
-            self.phase = Phase::Stepping;
+        } else if self.run.target.set || self.run.recording {
+            self.run.phase = Phase::Stepping;
             self.boundary::<P>(frame);
         } else {
-            self.phase = Phase::Free;
+            self.run.phase = Phase::Free;
             frame.eflags &= !cpu::EFLAGS_TF;
         }
     }
@@ -611,45 +622,45 @@ impl Engine {
     /// DR0: the anchor's instruction ran again; its `occurrence`-th hit
     /// is the anchor boundary.
     fn hit<P: Path>(&mut self, frame: &mut TrapFrame) {
-        if !self.target.set {
+        if !self.run.target.set {
             frame.eflags &= !cpu::EFLAGS_TF;
             return;
         }
-        if self.hits < self.target.occurrence {
-            self.hits += 1;
+        if self.run.hits < self.run.target.occurrence {
+            self.run.hits += 1;
             frame.eflags &= !cpu::EFLAGS_TF;
             return;
         }
-        self.phase = Phase::Stepping;
-        self.k = self.target.anchor;
+        self.run.phase = Phase::Stepping;
+        self.run.k = self.run.target.anchor;
         self.boundary::<P>(frame);
     }
 
-    /// Boundary `self.k`: the instruction at `frame.eip` is next.
+    /// Boundary `self.run.k`: the instruction at `frame.eip` is next.
     fn boundary<P: Path>(&mut self, frame: &mut TrapFrame) {
-        let k = self.k;
+        let k = self.run.k;
         // The boundary after a stepped `sti` that set IF: DR0 was armed to
         // catch it; off again, whichever #DB brought us here.
-        let shadow = self.sti_next != 0 && frame.eip == self.sti_next;
-        if self.sti_next != 0 {
-            self.sti_next = 0;
+        let shadow = self.run.sti_next != 0 && frame.eip == self.run.sti_next;
+        if self.run.sti_next != 0 {
+            self.run.sti_next = 0;
             cpu::clear_exec_breakpoint();
             self.dr0 = 0;
         }
         if P::over(frame, k) {
-            self.phase = Phase::Free;
+            self.run.phase = Phase::Free;
             frame.eflags &= !cpu::EFLAGS_TF;
             return;
         }
         if k >= self.max {
-            self.overflow = true;
-            self.rec.overflow = self.recording;
-            self.phase = Phase::Free;
+            self.run.overflow = true;
+            self.rec.overflow = self.run.recording;
+            self.run.phase = Phase::Free;
             frame.eflags &= !cpu::EFLAGS_TF;
             return;
         }
-        self.k += 1;
-        if self.recording {
+        self.run.k += 1;
+        if self.run.recording {
             self.rec.eips.push(frame.eip);
             self.rec
                 .irq_on
@@ -661,12 +672,13 @@ impl Engine {
                 return;
             }
         }
-        if self.target.set && self.target.k == k {
+        if self.run.target.set && self.run.target.k == k {
             // Reached through DR0's counted hits: check the count met the
             // dry run's boundary (stepping from the trigger cannot miss).
             // If not, nobody is let in: the run is void, and the caller
             // runs k again.
-            self.misplaced = self.target.anchor > 0 && self.depth(frame) != self.target.sp;
+            self.run.misplaced =
+                self.run.target.anchor > 0 && self.depth(frame) != self.run.target.sp;
             // The anchor's instruction may run many times more in this run
             // (a loop) and in the other party's part on this CPU: a stray
             // #DB each costs more than clearing DR0 (see the top of this
@@ -675,7 +687,7 @@ impl Engine {
                 cpu::clear_exec_breakpoint();
                 self.dr0 = 0;
             }
-            let a = match self.misplaced {
+            let a = match self.run.misplaced {
                 true => After::Free,
                 false => P::deliver(frame, k),
             };
@@ -692,26 +704,26 @@ impl Engine {
         // SAFETY: the stepped code's next instruction, kernel text.
         let opcode = unsafe { core::ptr::read_volatile(frame.eip as *const u8) };
         if opcode == STI && frame.eflags & cpu::EFLAGS_IF == 0 {
-            self.sti_next = frame.eip + 1;
-            cpu::set_exec_breakpoint(self.sti_next);
-            self.dr0 = self.sti_next;
+            self.run.sti_next = frame.eip + 1;
+            cpu::set_exec_breakpoint(self.run.sti_next);
+            self.dr0 = self.run.sti_next;
         }
     }
 
     fn after(&mut self, frame: &mut TrapFrame, a: After) {
         match a {
             After::Step => {
-                self.phase = Phase::Stepping;
+                self.run.phase = Phase::Stepping;
                 self.catch_after_sti(frame);
                 frame.eflags |= cpu::EFLAGS_TF | cpu::EFLAGS_RF;
             }
             After::Free => {
-                self.phase = Phase::Free;
+                self.run.phase = Phase::Free;
                 frame.eflags &= !cpu::EFLAGS_TF;
             }
             After::Follow(word) => {
-                self.phase = Phase::Free;
-                self.following = true;
+                self.run.phase = Phase::Free;
+                self.run.following = true;
                 cpu::set_write_watchpoint(word);
                 frame.eflags &= !cpu::EFLAGS_TF;
             }

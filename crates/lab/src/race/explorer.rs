@@ -146,7 +146,10 @@ impl Variant {
 
 pub use super::outcome::Outcome;
 
-struct State {
+/// What one run sets and reads.  `run_once` makes it new for each run,
+/// whole (the test interrupts' flags with it), so no run can inherit a
+/// field of the last one that a field-by-field reset forgot.
+struct Run {
     /// The interrupt level of the outer fault: deeper #DBs are the nested
     /// handlers'.
     base_depth: u32,
@@ -154,8 +157,6 @@ struct State {
     /// The nested fault paths of levels 1 and 2.
     lv: [Level; 2],
     bad_before: u32,
-    /// The toucher: back there, the outer fault path is over.
-    end: (u32, u32),
     delivered_eip: u32,
     /// A two-CPU run: boundary k hands off to CPU B.
     other_cpu: bool,
@@ -165,26 +166,41 @@ struct State {
     /// `iret` returns: a replay's end point; and the stack pointer there.
     fault_eip: u32,
     fault_sp: u32,
+    /// Where the first nested interrupt came in, and which handlers ran:
+    /// written by the test interrupts' handlers, read after the run (the
+    /// InIrq victim spins on `outer_done`).
+    nested_saw: AtomicU32,
+    nested_done: AtomicBool,
+    deep_done: AtomicBool,
+    deeper_done: AtomicBool,
+    outer_done: AtomicBool,
 }
 
-static ST: RacyCell<State> = RacyCell::new(State {
-    base_depth: 0,
-    nest: Nest::ONE,
-    lv: [LEVEL0; 2],
-    bad_before: 0,
-    end: (0, 0),
-    delivered_eip: 0,
-    other_cpu: false,
-    b_hang: false,
-    fault_eip: 0,
-    fault_sp: 0,
-});
+impl Run {
+    const fn new(nest: Nest, other_cpu: bool) -> Run {
+        Run {
+            base_depth: 0,
+            nest,
+            lv: [LEVEL0; 2],
+            bad_before: 0,
+            delivered_eip: 0,
+            other_cpu,
+            b_hang: false,
+            fault_eip: 0,
+            fault_sp: 0,
+            nested_saw: AtomicU32::new(0),
+            nested_done: AtomicBool::new(false),
+            deep_done: AtomicBool::new(false),
+            deeper_done: AtomicBool::new(false),
+            outer_done: AtomicBool::new(false),
+        }
+    }
+}
 
-static NESTED_SAW: AtomicU32 = AtomicU32::new(0);
-static NESTED_DONE: AtomicBool = AtomicBool::new(false);
-static DEEP_DONE: AtomicBool = AtomicBool::new(false);
-static DEEPER_DONE: AtomicBool = AtomicBool::new(false);
-static OUTER_DONE: AtomicBool = AtomicBool::new(false);
+static RUN: RacyCell<Run> = RacyCell::new(Run::new(Nest::ONE, false));
+/// The toucher's code (`touch`): back there, the outer fault path is
+/// over.  One value for a whole exploration.
+static TOUCHER: RacyCell<(u32, u32)> = RacyCell::new((0, 0));
 static TARGETS: RacyCell<(u32, u32, u32, u32)> = RacyCell::new((0, 0, 0, 0));
 /// The fourth slot's target (three nested levels; 0 otherwise).
 static V: AtomicU32 = AtomicU32::new(0);
@@ -200,11 +216,24 @@ fn inner_rec() -> &'static mut InnerRecording {
     unsafe { &mut *INNER_REC.get() }
 }
 
-fn st() -> &'static mut State {
+fn st() -> &'static mut Run {
     // SAFETY: touched by the #DB handler and the driver, never at the same
-    // time: the driver only reads it between runs and the handler runs
-    // with interrupts off.
-    unsafe { &mut *ST.get() }
+    // time: the driver makes it before a run and reads it after, and the
+    // handler runs with interrupts off.
+    unsafe { &mut *RUN.get() }
+}
+
+fn toucher() -> (u32, u32) {
+    // SAFETY: written by the driver before an exploration's runs.
+    unsafe { *TOUCHER.get() }
+}
+
+/// Where "back in the toucher" is, for an exploration: `code`'s function.
+fn set_toucher(code: u32) -> Option<()> {
+    let (a, sz) = vmfault::symbols::lookup(code).map(|s| (s.addr, s.size))?;
+    // SAFETY: no run is in progress.
+    unsafe { *TOUCHER.get() = (a, a + sz) };
+    Some(())
 }
 
 fn targets() -> (u32, u32, u32, u32) {
@@ -227,7 +256,7 @@ fn read(addr: u32) -> u32 {
 }
 
 fn nested_irq(frame: &mut TrapFrame) {
-    NESTED_SAW.store(frame.eip, Ordering::SeqCst);
+    st().nested_saw.store(frame.eip, Ordering::SeqCst);
     let (_, y, z, _) = targets();
     let s = st();
     let t = if s.nest.deep() { z } else { y };
@@ -245,7 +274,7 @@ fn nested_irq(frame: &mut TrapFrame) {
     }
     touch(t, NESTED_MARK);
     narrate::party_done("nested handler done: its vmalloc fault synced the slot; iret");
-    NESTED_DONE.store(true, Ordering::SeqCst);
+    st().nested_done.store(true, Ordering::SeqCst);
 }
 
 fn deep_irq(_: &mut TrapFrame) {
@@ -259,12 +288,12 @@ fn deep_irq(_: &mut TrapFrame) {
     }
     touch(w, DEEP_MARK);
     narrate::party_done("second nested handler done; iret");
-    DEEP_DONE.store(true, Ordering::SeqCst);
+    st().deep_done.store(true, Ordering::SeqCst);
 }
 
 fn deeper_irq(_: &mut TrapFrame) {
     touch(V.load(Ordering::SeqCst), DEEPER_MARK);
-    DEEPER_DONE.store(true, Ordering::SeqCst);
+    st().deeper_done.store(true, Ordering::SeqCst);
 }
 
 fn outer_irq(_: &mut TrapFrame) {
@@ -272,7 +301,7 @@ fn outer_irq(_: &mut TrapFrame) {
     arm(1);
     touch(x, OUTER_MARK);
     engine::disarm();
-    OUTER_DONE.store(true, Ordering::SeqCst);
+    st().outer_done.store(true, Ordering::SeqCst);
 }
 
 /// The outer fault is the next one, at interrupt level `base_depth`.
@@ -287,12 +316,12 @@ fn victim_thread(variant: usize) {
         arm(0);
         touch(x, OUTER_MARK);
         engine::disarm();
-        OUTER_DONE.store(true, Ordering::SeqCst);
+        st().outer_done.store(true, Ordering::SeqCst);
     } else {
         // Make the PIT fire once, soon; its handler takes the fault.
         pit::set_oneshot(200);
         irq::request_irq(irq::TIMER_IRQ_VECTOR, outer_irq, IrqFlags::empty());
-        while !OUTER_DONE.load(Ordering::SeqCst) {
+        while !st().outer_done.load(Ordering::SeqCst) {
             core::hint::spin_loop();
         }
         irq::free_irq(irq::TIMER_IRQ_VECTOR);
@@ -325,7 +354,8 @@ impl engine::Path for OuterFault {
     fn over(frame: &TrapFrame, k: usize) -> bool {
         // Returned to the toucher, or dying in bad_area.
         let s = st();
-        let back_in_toucher = frame.eip >= s.end.0 && frame.eip < s.end.1 && k > 0;
+        let end = toucher();
+        let back_in_toucher = frame.eip >= end.0 && frame.eip < end.1 && k > 0;
         back_in_toucher || fault::bad_areas() != s.bad_before
     }
 
@@ -406,7 +436,7 @@ fn nested_step(frame: &mut TrapFrame, dr6: u32) {
         _ => Inner::FirstOpen,
     };
     let bad_before = s.bad_before;
-    let end = s.end;
+    let end = toucher();
     let l = &mut s.lv[level - 1];
     if dr6 & cpu::DR6_B2 != 0 && !l.stepping && !l.sent && !l.ended {
         // This level's fault: its `#PF` entry is its boundary 0.
@@ -560,17 +590,8 @@ fn run_once(
     narrate::entries("before the run");
     engine::prepare(target, record);
     handoff::reset();
+    *st() = Run::new(nest, variant.other_cpu());
     let s = st();
-    s.nest = nest;
-    s.lv = [LEVEL0; 2];
-    s.delivered_eip = 0;
-    s.other_cpu = variant.other_cpu();
-    s.b_hang = false;
-    NESTED_DONE.store(false, Ordering::SeqCst);
-    DEEP_DONE.store(false, Ordering::SeqCst);
-    DEEPER_DONE.store(false, Ordering::SeqCst);
-    OUTER_DONE.store(false, Ordering::SeqCst);
-    NESTED_SAW.store(0, Ordering::SeqCst);
     let bad0 = fault::bad_areas();
     let t = sched::run_here(
         "victim",
@@ -595,10 +616,10 @@ fn run_once(
         Ok(()) => {
             let outer_ok = read(x) == OUTER_MARK;
             let b_wrote = handoff::outcome() == Some(Outcome::Clean);
-            let nested_ok = (!NESTED_DONE.load(Ordering::SeqCst) && !b_wrote)
+            let nested_ok = (!st().nested_done.load(Ordering::SeqCst) && !b_wrote)
                 || read(if deep { z } else { y }) == NESTED_MARK;
-            let deep_ok = !DEEP_DONE.load(Ordering::SeqCst) || read(w) == DEEP_MARK;
-            let deeper_ok = !DEEPER_DONE.load(Ordering::SeqCst) || read(v) == DEEPER_MARK;
+            let deep_ok = !st().deep_done.load(Ordering::SeqCst) || read(w) == DEEP_MARK;
+            let deeper_ok = !st().deeper_done.load(Ordering::SeqCst) || read(v) == DEEPER_MARK;
             if outer_ok && nested_ok && deep_ok && deeper_ok {
                 Outcome::Clean
             } else {
@@ -656,8 +677,7 @@ fn prepare() -> Option<Scenario> {
     let sc = Scenario::new()?;
     // SAFETY: no run is in progress.
     unsafe { *TARGETS.get() = (sc.x, sc.y, sc.z, sc.w) };
-    let (a, sz) = vmfault::symbols::lookup(touch as *const () as u32).map(|s| (s.addr, s.size))?;
-    st().end = (a, a + sz);
+    set_toucher(touch as *const () as u32)?;
     engine::begin::<OuterFault>(MAX_STEPS, true);
     vmfault::oops::set_silent(true);
     Some(sc)
@@ -774,7 +794,7 @@ pub fn explore_with(
         if rep.cr2_read_at.is_some_and(|c| k <= c) {
             rep.tried_before_cr2 += 1;
         }
-        let saw = NESTED_SAW.load(Ordering::SeqCst);
+        let saw = st().nested_saw.load(Ordering::SeqCst);
         if saw != 0 && saw != rec.eips[k] {
             rep.late += 1;
             if rep.late_examples.len() < 4 {
@@ -842,9 +862,8 @@ pub fn measure_fault_path() -> Option<(usize, Outcome, Option<usize>)> {
 pub fn measure_bare_exception() -> usize {
     fn nothing(_: &mut TrapFrame) {}
     let old = dispatch::register_handler(3, Some(nothing));
-    let (a, sz) = vmfault::symbols::lookup(int3_once as *const () as u32)
-        .map_or((0, 0), |s| (s.addr, s.size));
-    st().end = (a, a + sz);
+    let _ = set_toucher(int3_once as *const () as u32);
+    *st() = Run::new(Nest::ONE, false);
     st().base_depth = irq::depth();
     engine::begin::<OuterFault>(MAX_STEPS, false);
     engine::prepare(None, true);
