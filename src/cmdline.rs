@@ -23,40 +23,10 @@
 use core::fmt;
 
 use crate::arch::x86::smp_config::NR_CPUS;
+use crate::mm::{PagingMode, VmallocFaultVersion};
 
 // smp='s `allowed` text below names the bound.
 const _: () = assert!(NR_CPUS == 8);
-
-/// Which i386 page-table format the kernel runs with (DESIGN.md section 2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PagingMode {
-    /// 1024-entry PGD of 4 MiB, pmd folded into the pgd.
-    TwoLevel,
-    /// 4-entry PDPT, 512-entry PMD of 2 MiB, 512-entry PTE, 64-bit entries.
-    Pae,
-}
-
-impl PagingMode {
-    pub const ALLOWED: &'static str = "2level, pae";
-    pub const ALL: [Self; 2] = [Self::TwoLevel, Self::Pae];
-    /// Without `paging=`.
-    pub const DEFAULT: Self = Self::TwoLevel;
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            PagingMode::TwoLevel => "2level",
-            PagingMode::Pae => "pae",
-        }
-    }
-
-    fn from_value(v: &str) -> Option<Self> {
-        match v {
-            "2level" => Some(PagingMode::TwoLevel),
-            "pae" => Some(PagingMode::Pae),
-            _ => None,
-        }
-    }
-}
 
 /// Whether the timer may preempt kernel code, Linux's `CONFIG_PREEMPT_NONE`
 /// and `CONFIG_PREEMPT`: 2.4 never rescheduled on return to kernel mode
@@ -81,80 +51,6 @@ impl PreemptModel {
 
     fn from_value(v: &str) -> Option<Self> {
         [Self::None, Self::Full].into_iter().find(|x| x.name() == v)
-    }
-}
-
-/// Which historical `vmalloc_fault` the page-fault path runs (DESIGN.md
-/// section 1 has the table of versions).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VmallocFaultVersion {
-    /// Linux 2.4.0-2.4.4.
-    Legacy,
-    /// The seed's patch (2.4.2aa, 23 Feb 2001).
-    Cli,
-    /// Linux 2.4.5-pre1: the pgd from CR3, 2.4.1's checks and trap gate.
-    Cr3,
-    /// Linux 2.4.5-pre2 and later (2.4.16, every 2.4.x after).
-    Sync,
-    /// Linux 5.8 (x86-32): `arch_sync_kernel_mappings` after mapping, no
-    /// vmalloc fault (7f0a002b5a21).
-    Eager,
-    /// Linux 5.9+ (x86-32): 5.8's sync plus `vmalloc_fault` as the
-    /// fallback again (4819e15f740e, Sep 2020).
-    EagerLazy,
-}
-
-impl VmallocFaultVersion {
-    pub const ALLOWED: &'static str = "legacy, cli, cr3, sync, eager, eager-lazy";
-    /// In the order Linux had them.
-    pub const ALL: [Self; 6] = [
-        Self::Legacy,
-        Self::Cli,
-        Self::Cr3,
-        Self::Sync,
-        Self::Eager,
-        Self::EagerLazy,
-    ];
-    /// Without `vmalloc_fault=`.
-    pub const DEFAULT: Self = Self::Sync;
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Legacy => "legacy",
-            Self::Cli => "cli",
-            Self::Cr3 => "cr3",
-            Self::Sync => "sync",
-            Self::Eager => "eager",
-            Self::EagerLazy => "eager-lazy",
-        }
-    }
-
-    fn from_value(v: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|x| x.name() == v)
-    }
-
-    /// The handlers meant to be correct.  The 2.4.1 one and the seed's
-    /// cli patch are the subjects of the race suite, which pins how they
-    /// fail; soaks run the correct ones.
-    pub const fn meant_correct(self) -> bool {
-        matches!(self, Self::Sync | Self::Eager | Self::EagerLazy)
-    }
-
-    /// Meant correct with two CPUs too.  5.8's eager sync (`eager`)
-    /// copies a new kernel PMD into the other directories only after the
-    /// whole range is mapped, and has no vmalloc fault path to catch a
-    /// touch from another address space in between: the 2020 x86-32
-    /// regression, which another CPU (or, on one, a preempting task)
-    /// can hit.  5.9 brought the lazy path back (`eager-lazy`).
-    pub const fn meant_correct_on_smp(self) -> bool {
-        matches!(self, Self::Sync | Self::EagerLazy)
-    }
-
-    /// 5.8 and later: vmalloc copies a new kernel PMD into every directory
-    /// itself (`arch_sync_kernel_mappings`), so no lazy fault is needed
-    /// unless someone slips into the window before that copy.
-    pub const fn syncs_eagerly(self) -> bool {
-        matches!(self, Self::Eager | Self::EagerLazy)
     }
 }
 

@@ -13,8 +13,9 @@
 //! their own that linker.ld keeps (`KEEP`) past `--gc-sections`.
 
 use crate::arch::x86::percpu;
-use crate::cmdline::{self, PagingMode, VmallocFaultVersion};
+use crate::cmdline;
 use crate::mm::{addr, fault, vm_area, vmalloc};
+use crate::mm::{PagingMode, VmallocFaultVersion};
 use crate::qemu::{ExitCode, ISA_DEBUG_EXIT};
 use crate::sched::KERNEL_STACK_SIZE;
 

@@ -27,7 +27,7 @@ use super::sync_kernel_mappings::vmalloc_sync_one;
 use crate::arch::x86::entry::TrapFrame;
 use crate::arch::x86::trapnr::{X86_PF_PROT, X86_PF_RSVD, X86_PF_USER};
 use crate::arch::x86::{cpu, idt, traps};
-use crate::cmdline::VmallocFaultVersion;
+use crate::mm::VmallocFaultVersion;
 use crate::println;
 
 /// Index in `VmallocFaultVersion::ALL` of the booted version (for the

@@ -22,7 +22,7 @@ use core::sync::atomic::Ordering;
 use bitflags::bitflags;
 
 use super::addr::__va;
-pub use crate::cmdline::PagingMode;
+pub use crate::mm::PagingMode;
 
 mod levels;
 pub use levels::{Levels, ThreeLevel, TwoLevel};

@@ -11,10 +11,10 @@ use alloc::vec::Vec;
 use crate::race::explorer;
 use crate::vmlist24::Vmlist24;
 use vmfault::arch::x86::cpu;
-use vmfault::cmdline::VmallocFaultVersion as V;
 use vmfault::mm::addr::PAGE_SIZE;
 use vmfault::mm::mm_struct::mm_alloc;
 use vmfault::mm::vm_area::{AreaAllocator, VmFlags};
+use vmfault::mm::VmallocFaultVersion as V;
 use vmfault::mm::{fault, frame, vmalloc};
 use vmfault::println;
 

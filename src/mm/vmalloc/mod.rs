@@ -23,7 +23,6 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use spin::Mutex;
 
 use crate::arch::x86::spinlock::SpinLock;
-use crate::cmdline::VmallocFaultVersion;
 use crate::console::printk_ratelimit;
 use crate::mm::addr::high_memory;
 use crate::mm::addr::PAGE_SIZE;
@@ -33,6 +32,7 @@ use crate::mm::mm_struct::PGD_LIST;
 use crate::mm::pgtable::*;
 use crate::mm::vm_area::{AreaAllocator, VmArea, VmFlags};
 use crate::mm::walk::{self, MapError};
+use crate::mm::VmallocFaultVersion;
 use crate::{pr_err, pr_warn, println};
 
 mod info;

@@ -7,9 +7,8 @@
 //! `split_ascii_whitespace` and the WHATWG define it; vertical tab and
 //! Unicode spaces are not separators).
 
-use vmfault::cmdline::{
-    Cmdline, PagingMode, PreemptModel, VmallocFaultVersion, FUZZ_CASES_MAX, SOAK_OPS_MAX,
-};
+use vmfault::cmdline::{Cmdline, PreemptModel, FUZZ_CASES_MAX, SOAK_OPS_MAX};
+use vmfault::mm::{PagingMode, VmallocFaultVersion};
 
 /// What parsing a string must give.
 pub struct Expected<'a> {

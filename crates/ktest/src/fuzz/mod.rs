@@ -18,8 +18,8 @@ pub mod cmdline_model;
 pub mod mb2_block;
 pub mod text;
 
-use vmfault::cmdline::{PagingMode, VmallocFaultVersion};
 use vmfault::fixup;
+use vmfault::mm::{PagingMode, VmallocFaultVersion};
 use vmfault::println;
 use vmfault::rand::Rng;
 

@@ -4,8 +4,9 @@
 use crate::case;
 use crate::glob::{glob_match, selects};
 use crate::Suite;
-use vmfault::cmdline::{parse, BadValue, Cmdline, PagingMode, PreemptModel, VmallocFaultVersion};
+use vmfault::cmdline::{parse, BadValue, Cmdline, PreemptModel};
 use vmfault::fixed_buf::FixedBuf;
+use vmfault::mm::{PagingMode, VmallocFaultVersion};
 
 pub static SUITE: Suite = Suite {
     name: "cmdline",

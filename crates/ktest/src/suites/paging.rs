@@ -5,7 +5,6 @@ use crate::case;
 use crate::skip;
 use crate::Suite;
 use vmfault::arch::x86::cpu;
-use vmfault::cmdline::PagingMode;
 use vmfault::fixup::expect_fault;
 use vmfault::mm::addr::high_memory;
 use vmfault::mm::addr::{__va, PAGE_OFFSET, PAGE_SIZE};
@@ -14,6 +13,7 @@ use vmfault::mm::init::swapper_pg_dir;
 use vmfault::mm::mm_struct::{init_mm, mm_alloc};
 use vmfault::mm::pgtable::*;
 use vmfault::mm::walk::{self, translate};
+use vmfault::mm::PagingMode;
 
 pub static SUITE: Suite = Suite {
     name: "paging",

@@ -8,9 +8,9 @@ extern crate alloc;
 
 use crate::case;
 use crate::Suite;
-use vmfault::cmdline::{PagingMode, VmallocFaultVersion as V};
 use vmfault::mm::fault::{version, BadArea};
 use vmfault::mm::pgtable::mode;
+use vmfault::mm::{PagingMode, VmallocFaultVersion as V};
 use vmfault_lab::race::engine::Reach;
 use vmfault_lab::race::explorer::{explore, explore_pairs, explore_with, Outcome, Report, Variant};
 use vmfault_lab::race::outcome::Mark;

@@ -314,10 +314,10 @@ fn jump_into_direct_map_page_oopses() {
 /// 2.4 `vmalloc_fault` then finds the kernel entries present and the pte
 /// absent, and says so in its own words.
 fn not_present_fault_at_task_size_enters_vmalloc_fault() {
-    use vmfault::cmdline::VmallocFaultVersion as V;
     use vmfault::mm::addr::TASK_SIZE;
     use vmfault::mm::fault::{last_bad_area, version, BadArea};
     use vmfault::mm::pgtable::{__pte, set_pte};
+    use vmfault::mm::VmallocFaultVersion as V;
     let slot = vmfault::mm::walk::find_pte(vmfault::mm::init::swapper_pg_dir(), TASK_SIZE)
         .expect("the direct map's first page has a pte");
     let saved = slot.read();
@@ -354,9 +354,9 @@ fn not_present_fault_at_task_size_enters_vmalloc_fault() {
 /// `eager-lazy`.  2.4's handlers test only TASK_SIZE and go on to the
 /// tables.
 fn fault_at_vmalloc_end_is_outside_5_9s_range() {
-    use vmfault::cmdline::VmallocFaultVersion as V;
     use vmfault::mm::fault::{last_bad_area, version, BadArea};
     use vmfault::mm::vmalloc::VMALLOC_END;
+    use vmfault::mm::VmallocFaultVersion as V;
     if vmfault::mm::walk::readable(VMALLOC_END) {
         crate::skip("VMALLOC_END is mapped in this kernel");
     }
@@ -385,8 +385,8 @@ fn fault_at_vmalloc_end_is_outside_5_9s_range() {
 /// which finds the kernel PMD present and gives up with its own reason;
 /// 2.4.5-pre2 and 5.x send a protection fault straight to no_context.
 fn fault_at_task_size_is_a_kernel_address() {
-    use vmfault::cmdline::VmallocFaultVersion as V;
     use vmfault::mm::fault::{last_bad_area, version, BadArea};
+    use vmfault::mm::VmallocFaultVersion as V;
     require_nx();
     let p = vmfault::mm::addr::TASK_SIZE as *mut u8;
     // SAFETY: the real-mode IVT's first byte, unused since protected

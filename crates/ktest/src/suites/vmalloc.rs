@@ -13,7 +13,6 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use crate::case;
 use crate::Suite;
 use vmfault::arch::x86::idt;
-use vmfault::cmdline::{PagingMode, VmallocFaultVersion as V};
 use vmfault::fixup::{catch, expect_fault};
 use vmfault::mm::addr::{__va, PAGE_SIZE};
 use vmfault::mm::fault::{self, BadArea};
@@ -24,6 +23,7 @@ use vmfault::mm::pgtable::*;
 use vmfault::mm::vmalloc::{
     self, ioremap, iounmap, vfree, vmalloc, vmap, vunmap, FreeError, VMALLOC_END,
 };
+use vmfault::mm::{PagingMode, VmallocFaultVersion as V};
 use vmfault::sched::{join, kernel_thread};
 
 pub static SUITE: Suite = Suite {

@@ -272,7 +272,7 @@ pub fn run_all() {
         // Point 3's model and the torn entries use no fault handler: one
         // boot measures them, the default version's (two-level for point
         // 3, PAE for the torn entries, which two-level does not have).
-        let once = vmfault::mm::fault::version() == vmfault::cmdline::VmallocFaultVersion::Sync;
+        let once = vmfault::mm::fault::version() == vmfault::mm::VmallocFaultVersion::Sync;
         let two_level = vmfault::mm::pgtable::mode() == vmfault::mm::pgtable::PagingMode::TwoLevel;
         if once && two_level {
             for (slow, pressure, name) in super::point3::CONFIGS {

@@ -35,9 +35,9 @@ use super::regression2020::{explore_2020, Cpus};
 use super::torn::{explore_torn, Write};
 use super::window::explore_window;
 use vmfault::arch::x86::smp;
-use vmfault::cmdline::{PagingMode, VmallocFaultVersion};
 use vmfault::mm::fault::{self, BadArea};
 use vmfault::mm::pgtable::mode;
+use vmfault::mm::{PagingMode, VmallocFaultVersion};
 use vmfault::println;
 
 /// What an explorer can be asked to run.

@@ -10,12 +10,12 @@ use crate::suites::vmalloc::area_with_slot_missing_from;
 use crate::wait_for;
 use vmfault::arch::x86::cpu;
 use vmfault::arch::x86::percpu::smp_processor_id;
-use vmfault::cmdline::VmallocFaultVersion as V;
 use vmfault::fixup;
 use vmfault::mm::fault;
 use vmfault::mm::mm_struct::mm_alloc;
 use vmfault::mm::pgtable::{is_pae, pgd_offset, pmd_offset, pmd_present};
 use vmfault::mm::vmalloc::{self, vfree};
+use vmfault::mm::VmallocFaultVersion as V;
 use vmfault::sched::{self, current, join, run_on};
 
 extern crate alloc;
