@@ -114,7 +114,11 @@ impl MmStruct {
     pub fn unmap_user_page(&self, va: u32) -> bool {
         let _g = self.page_table_lock.lock();
         match walk::unmap_page(self.pgd, va) {
-            Some(f) => {
+            Some((f, flush)) => {
+                // This CPU may run in this mm; a user page of a process
+                // is not shared with another CPU's TLB here (one thread
+                // per mm touches user pages).
+                flush.flush();
                 free_frame(f as u32);
                 true
             }

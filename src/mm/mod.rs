@@ -12,6 +12,7 @@ pub mod mm_struct;
 pub mod paging_mode;
 pub mod pgtable;
 pub mod sync_kernel_mappings;
+pub mod tlb;
 pub mod vm_area;
 pub mod vmalloc;
 pub mod walk;

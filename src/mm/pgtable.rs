@@ -22,6 +22,7 @@ use core::sync::atomic::Ordering;
 use bitflags::bitflags;
 
 use super::addr::__va;
+use crate::mm::tlb::TlbFlush;
 pub use crate::mm::PagingMode;
 
 mod levels;
@@ -428,8 +429,9 @@ pub fn set_pgd(pgd: PgdSlot, val: Pgd) {
 }
 
 /// `pmd_clear`.
-pub fn pmd_clear(pmd: PmdSlot) {
-    set_pmd(pmd, Pmd(0))
+pub fn pmd_clear(pmd: PmdSlot) -> TlbFlush {
+    set_pmd(pmd, Pmd(0));
+    TlbFlush::all()
 }
 
 /// `pgd_clear`: empties a PDPTE in PAE.  In two-level mode the pgd slot is

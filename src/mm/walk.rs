@@ -8,6 +8,7 @@
 use super::frame::{alloc_zeroed_frame, free_frame};
 use super::pgtable::*;
 use crate::arch::x86::cpu;
+use crate::mm::tlb::TlbFlush;
 
 /// Why a mapping could not be made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,16 +99,16 @@ pub fn find_pte(pgd_phys: u32, va: u32) -> Option<PteSlot> {
 }
 
 /// Remove the mapping of `va` (`ptep_get_and_clear`, as 2.4's vmalloc
-/// `free_area_pte` does); returns the frame it mapped.  Flushes the TLB
-/// entry when the directory is live.
-pub fn unmap_page(pgd_phys: u32, va: u32) -> Option<u64> {
+/// `free_area_pte` does); returns the frame it mapped and the TLB flush
+/// the caller owes (`TlbFlush`).
+#[must_use = "the TLB may still hold the page: flush() the TlbFlush, or ignore() it and say why"]
+pub fn unmap_page(pgd_phys: u32, va: u32) -> Option<(u64, TlbFlush)> {
     let pte = find_pte(pgd_phys, va)?;
     if !pte_present(pte.read()) {
         return None;
     }
     let old = ptep_get_and_clear(pte);
-    cpu::flush_tlb_one(va as usize);
-    Some(old.phys())
+    Some((old.phys(), TlbFlush::page(va)))
 }
 
 /// Walk the directory at `pgd_phys` for `va`, reading only tables the
@@ -195,7 +196,8 @@ pub fn free_user_tables(pgd_phys: u32, free_pages: bool) -> usize {
                     }
                 }
             }
-            pmd_clear(pmd);
+            // A directory being torn down: no CPU runs on it.
+            pmd_clear(pmd).ignore();
             free_frame(pte_page);
             freed += 1;
         }

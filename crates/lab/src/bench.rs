@@ -111,7 +111,9 @@ fn one_page(va: u32, f: u32) {
     vmalloc::map_kernel_page_at(va, f as u64).expect("map");
     // SAFETY: mapped just above.
     unsafe { core::ptr::write_volatile(va as *mut u32, va) };
-    vmalloc::unmap_kernel_page_at(va);
+    if let Some((_, flush)) = vmalloc::unmap_kernel_page_at(va) {
+        flush.flush();
+    }
 }
 
 /// Item 3: N address spaces, M new kernel PGD slots: vmalloc plus a
@@ -167,7 +169,11 @@ fn lazy_vs_eager() {
                 );
                 }
                 for (s, f) in frames.iter().enumerate() {
-                    vmalloc::unmap_kernel_page_at(p + s as u32 * (4 << 20));
+                    if let Some((_, flush)) =
+                        vmalloc::unmap_kernel_page_at(p + s as u32 * (4 << 20))
+                    {
+                        flush.flush();
+                    }
                     frame::free_frame(*f);
                 }
                 vmalloc::release_range(range);

@@ -139,7 +139,10 @@ fn do_boot_cpu(apic_id: u8, slot: usize) -> Result<u64, &'static str> {
     // It runs on swapper_pg_dir now, on `stack`, which stays its own.
     // The page is reserved: take it out of the directory, not back to the
     // frame allocator, before the directory goes.
-    walk::unmap_page(mm.pgd, TRAMPOLINE_PHYS);
+    if let Some((_, flush)) = walk::unmap_page(mm.pgd, TRAMPOLINE_PHYS) {
+        // This CPU ran on it until the switch to swapper_pg_dir above.
+        flush.flush();
+    }
     drop(mm);
     CALLIN_US[slot].store(us, Ordering::Relaxed);
     smp::set_online(slot, apic_id);

@@ -69,8 +69,10 @@ pub fn map_kernel_page_at(va: u32, pa: u64) -> Result<(), MapError> {
     with_vmlist(|_| map_kernel_page(va, pa, PteFlags::PAGE_KERNEL | PteFlags::NX))
 }
 
-/// Unmap one page from `init_mm`, returning its frame.
-pub fn unmap_kernel_page_at(va: u32) -> Option<u64> {
+/// Unmap one page from `init_mm`, returning its frame and the TLB flush
+/// the caller owes.
+#[must_use = "the TLB may still hold the page: flush() the TlbFlush, or ignore() it and say why"]
+pub fn unmap_kernel_page_at(va: u32) -> Option<(u64, crate::mm::tlb::TlbFlush)> {
     with_vmlist(|_| walk::unmap_page(swapper_pg_dir(), va))
 }
 
@@ -104,10 +106,11 @@ pub fn drop_empty_kernel_tables(addr: u32, len: u32) {
                 if !is_pae() {
                     let list = PGD_LIST.lock();
                     for &pgd in list.iter() {
-                        pmd_clear(pmd_offset(pgd_offset(pgd, va), va));
+                        // flush_tlb_all below, once for every slot.
+                        pmd_clear(pmd_offset(pgd_offset(pgd, va), va)).ignore();
                     }
                 }
-                pmd_clear(pmd);
+                pmd_clear(pmd).ignore();
                 free_frame(e.phys() as u32);
                 PGTABLE_PAGES.fetch_sub(1, Ordering::Relaxed);
             }
@@ -136,9 +139,10 @@ fn drop_tables_where(addr: u32, len: u32, busy: impl Fn(&AreaAllocator, u32) -> 
             if !busy && pmd_present(e) && !is_pae() {
                 let list = PGD_LIST.lock();
                 for &pgd in list.iter() {
-                    pmd_clear(pmd_offset(pgd_offset(pgd, slot), slot));
+                    // flush_tlb_all below, once for every slot.
+                    pmd_clear(pmd_offset(pgd_offset(pgd, slot), slot)).ignore();
                 }
-                pmd_clear(pmd);
+                pmd_clear(pmd).ignore();
                 free_frame(e.phys() as u32);
                 PGTABLE_PAGES.fetch_sub(1, Ordering::Relaxed);
             }

@@ -211,11 +211,14 @@ fn new_kernel_pgd_slot_stale_only_in_two_level() {
     let seen_before = before.translate(va).phys;
     let seen_after = after.translate(va).phys;
     // Undo: unmap, free the page and the page table the map created.
-    walk::unmap_page(swapper_pg_dir(), va);
+    if let Some((_, flush)) = walk::unmap_page(swapper_pg_dir(), va) {
+        flush.flush();
+    }
     frame::free_frame(f);
     let pmd = pmd_offset(pgd_offset(swapper_pg_dir(), va), va);
     frame::free_frame(pmd.read().phys() as u32);
-    pmd_clear(pmd);
+    // The page's own entry was flushed above; the table held nothing else.
+    pmd_clear(pmd).ignore();
     assert_eq!(
         seen_after,
         Some(f as u64),
@@ -359,7 +362,11 @@ fn map_refuses_a_mapped_page_and_unmap_spares_its_neighbour() {
     assert_eq!(mm.translate(USER_VA).phys, Some(a as u64));
     let pte = |va: u32| walk::find_pte(mm.pgd, va).expect("pte").read();
     let before = pte(USER_VA);
-    assert_eq!(walk::unmap_page(mm.pgd, USER_VA + 0x1000), Some(b as u64));
+    let unmapped = walk::unmap_page(mm.pgd, USER_VA + 0x1000).map(|(f, flush)| {
+        flush.flush();
+        f
+    });
+    assert_eq!(unmapped, Some(b as u64));
     frame::free_frame(b);
     assert!(
         pte_none(pte(USER_VA + 0x1000)),
@@ -445,7 +452,8 @@ fn walk_follows_no_table_outside_the_direct_map() {
             table
         );
     }
-    pmd_clear(pmd);
+    // A directory no CPU runs on, about to be freed.
+    pmd_clear(pmd).ignore();
     drop(mm);
 }
 

@@ -146,18 +146,20 @@ fn judge_and_clean(fa: u32, fb: u32) -> (bool, bool, usize) {
     );
     let s = S.load(Ordering::SeqCst);
     for va in [va_a(), va_b()] {
-        vmalloc::unmap_kernel_page_at(va);
+        if let Some((_, flush)) = vmalloc::unmap_kernel_page_at(va) {
+            flush.flush();
+        }
     }
     let pmd = pmd_offset(pgd_offset(swapper_pg_dir(), s), s);
     let installed = pmd.read();
     if pmd_present(installed) {
         if !is_pae() {
             for &pgd in PGD_LIST.lock().iter() {
-                pmd_clear(pmd_offset(pgd_offset(pgd, s), s));
+                // flush_tlb_all below.
+                pmd_clear(pmd_offset(pgd_offset(pgd, s), s)).ignore();
             }
         }
-        pmd_clear(pmd);
-        smp::flush_tlb_all();
+        pmd_clear(pmd).flush_all_cpus();
     }
     let (tables, n) = vmalloc242::take_tables();
     let mut lost = 0;

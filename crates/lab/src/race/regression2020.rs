@@ -197,7 +197,9 @@ fn run_once(f: &Fixture, target: Option<Jump>, record: bool) -> Run {
         Ok(()) => Outcome::Clean,
     };
     for va in [s, s + 2 * PAGE_SIZE as u32] {
-        vmalloc::unmap_kernel_page_at(va);
+        if let Some((_, flush)) = vmalloc::unmap_kernel_page_at(va) {
+            flush.flush();
+        }
     }
     free_frame(fa);
     free_frame(fb);

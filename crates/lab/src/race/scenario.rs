@@ -119,7 +119,9 @@ impl Scenario {
             for pgd in [self.mm.pgd, self.mm_b.pgd] {
                 for a in [self.x, self.z, self.w, self.v] {
                     if a != 0 {
-                        pmd_clear(pmd_offset(pgd_offset(pgd, a), a));
+                        // Between runs neither mm is loaded on a CPU
+                        // (`drop_lazy_mm`); the CR3 load into it flushes.
+                        pmd_clear(pmd_offset(pgd_offset(pgd, a), a)).ignore();
                     }
                 }
             }
