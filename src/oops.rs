@@ -4,6 +4,7 @@
 //! registers, control registers, a stack dump, a frame-pointer call trace
 //! and the code bytes at EIP.
 
+use crate::mm::addr::PhysAddr;
 use core::fmt::Write;
 
 use crate::arch::x86::cpu;
@@ -12,6 +13,7 @@ use crate::arch::x86::trapnr::{
     TRAP_NAMES, X86_PF_INSTR, X86_PF_PROT, X86_PF_RSVD, X86_PF_USER, X86_PF_WRITE,
 };
 use crate::fixed_buf::FixedBuf;
+use crate::mm::addr::VirtAddr;
 use crate::mm::walk::{probe, readable, Walk};
 use crate::{print, println, symbols};
 
@@ -71,8 +73,11 @@ pub fn print_pde(addr: u32) {
     print_entries("", &probe(addr));
     // And the reference directory, which the lazy sync copies from.
     let swapper = crate::mm::init::swapper_pg_dir();
-    if swapper != 0 && cpu::read_cr3_pa() != swapper {
-        print_entries("init_mm: ", &crate::mm::walk::translate(swapper, addr));
+    if swapper.as_u32() != 0 && PhysAddr::new(cpu::read_cr3_pa()) != swapper {
+        print_entries(
+            "init_mm: ",
+            &crate::mm::walk::translate(swapper, VirtAddr::new(addr)),
+        );
     }
 }
 

@@ -16,6 +16,67 @@ pub const TASK_SIZE: u32 = PAGE_OFFSET as u32;
 /// constants, because 5.8's sync walks up to it as well as vmalloc.
 pub const VMALLOC_END: u32 = 0xFF00_0000;
 
+/// A physical address: what CR3, a page-table entry's frame field and
+/// the frame allocator hold (a directory or table page: below `MAXMEM`,
+/// so 32 bits; a PAE entry may point higher, and keeps its `u64`).  Its
+/// own type, as rmm's `PhysicalAddress`, so that the mm API cannot be
+/// given a virtual address where a physical one belongs: `pgd_offset`
+/// takes the directory as a `PhysAddr` and the address as a `VirtAddr`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(transparent)]
+pub struct PhysAddr(u32);
+
+/// A virtual address (kernel or user).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(transparent)]
+pub struct VirtAddr(u32);
+
+impl PhysAddr {
+    #[inline(always)]
+    pub const fn new(pa: u32) -> PhysAddr {
+        PhysAddr(pa)
+    }
+
+    #[inline(always)]
+    pub const fn as_u32(self) -> u32 {
+        self.0
+    }
+
+    #[inline(always)]
+    pub const fn as_u64(self) -> u64 {
+        self.0 as u64
+    }
+}
+
+impl VirtAddr {
+    #[inline(always)]
+    pub const fn new(va: u32) -> VirtAddr {
+        VirtAddr(va)
+    }
+
+    #[inline(always)]
+    pub const fn as_u32(self) -> u32 {
+        self.0
+    }
+
+    #[inline(always)]
+    pub const fn as_usize(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl core::fmt::LowerHex for PhysAddr {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::LowerHex::fmt(&self.0, f)
+    }
+}
+
+impl core::fmt::LowerHex for VirtAddr {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::LowerHex::fmt(&self.0, f)
+    }
+}
+
 /// Physical address of a direct-mapped kernel virtual address.
 #[allow(non_snake_case)]
 #[inline]

@@ -416,7 +416,7 @@ pub fn vmalloc_fault_legacy<L: Levels>(address: u32) -> Result<(), BadArea> {
 #[inline(always)]
 fn sync_by_2_4_1_checks<L: Levels>(pgd_phys: u32, address: u32) -> Result<(), BadArea> {
     let pgd = L::pgd_offset(pgd_phys, address);
-    let pgd_k = L::pgd_offset(swapper_pg_dir(), address);
+    let pgd_k = L::pgd_offset((swapper_pg_dir()).as_u32(), address);
 
     if !L::pgd_present(L::read_pgd(pgd)) {
         if !L::pgd_present(L::read_pgd(pgd_k)) {
@@ -462,7 +462,7 @@ pub fn vmalloc_fault_cli<L: Levels>(address: u32) -> Result<(), BadArea> {
     let tsk = crate::sched::current();
     let mm_pgd = tsk.active_mm_pgd();
     let pgd = L::pgd_offset(mm_pgd, address);
-    let pgd_k = L::pgd_offset(swapper_pg_dir(), address);
+    let pgd_k = L::pgd_offset((swapper_pg_dir()).as_u32(), address);
 
     let flags = cpu::save_flags();
     cpu::cli();
@@ -537,7 +537,7 @@ pub fn vmalloc_fault_cr3<L: Levels>(address: u32) -> Result<(), BadArea> {
 pub fn vmalloc_fault_sync<L: Levels>(address: u32) -> Result<(), BadArea> {
     let cr3 = cpu::read_cr3_pa();
     let pgd = L::pgd_offset(cr3, address);
-    let pgd_k = L::pgd_offset(swapper_pg_dir(), address);
+    let pgd_k = L::pgd_offset((swapper_pg_dir()).as_u32(), address);
     if !L::pgd_present(L::read_pgd(pgd_k)) {
         return Err(BadArea::RefPgdAbsent);
     }

@@ -7,6 +7,7 @@
 use super::init::swapper_pg_dir;
 use super::pgtable::PteFlags;
 use super::walk::map_page;
+use crate::mm::addr::VirtAddr;
 
 /// Top of the fixmap; the slot 0xFFC00000-0xFFFFFFFF is above VMALLOC_END.
 pub const FIXADDR_TOP: u32 = 0xFFFF_E000;
@@ -25,7 +26,7 @@ pub const fn fix_to_virt(idx: FixedAddress) -> u32 {
 pub fn set_fixmap_nocache(idx: FixedAddress, phys: u64) -> u32 {
     let va = fix_to_virt(idx);
     let flags = PteFlags::PAGE_KERNEL | PteFlags::PCD | PteFlags::PWT | PteFlags::NX;
-    if let Err(e) = map_page(swapper_pg_dir(), va, phys, flags) {
+    if let Err(e) = map_page(swapper_pg_dir(), VirtAddr::new(va), phys, flags) {
         crate::boot::start::boot_failure(format_args!("fixmap {:?}: {:?}", idx, e));
     }
     va

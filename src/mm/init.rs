@@ -15,6 +15,8 @@ use super::pgtable::*;
 use super::walk::map_page;
 use crate::arch::x86::cpu;
 use crate::boot::start::{boot_failure, BootParams};
+use crate::mm::addr::PhysAddr;
+use crate::mm::addr::VirtAddr;
 use crate::{pr_info, pr_warn, println};
 
 // gdb reads this by its plain name (tests/host/gdb/vmfault-gdb.py).
@@ -23,8 +25,8 @@ static SWAPPER_PG_DIR: AtomicU32 = AtomicU32::new(0);
 
 /// Physical address of `swapper_pg_dir` (the PGD page in two-level mode,
 /// the PDPT in PAE).
-pub fn swapper_pg_dir() -> u32 {
-    SWAPPER_PG_DIR.load(Ordering::Relaxed)
+pub fn swapper_pg_dir() -> PhysAddr {
+    PhysAddr::new(SWAPPER_PG_DIR.load(Ordering::Relaxed))
 }
 
 extern "C" {
@@ -191,7 +193,7 @@ pub fn paging_init(p: &BootParams) {
         let kpmd = alloc_zeroed_frame()
             .unwrap_or_else(|| boot_failure(format_args!("no frame for the kernel pmd")));
         set_pgd(
-            pgd_offset(pgd, PAGE_OFFSET as u32),
+            pgd_offset(PhysAddr::new(pgd), VirtAddr::new(PAGE_OFFSET as u32)),
             mk_pgd(kpmd as u64, PteFlags::PDPTE),
         );
     }
@@ -203,8 +205,8 @@ pub fn paging_init(p: &BootParams) {
             continue;
         }
         if let Err(e) = map_page(
-            pgd,
-            (PAGE_OFFSET as u64 + pa) as u32,
+            PhysAddr::new(pgd),
+            VirtAddr::new((PAGE_OFFSET as u64 + pa) as u32),
             pa,
             kernel_page_flags(pa),
         ) {
@@ -275,8 +277,10 @@ fn switch_to_swapper(mode: PagingMode, pgd: u32) {
             unsafe { crate::arch::x86::mmu::load_cr3(pgd) };
         }
         PagingMode::Pae => {
-            let low = pgd_slot(pgd, 0);
-            let kpmd = pgd_offset(pgd, PAGE_OFFSET as u32).read().phys() as u32;
+            let low = pgd_slot(PhysAddr::new(pgd), 0);
+            let kpmd = pgd_offset(PhysAddr::new(pgd), VirtAddr::new(PAGE_OFFSET as u32))
+                .read()
+                .phys() as u32;
             let alias = alloc_zeroed_frame()
                 .unwrap_or_else(|| boot_failure(format_args!("no frame for the boot alias")));
             // Two 2 MiB pmd entries = the first 4 MiB, same PTE pages.

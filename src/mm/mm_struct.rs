@@ -19,12 +19,14 @@ use super::frame::{alloc_zeroed_frame, free_frame};
 use super::init::swapper_pg_dir;
 use super::pgtable::*;
 use super::walk::{self, MapError, Walk};
+use crate::mm::addr::PhysAddr;
+use crate::mm::addr::VirtAddr;
 
 /// Linux's `struct mm_struct`, reduced to what the experiments need.
 #[derive(Debug)]
 pub struct MmStruct {
     /// Physical address of the directory (PGD page, or PDPT in PAE).
-    pub pgd: u32,
+    pub pgd: PhysAddr,
     /// A number for reports (`init_mm` is 0).
     pub id: u32,
     /// Serialises page-table changes in the user part (2.4's
@@ -36,7 +38,7 @@ static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 static INIT_MM: Once<Arc<MmStruct>> = Once::new();
 
 /// Every live directory, for `eager` syncs (Linux's `pgd_list`).
-pub static PGD_LIST: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+pub static PGD_LIST: Mutex<Vec<PhysAddr>> = Mutex::new(Vec::new());
 
 /// `init_mm`, whose directory is `swapper_pg_dir`.
 pub fn init_mm() -> &'static Arc<MmStruct> {
@@ -53,7 +55,7 @@ pub fn init_mm() -> &'static Arc<MmStruct> {
 /// 2.4's `memcpy(pgd + USER_PTRS_PER_PGD, swapper_pg_dir + ..., ...)`.
 fn copy_kernel_part(pgd: u32) {
     let g = geometry();
-    let from = __va(swapper_pg_dir()) as *const u8;
+    let from = __va((swapper_pg_dir()).as_u32()) as *const u8;
     let to = __va(pgd) as *mut u8;
     let off = g.user_ptrs_per_pgd() * g.entry_size;
     let len = (g.ptrs_per_pgd - g.user_ptrs_per_pgd()) * g.entry_size;
@@ -71,11 +73,14 @@ pub fn mm_alloc() -> Option<Arc<MmStruct>> {
         let g = PAE;
         for i in 0..g.user_ptrs_per_pgd() {
             let Some(pmd) = alloc_zeroed_frame() else {
-                walk::free_user_tables(pgd, false);
+                walk::free_user_tables(PhysAddr::new(pgd), false);
                 free_frame(pgd);
                 return None;
             };
-            set_pgd(pgd_slot(pgd, i), mk_pgd(pmd as u64, PteFlags::PDPTE));
+            set_pgd(
+                pgd_slot(PhysAddr::new(pgd), i),
+                mk_pgd(pmd as u64, PteFlags::PDPTE),
+            );
         }
     }
     // The copy and the registration happen under the pgd_list lock, so an
@@ -86,11 +91,11 @@ pub fn mm_alloc() -> Option<Arc<MmStruct>> {
         let _irq = crate::arch::x86::cpu::irq_save();
         let mut list = PGD_LIST.lock();
         copy_kernel_part(pgd);
-        list.push(pgd);
+        list.push(PhysAddr::new(pgd));
     }
     super::fault_stats::reset_pgd_count(pgd);
     Some(Arc::new(MmStruct {
-        pgd,
+        pgd: PhysAddr::new(pgd),
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         page_table_lock: Mutex::new(()),
     }))
@@ -105,15 +110,20 @@ impl MmStruct {
     pub fn map_user_page(&self, va: u32) -> Result<u32, MapError> {
         let _g = self.page_table_lock.lock();
         let frame = alloc_zeroed_frame().ok_or(MapError::OutOfMemory)?;
-        walk::map_page(self.pgd, va, frame as u64, PteFlags::PAGE_SHARED)
-            .inspect_err(|_| free_frame(frame))?;
+        walk::map_page(
+            self.pgd,
+            VirtAddr::new(va),
+            frame as u64,
+            PteFlags::PAGE_SHARED,
+        )
+        .inspect_err(|_| free_frame(frame))?;
         Ok(frame)
     }
 
     /// Unmap and free the page at `va`.
     pub fn unmap_user_page(&self, va: u32) -> bool {
         let _g = self.page_table_lock.lock();
-        match walk::unmap_page(self.pgd, va) {
+        match walk::unmap_page(self.pgd, VirtAddr::new(va)) {
             Some((f, flush)) => {
                 // This CPU may run in this mm; a user page of a process
                 // is not shared with another CPU's TLB here (one thread
@@ -127,7 +137,7 @@ impl MmStruct {
     }
 
     pub fn translate(&self, va: u32) -> Walk {
-        walk::translate(self.pgd, va)
+        walk::translate(self.pgd, VirtAddr::new(va))
     }
 }
 
@@ -138,7 +148,7 @@ impl Drop for MmStruct {
             return;
         }
         assert!(
-            crate::arch::x86::cpu::read_cr3_pa() != self.pgd,
+            PhysAddr::new(crate::arch::x86::cpu::read_cr3_pa()) != self.pgd,
             "freeing mm {} while its directory is loaded in CR3",
             self.id
         );
@@ -147,6 +157,6 @@ impl Drop for MmStruct {
             PGD_LIST.lock().retain(|p| *p != self.pgd);
         }
         walk::free_user_tables(self.pgd, true);
-        free_frame(self.pgd);
+        free_frame((self.pgd).as_u32());
     }
 }

@@ -22,6 +22,7 @@ use core::sync::atomic::Ordering;
 use bitflags::bitflags;
 
 use super::addr::__va;
+pub use crate::mm::addr::{PhysAddr, VirtAddr};
 use crate::mm::tlb::TlbFlush;
 pub use crate::mm::PagingMode;
 
@@ -488,29 +489,29 @@ pub fn pte_none(pte: Pte) -> bool {
 /// `pgd_offset`: the pgd slot for `addr` in the directory at `pgd_phys`
 /// (the PGD page in two-level mode, the PDPT in PAE).
 #[inline(always)]
-pub fn pgd_offset(pgd_phys: u32, addr: u32) -> PgdSlot {
-    by_mode!(pgd_offset(pgd_phys, addr))
+pub fn pgd_offset(pgd: PhysAddr, addr: VirtAddr) -> PgdSlot {
+    by_mode!(pgd_offset(pgd.as_u32(), addr.as_u32()))
 }
 
 /// `pmd_offset`: in two-level mode the pgd slot itself, folded (Linux's
 /// `pmd_offset(dir, address)` returns `(pmd_t *) dir`); in PAE the entry
 /// in the PMD page the PDPTE points to.
 #[inline(always)]
-pub fn pmd_offset(pgd: PgdSlot, addr: u32) -> PmdSlot {
-    by_mode!(pmd_offset(pgd, addr))
+pub fn pmd_offset(pgd: PgdSlot, addr: VirtAddr) -> PmdSlot {
+    by_mode!(pmd_offset(pgd, addr.as_u32()))
 }
 
 /// `pte_offset`: the entry in the PTE page the pmd points to.
 #[inline(always)]
-pub fn pte_offset(pmd: PmdSlot, addr: u32) -> PteSlot {
-    by_mode!(pte_offset(pmd, addr))
+pub fn pte_offset(pmd: PmdSlot, addr: VirtAddr) -> PteSlot {
+    by_mode!(pte_offset(pmd, addr.as_u32()))
 }
 
 /// Entry `index` of the directory at `pgd_phys`, for code that walks a
 /// whole table (copying the kernel part, freeing user tables).
 #[inline(always)]
-pub fn pgd_slot(pgd_phys: u32, index: usize) -> PgdSlot {
-    by_mode!(pgd_slot(pgd_phys, index))
+pub fn pgd_slot(pgd: PhysAddr, index: usize) -> PgdSlot {
+    by_mode!(pgd_slot(pgd.as_u32(), index))
 }
 
 /// Entry `index` of the PMD page at `pmd_phys` (PAE only: a two-level pmd

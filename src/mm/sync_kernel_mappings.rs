@@ -43,7 +43,7 @@ pub fn eager_syncs() -> u32 {
 #[inline(always)]
 pub fn vmalloc_sync_one<L: Levels>(pgd_phys: u32, address: u32) -> (Option<PmdSlot>, bool) {
     let pgd = L::pgd_offset(pgd_phys, address);
-    let pgd_k = L::pgd_offset(swapper_pg_dir(), address);
+    let pgd_k = L::pgd_offset((swapper_pg_dir()).as_u32(), address);
     if !L::pgd_present(L::read_pgd(pgd_k)) {
         return (None, false);
     }
@@ -130,7 +130,7 @@ fn sync_range<L: Levels>(start: u32, _end: u32) {
             let _irq = cpu::irq_save();
             let list = PGD_LIST.lock();
             for &pgd in list.iter() {
-                if vmalloc_sync_one::<L>(pgd, address).1 {
+                if vmalloc_sync_one::<L>((pgd).as_u32(), address).1 {
                     EAGER_SYNCS.fetch_add(1, Ordering::Relaxed);
                 }
             }

@@ -44,11 +44,11 @@ fn in_direct_map(phys: u64) -> bool {
 /// `set_pgd(pgd, __pgd(1 + __pa(page)))`, `__flush_tlb()`.  The CPU caches
 /// the four PDPTEs when CR3 is loaded, so without that reload a new PDPTE
 /// would be invisible.  In two-level mode the pmd is the pgd slot.
-pub fn pmd_alloc(pgd_phys: u32, pgd: PgdSlot, addr: u32) -> Result<PmdSlot, MapError> {
+pub fn pmd_alloc(pgd_phys: PhysAddr, pgd: PgdSlot, addr: VirtAddr) -> Result<PmdSlot, MapError> {
     if is_pae() && !pgd_present(pgd.read()) {
         let page = alloc_zeroed_frame().ok_or(MapError::OutOfMemory)?;
         set_pgd(pgd, mk_pgd(page as u64, PteFlags::PDPTE));
-        if cpu::read_cr3_pa() == pgd_phys {
+        if cpu::read_cr3_pa() == pgd_phys.as_u32() {
             cpu::flush_tlb();
         }
     }
@@ -58,7 +58,7 @@ pub fn pmd_alloc(pgd_phys: u32, pgd: PgdSlot, addr: u32) -> Result<PmdSlot, MapE
 /// `pte_alloc(pmd, address)`, without the re-check the seed removes from
 /// `get_pte_kernel_slow`: the caller holds the lock of this directory, so
 /// nobody can have filled the pmd meanwhile (seed point 3).
-pub fn pte_alloc(pmd: PmdSlot, addr: u32, user: bool) -> Result<PteSlot, MapError> {
+pub fn pte_alloc(pmd: PmdSlot, addr: VirtAddr, user: bool) -> Result<PteSlot, MapError> {
     if pmd_none(pmd.read()) {
         let pte = alloc_zeroed_frame().ok_or(MapError::OutOfMemory)?;
         let flags = if user {
@@ -72,7 +72,12 @@ pub fn pte_alloc(pmd: PmdSlot, addr: u32, user: bool) -> Result<PteSlot, MapErro
 }
 
 /// Map one 4 KiB page `va -> pa` in the directory at `pgd_phys`.
-pub fn map_page(pgd_phys: u32, va: u32, pa: u64, flags: PteFlags) -> Result<(), MapError> {
+pub fn map_page(
+    pgd_phys: PhysAddr,
+    va: VirtAddr,
+    pa: u64,
+    flags: PteFlags,
+) -> Result<(), MapError> {
     let user = flags.contains(PteFlags::USER);
     let pgd = pgd_offset(pgd_phys, va);
     let pmd = pmd_alloc(pgd_phys, pgd, va)?;
@@ -85,7 +90,7 @@ pub fn map_page(pgd_phys: u32, va: u32, pa: u64, flags: PteFlags) -> Result<(), 
 }
 
 /// The pte slot for `va`, if its page table exists.
-pub fn find_pte(pgd_phys: u32, va: u32) -> Option<PteSlot> {
+pub fn find_pte(pgd_phys: PhysAddr, va: VirtAddr) -> Option<PteSlot> {
     let pgd = pgd_offset(pgd_phys, va);
     if !pgd_present(pgd.read()) {
         return None;
@@ -102,20 +107,20 @@ pub fn find_pte(pgd_phys: u32, va: u32) -> Option<PteSlot> {
 /// `free_area_pte` does); returns the frame it mapped and the TLB flush
 /// the caller owes (`TlbFlush`).
 #[must_use = "the TLB may still hold the page: flush() the TlbFlush, or ignore() it and say why"]
-pub fn unmap_page(pgd_phys: u32, va: u32) -> Option<(u64, TlbFlush)> {
+pub fn unmap_page(pgd_phys: PhysAddr, va: VirtAddr) -> Option<(u64, TlbFlush)> {
     let pte = find_pte(pgd_phys, va)?;
     if !pte_present(pte.read()) {
         return None;
     }
     let old = ptep_get_and_clear(pte);
-    Some((old.phys(), TlbFlush::page(va)))
+    Some((old.phys(), TlbFlush::page(va.as_u32())))
 }
 
 /// Walk the directory at `pgd_phys` for `va`, reading only tables the
 /// direct map holds.
-pub fn walk(pgd_phys: u32, va: u32) -> Walk {
+pub fn walk(pgd_phys: PhysAddr, va: VirtAddr) -> Walk {
     let mut w = Walk::default();
-    if !in_direct_map(pgd_phys as u64) {
+    if !in_direct_map(pgd_phys.as_u64()) {
         return w;
     }
     let pgd = pgd_offset(pgd_phys, va);
@@ -136,7 +141,7 @@ pub fn walk(pgd_phys: u32, va: u32) -> Walk {
     }
     if pmd_large(pmdv) {
         let size = geometry().pmd_size();
-        w.phys = Some((pmdv.phys() & !(size - 1)) | (va as u64 & (size - 1)));
+        w.phys = Some((pmdv.phys() & !(size - 1)) | (va.as_u32() as u64 & (size - 1)));
         return w;
     }
     if !in_direct_map(pmdv.phys()) {
@@ -145,20 +150,20 @@ pub fn walk(pgd_phys: u32, va: u32) -> Walk {
     let pte = pte_offset(pmd, va).read();
     w.pte = Some(pte);
     if pte_present(pte) {
-        w.phys = Some(pte.phys() | (va as u64 & 0xfff));
+        w.phys = Some(pte.phys() | (va.as_u32() as u64 & 0xfff));
     }
     w
 }
 
 /// `va`'s translation in the directory at `pgd_phys`.
-pub fn translate(pgd_phys: u32, va: u32) -> Walk {
+pub fn translate(pgd_phys: PhysAddr, va: VirtAddr) -> Walk {
     walk(pgd_phys, va)
 }
 
 /// `va`'s translation in the live tables (CR3), as the MMU would find it:
 /// the oops report's `*pde = ...`.  Takes no lock and allocates nothing.
 pub fn probe(va: u32) -> Walk {
-    walk(cpu::read_cr3_pa(), va)
+    walk(PhysAddr::new(cpu::read_cr3_pa()), VirtAddr::new(va))
 }
 
 /// Can the kernel read the 4 bytes at `addr` without faulting?
@@ -169,7 +174,7 @@ pub fn readable(addr: u32) -> bool {
 /// Free the page tables of the user half (and, if `free_pages`, every page
 /// they map): what `exit_mmap` + `free_pgtables` do for a dying mm.
 /// Returns the number of frames freed.
-pub fn free_user_tables(pgd_phys: u32, free_pages: bool) -> usize {
+pub fn free_user_tables(pgd_phys: PhysAddr, free_pages: bool) -> usize {
     let g = geometry();
     let mut freed = 0;
     for i in 0..g.user_ptrs_per_pgd() {
@@ -181,7 +186,7 @@ pub fn free_user_tables(pgd_phys: u32, free_pages: bool) -> usize {
         }
         // Two-level: one pmd, the folded pgd slot; PAE: the PMD page's 512.
         for j in 0..g.ptrs_per_pmd {
-            let pmd = pmd_offset(pgd, base + (j as u64 * g.pmd_size()) as u32);
+            let pmd = pmd_offset(pgd, VirtAddr::new(base + (j as u64 * g.pmd_size()) as u32));
             let pmdv = pmd.read();
             if !pmd_present(pmdv) || pmd_large(pmdv) {
                 continue;

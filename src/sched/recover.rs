@@ -4,6 +4,7 @@
 //! points are per CPU, and a task keeps to its CPU while it has one armed
 //! (`pin_for_point`): the point's task is always this CPU's to resume.
 
+use crate::mm::addr::PhysAddr;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use super::*;
@@ -72,9 +73,9 @@ pub unsafe fn recover_to(saved: *const Task, kept: u8) {
         *slot = Some(init_mm().clone());
     }
     let pgd = slot.as_ref().map_or(init_mm().pgd, |m| m.pgd);
-    if cpu::read_cr3_pa() != pgd {
+    if PhysAddr::new(cpu::read_cr3_pa()) != pgd {
         // SAFETY: every mm's directory maps the kernel.
-        unsafe { crate::arch::x86::mmu::load_cr3(pgd) };
+        unsafe { crate::arch::x86::mmu::load_cr3((pgd).as_u32()) };
     }
 }
 
@@ -91,9 +92,9 @@ pub fn abandon_for_idle() {
     unsafe { take_over(idle, 0) };
     // SAFETY: the idle task is this CPU's running task now.
     let old = unsafe { (*(*idle).active_mm.get()).replace(init_mm().clone()) };
-    if cpu::read_cr3_pa() != init_mm().pgd {
+    if PhysAddr::new(cpu::read_cr3_pa()) != init_mm().pgd {
         // SAFETY: init_mm's directory maps the kernel.
-        unsafe { crate::arch::x86::mmu::load_cr3(init_mm().pgd) };
+        unsafe { crate::arch::x86::mmu::load_cr3((init_mm().pgd).as_u32()) };
     }
     drop(old);
 }

@@ -135,7 +135,7 @@ fn __schedule() {
     // the window 2.4.5-pre1's "Do _not_ use tsk here" is about.
     cpu::restore_flags(flags);
     if let Some(pgd) = new_pgd {
-        switch_mm(old_pgd, pgd);
+        switch_mm((old_pgd).as_u32(), (pgd).as_u32());
     }
     // 2.4 sched.c, still before switch_to and with interrupts on:
     //     if (!prev->mm) {
@@ -243,7 +243,11 @@ fn drop_lazy_mm_here() {
     if cur.mm.is_none() {
         // SAFETY: interrupts are off; only the running task's own slot.
         let old = unsafe { (*cur.active_mm.get()).replace(init_mm().clone()) };
-        switch_mm(old.as_ref().map_or(init_mm().pgd, |m| m.pgd), init_mm().pgd);
+        switch_mm(
+            old.as_ref()
+                .map_or((init_mm().pgd).as_u32(), |m| (m.pgd).as_u32()),
+            (init_mm().pgd).as_u32(),
+        );
         drop(old);
     }
 }

@@ -104,7 +104,7 @@ impl Task {
         // SAFETY: a read of a field only `schedule` writes; the Arc it
         // holds keeps the mm alive while it is installed.
         match unsafe { (*self.active_mm.get()).as_ref() } {
-            Some(mm) => mm.pgd,
+            Some(mm) => (mm.pgd).as_u32(),
             None => null_mm_pgd(),
         }
     }

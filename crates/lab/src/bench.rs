@@ -147,14 +147,18 @@ fn lazy_vs_eager() {
                 let f = cpu::local_irq_save();
                 for mm in &mms {
                     // SAFETY: every mm maps the kernel.
-                    unsafe { vmfault::arch::x86::mmu::load_cr3(mm.pgd) };
+                    unsafe { vmfault::arch::x86::mmu::load_cr3((mm.pgd).as_u32()) };
                     for s in 0..m as u32 {
                         // SAFETY: vmalloc'd above.
                         unsafe { core::ptr::read_volatile((p + s * (4 << 20)) as *const u32) };
                     }
                 }
                 // SAFETY: back to init_mm.
-                unsafe { vmfault::arch::x86::mmu::load_cr3(vmfault::mm::init::swapper_pg_dir()) };
+                unsafe {
+                    vmfault::arch::x86::mmu::load_cr3(
+                        (vmfault::mm::init::swapper_pg_dir()).as_u32(),
+                    )
+                };
                 cpu::restore_flags(f);
                 let t1 = cpu::rdtsc();
                 if i > 0 {

@@ -6,6 +6,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use crate::dump::show_translation;
 use vmfault::arch::x86::smp;
 use vmfault::arch::x86::smp_config::NR_CPUS;
+use vmfault::mm::addr::VirtAddr;
 use vmfault::mm::mm_struct::mm_alloc;
 use vmfault::mm::pgtable::{mode, pgd_offset, pmd_offset, pmd_present, PagingMode};
 use vmfault::mm::{fault, vmalloc};
@@ -76,7 +77,9 @@ pub fn lazy_sync_demo() {
     let target = (p..p + size as u32)
         .step_by(4 << 20)
         .chain(core::iter::once(p + size as u32 - 4))
-        .find(|&a| !pmd_present(pmd_offset(pgd_offset(mm.pgd, a), a).read()))
+        .find(|&a| {
+            !pmd_present(pmd_offset(pgd_offset(mm.pgd, VirtAddr::new(a)), VirtAddr::new(a)).read())
+        })
         .unwrap_or(p);
     ADDR.store(target, Ordering::SeqCst);
     println!(

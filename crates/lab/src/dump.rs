@@ -6,6 +6,8 @@ use core::fmt::{self, Write};
 
 use vmfault::arch::x86::cpu;
 use vmfault::fixed_buf::FixedBuf;
+use vmfault::mm::addr::PhysAddr;
+use vmfault::mm::addr::VirtAddr;
 use vmfault::mm::pgtable::{is_pae, PteFlags};
 use vmfault::mm::walk::{translate, Walk};
 use vmfault::println;
@@ -77,6 +79,14 @@ pub fn show_translation(va: u32) {
     let swapper = vmfault::mm::init::swapper_pg_dir();
     let cr3 = cpu::read_cr3_pa();
     println!("translation of {:#010x}:", va);
-    print_walk("init_mm", swapper, &translate(swapper, va));
-    print_walk("current", cr3, &translate(cr3, va));
+    print_walk(
+        "init_mm",
+        (swapper).as_u32(),
+        &translate(swapper, VirtAddr::new(va)),
+    );
+    print_walk(
+        "current",
+        cr3,
+        &translate(PhysAddr::new(cr3), VirtAddr::new(va)),
+    );
 }

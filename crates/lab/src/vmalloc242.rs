@@ -29,6 +29,7 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use vmfault::mm::addr::VirtAddr;
 use vmfault::mm::frame::alloc_zeroed_frame;
 use vmfault::mm::init::swapper_pg_dir;
 use vmfault::mm::pgtable::{
@@ -104,7 +105,7 @@ fn get_pte_kernel_slow(
             if pmd_none(pmd.read()) {
                 // set_pmd(pmd, __pmd(_KERNPG_TABLE + __pa(pte)))
                 set_pmd(pmd, mk_pmd(pte? as u64, PteFlags::KERNPG_TABLE));
-                return Some(pte_offset(pmd, address));
+                return Some(pte_offset(pmd, VirtAddr::new(address)));
             }
             // free_page((unsigned long)pte): someone filled the pmd while
             // we slept.
@@ -112,11 +113,11 @@ fn get_pte_kernel_slow(
                 vmfault::mm::frame::free_frame(p);
                 forget_table(p);
             }
-            Some(pte_offset(pmd, address))
+            Some(pte_offset(pmd, VirtAddr::new(address)))
         }
         PteKernelSlow::Seed => {
             set_pmd(pmd, mk_pmd(pte? as u64, PteFlags::KERNPG_TABLE));
-            Some(pte_offset(pmd, address))
+            Some(pte_offset(pmd, VirtAddr::new(address)))
         }
     }
 }
@@ -139,7 +140,7 @@ fn pte_alloc_kernel(
     if pmd_none(pmd.read()) {
         return get_pte_kernel_slow(pmd, address, slow, pressure);
     }
-    Some(pte_offset(pmd, address))
+    Some(pte_offset(pmd, VirtAddr::new(address)))
 }
 
 /// `vmalloc_area_pages(address, PAGE_SIZE, GFP_KERNEL, PAGE_KERNEL)` for
@@ -165,11 +166,11 @@ pub fn vmalloc_area_pages_locked(
     slow: PteKernelSlow,
     pressure: Pressure,
 ) -> bool {
-    let dir = pgd_offset(swapper_pg_dir(), address);
+    let dir = pgd_offset(swapper_pg_dir(), VirtAddr::new(address));
     lock_kernel();
     // pmd_alloc_kernel: the kernel's pmd exists (two-level: it is the pgd
     // slot; PAE: the kernel PMD pages are made at boot).
-    let pmd = pmd_offset(dir, address);
+    let pmd = pmd_offset(dir, VirtAddr::new(address));
     let ok = match pte_alloc_kernel(pmd, address, slow, pressure) {
         Some(pte) => {
             // alloc_area_pte: the data page is GFP_KERNEL too.
@@ -188,6 +189,6 @@ pub fn vmalloc_area_pages_locked(
 
 /// Whether `address` maps `frame` in init_mm (a software walk).
 pub fn maps(address: u32, frame: u64) -> bool {
-    vmfault::mm::walk::find_pte(swapper_pg_dir(), address)
+    vmfault::mm::walk::find_pte(swapper_pg_dir(), VirtAddr::new(address))
         .is_some_and(|pte| pte.read() == mk_pte(frame, PteFlags::PAGE_KERNEL))
 }

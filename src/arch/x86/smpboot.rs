@@ -22,6 +22,7 @@ use super::smp::{self, online};
 use super::smp_config::NR_CPUS;
 use super::trampoline::{self, TRAMPOLINE_PHYS};
 use super::{apic, cpu, gdt, idt, percpu, tsc, tss};
+use crate::mm::addr::VirtAddr;
 use crate::mm::init::swapper_pg_dir;
 use crate::mm::mm_struct::mm_alloc;
 use crate::mm::pgtable::{nx_enabled, PteFlags};
@@ -102,14 +103,14 @@ fn do_boot_cpu(apic_id: u8, slot: usize) -> Result<u64, &'static str> {
     let mm = mm_alloc().ok_or("no memory for the trampoline's directory")?;
     walk::map_page(
         mm.pgd,
-        TRAMPOLINE_PHYS,
+        VirtAddr::new(TRAMPOLINE_PHYS),
         TRAMPOLINE_PHYS as u64,
         PteFlags::PAGE_KERNEL,
     )
     .map_err(|_| "no memory to map the trampoline")?;
     let stack = vmalloc_stack(AP_STACK_SIZE).ok_or("no memory for its stack")?;
     trampoline::install(trampoline::Start {
-        cr3: mm.pgd,
+        cr3: (mm.pgd).as_u32(),
         cr4: cpu::read_cr4(),
         nxe: nx_enabled(),
         esp: stack.top,
@@ -139,7 +140,7 @@ fn do_boot_cpu(apic_id: u8, slot: usize) -> Result<u64, &'static str> {
     // It runs on swapper_pg_dir now, on `stack`, which stays its own.
     // The page is reserved: take it out of the directory, not back to the
     // frame allocator, before the directory goes.
-    if let Some((_, flush)) = walk::unmap_page(mm.pgd, TRAMPOLINE_PHYS) {
+    if let Some((_, flush)) = walk::unmap_page(mm.pgd, VirtAddr::new(TRAMPOLINE_PHYS)) {
         // This CPU ran on it until the switch to swapper_pg_dir above.
         flush.flush();
     }
@@ -180,7 +181,7 @@ extern "C" fn start_secondary() -> ! {
     // zone is in every directory).  (Not mmu::load_cr3 yet: it points
     // this CPU's double-fault task at the directory, and that task is set
     // up only below.)
-    unsafe { cpu::write_cr3(swapper_pg_dir()) };
+    unsafe { cpu::write_cr3((swapper_pg_dir()).as_u32()) };
     apic::setup_this_cpu();
     let me = BOOTING.load(Ordering::SeqCst) as usize;
     let apic_id = apic::id();

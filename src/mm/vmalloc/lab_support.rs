@@ -9,6 +9,8 @@ use core::sync::atomic::Ordering;
 
 use super::*;
 use crate::mm::addr::__va;
+use crate::mm::addr::PhysAddr;
+use crate::mm::addr::VirtAddr;
 use crate::mm::frame::free_frame;
 use crate::mm::init::swapper_pg_dir;
 use crate::mm::mm_struct::PGD_LIST;
@@ -73,7 +75,7 @@ pub fn map_kernel_page_at(va: u32, pa: u64) -> Result<(), MapError> {
 /// the caller owes.
 #[must_use = "the TLB may still hold the page: flush() the TlbFlush, or ignore() it and say why"]
 pub fn unmap_kernel_page_at(va: u32) -> Option<(u64, crate::mm::tlb::TlbFlush)> {
-    with_vmlist(|_| walk::unmap_page(swapper_pg_dir(), va))
+    with_vmlist(|_| walk::unmap_page(swapper_pg_dir(), VirtAddr::new(va)))
 }
 
 /// Benchmarks and the soak only: free the kernel page tables of the 4 MiB
@@ -100,14 +102,21 @@ pub fn drop_empty_kernel_tables(addr: u32, len: u32) {
     with_vmlist(|_| {
         let mut va = addr & !(span - 1);
         while va < addr + len {
-            let pmd = pmd_offset(pgd_offset(swapper_pg_dir(), va), va);
+            let pmd = pmd_offset(
+                pgd_offset(swapper_pg_dir(), VirtAddr::new(va)),
+                VirtAddr::new(va),
+            );
             let e = pmd.read();
             if pmd_present(e) && !table_in_use(e.phys() as u32) {
                 if !is_pae() {
                     let list = PGD_LIST.lock();
                     for &pgd in list.iter() {
                         // flush_tlb_all below, once for every slot.
-                        pmd_clear(pmd_offset(pgd_offset(pgd, va), va)).ignore();
+                        pmd_clear(pmd_offset(
+                            pgd_offset(PhysAddr::new((pgd).as_u32()), VirtAddr::new(va)),
+                            VirtAddr::new(va),
+                        ))
+                        .ignore();
                     }
                 }
                 pmd_clear(pmd).ignore();
@@ -134,13 +143,20 @@ fn drop_tables_where(addr: u32, len: u32, busy: impl Fn(&AreaAllocator, u32) -> 
         let mut slot = addr & !((4 << 20) - 1);
         while slot < addr + len {
             let busy = busy(v, slot);
-            let pmd = pmd_offset(pgd_offset(swapper_pg_dir(), slot), slot);
+            let pmd = pmd_offset(
+                pgd_offset(swapper_pg_dir(), VirtAddr::new(slot)),
+                VirtAddr::new(slot),
+            );
             let e = pmd.read();
             if !busy && pmd_present(e) && !is_pae() {
                 let list = PGD_LIST.lock();
                 for &pgd in list.iter() {
                     // flush_tlb_all below, once for every slot.
-                    pmd_clear(pmd_offset(pgd_offset(pgd, slot), slot)).ignore();
+                    pmd_clear(pmd_offset(
+                        pgd_offset(PhysAddr::new((pgd).as_u32()), VirtAddr::new(slot)),
+                        VirtAddr::new(slot),
+                    ))
+                    .ignore();
                 }
                 pmd_clear(pmd).ignore();
                 free_frame(e.phys() as u32);

@@ -12,6 +12,7 @@ use core::sync::atomic::Ordering;
 
 use super::PGTABLE_PAGES;
 use crate::arch::x86::cpu;
+use crate::mm::addr::VirtAddr;
 use crate::mm::addr::PAGE_SIZE;
 use crate::mm::frame::{alloc_zeroed_frame, free_frame};
 use crate::mm::init::swapper_pg_dir;
@@ -66,7 +67,7 @@ fn pte_alloc_kernel_track(
         __pte_alloc_kernel(pmd)?;
         *mask |= PgtblModMask::PMD_MODIFIED;
     }
-    Ok(pte_offset(pmd, address))
+    Ok(pte_offset(pmd, VirtAddr::new(address)))
 }
 
 /// `map_kernel_range_noflush(start, size, prot, pages)`: map `pages` at
@@ -83,7 +84,10 @@ pub fn map_kernel_range_noflush(
         let address = start + (i * PAGE_SIZE) as u32;
         // pmd_alloc_track: the kernel PMD pages exist from boot in PAE,
         // and the pmd is the pgd slot in two-level mode.
-        let pmd = pmd_offset(pgd_offset(swapper_pg_dir(), address), address);
+        let pmd = pmd_offset(
+            pgd_offset(swapper_pg_dir(), VirtAddr::new(address)),
+            VirtAddr::new(address),
+        );
         let pte = pte_alloc_kernel_track(pmd, address, &mut mask).map_err(|e| (i, e))?;
         // vmap_pte_range: if (WARN_ON(!pte_none(*pte))) return -EBUSY;
         if !pte_none(pte.read()) {

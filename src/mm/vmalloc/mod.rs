@@ -25,6 +25,8 @@ use spin::Mutex;
 use crate::arch::x86::spinlock::SpinLock;
 use crate::console::printk_ratelimit;
 use crate::mm::addr::high_memory;
+use crate::mm::addr::PhysAddr;
+use crate::mm::addr::VirtAddr;
 use crate::mm::addr::PAGE_SIZE;
 use crate::mm::frame::{alloc_frame, free_frame};
 use crate::mm::init::swapper_pg_dir;
@@ -130,10 +132,13 @@ pub(super) fn with_vmlist<R>(f: impl FnOnce(&mut AreaAllocator) -> R) -> R {
 /// inside, and mm_alloc copies the kernel part under the same lock, so no
 /// directory can miss it.
 pub(super) fn sync_kernel_pgd_slot(addr: u32, counter: &AtomicU32) {
-    let val = pgd_offset(swapper_pg_dir(), addr).read();
+    let val = pgd_offset(swapper_pg_dir(), VirtAddr::new(addr)).read();
     let list = PGD_LIST.lock();
     for &pgd in list.iter() {
-        set_pgd(pgd_offset(pgd, addr), val);
+        set_pgd(
+            pgd_offset(PhysAddr::new((pgd).as_u32()), VirtAddr::new(addr)),
+            val,
+        );
         counter.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -142,10 +147,10 @@ pub(super) fn sync_kernel_pgd_slot(addr: u32, counter: &AtomicU32) {
 /// allocated here is a new kernel PGD entry in two-level mode: it exists
 /// in `swapper_pg_dir` only (a stack's is synced at once).
 pub(super) fn map_kernel_page(va: u32, pa: u64, flags: PteFlags) -> Result<(), MapError> {
-    let pgd = pgd_offset(swapper_pg_dir(), va);
-    let pmd = pmd_offset(pgd, va);
+    let pgd = pgd_offset(swapper_pg_dir(), VirtAddr::new(va));
+    let pmd = pmd_offset(pgd, VirtAddr::new(va));
     let new_table = pmd_none(pmd.read());
-    let pte = walk::pte_alloc(pmd, va, false)?;
+    let pte = walk::pte_alloc(pmd, VirtAddr::new(va), false)?;
     if new_table {
         PGTABLE_PAGES.fetch_add(1, Ordering::Relaxed);
         if !is_pae() && is_stack_zone_addr(va) {
@@ -162,7 +167,7 @@ pub(super) fn unmap_kernel_range(addr: u32, pages: u32, free_frames: bool) {
     for i in 0..pages {
         let va = addr + i * PAGE_SIZE as u32;
         // 2.4 free_area_pte: page = ptep_get_and_clear(pte); ...
-        if let Some(pte) = walk::find_pte(swapper_pg_dir(), va) {
+        if let Some(pte) = walk::find_pte(swapper_pg_dir(), VirtAddr::new(va)) {
             let page = ptep_get_and_clear(pte);
             if pte_present(page) && free_frames {
                 free_frame(page.phys() as u32);

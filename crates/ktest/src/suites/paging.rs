@@ -7,6 +7,8 @@ use crate::Suite;
 use vmfault::arch::x86::cpu;
 use vmfault::fixup::expect_fault;
 use vmfault::mm::addr::high_memory;
+use vmfault::mm::addr::PhysAddr;
+use vmfault::mm::addr::VirtAddr;
 use vmfault::mm::addr::{__va, PAGE_OFFSET, PAGE_SIZE};
 use vmfault::mm::frame;
 use vmfault::mm::init::swapper_pg_dir;
@@ -73,7 +75,7 @@ fn mode_matches_cmdline_and_cr4() {
         want == PagingMode::Pae,
         "CR4.PAE disagrees with paging="
     );
-    assert_eq!(cpu::read_cr3_pa(), init_mm().pgd);
+    assert_eq!(PhysAddr::new(cpu::read_cr3_pa()), init_mm().pgd);
     assert_eq!(init_mm().pgd, swapper_pg_dir());
     // NX exists only in PAE entries: paging_init turns it on there, on a
     // CPU that has it, and nowhere else.
@@ -95,7 +97,7 @@ fn map_translate_unmap_agree_with_loads_and_stores() {
     assert!(flags.contains(PteFlags::PRESENT | PteFlags::RW | PteFlags::USER));
     let old = cpu::read_cr3();
     // SAFETY: mm's directory maps the whole kernel.
-    unsafe { vmfault::arch::x86::mmu::load_cr3(mm.pgd) };
+    unsafe { vmfault::arch::x86::mmu::load_cr3((mm.pgd).as_u32()) };
     // SAFETY: just mapped; the direct-map alias is the same frame.
     unsafe {
         core::ptr::write_volatile((USER_VA + 0x3abc) as *mut u32, 0xdead_beef);
@@ -133,7 +135,7 @@ fn direct_map_covers_all_ram() {
                 continue;
             }
             let pa = (pfn as u32) << 12;
-            let w = translate(swapper_pg_dir(), __va(pa) as u32);
+            let w = translate(swapper_pg_dir(), VirtAddr::new(__va(pa) as u32));
             assert_eq!(w.phys, Some(pa as u64), "direct map of {:#x}", pa);
             // SAFETY: the translation exists (checked above).
             unsafe { core::ptr::read_volatile(__va(pa) as *const u32) };
@@ -142,7 +144,7 @@ fn direct_map_covers_all_ram() {
     }
     assert!(checked >= 3);
     assert_eq!(
-        translate(swapper_pg_dir(), high_memory() as u32).phys,
+        translate(swapper_pg_dir(), VirtAddr::new(high_memory() as u32)).phys,
         None,
         "mapped past high_memory"
     );
@@ -158,8 +160,8 @@ fn kernel_part(pgd: u32) -> (usize, usize) {
 
 fn new_mm_kernel_part_equals_swapper() {
     let mm = mm_alloc().expect("mm");
-    let (a, n) = kernel_part(mm.pgd);
-    let (b, _) = kernel_part(swapper_pg_dir());
+    let (a, n) = kernel_part((mm.pgd).as_u32());
+    let (b, _) = kernel_part((swapper_pg_dir()).as_u32());
     // SAFETY: both directories are live, direct-mapped pages.
     let (x, y) = unsafe {
         (
@@ -175,18 +177,24 @@ fn kernel_pmd_shared_only_in_pae() {
     let a = mm_alloc().expect("mm");
     let b = mm_alloc().expect("mm");
     let k = PAGE_OFFSET as u32;
-    let (ea, eb) = (pgd_offset(a.pgd, k).read(), pgd_offset(b.pgd, k).read());
+    let (ea, eb) = (
+        pgd_offset(a.pgd, VirtAddr::new(k)).read(),
+        pgd_offset(b.pgd, VirtAddr::new(k)).read(),
+    );
     match mode() {
         PagingMode::Pae => {
             assert_eq!(ea.phys(), eb.phys(), "kernel PMD page not shared");
-            assert_eq!(ea.phys(), pgd_offset(swapper_pg_dir(), k).read().phys());
+            assert_eq!(
+                ea.phys(),
+                pgd_offset(swapper_pg_dir(), VirtAddr::new(k)).read().phys()
+            );
         }
         PagingMode::TwoLevel => {
             assert_ne!(a.pgd, b.pgd);
             assert_eq!(ea, eb, "copied kernel PDEs should be equal");
             assert_ne!(
-                pgd_offset(a.pgd, k).addr(),
-                pgd_offset(b.pgd, k).addr(),
+                pgd_offset(a.pgd, VirtAddr::new(k)).addr(),
+                pgd_offset(b.pgd, VirtAddr::new(k)).addr(),
                 "PGD pages shared"
             );
         }
@@ -201,21 +209,30 @@ fn new_kernel_pgd_slot_stale_only_in_two_level() {
     // A kernel address in a slot nothing uses yet: 4 MiB below 4 GiB.
     let va = 0xFF80_0000u32;
     assert_eq!(
-        translate(swapper_pg_dir(), va).phys,
+        translate(swapper_pg_dir(), VirtAddr::new(va)).phys,
         None,
         "test slot in use"
     );
     let f = frame::alloc_zeroed_frame().expect("frame");
-    walk::map_page(swapper_pg_dir(), va, f as u64, PteFlags::PAGE_KERNEL).expect("map");
+    walk::map_page(
+        swapper_pg_dir(),
+        VirtAddr::new(va),
+        f as u64,
+        PteFlags::PAGE_KERNEL,
+    )
+    .expect("map");
     let after = mm_alloc().expect("mm");
     let seen_before = before.translate(va).phys;
     let seen_after = after.translate(va).phys;
     // Undo: unmap, free the page and the page table the map created.
-    if let Some((_, flush)) = walk::unmap_page(swapper_pg_dir(), va) {
+    if let Some((_, flush)) = walk::unmap_page(swapper_pg_dir(), VirtAddr::new(va)) {
         flush.flush();
     }
     frame::free_frame(f);
-    let pmd = pmd_offset(pgd_offset(swapper_pg_dir(), va), va);
+    let pmd = pmd_offset(
+        pgd_offset(swapper_pg_dir(), VirtAddr::new(va)),
+        VirtAddr::new(va),
+    );
     frame::free_frame(pmd.read().phys() as u32);
     // The page's own entry was flushed above; the table held nothing else.
     pmd_clear(pmd).ignore();
@@ -245,10 +262,10 @@ fn pdpt_change_reloads_cr3() {
     }
     const SECOND_VA: u32 = 0x8000_0000;
     let swapper = swapper_pg_dir();
-    assert_eq!(cpu::read_cr3_pa(), swapper);
+    assert_eq!(PhysAddr::new(cpu::read_cr3_pa()), swapper);
     for va in [USER_VA, SECOND_VA] {
         assert!(
-            !pgd_present(pgd_offset(swapper, va).read()),
+            !pgd_present(pgd_offset(swapper, VirtAddr::new(va)).read()),
             "PDPTE {} of init_mm in use",
             PAE.pgd_index(va)
         );
@@ -263,14 +280,26 @@ fn pdpt_change_reloads_cr3() {
         // SAFETY: `va` is mapped below, to one of our frames.
         unsafe { core::ptr::read_volatile(va as *const u32) }
     };
-    walk::map_page(swapper, USER_VA, old as u64, PteFlags::PAGE_KERNEL).expect("map");
+    walk::map_page(
+        swapper,
+        VirtAddr::new(USER_VA),
+        old as u64,
+        PteFlags::PAGE_KERNEL,
+    )
+    .expect("map");
     assert_eq!(read(USER_VA), 0xAAAA_0001);
     // Repoint the pte without invlpg: the TLB keeps USER_VA -> old.
-    let pte = walk::find_pte(swapper, USER_VA).expect("pte");
+    let pte = walk::find_pte(swapper, VirtAddr::new(USER_VA)).expect("pte");
     set_pte(pte, mk_pte(new as u64, PteFlags::PAGE_KERNEL));
     let stale = read(USER_VA) == 0xAAAA_0001;
     // A new PDPTE (slot 2) in the live directory: pmd_alloc reloads CR3.
-    walk::map_page(swapper, SECOND_VA, other as u64, PteFlags::PAGE_KERNEL).expect("map");
+    walk::map_page(
+        swapper,
+        VirtAddr::new(SECOND_VA),
+        other as u64,
+        PteFlags::PAGE_KERNEL,
+    )
+    .expect("map");
     let after = read(USER_VA);
     assert_eq!(read(SECOND_VA), 0xCCCC_0003);
     let freed = walk::free_user_tables(swapper, true);
@@ -310,10 +339,10 @@ fn two_level_pgd_present_is_folded() {
     if mode() != PagingMode::TwoLevel {
         // PAE folds nothing: the kernel PDPTE is present and points to a
         // pmd page of its own; an empty user PDPTE is absent.
-        let kpgd = pgd_offset(swapper_pg_dir(), 0xC000_0000);
+        let kpgd = pgd_offset(swapper_pg_dir(), VirtAddr::new(0xC000_0000));
         assert!(pgd_present(kpgd.read()), "kernel PDPTE absent");
         assert!(!pgd_none(kpgd.read()));
-        let kpmd = pmd_offset(kpgd, 0xC000_0000);
+        let kpmd = pmd_offset(kpgd, VirtAddr::new(0xC000_0000));
         assert_ne!(
             kpmd.addr(),
             kpgd.addr(),
@@ -324,7 +353,7 @@ fn two_level_pgd_present_is_folded() {
             __va(kpgd.read().phys() as u32),
             "pmd_offset does not index the page the PDPTE names"
         );
-        let upgd = pgd_offset(swapper_pg_dir(), USER_VA);
+        let upgd = pgd_offset(swapper_pg_dir(), VirtAddr::new(USER_VA));
         assert!(pgd_none(upgd.read()), "user PDPTE of init_mm in use");
         assert!(!pgd_present(upgd.read()));
         return;
@@ -334,9 +363,14 @@ fn two_level_pgd_present_is_folded() {
         "two-level pgd_present must be constant 1"
     );
     assert!(!pgd_none(__pgd(0)));
-    let pgd = pgd_offset(swapper_pg_dir(), 0xC000_0000);
-    assert_eq!(pmd_offset(pgd, 0xC000_0000).addr(), pgd.addr());
-    assert!(pmd_present(pmd_offset(pgd, 0xC000_0000).read()));
+    let pgd = pgd_offset(swapper_pg_dir(), VirtAddr::new(0xC000_0000));
+    assert_eq!(
+        pmd_offset(pgd, VirtAddr::new(0xC000_0000)).addr(),
+        pgd.addr()
+    );
+    assert!(pmd_present(
+        pmd_offset(pgd, VirtAddr::new(0xC000_0000)).read()
+    ));
 }
 
 /// `map_page` refuses a page that is mapped already, and taking a page
@@ -348,21 +382,30 @@ fn map_refuses_a_mapped_page_and_unmap_spares_its_neighbour() {
     let a = frame::alloc_zeroed_frame().expect("frame");
     walk::map_page(
         mm.pgd,
-        USER_VA,
+        VirtAddr::new(USER_VA),
         a as u64,
         PteFlags::PAGE_SHARED | PteFlags::NX,
     )
     .expect("map");
     let b = mm.map_user_page(USER_VA + 0x1000).expect("map");
     assert_eq!(
-        walk::map_page(mm.pgd, USER_VA, b as u64, PteFlags::PAGE_SHARED),
+        walk::map_page(
+            mm.pgd,
+            VirtAddr::new(USER_VA),
+            b as u64,
+            PteFlags::PAGE_SHARED
+        ),
         Err(walk::MapError::AlreadyMapped),
         "a mapped page was mapped again"
     );
     assert_eq!(mm.translate(USER_VA).phys, Some(a as u64));
-    let pte = |va: u32| walk::find_pte(mm.pgd, va).expect("pte").read();
+    let pte = |va: u32| {
+        walk::find_pte(mm.pgd, VirtAddr::new(va))
+            .expect("pte")
+            .read()
+    };
     let before = pte(USER_VA);
-    let unmapped = walk::unmap_page(mm.pgd, USER_VA + 0x1000).map(|(f, flush)| {
+    let unmapped = walk::unmap_page(mm.pgd, VirtAddr::new(USER_VA + 0x1000)).map(|(f, flush)| {
         flush.flush();
         f
     });
@@ -393,7 +436,9 @@ fn free_user_tables_clears_every_entry() {
         assert_eq!(w.phys, None);
         match mode() {
             PagingMode::TwoLevel => assert!(
-                pmd_none(pmd_offset(pgd_offset(mm.pgd, va), va).read()),
+                pmd_none(
+                    pmd_offset(pgd_offset(mm.pgd, VirtAddr::new(va)), VirtAddr::new(va)).read()
+                ),
                 "the pde of {:#x} still points to a freed page table",
                 va
             ),
@@ -419,7 +464,7 @@ fn walk_reads_the_boot_directorys_large_pages() {
     // SAFETY: only the symbol's address is taken.
     let dir = vmfault::mm::addr::__pa(unsafe { &boot_pgdir as *const u8 as usize });
     for va in [0xC123_4567u32, 0xC000_0FFF, 0xC3FF_FFFC] {
-        let w = vmfault::mm::walk::translate(dir, va);
+        let w = vmfault::mm::walk::translate(PhysAddr::new(dir), VirtAddr::new(va));
         assert_eq!(w.pte, None, "{:#x}: a large page has no pte", va);
         assert_eq!(
             w.phys,
@@ -437,14 +482,14 @@ fn walk_follows_no_table_outside_the_direct_map() {
     let mm = mm_alloc().expect("mm");
     let va = 0x1000_0000u32;
     assert!(
-        walk::find_pte(mm.pgd, va).is_none(),
+        walk::find_pte(mm.pgd, VirtAddr::new(va)).is_none(),
         "a pte slot under an empty pmd"
     );
     let end = vmfault::mm::addr::__pa(vmfault::mm::addr::high_memory()) as u64;
-    let pmd = pmd_offset(pgd_offset(mm.pgd, va), va);
+    let pmd = pmd_offset(pgd_offset(mm.pgd, VirtAddr::new(va)), VirtAddr::new(va));
     for table in [end, 0xF000_0000] {
         set_pmd(pmd, mk_pmd(table, PteFlags::PAGE_TABLE));
-        let w = walk::translate(mm.pgd, va);
+        let w = walk::translate(mm.pgd, VirtAddr::new(va));
         assert_eq!(
             (w.pte, w.phys),
             (None, None),
@@ -465,7 +510,7 @@ fn probe_and_readable_see_the_live_tables() {
     let here = &WORD as *const u32 as u32;
     assert_eq!(
         walk::probe(here).phys,
-        translate(cpu::read_cr3_pa(), here).phys
+        translate(PhysAddr::new(cpu::read_cr3_pa()), VirtAddr::new(here)).phys
     );
     assert_eq!(
         walk::probe(here).phys,

@@ -3,12 +3,14 @@
 extern crate alloc;
 
 use core::sync::atomic::{AtomicU32, Ordering};
+use vmfault::mm::addr::PhysAddr;
 
 use crate::case;
 use crate::Suite;
 use vmfault::arch::x86::cpu;
 use vmfault::fixup::{catch, CaughtKind};
 use vmfault::mm::addr::__va;
+use vmfault::mm::addr::VirtAddr;
 use vmfault::mm::addr::PAGE_SIZE;
 use vmfault::mm::frame;
 use vmfault::mm::mm_struct::{init_mm, mm_alloc};
@@ -71,7 +73,9 @@ fn reader(marker: usize) {
     for _ in 0..ROUNDS {
         // SAFETY: VA is mapped in this thread's mm (set up by the test).
         let v = unsafe { core::ptr::read_volatile(VA as *const u32) };
-        if v != marker as u32 || cpu::read_cr3() != current().mm.as_ref().unwrap().pgd {
+        if v != marker as u32
+            || PhysAddr::new(cpu::read_cr3()) != current().mm.as_ref().unwrap().pgd
+        {
             SEEN_WRONG.fetch_add(1, Ordering::SeqCst);
         }
         ROUNDS_DONE.fetch_add(1, Ordering::SeqCst);
@@ -111,14 +115,14 @@ fn two_mms_10000_switches_each_sees_own_page() {
     // Lazy TLB, as in 2.4: swapper has no mm, so it kept the last thread's
     // mm as its active_mm (and in CR3) after switching back.
     assert_eq!(current().pid, 0);
-    assert_eq!(cpu::read_cr3_pa(), current().active_mm().pgd);
+    assert_eq!(PhysAddr::new(cpu::read_cr3_pa()), current().active_mm().pgd);
     assert_ne!(
         current().active_mm().pgd,
         init_mm().pgd,
         "swapper did not borrow"
     );
     sched::drop_lazy_mm();
-    assert_eq!(cpu::read_cr3_pa(), init_mm().pgd);
+    assert_eq!(PhysAddr::new(cpu::read_cr3_pa()), init_mm().pgd);
     assert_eq!(frame::nr_free_frames(), frames, "mms or stacks leaked");
 }
 
@@ -150,7 +154,7 @@ fn kernel_thread_borrows_active_mm() {
         id,
         "lazy thread did not borrow prev's mm"
     );
-    assert_eq!(BORROWED_CR3.load(Ordering::SeqCst), pgd);
+    assert_eq!(PhysAddr::new(BORROWED_CR3.load(Ordering::SeqCst)), pgd);
     // The borrow holds a reference (2.4's `atomic_inc(&oldmm->mm_count)`
     // in `schedule`) and gives it back (`mmdrop`): once both threads are
     // reaped and swapper stops borrowing, the mm's directory is freed.
@@ -206,7 +210,11 @@ fn thread_stack_has_guard_pages_and_is_synced_everywhere() {
     let area = vmalloc::find_vm_area(st.base).expect("stack area");
     assert!(area.flags.contains(vmfault::mm::vm_area::VmFlags::STACK));
     for pgd in [init_mm().pgd, mm.pgd] {
-        let mapped = |va: u32| vmfault::mm::walk::translate(pgd, va).phys.is_some();
+        let mapped = |va: u32| {
+            vmfault::mm::walk::translate(pgd, VirtAddr::new(va))
+                .phys
+                .is_some()
+        };
         assert!(mapped(st.base), "stack base not mapped in pgd {:#x}", pgd);
         assert!(mapped(st.top - 4), "stack top not mapped in pgd {:#x}", pgd);
         assert!(!mapped(st.guard_below()), "guard below the stack is mapped");
@@ -226,7 +234,7 @@ fn thread_stack_has_guard_pages_and_is_synced_everywhere() {
     let mut fresh = [false; SLOTS];
     for (i, f) in fresh.iter_mut().enumerate() {
         let va = vmalloc::STACK_ZONE_START + i as u32 * SLOT;
-        *f = !vmfault::mm::walk::translate(init_mm().pgd, va)
+        *f = !vmfault::mm::walk::translate(init_mm().pgd, VirtAddr::new(va))
             .pgd
             .flags()
             .contains(vmfault::mm::pgtable::PteFlags::PRESENT);
@@ -242,10 +250,10 @@ fn thread_stack_has_guard_pages_and_is_synced_everywhere() {
         }
     }
     let result = landed.map(|s| {
-        let w = vmfault::mm::walk::translate(mm.pgd, s.base);
+        let w = vmfault::mm::walk::translate(mm.pgd, VirtAddr::new(s.base));
         (
             w.phys,
-            vmfault::mm::walk::translate(init_mm().pgd, s.base).phys,
+            vmfault::mm::walk::translate(init_mm().pgd, VirtAddr::new(s.base)).phys,
         )
     });
     let syncs_now = vmalloc::stack_syncs();

@@ -9,6 +9,7 @@ use crate::Suite;
 use vmfault::arch::x86::idt;
 use vmfault::arch::x86::trapnr::{X86_PF_INSTR, X86_PF_PROT, X86_PF_WRITE};
 use vmfault::fixup::{catch, expect_fault, Caught, CaughtKind};
+use vmfault::mm::addr::VirtAddr;
 use vmfault::oops::{decode_pf_error, pf_headline};
 
 pub static SUITE: Suite = Suite {
@@ -318,8 +319,11 @@ fn not_present_fault_at_task_size_enters_vmalloc_fault() {
     use vmfault::mm::fault::{last_bad_area, version, BadArea};
     use vmfault::mm::pgtable::{__pte, set_pte};
     use vmfault::mm::VmallocFaultVersion as V;
-    let slot = vmfault::mm::walk::find_pte(vmfault::mm::init::swapper_pg_dir(), TASK_SIZE)
-        .expect("the direct map's first page has a pte");
+    let slot = vmfault::mm::walk::find_pte(
+        vmfault::mm::init::swapper_pg_dir(),
+        VirtAddr::new(TASK_SIZE),
+    )
+    .expect("the direct map's first page has a pte");
     let saved = slot.read();
     let f = vmfault::arch::x86::cpu::local_irq_save();
     set_pte(slot, __pte(0));

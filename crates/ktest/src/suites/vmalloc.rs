@@ -14,6 +14,7 @@ use crate::case;
 use crate::Suite;
 use vmfault::arch::x86::idt;
 use vmfault::fixup::{catch, expect_fault};
+use vmfault::mm::addr::VirtAddr;
 use vmfault::mm::addr::{__va, PAGE_SIZE};
 use vmfault::mm::fault::{self, BadArea};
 use vmfault::mm::frame;
@@ -245,7 +246,7 @@ fn vmap_and_ioremap_map_what_they_are_given() {
         unsafe { core::ptr::read_volatile(io as *const u32) },
         0xfeed_f00d
     );
-    let pte = vmfault::mm::walk::translate(swapper_pg_dir(), io as u32)
+    let pte = vmfault::mm::walk::translate(swapper_pg_dir(), VirtAddr::new(io as u32))
         .pte
         .unwrap();
     assert!(
@@ -269,7 +270,7 @@ fn vmap_and_ioremap_map_what_they_are_given() {
         .expect("ioremap")
         .as_ptr() as u32;
     let phys = |va: u32| {
-        vmfault::mm::walk::translate(swapper_pg_dir(), va)
+        vmfault::mm::walk::translate(swapper_pg_dir(), VirtAddr::new(va))
             .pte
             .map(|p| p.phys())
     };
@@ -470,7 +471,9 @@ fn lazy_sync_on_first_touch_from_new_mm() {
     let stale: Vec<u32> = slots
         .iter()
         .copied()
-        .filter(|&s| !pmd_present(pmd_offset(pgd_offset(mm.pgd, s), s).read()))
+        .filter(|&s| {
+            !pmd_present(pmd_offset(pgd_offset(mm.pgd, VirtAddr::new(s)), VirtAddr::new(s)).read())
+        })
         .collect();
     let two_level = mode() == PagingMode::TwoLevel;
     match (two_level, v()) {
@@ -514,7 +517,13 @@ fn lazy_sync_on_first_touch_from_new_mm() {
         assert_eq!((c.vector, c.cr2), (14, first));
         assert_eq!(fault::last_bad_area(), BadArea::CliPgdCheck);
         assert!(
-            !pmd_present(pmd_offset(pgd_offset(mm.pgd, first), first).read()),
+            !pmd_present(
+                pmd_offset(
+                    pgd_offset(mm.pgd, VirtAddr::new(first)),
+                    VirtAddr::new(first)
+                )
+                .read()
+            ),
             "entry was copied"
         );
     } else {
@@ -551,7 +560,7 @@ fn lazy_sync_on_first_touch_from_new_mm() {
             let line = format!(
                 "  pgd {:#010x}: {} faults",
                 mm.pgd,
-                fault::faults_of_pgd(mm.pgd)
+                fault::faults_of_pgd((mm.pgd).as_u32())
             );
             assert!(out.contains(&line), "no {:?} in {:?}", line, out);
             assert!(
@@ -562,8 +571,12 @@ fn lazy_sync_on_first_touch_from_new_mm() {
         }
         for &s in &slots {
             assert_eq!(
-                pmd_offset(pgd_offset(mm.pgd, s), s).read(),
-                pmd_offset(pgd_offset(swapper_pg_dir(), s), s).read(),
+                pmd_offset(pgd_offset(mm.pgd, VirtAddr::new(s)), VirtAddr::new(s)).read(),
+                pmd_offset(
+                    pgd_offset(swapper_pg_dir(), VirtAddr::new(s)),
+                    VirtAddr::new(s)
+                )
+                .read(),
                 "slot {:#x} differs from swapper_pg_dir",
                 s
             );
@@ -672,7 +685,9 @@ pub(super) fn area_with_slot_missing_from(mm: &vmfault::mm::mm_struct::MmStruct)
     let p = vmalloc(size).expect("vmalloc").as_ptr() as u32;
     let stale = (0..1024u32)
         .map(|i| p + i * PAGE_SIZE as u32)
-        .find(|&a| !pmd_present(pmd_offset(pgd_offset(mm.pgd, a), a).read()))
+        .find(|&a| {
+            !pmd_present(pmd_offset(pgd_offset(mm.pgd, VirtAddr::new(a)), VirtAddr::new(a)).read())
+        })
         .expect("no page in a slot the mm lacks");
     (p, stale)
 }
@@ -810,7 +825,11 @@ fn fault_counts_restart_for_a_reused_directory() {
     let t = kernel_thread("count", toucher_once, stale as usize, Some(mm.clone()));
     join(&t);
     let pgd = mm.pgd;
-    assert_eq!(fault::faults_of_pgd(pgd), 1, "the touch was not counted");
+    assert_eq!(
+        fault::faults_of_pgd((pgd).as_u32()),
+        1,
+        "the touch was not counted"
+    );
     drop(t);
     drop(mm);
     vmfault::sched::yield_now();
@@ -820,12 +839,12 @@ fn fault_counts_restart_for_a_reused_directory() {
     // free frame below the dead directory's, so that the next directory
     // is made in that very frame.
     assert!(
-        frame::is_frame_free(pgd),
+        frame::is_frame_free((pgd).as_u32()),
         "the dead mm's directory was not freed"
     );
     let mut held = Vec::new();
     while let Some(f) = frame::alloc_frame() {
-        if f == pgd {
+        if f == pgd.as_u32() {
             frame::free_frame(f);
             break;
         }
@@ -833,7 +852,7 @@ fn fault_counts_restart_for_a_reused_directory() {
     }
     let again = mm_alloc().expect("mm");
     let reused = again.pgd == pgd;
-    let count = fault::faults_of_pgd(again.pgd);
+    let count = fault::faults_of_pgd((again.pgd).as_u32());
     drop(again);
     for f in held {
         frame::free_frame(f);
@@ -870,7 +889,9 @@ fn switching_to_eager_makes_vmalloc_sync() {
     let copied = vmalloc::eager_syncs() - syncs;
     let missing = (0..1024u32)
         .map(|i| p + i * PAGE_SIZE as u32)
-        .filter(|&a| !pmd_present(pmd_offset(pgd_offset(mm.pgd, a), a).read()))
+        .filter(|&a| {
+            !pmd_present(pmd_offset(pgd_offset(mm.pgd, VirtAddr::new(a)), VirtAddr::new(a)).read())
+        })
         .count();
     vmfault::mm::set_vmalloc_fault(booted);
     vfree(p as *const u8).unwrap();
@@ -1020,9 +1041,15 @@ fn a_new_stack_zone_table_is_copied_into_every_directory() {
     let st = vmalloc::vmalloc_stack((4 << 20) - 4 * PAGE_SIZE);
     let new_tables = vmalloc::kernel_pgtable_pages() - tables;
     let copied = vmalloc::stack_syncs() - syncs;
-    let in_mm = st
-        .as_ref()
-        .map(|s| pmd_present(pmd_offset(pgd_offset(mm.pgd, s.base), s.base).read()));
+    let in_mm = st.as_ref().map(|s| {
+        pmd_present(
+            pmd_offset(
+                pgd_offset(mm.pgd, VirtAddr::new(s.base)),
+                VirtAddr::new(s.base),
+            )
+            .read(),
+        )
+    });
     if let Some(s) = &st {
         vmalloc::vfree_stack(s).unwrap();
     }

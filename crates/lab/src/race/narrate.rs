@@ -19,6 +19,8 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use crate::dump::print_walk;
 use vmfault::arch::x86::entry::TrapFrame;
 use vmfault::arch::x86::{cpu, percpu};
+use vmfault::mm::addr::PhysAddr;
+use vmfault::mm::addr::VirtAddr;
 use vmfault::mm::walk::translate;
 use vmfault::println;
 use vmfault::racy_cell::RacyCell;
@@ -182,7 +184,7 @@ pub struct Setup<'a> {
     pub end_pc: u32,
     pub end_sp: u32,
     pub addrs: &'a [u32],
-    pub dirs: &'a [(&'a str, u32)],
+    pub dirs: &'a [(&'a str, vmfault::mm::addr::PhysAddr)],
 }
 
 /// Whether a narrated run is on.
@@ -213,7 +215,7 @@ pub fn begin(s: &Setup) {
         st.addrs[i] = *a;
     }
     for (i, (label, dir)) in s.dirs.iter().take(DIRS).enumerate() {
-        st.dirs[i] = *dir;
+        st.dirs[i] = (*dir).as_u32();
         copy_text(&mut st.labels[i], label);
     }
     st.at_boundary = 0;
@@ -261,7 +263,7 @@ pub fn entries(when: &str) {
         println!("  translation of {:#010x}:", a);
         for (i, &dir) in st.dirs.iter().enumerate().filter(|(_, &d)| d != 0) {
             let label = label(&st.labels[i]);
-            print_walk(label, dir, &translate(dir, a));
+            print_walk(label, dir, &translate(PhysAddr::new(dir), VirtAddr::new(a)));
         }
     }
 }

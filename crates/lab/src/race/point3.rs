@@ -31,6 +31,8 @@ use crate::vmalloc242::{self, Pressure, PteKernelSlow};
 
 extern crate alloc;
 use alloc::vec::Vec;
+use vmfault::mm::addr::PhysAddr;
+use vmfault::mm::addr::VirtAddr;
 
 const SLOT: u32 = 4 << 20;
 
@@ -150,13 +152,20 @@ fn judge_and_clean(fa: u32, fb: u32) -> (bool, bool, usize) {
             flush.flush();
         }
     }
-    let pmd = pmd_offset(pgd_offset(swapper_pg_dir(), s), s);
+    let pmd = pmd_offset(
+        pgd_offset(swapper_pg_dir(), VirtAddr::new(s)),
+        VirtAddr::new(s),
+    );
     let installed = pmd.read();
     if pmd_present(installed) {
         if !is_pae() {
             for &pgd in PGD_LIST.lock().iter() {
                 // flush_tlb_all below.
-                pmd_clear(pmd_offset(pgd_offset(pgd, s), s)).ignore();
+                pmd_clear(pmd_offset(
+                    pgd_offset(pgd, VirtAddr::new(s)),
+                    VirtAddr::new(s),
+                ))
+                .ignore();
             }
         }
         pmd_clear(pmd).flush_all_cpus();
@@ -250,7 +259,7 @@ pub fn explore_point3(
                 end_pc: stepper::path_over as *const () as u32,
                 end_sp: 0,
                 addrs: &[va_a(), va_b()],
-                dirs: &[("init_mm", swapper_pg_dir())],
+                dirs: &[("init_mm", PhysAddr::new((swapper_pg_dir()).as_u32()))],
             });
         }
         let placed = rep.checks.placed(|| run(Some(target), false));

@@ -33,6 +33,8 @@ use super::narrate::{self, Who};
 use super::outcome::Mark;
 pub use super::stepper::Cpus;
 use super::stepper::{self, Parties, Session};
+use vmfault::mm::addr::PhysAddr;
+use vmfault::mm::addr::VirtAddr;
 
 const SLOT: u32 = 4 << 20;
 const MARK: u32 = 0x2020_0904;
@@ -46,7 +48,10 @@ static B_SAW: AtomicU32 = AtomicU32::new(0);
 /// A: map one page at S; the path starts at S's entry in init_mm.
 fn map_a() {
     let s = S.load(Ordering::SeqCst);
-    let pmd = pmd_offset(pgd_offset(swapper_pg_dir(), s), s);
+    let pmd = pmd_offset(
+        pgd_offset(swapper_pg_dir(), VirtAddr::new(s)),
+        VirtAddr::new(s),
+    );
     stepper::arm_write(pmd.addr() as u32);
     let r = vmalloc::map_pages_at(s, &[FRAME_A.load(Ordering::SeqCst) as u64]);
     stepper::path_over();
@@ -181,7 +186,7 @@ fn run_once(f: &Fixture, target: Option<Jump>, record: bool) -> Run {
     FRAME_A.store(fa, Ordering::SeqCst);
     FRAME_B.store(fb, Ordering::SeqCst);
     B_SAW.store(0, Ordering::SeqCst);
-    let faults0 = faults_of_pgd(f.b.pgd);
+    let faults0 = faults_of_pgd((f.b.pgd).as_u32());
     let bad0 = fault::bad_areas();
     narrate::entries("before the run");
     let r = f.session.run(target, record);
@@ -207,7 +212,7 @@ fn run_once(f: &Fixture, target: Option<Jump>, record: bool) -> Run {
         k: 0,
         eip: 0,
         outcome,
-        faults: faults_of_pgd(f.b.pgd) - faults0,
+        faults: faults_of_pgd((f.b.pgd).as_u32()) - faults0,
         preempted: r.entered,
         caught,
         waited: r.waited,
@@ -276,9 +281,9 @@ pub fn explore_2020_with(
                 end_sp: 0,
                 addrs: &[s, s + 2 * PAGE_SIZE as u32],
                 dirs: &[
-                    ("A's mm", f.a.pgd),
-                    ("B's mm", f.b.pgd),
-                    ("init_mm", swapper_pg_dir()),
+                    ("A's mm", PhysAddr::new((f.a.pgd).as_u32())),
+                    ("B's mm", PhysAddr::new((f.b.pgd).as_u32())),
+                    ("init_mm", PhysAddr::new((swapper_pg_dir()).as_u32())),
                 ],
             });
         }

@@ -5,6 +5,7 @@ extern crate alloc;
 
 use alloc::sync::Arc;
 
+use vmfault::mm::addr::VirtAddr;
 use vmfault::mm::addr::PAGE_SIZE;
 use vmfault::mm::mm_struct::{mm_alloc, MmStruct};
 use vmfault::mm::pgtable::{mode, pgd_offset, pmd_clear, pmd_offset, pmd_present, PagingMode};
@@ -94,7 +95,7 @@ impl Scenario {
     }
 
     fn slot_present(&self, a: u32) -> bool {
-        pmd_present(pmd_offset(pgd_offset(self.mm.pgd, a), a).read())
+        pmd_present(pmd_offset(pgd_offset(self.mm.pgd, VirtAddr::new(a)), VirtAddr::new(a)).read())
     }
 
     /// Are the targets' slots missing from the victim mm (as they must be
@@ -105,7 +106,13 @@ impl Scenario {
 
     /// Is the outer touch's slot missing from CPU B's process too?
     pub fn stale_for_b(&self) -> bool {
-        !pmd_present(pmd_offset(pgd_offset(self.mm_b.pgd, self.x), self.x).read())
+        !pmd_present(
+            pmd_offset(
+                pgd_offset(self.mm_b.pgd, VirtAddr::new(self.x)),
+                VirtAddr::new(self.x),
+            )
+            .read(),
+        )
     }
 
     /// Undo what a run's vmalloc faults copied, so the next run starts
@@ -121,7 +128,11 @@ impl Scenario {
                     if a != 0 {
                         // Between runs neither mm is loaded on a CPU
                         // (`drop_lazy_mm`); the CR3 load into it flushes.
-                        pmd_clear(pmd_offset(pgd_offset(pgd, a), a)).ignore();
+                        pmd_clear(pmd_offset(
+                            pgd_offset(pgd, VirtAddr::new(a)),
+                            VirtAddr::new(a),
+                        ))
+                        .ignore();
                     }
                 }
             }

@@ -32,6 +32,7 @@ use super::engine::{self, After, Boundaries, Jump, Reach, Trigger};
 use super::explorer::{Outcome, NESTED_VECTOR};
 use super::narrate::{self, Who};
 use super::outcome::Mark;
+use vmfault::mm::addr::VirtAddr;
 
 const MAX_STEPS: usize = 4000;
 
@@ -164,13 +165,17 @@ fn run_once(
         for mm in [a, b] {
             // Neither mm is loaded between runs; the switch into it (a
             // CR3 load) flushes.
-            pmd_clear(pmd_offset(pgd_offset(mm.pgd, y), y)).ignore();
+            pmd_clear(pmd_offset(
+                pgd_offset(mm.pgd, VirtAddr::new(y)),
+                VirtAddr::new(y),
+            ))
+            .ignore();
         }
     }
     narrate::entries("before the run");
     engine::prepare(target, target.is_none());
     let s = st();
-    s.next_pgd = b.pgd;
+    s.next_pgd = (b.pgd).as_u32();
     s.window.clear();
     s.null_mm.clear();
     NESTED_DONE.store(false, Ordering::SeqCst);

@@ -18,6 +18,8 @@ use vmfault::rand::Rng;
 use vmfault::sched::Task;
 
 use super::*;
+use vmfault::mm::addr::PhysAddr;
+use vmfault::mm::addr::VirtAddr;
 
 #[derive(Clone, Copy)]
 pub(super) struct Area {
@@ -177,14 +179,15 @@ impl Soak {
         // space agrees, or (lazy two-level) has not synced the slot yet.
         let lazy_allowed = !is_pae() && !fault::version().syncs_eagerly();
         let reference = vmfault::mm::init::swapper_pg_dir();
-        let mms: Vec<(u32, u32)> = with_shared(|s| s.mms.iter().map(|m| (m.pgd, m.id)).collect());
+        let mms: Vec<(vmfault::mm::addr::PhysAddr, u32)> =
+            with_shared(|s| s.mms.iter().map(|m| (m.pgd, m.id)).collect());
         let mut seen = BTreeSet::new();
         let mut pages = 0usize;
         for a in &areas {
             pages += a.pages as usize;
             for i in 0..=a.pages {
                 let va = a.addr + i * PAGE;
-                let k = walk::translate(reference, va).phys;
+                let k = walk::translate(reference, VirtAddr::new(va)).phys;
                 if i == a.pages {
                     if k.is_some() {
                         self.error(format_args!("guard page {:#x} is mapped", va));
@@ -202,7 +205,7 @@ impl Soak {
                     ));
                 }
                 for &(pgd, id) in &mms {
-                    let w = walk::translate(pgd, va);
+                    let w = walk::translate(PhysAddr::new((pgd).as_u32()), VirtAddr::new(va));
                     let unsynced = !w.pgd.flags().contains(PteFlags::PRESENT) && lazy_allowed;
                     if w.phys != k && !unsynced {
                         self.error(format_args!(

@@ -11,6 +11,8 @@ use crate::wait_for;
 use vmfault::arch::x86::cpu;
 use vmfault::arch::x86::percpu::smp_processor_id;
 use vmfault::fixup;
+use vmfault::mm::addr::PhysAddr;
+use vmfault::mm::addr::VirtAddr;
 use vmfault::mm::fault;
 use vmfault::mm::mm_struct::mm_alloc;
 use vmfault::mm::pgtable::{is_pae, pgd_offset, pmd_offset, pmd_present};
@@ -45,7 +47,13 @@ fn area_for(mm: &vmfault::mm::mm_struct::MmStruct) -> (u32, u32) {
 }
 
 fn slot_present(pgd: u32, va: u32) -> bool {
-    pmd_present(pmd_offset(pgd_offset(pgd, va), va).read())
+    pmd_present(
+        pmd_offset(
+            pgd_offset(PhysAddr::new(pgd), VirtAddr::new(va)),
+            VirtAddr::new(va),
+        )
+        .read(),
+    )
 }
 
 /// Write `marker` to `va` from init_mm (swapper stops borrowing first, so
@@ -103,7 +111,7 @@ pub(super) fn threads_of_one_mm_run_on_both_cpus() {
         OOPSED[i].store(0, Ordering::SeqCst);
     }
     ARRIVED.store(0, Ordering::SeqCst);
-    let before = fault::faults_of_pgd(mm.pgd);
+    let before = fault::faults_of_pgd((mm.pgd).as_u32());
     let t = [
         run_on(0, "mm-cpu0", one_of_two, 0, Some(mm.clone())),
         run_on(1, "mm-cpu1", one_of_two, 1, Some(mm.clone())),
@@ -111,7 +119,7 @@ pub(super) fn threads_of_one_mm_run_on_both_cpus() {
     for x in &t {
         join(x);
     }
-    let faults = fault::faults_of_pgd(mm.pgd) - before;
+    let faults = fault::faults_of_pgd((mm.pgd).as_u32()) - before;
     vfree(pa as *const u8).expect("vfree");
     vfree(pb as *const u8).expect("vfree");
     for (i, x) in t.iter().enumerate() {
@@ -136,7 +144,7 @@ pub(super) fn threads_of_one_mm_run_on_both_cpus() {
         );
         assert_eq!(
             CR3_OF[i].load(Ordering::SeqCst),
-            mm.pgd,
+            mm.pgd.as_u32(),
             "{} ran outside its mm",
             x.name
         );
@@ -223,7 +231,7 @@ pub(super) fn current_is_per_cpu_during_a_fault() {
     let (mm0, mm1) = (mm_alloc().expect("mm"), mm_alloc().expect("mm"));
     let (p, stale) = area_for(&mm1);
     assert!(
-        !slot_present(mm0.pgd, stale) || lazy_fault_syncs().is_none(),
+        !slot_present((mm0.pgd).as_u32(), stale) || lazy_fault_syncs().is_none(),
         "CPU 0's mm has the slot already"
     );
     mark(stale, 0xfeed_0001);
@@ -231,7 +239,10 @@ pub(super) fn current_is_per_cpu_during_a_fault() {
         a.store(0, Ordering::SeqCst);
     }
     *REPORT.lock() = None;
-    let (f0, f1) = (fault::faults_of_pgd(mm0.pgd), fault::faults_of_pgd(mm1.pgd));
+    let (f0, f1) = (
+        fault::faults_of_pgd((mm0.pgd).as_u32()),
+        fault::faults_of_pgd((mm1.pgd).as_u32()),
+    );
     let t1 = run_on(
         1,
         "cpu1-faulter",
@@ -243,10 +254,13 @@ pub(super) fn current_is_per_cpu_during_a_fault() {
     join(&t0);
     join(&t1);
     let (d0, d1) = (
-        fault::faults_of_pgd(mm0.pgd) - f0,
-        fault::faults_of_pgd(mm1.pgd) - f1,
+        fault::faults_of_pgd((mm0.pgd).as_u32()) - f0,
+        fault::faults_of_pgd((mm1.pgd).as_u32()) - f1,
     );
-    let (in0, in1) = (slot_present(mm0.pgd, stale), slot_present(mm1.pgd, stale));
+    let (in0, in1) = (
+        slot_present((mm0.pgd).as_u32(), stale),
+        slot_present((mm1.pgd).as_u32(), stale),
+    );
     vmalloc::vfree(p as *const u8).expect("vfree");
     let report = REPORT.lock().take().unwrap_or_default();
     assert_eq!(
