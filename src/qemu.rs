@@ -23,6 +23,13 @@ pub enum ExitCode {
 /// Bochs's shutdown port (its "unmapped" device).
 pub const BOCHS_SHUTDOWN: u16 = 0x8900;
 
+/// Stop the boot with a message the host runner and a user can read (mm
+/// and the boot code below it call this on what they cannot boot with).
+pub fn boot_failure(msg: core::fmt::Arguments) -> ! {
+    crate::println!("vmfault: boot stopped: {}", msg);
+    exit(ExitCode::Failed)
+}
+
 /// Exit the emulator; on a machine with neither device, halt instead.
 pub fn exit(code: ExitCode) -> ! {
     crate::println!("vmfault: exit {:#x}", code as u32);

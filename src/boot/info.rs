@@ -15,9 +15,8 @@ use crate::mm::addr::__va;
 /// What the loader must leave in EAX (multiboot2 spec 3.3).
 pub const MULTIBOOT2_BOOTLOADER_MAGIC: u32 = 0x36d7_6289;
 
-/// Physical memory the boot page directory maps at `PAGE_OFFSET`
-/// (boot/entry.s): the first GiB.  The block must lie inside it.
-pub const BOOT_MAPPED: u32 = 1 << 30;
+/// The first GiB the boot page directory maps: the block must lie inside it.
+pub use crate::arch::x86::page::BOOT_MAPPED;
 
 /// Why the boot information could not be used.
 #[derive(Debug)]

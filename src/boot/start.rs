@@ -6,7 +6,6 @@ use multiboot2::BootInformation;
 use spin::Once;
 
 use crate::cmdline::{self, Cmdline};
-use crate::qemu::{exit, ExitCode};
 use crate::{console, pr_warn, println, symbols};
 
 /// Everything `kmain` needs from the boot.
@@ -20,11 +19,7 @@ pub struct BootParams {
 static INFO: Once<BootInformation<'static>> = Once::new();
 static PARAMS: Once<BootParams> = Once::new();
 
-/// Stop the boot with a message the host runner and a user can read.
-pub fn boot_failure(msg: core::fmt::Arguments) -> ! {
-    println!("vmfault: boot stopped: {}", msg);
-    exit(ExitCode::Failed)
-}
+pub use crate::qemu::boot_failure;
 
 pub fn params() -> Option<&'static BootParams> {
     PARAMS.get()

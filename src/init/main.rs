@@ -42,7 +42,8 @@ extern "C" fn start_kernel(magic: u32, info_phys: u32) -> ! {
     // paging_init and mem_init: frames, heap, swapper_pg_dir in the mode
     // the command line chose, init_mm, the vmalloc area, the #PF gate of
     // the chosen vmalloc_fault= version.
-    crate::mm::init(params);
+    crate::mm::init(params.info, params.info_phys, params.cmdline.paging);
+    crate::mm::fault::set_vmalloc_fault(params.cmdline.vmalloc_fault);
 
     // init_IRQ: the 8259s, and the local APIC through its fixmap slot,
     // before the first mm_alloc so that every address space inherits it.

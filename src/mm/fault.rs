@@ -42,6 +42,16 @@ pub fn version() -> VmallocFaultVersion {
         .unwrap_or(VmallocFaultVersion::DEFAULT)
 }
 
+/// Put `vmalloc_fault=` version `v` in force: the page-fault gate and
+/// handler of that Linux release, and whether vmalloc copies a new kernel
+/// PGD entry into every directory itself (5.8's eager sync).  At boot from
+/// the command line; the bench also switches versions within one boot to
+/// compare them on the same memory.
+pub fn set_vmalloc_fault(v: VmallocFaultVersion) {
+    init(v);
+    super::vmalloc::set_version(v);
+}
+
 /// Install `do_page_fault` for vector 14 with the gate type the version
 /// used: 2.4.0's `set_trap_gate(14, &page_fault)`, 2.4.5-pre2's
 /// `set_intr_gate(14, &page_fault)`.

@@ -27,7 +27,7 @@ pub fn set_fixmap_nocache(idx: FixedAddress, phys: u64) -> u32 {
     let va = fix_to_virt(idx);
     let flags = PteFlags::PAGE_KERNEL | PteFlags::PCD | PteFlags::PWT | PteFlags::NX;
     if let Err(e) = map_page(swapper_pg_dir(), VirtAddr::new(va), phys, flags) {
-        crate::boot::start::boot_failure(format_args!("fixmap {:?}: {:?}", idx, e));
+        crate::qemu::boot_failure(format_args!("fixmap {:?}: {:?}", idx, e));
     }
     va
 }

@@ -14,9 +14,9 @@ use super::heap;
 use super::pgtable::*;
 use super::walk::map_page;
 use crate::arch::x86::cpu;
-use crate::boot::start::{boot_failure, BootParams};
 use crate::mm::addr::PhysAddr;
 use crate::mm::addr::VirtAddr;
+use crate::qemu::boot_failure;
 use crate::{pr_info, pr_warn, println};
 
 // gdb reads this by its plain name (tests/host/gdb/vmfault-gdb.py).
@@ -139,16 +139,15 @@ pub fn usable_areas<'a>(info: &'a BootInformation) -> impl Iterator<Item = (u64,
         .map(|a| (a.start_address(), a.end_address()))
 }
 
-pub fn paging_init(p: &BootParams) {
-    let mode = p.cmdline.paging;
+pub fn paging_init(info: &BootInformation, info_phys: u32, mode: PagingMode) {
     let features = cpu::features();
     if mode == PagingMode::Pae && !features.pae {
         boot_failure(format_args!("paging=pae but this CPU has no PAE"));
     }
 
     let mut reserved = [(0u64, 0u64); 64];
-    let nres = reserved_ranges(p.info, p.info_phys, &mut reserved);
-    let stats = frame::init(usable_areas(p.info), &reserved[..nres]);
+    let nres = reserved_ranges(info, info_phys, &mut reserved);
+    let stats = frame::init(usable_areas(info), &reserved[..nres]);
     if stats.ignored_bytes > 0 {
         pr_warn!(
             "{} MiB of RAM above {} MiB ignored: the direct map ends there (no HIGHMEM)",
@@ -169,7 +168,7 @@ pub fn paging_init(p: &BootParams) {
             stats.usable_frames * 4
         )),
     }
-    let top = usable_areas(p.info)
+    let top = usable_areas(info)
         .map(|(_, e)| e.min(MAXMEM))
         .max()
         .unwrap_or(0)

@@ -21,22 +21,12 @@ pub use fault_version::VmallocFaultVersion;
 pub use paging_mode::PagingMode;
 
 /// Bring up memory management (`paging_init`, `mem_init`): frames, the
-/// heap (carved from them), `swapper_pg_dir` in the mode the command line
-/// chose, `init_mm`, the vmalloc area, and the page-fault gate of the
-/// chosen `vmalloc_fault=` version.
-pub fn init(p: &crate::BootParams) {
-    init::paging_init(p);
+/// heap (carved from them), `swapper_pg_dir` in the mode `paging=` chose,
+/// `init_mm`, the vmalloc area.  The page-fault gate of the chosen
+/// `vmalloc_fault=` version is the fault path's (`fault::set_vmalloc_fault`,
+/// a floor above: it is arch glue, as 2.4's arch/i386/mm/fault.c).
+pub fn init(info: &multiboot2::BootInformation, info_phys: u32, paging: PagingMode) {
+    init::paging_init(info, info_phys, paging);
     let _ = mm_struct::init_mm();
-    set_vmalloc_fault(p.cmdline.vmalloc_fault);
     vmalloc::init();
-}
-
-/// Put `vmalloc_fault=` version `v` in force: the page-fault gate and
-/// handler of that Linux release, and whether vmalloc copies a new kernel
-/// PGD entry into every directory itself (5.8's eager sync).  At boot from
-/// the command line; the bench also switches versions within one boot to
-/// compare them on the same memory.
-pub fn set_vmalloc_fault(v: VmallocFaultVersion) {
-    fault::init(v);
-    vmalloc::set_version(v);
 }

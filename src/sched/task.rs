@@ -177,6 +177,7 @@ fn new_task(
 pub fn init() {
     let (base, top) = crate::mm::init::boot_stack();
     init_idle(0, KernelStack { base, top });
+    crate::arch::x86::irq::set_irq_exit(super::preempt::preempt_on_irq_exit);
 }
 
 /// CPU `cpu`'s idle task (2.4's `init_tasks[cpu]`, made by `fork_by_hand`

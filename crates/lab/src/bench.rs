@@ -29,7 +29,7 @@ fn fault_path() {
     println!("BENCH|fault|bare_exception|instructions={}", bare);
     let booted = fault::version();
     for v in V::ALL {
-        vmfault::mm::set_vmalloc_fault(v);
+        vmfault::mm::fault::set_vmalloc_fault(v);
         match explorer::measure_fault_path() {
             Some((n, out, cr2)) => println!(
                 "BENCH|fault|{}|instructions={}|outcome={:?}|ratio_to_bare={:.2}|cr2_read_at={}",
@@ -42,7 +42,7 @@ fn fault_path() {
             None => println!("BENCH|fault|{}|instructions=0|outcome=no-fault", v.name()),
         }
     }
-    vmfault::mm::set_vmalloc_fault(booted);
+    vmfault::mm::fault::set_vmalloc_fault(booted);
     // A first touch of a mapped page: one instruction, no exception (the
     // first page warms QEMU's translation of this code; the second counts).
     let p = vmalloc::vmalloc(2 * PAGE_SIZE).unwrap().as_ptr() as u32;
@@ -127,7 +127,7 @@ fn lazy_vs_eager() {
         let mms: Vec<_> = (0..n).map(|_| mm_alloc().expect("mm")).collect();
         for m in [1usize, 16] {
             for v in [V::Sync, V::Eager] {
-                vmfault::mm::set_vmalloc_fault(v);
+                vmfault::mm::fault::set_vmalloc_fault(v);
                 let faults0 = fault::total_faults();
                 let syncs0 = vmalloc::eager_syncs();
                 // One page in each of M fresh slots: the cost under test is
@@ -185,7 +185,7 @@ fn lazy_vs_eager() {
             }
         }
     }
-    vmfault::mm::set_vmalloc_fault(booted);
+    vmfault::mm::fault::set_vmalloc_fault(booted);
 }
 
 /// Two CPUs (`make bench` boots `experiment=bench` with `-smp 2` for

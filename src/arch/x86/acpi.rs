@@ -12,9 +12,9 @@ use acpi::madt::{Madt, MadtEntry};
 use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
 use multiboot2::BootInformation;
 
+use super::page::BOOT_MAPPED;
 use super::smp_config::{CpuEntry, SmpConfig, Source};
-use crate::boot::info::BOOT_MAPPED;
-use crate::mm::addr::__va;
+use crate::arch::x86::page::__va;
 
 /// What a table outside the boot mapping reads as: zeros, whose signature
 /// and checksum the crate refuses, so it never reads further.

@@ -5,7 +5,7 @@
 //! So handlers nest: an interrupt arriving inside a handler, or inside a
 //! page fault that handler takes, runs right there on the same stack.
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use super::entry::TrapFrame;
 use super::percpu::this_cpu;
@@ -34,6 +34,18 @@ struct Action {
 static ACTIONS: RacyCell<[Option<Action>; 256]> = RacyCell::new([None; 256]);
 static COUNTS: [AtomicU32; 256] = [const { AtomicU32::new(0) }; 256];
 static SPURIOUS: AtomicU32 = AtomicU32::new(0);
+/// What runs when the outermost handler is done (interrupts off): the
+/// scheduler's preemption point, which `sched::init` registers
+/// (`set_irq_exit`).  A function pointer, so that the interrupt layer
+/// stays below the scheduler that uses it (request_irq, the IPIs); 2.4's
+/// `ret_from_intr` jumps to `schedule` from entry.S, the glue above both.
+static IRQ_EXIT: AtomicUsize = AtomicUsize::new(0);
+
+/// Register the outermost interrupt exit's hook (the scheduler's
+/// preemption point).
+pub fn set_irq_exit(f: fn()) {
+    IRQ_EXIT.store(f as usize, Ordering::SeqCst);
+}
 
 /// Bring up the PIC (all lines masked) and the local APIC.
 pub fn init(apic_va: Option<u32>) {
@@ -137,6 +149,11 @@ fn do_irq(frame: &mut TrapFrame) {
     // Leaving the outermost handler: the place to preempt (2.4 does it on
     // the way back to user mode; these are all kernel threads).
     if d == 0 {
-        crate::sched::preempt_on_irq_exit();
+        let f = IRQ_EXIT.load(Ordering::Relaxed);
+        if f != 0 {
+            // SAFETY: only `set_irq_exit` stores here, a `fn()`.
+            let f: fn() = unsafe { core::mem::transmute::<usize, fn()>(f) };
+            f();
+        }
     }
 }

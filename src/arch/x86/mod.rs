@@ -11,6 +11,7 @@ pub mod irq;
 pub mod mmu;
 pub mod mpparse;
 pub mod nmi;
+pub mod page;
 pub mod percpu;
 pub mod pic;
 pub mod pit;

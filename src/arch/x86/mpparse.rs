@@ -12,7 +12,7 @@ use multiboot2::BootInformation;
 use spin::Once;
 
 use super::smp_config::{CpuEntry, SmpConfig, Source, NR_CPUS};
-use crate::mm::addr::__va;
+use crate::arch::x86::page::__va;
 
 /// What setup_arch found: each source's result (or why it has none).
 pub struct Found {

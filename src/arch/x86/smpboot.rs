@@ -22,7 +22,7 @@ use super::smp::{self, online};
 use super::smp_config::NR_CPUS;
 use super::trampoline::{self, TRAMPOLINE_PHYS};
 use super::{apic, cpu, gdt, idt, percpu, tsc, tss};
-use crate::mm::addr::VirtAddr;
+use crate::arch::x86::page::VirtAddr;
 use crate::mm::init::swapper_pg_dir;
 use crate::mm::mm_struct::mm_alloc;
 use crate::mm::pgtable::{nx_enabled, PteFlags};

@@ -1,7 +1,7 @@
 //! The Rust half of boot/trampoline.s: where the secondary CPUs' real-mode
 //! entry lives, and how a copy of it is made ready for one of them.
 
-use crate::mm::addr::{__va, PAGE_SIZE};
+use crate::arch::x86::page::{__va, PAGE_SIZE};
 
 /// The page the STARTUP IPI points at (vector 0x08), reserved by
 /// `mm::init::reserved_ranges` before the frame allocator starts; the

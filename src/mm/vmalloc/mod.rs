@@ -93,7 +93,7 @@ fn eager() -> bool {
 }
 
 /// Whether new kernel PGD entries are synced eagerly: set with the
-/// fault path's version (`mm::set_vmalloc_fault`).
+/// fault path's version (`mm::fault::set_vmalloc_fault`).
 pub fn set_version(version: VmallocFaultVersion) {
     *VERSION.lock() = version;
 }

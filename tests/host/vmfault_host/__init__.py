@@ -1,6 +1,6 @@
 """vmfault's host tools, one concept per module.  The scripts in tests/host/
 (runner.py, bench.py, soak.py, experiments.py, quantum.py, mutants.py,
-gdb_check.py) are thin entry points into them.
+core_floors.py, gdb_check.py) are thin entry points into them.
 
   paths        the repository and the build's output directories
   deps         what a fresh machine lacks (apt-get, rustup)
@@ -14,6 +14,7 @@ gdb_check.py) are thin entry points into them.
   matrix       the boots of `make test` and their start order
   gdb          `make gdb` and the batch gdb checks
   floors       what the crates' floors promise, read from the kernels' ELF
+  core_floors  the module floors inside the core crate, which the compiler cannot see
   q1           the seed's question 1: its table, grids and control boot
   bench, soak, experiments, quantum, mutants
                `make bench`, `make soak`, `make experiments`, `make quantum`, `make mutants`

@@ -867,7 +867,7 @@ fn toucher_once(addr: usize) {
     unsafe { core::ptr::read_volatile(addr as *const u32) };
 }
 
-/// `mm::set_vmalloc_fault` puts a whole version in force, the fault path
+/// `mm::fault::set_vmalloc_fault` puts a whole version in force, the fault path
 /// and vmalloc's side of it: after switching to 5.8's eager sync, a new
 /// kernel PGD entry is in a directory made before it, with no fault.  (The
 /// bench switches versions this way; once only the fault path switched,
@@ -878,7 +878,7 @@ fn switching_to_eager_makes_vmalloc_sync() {
     }
     let booted = v();
     let mm = mm_alloc().expect("mm");
-    vmfault::mm::set_vmalloc_fault(V::Eager);
+    vmfault::mm::fault::set_vmalloc_fault(V::Eager);
     let old = vmalloc(4 << 20).expect("vmalloc").as_ptr() as u32;
     vfree(old as *const u8).unwrap();
     vmalloc::drop_kernel_tables(old, 4 << 20);
@@ -893,7 +893,7 @@ fn switching_to_eager_makes_vmalloc_sync() {
             !pmd_present(pmd_offset(pgd_offset(mm.pgd, VirtAddr::new(a)), VirtAddr::new(a)).read())
         })
         .count();
-    vmfault::mm::set_vmalloc_fault(booted);
+    vmfault::mm::fault::set_vmalloc_fault(booted);
     vfree(p as *const u8).unwrap();
     drop(mm);
     assert_eq!(v(), booted, "the booted version was not restored");
