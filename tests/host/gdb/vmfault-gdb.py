@@ -349,7 +349,11 @@ def _arc_mm(field):
     if pty is None:
         raise VmError("cannot find the Arc pointer type in %s" % field.type)
     mm = gdb.Value(raw).cast(pty).dereference()["data"]
-    return int(mm["id"]), int(mm["pgd"]) & 0xFFFFFFFF
+    # `pgd` is a `PhysAddr` (src/arch/x86/page.rs), a one-field struct.
+    pgd = mm["pgd"]
+    if pgd.type.strip_typedefs().code == gdb.TYPE_CODE_STRUCT:
+        pgd = pgd[pgd.type.fields()[0]]
+    return int(mm["id"]), int(pgd) & 0xFFFFFFFF
 
 
 def gdb_cpu():
