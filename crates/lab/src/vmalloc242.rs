@@ -17,11 +17,13 @@
 //! SCHED_YIELD; schedule(); }`, and `schedule` drops the big kernel lock
 //! (`release_kernel_lock`) until the task runs again.  `Pressure::Low`
 //! is that state of memory; this kernel's frame allocator never sleeps,
-//! so the model takes the path itself.  Linux 2.4.3 (2.4.2-pre7) replaced
-//! the big lock here with `init_mm.page_table_lock`, dropped around the
-//! allocation, and kept the re-check in `pte_alloc`: "Because we dropped
-//! the lock, we should re-check the entry, as somebody else could have
-//! populated it.."
+//! so the model takes the path itself.  Linux 2.4.3-pre5 (cc80f8f99c in the
+//! history mirror) moved vmalloc to `pte_alloc(&init_mm, ...)`, whose slow
+//! path drops `init_mm.page_table_lock` around the allocation and re-checks:
+//! "Because we dropped the lock, we should re-check the entry, as somebody
+//! else could have populated it.."; 2.4.3-pre7 (90a880a460) replaced the
+//! big lock in `vmalloc_area_pages` with that `page_table_lock` (pre5 and
+//! pre6 held only the big lock, so `pte_alloc` dropped a lock nobody held).
 //!
 //! The model maps into the real init_mm, one 4 KiB page per call, and
 //! notes every page table it allocates, so a run can tell a table that

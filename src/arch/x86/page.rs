@@ -16,8 +16,12 @@ pub const MAXMEM: u64 = 896 << 20;
 pub const BOOT_MAPPED: u32 = 1 << 30;
 /// Linux's `TASK_SIZE` (5.x: `TASK_SIZE_MAX`): the user/kernel split.
 pub const TASK_SIZE: u32 = PAGE_OFFSET as u32;
-/// The end of the vmalloc area (2.4 `pgtable.h`): the top 16 MiB stay
-/// free, where 2.4 keeps the fixmap.  Here with the other layout
+/// The end of the vmalloc area: this kernel's own choice, leaving the top
+/// 16 MiB to the fixmap.  2.4.1's `pgtable.h` ends it two pages (a guard)
+/// below the kmap window or the fixmap: `# define VMALLOC_END
+/// (PKMAP_BASE-2*PAGE_SIZE)` with `CONFIG_HIGHMEM`, else
+/// `(FIXADDR_START-2*PAGE_SIZE)` (2.4.0: `(FIXADDR_START)`); this kernel
+/// has no highmem and a smaller fixmap.  Here with the other layout
 /// constants, because 5.8's sync walks up to it as well as vmalloc.
 pub const VMALLOC_END: u32 = 0xFF00_0000;
 

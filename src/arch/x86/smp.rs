@@ -236,8 +236,9 @@ pub fn shootdowns(cpu: usize) -> u32 {
     SHOOTDOWNS.get(cpu).map_or(0, |n| n.load(Ordering::Relaxed))
 }
 
-/// 2.4's `flush_tlb_all`: this CPU's TLB, then every other online CPU's
-/// through `smp_call_function(flush_tlb_all_ipi, 0, 1, 1)`.  vfree, vunmap
+/// 2.4's `flush_tlb_all` (arch/i386/kernel/smp.c, 2.4.1 and 2.4.2):
+/// every other online CPU's TLB first, waiting for them, then this one's:
+/// `smp_call_function (flush_tlb_all_ipi,0,1,1); do_flush_tlb_all_local();`.  vfree, vunmap
 /// and the freeing of kernel page tables call it: another CPU may still
 /// hold a translation of what they took away.
 ///
@@ -248,13 +249,12 @@ pub fn shootdowns(cpu: usize) -> u32 {
 /// (spinlock.rs), one waiting for the call lock runs the pending call
 /// itself (above), and no other lock is held across the flush.
 pub fn flush_tlb_all() {
-    cpu::flush_tlb();
     // One CPU online (or none noted yet, early in boot): nobody else to
     // flush.
-    if online().nth(1).is_none() {
-        return;
+    if online().nth(1).is_some() {
+        if let Err(e) = call_others(flush_tlb_local, 0, true) {
+            panic!("flush_tlb_all: another CPU did not flush: {:?}", e);
+        }
     }
-    if let Err(e) = call_others(flush_tlb_local, 0, true) {
-        panic!("flush_tlb_all: another CPU did not flush: {:?}", e);
-    }
+    cpu::flush_tlb();
 }

@@ -9,8 +9,9 @@
 //!
 //! Layout (Linux 2.4 `pgtable.h`): `VMALLOC_START` is `high_memory`
 //! rounded up past an 8 MiB hole (`VMALLOC_OFFSET`), so stray accesses
-//! just past the direct map fault; `VMALLOC_END` leaves the top 16 MiB
-//! free (where 2.4 keeps the fixmap).
+//! just past the direct map fault.  `VMALLOC_END` is our own choice (the
+//! top 16 MiB left to the fixmap; 2.4.1's is two pages below `PKMAP_BASE`
+//! or `FIXADDR_START`: see `arch/x86/page.rs`).
 //!
 //! This file is the API (`vmalloc`, `vmap`, `ioremap`, their frees) and the
 //! mapping it does; `stack` holds the thread stacks, `info` what vmalloc
