@@ -4,6 +4,7 @@
 //!
 //! | version | Linux | #PF gate | which pgd | what it checks |
 //! |---|---|---|---|---|
+//! | `set_pgdir` | 2.4.0-test10-pre1 | trap | - | no vmalloc fault: vmalloc copies a new pgd into every task's directory (`set_pgdir`) |
 //! | `legacy` | 2.4.0-2.4.4 | trap (IF untouched) | `tsk->active_mm` | pgd absent -> copy pgd; else pmd present or reference pmd absent -> bad_area; else copy pmd |
 //! | `cli` | 2.4.2aa (the seed's patch) | trap | `tsk->active_mm` | save_flags, cli; copy pgd iff absent here and present in reference; else bad_area |
 //! | `cr3` | 2.4.5-pre1 | trap | CR3 | 2.4.1's checks |
@@ -61,9 +62,10 @@ pub fn init(v: VmallocFaultVersion) {
     let entry = page_fault_entry(v, is_pae());
     let _irq = cpu::irq_save();
     match v {
-        VmallocFaultVersion::Legacy | VmallocFaultVersion::Cli | VmallocFaultVersion::Cr3 => {
-            idt::set_trap_gate_at(14, entry)
-        }
+        VmallocFaultVersion::SetPgdir
+        | VmallocFaultVersion::Legacy
+        | VmallocFaultVersion::Cli
+        | VmallocFaultVersion::Cr3 => idt::set_trap_gate_at(14, entry),
         VmallocFaultVersion::Sync | VmallocFaultVersion::Eager | VmallocFaultVersion::EagerLazy => {
             idt::set_intr_gate_at(14, entry)
         }
@@ -220,7 +222,7 @@ macro_rules! page_fault_entries {
                         $(return $vf(_address);)?
                         #[allow(unreachable_code)]
                         {
-                            unreachable!("5.8 has no vmalloc_fault")
+                            unreachable!("2.4.0-test10-pre1 and 5.8 have no vmalloc_fault")
                         }
                     }
                 }
@@ -265,6 +267,8 @@ macro_rules! page_fault_entries {
 }
 
 page_fault_entries! {
+    SetPgdir, TwoLevel => set_pgdir_2level, page_fault_set_pgdir_2level: do_page_fault_set_pgdir;
+    SetPgdir, ThreeLevel => set_pgdir_pae, page_fault_set_pgdir_pae: do_page_fault_set_pgdir;
     Legacy, TwoLevel => legacy_2level, page_fault_legacy_2level: do_page_fault_legacy, vmalloc_fault;
     Legacy, ThreeLevel => legacy_pae, page_fault_legacy_pae: do_page_fault_legacy, vmalloc_fault;
     Cli, TwoLevel => cli_2level, page_fault_cli_2level: do_page_fault_cli, vmalloc_fault;
@@ -288,8 +292,9 @@ fn vmalloc_fault_of<L: Levels>(v: VmallocFaultVersion, address: u32) -> u8 {
         VmallocFaultVersion::Cli => vmalloc_fault_cli::<L>(address),
         VmallocFaultVersion::Cr3 => vmalloc_fault_cr3::<L>(address),
         VmallocFaultVersion::Sync => vmalloc_fault_sync::<L>(address),
-        // 5.8 has none: `do_page_fault_eager` never calls this.
-        VmallocFaultVersion::Eager => Err(BadArea::NoContext),
+        // test10-pre1 and 5.8 have none: their `do_page_fault`s never
+        // call this.
+        VmallocFaultVersion::SetPgdir | VmallocFaultVersion::Eager => Err(BadArea::NoContext),
         VmallocFaultVersion::EagerLazy => vmalloc_fault_5_9::<L>(address),
     };
     match r {
@@ -313,6 +318,33 @@ fn vmalloc_fault_or_die<H: Handler>(frame: &mut TrapFrame, address: u32) {
 // versions an interrupt may already have run (and faulted, and
 // overwritten CR2) before it.  Only kernel-mode faults exist here, so
 // everything that is not a vmalloc fault goes to `no_context`.
+
+/// `do_page_fault` of 2.4.0-test10-pre1 (arch/i386/mm/fault.c, commit
+/// 3f51b44787 of the history mirror), through a trap gate.  It has no
+/// vmalloc path: every fault goes to the mm's vmas,
+///
+/// ```c
+/// if (in_interrupt() || !mm)
+///         goto no_context;
+/// down(&mm->mmap_sem);
+/// vma = find_vma(mm, address);
+/// if (!vma)
+///         goto bad_area;
+/// ```
+///
+/// and no vma lies above `TASK_SIZE`, so a kernel-mode fault on a vmalloc
+/// address ends in `bad_area`, then `no_context` (`if (!(error_code &
+/// 4)) goto no_context;` for a supervisor fault): an oops.  vmalloc's
+/// `set_pgdir` is supposed to make the fault impossible.  This kernel has
+/// no user vmas, so the same path is the CR2 read and the oops.
+// Generic like every version's body, though it walks no table.
+#[allow(clippy::extra_unused_type_parameters)]
+#[inline(always)]
+fn do_page_fault_set_pgdir<H: Handler>(frame: &mut TrapFrame) {
+    // __asm__("movl %%cr2,%0":"=r" (address));
+    let address = cpu::read_cr2();
+    bad_area_nosemaphore(frame, address, BadArea::NoContext);
+}
 
 /// `do_page_fault` of 2.4.0-2.4.4, through a trap gate (IF as the
 /// faulting code had it).

@@ -6,6 +6,10 @@
 /// section 1 has the table of versions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VmallocFaultVersion {
+    /// Linux 2.4.0-test10-pre1 and before: no vmalloc fault; vmalloc
+    /// writes a new kernel PGD entry into every task's directory itself
+    /// (`set_pgdir`, include/asm-i386/pgalloc.h).
+    SetPgdir,
     /// Linux 2.4.0-2.4.4.
     Legacy,
     /// The seed's patch (2.4.2aa, 23 Feb 2001).
@@ -23,9 +27,10 @@ pub enum VmallocFaultVersion {
 }
 
 impl VmallocFaultVersion {
-    pub const ALLOWED: &'static str = "legacy, cli, cr3, sync, eager, eager-lazy";
+    pub const ALLOWED: &'static str = "set_pgdir, legacy, cli, cr3, sync, eager, eager-lazy";
     /// In the order Linux had them.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
+        Self::SetPgdir,
         Self::Legacy,
         Self::Cli,
         Self::Cr3,
@@ -38,6 +43,7 @@ impl VmallocFaultVersion {
 
     pub const fn name(self) -> &'static str {
         match self {
+            Self::SetPgdir => "set_pgdir",
             Self::Legacy => "legacy",
             Self::Cli => "cli",
             Self::Cr3 => "cr3",
@@ -56,7 +62,10 @@ impl VmallocFaultVersion {
     /// cli patch are the subjects of the race suite, which pins how they
     /// fail; soaks run the correct ones.
     pub const fn meant_correct(self) -> bool {
-        matches!(self, Self::Sync | Self::Eager | Self::EagerLazy)
+        matches!(
+            self,
+            Self::SetPgdir | Self::Sync | Self::Eager | Self::EagerLazy
+        )
     }
 
     /// Meant correct with two CPUs too.  5.8's eager sync (`eager`)
@@ -74,5 +83,23 @@ impl VmallocFaultVersion {
     /// unless someone slips into the window before that copy.
     pub const fn syncs_eagerly(self) -> bool {
         matches!(self, Self::Eager | Self::EagerLazy)
+    }
+
+    /// 2.4.0-test10-pre1: vmalloc copies a PGD entry it created into every
+    /// directory after mapping that slot's part of the area (`set_pgdir`),
+    /// and a kernel fault on it is `no_context`.
+    pub const fn sets_pgdir(self) -> bool {
+        matches!(self, Self::SetPgdir)
+    }
+
+    /// The versions whose only sync is the lazy fault (2.4.0-test10-pre2
+    /// to 2.4.x): vmalloc copies no entry itself.
+    pub const fn lazy_only(self) -> bool {
+        !matches!(self, Self::SetPgdir | Self::Eager | Self::EagerLazy)
+    }
+
+    /// The versions whose `do_page_fault` has no `vmalloc_fault` path.
+    pub const fn has_vmalloc_fault(self) -> bool {
+        !matches!(self, Self::SetPgdir | Self::Eager)
     }
 }

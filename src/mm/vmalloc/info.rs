@@ -19,9 +19,11 @@ pub fn free_frames_and_kept_tables() -> usize {
     crate::mm::frame::nr_free_frames() + kernel_pgtable_pages() as usize
 }
 
-/// Entries `arch_sync_kernel_mappings` copied (eager, eager-lazy).
+/// Entries vmalloc copied into other directories itself: 5.8's
+/// `arch_sync_kernel_mappings` (eager, eager-lazy) and test10-pre1's
+/// `set_pgdir`.
 pub fn eager_syncs() -> u32 {
-    crate::mm::sync_kernel_mappings::eager_syncs()
+    crate::mm::sync_kernel_mappings::eager_syncs() + set_pgdir_syncs()
 }
 
 pub fn stack_syncs() -> u32 {

@@ -41,10 +41,12 @@ use crate::{pr_err, pr_warn, println};
 mod info;
 mod lab_support;
 mod map_range;
+mod set_pgdir;
 mod stack;
 
 pub use info::*;
 pub use lab_support::*;
+pub use set_pgdir::set_pgdir_syncs;
 pub use stack::*;
 
 /// Linux 2.4's `VMALLOC_OFFSET`.
@@ -91,6 +93,11 @@ static VERSION: Mutex<VmallocFaultVersion> = Mutex::new(VmallocFaultVersion::Syn
 /// 5.8's way of mapping (and syncing) an area, under `eager`/`eager-lazy`.
 fn eager() -> bool {
     VERSION.lock().syncs_eagerly()
+}
+
+/// test10-pre1's `set_pgdir` after each slot, under `set_pgdir`.
+fn sets_pgdir() -> bool {
+    VERSION.lock().sets_pgdir()
 }
 
 /// Whether new kernel PGD entries are synced eagerly: set with the
@@ -146,8 +153,9 @@ pub(super) fn sync_kernel_pgd_slot(addr: u32, counter: &AtomicU32) {
 
 /// Map one page into `init_mm` (2.4's `alloc_area_pte`).  A PTE page
 /// allocated here is a new kernel PGD entry in two-level mode: it exists
-/// in `swapper_pg_dir` only (a stack's is synced at once).
-pub(super) fn map_kernel_page(va: u32, pa: u64, flags: PteFlags) -> Result<(), MapError> {
+/// in `swapper_pg_dir` only (a stack's is synced at once).  Returns
+/// whether it allocated one.
+pub(super) fn map_kernel_page(va: u32, pa: u64, flags: PteFlags) -> Result<bool, MapError> {
     let pgd = pgd_offset(swapper_pg_dir(), VirtAddr::new(va));
     let pmd = pmd_offset(pgd, VirtAddr::new(va));
     let new_table = pmd_none(pmd.read());
@@ -159,7 +167,7 @@ pub(super) fn map_kernel_page(va: u32, pa: u64, flags: PteFlags) -> Result<(), M
         }
     }
     set_pte(pte, mk_pte(pa, flags));
-    Ok(())
+    Ok(new_table)
 }
 
 /// Unmap `[addr, addr + pages)` from `init_mm`; free the frames if the
@@ -228,8 +236,10 @@ pub(super) fn populate(
     if eager() && !area.flags.contains(VmFlags::STACK) {
         return populate_5_8(area, first, flags, owned, page);
     }
+    let mut sync = set_pgdir::SlotSync::new(area.flags.contains(VmFlags::STACK));
     for i in first..area.nr_pages {
         let va = area.addr + i * PAGE_SIZE as u32;
+        sync.next_page(va);
         // Getting the frame and mapping it in one interrupts-off step: an
         // oops in an interrupt between the two would strand the frame
         // outside every table, where no clean-up can find it.
@@ -238,6 +248,9 @@ pub(super) fn populate(
                 let r = map_kernel_page(va, pa, flags);
                 if r.is_err() && owned {
                     free_frame(pa as u32);
+                }
+                if let Ok(new_table) = r {
+                    sync.mapped(va, new_table);
                 }
                 r.is_ok()
             }
@@ -248,9 +261,11 @@ pub(super) fn populate(
                 unmap_kernel_range(area.addr, i, owned);
                 v.remove_vm_area(area.addr);
             });
+            // test10-pre1: `return -ENOMEM;` before `set_pgdir`.
             return false;
         }
     }
+    sync.done();
     true
 }
 

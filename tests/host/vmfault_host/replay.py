@@ -384,7 +384,7 @@ def check_refusals(kernel):
     k = elf.constants(kernel)
     why = []
     for text, says in (("thrad:legacy:2level:1cpu:0", "unknown scenario 'thrad' (scenarios: thread,"),
-                       ("thread:lazy:2level:1cpu:0", "unknown version 'lazy' (versions: legacy,"),
+                       ("thread:lazy:2level:1cpu:0", "unknown version 'lazy' (versions: set_pgdir, legacy,"),
                        ("thread:legacy:4level:1cpu:0", "unknown paging mode '4level' (modes: 2level, pae)"),
                        ("thread:legacy:2level:2cpu:0", "thread runs with 1cpu in 2level or pae, not 2cpu"),
                        ("torn_set_pte:sync:2level:2cpu:0", "torn_set_pte runs with 2cpu in pae, not 2cpu in 2level"),

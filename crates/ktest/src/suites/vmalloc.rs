@@ -84,7 +84,7 @@ fn area_layout() {
 /// 2.4.0 `set_trap_gate(14, &page_fault)`, 2.4.5-pre2 `set_intr_gate`.
 fn fault_gate_matches_version() {
     let want = match v() {
-        V::Legacy | V::Cli | V::Cr3 => idt::GateKind::Trap,
+        V::SetPgdir | V::Legacy | V::Cli | V::Cr3 => idt::GateKind::Trap,
         V::Sync | V::Eager | V::EagerLazy => idt::GateKind::Interrupt,
     };
     assert_eq!(idt::gate_kind(14), want);
@@ -203,7 +203,7 @@ fn expect_bad_area(addr: u32) {
         V::Legacy | V::Cr3 => BadArea::PmdAlreadyPresent,
         V::Cli => BadArea::CliPgdCheck,
         V::Sync | V::EagerLazy => BadArea::RefPteAbsent,
-        V::Eager => BadArea::NoContext,
+        V::SetPgdir | V::Eager => BadArea::NoContext,
     };
     assert_eq!(fault::last_bad_area(), want);
 }
@@ -477,9 +477,9 @@ fn lazy_sync_on_first_touch_from_new_mm() {
         .collect();
     let two_level = mode() == PagingMode::TwoLevel;
     match (two_level, v()) {
-        (true, V::Eager | V::EagerLazy) => assert!(
+        (true, V::SetPgdir | V::Eager | V::EagerLazy) => assert!(
             stale.is_empty(),
-            "5.8's arch_sync_kernel_mappings left {} slots unsynced",
+            "vmalloc's own sync (5.8's arch_sync_kernel_mappings, test10-pre1's set_pgdir) left {} slots unsynced",
             stale.len()
         ),
         (true, _) => assert!(
@@ -528,7 +528,7 @@ fn lazy_sync_on_first_touch_from_new_mm() {
         );
     } else {
         r.expect("first touch from the new mm oopsed");
-        let expected = if two_level && !v().syncs_eagerly() {
+        let expected = if two_level && v().lazy_only() {
             stale.len() as u32
         } else {
             0
@@ -723,7 +723,7 @@ fn lazy_fault_with_irqs_off_keeps_them_off() {
     if !vmfault::arch::x86::apic::present() {
         crate::skip("no local APIC for the pending self-IPI");
     }
-    if mode() != PagingMode::TwoLevel || v().syncs_eagerly() {
+    if mode() != PagingMode::TwoLevel || !v().lazy_only() {
         crate::skip(
             "no lazy vmalloc fault here (PAE shares the kernel PMD; eager syncs at vmalloc)",
         );
@@ -784,7 +784,7 @@ fn fault_reason_follows_the_version_error_code_check() {
     let want = match v() {
         V::Legacy | V::Cr3 => BadArea::PmdAlreadyPresent,
         V::Cli => BadArea::CliPgdCheck,
-        V::Sync | V::Eager | V::EagerLazy => BadArea::NoContext,
+        V::SetPgdir | V::Sync | V::Eager | V::EagerLazy => BadArea::NoContext,
     };
     assert_eq!(fault::last_bad_area(), want, "write to kernel text");
 }
@@ -817,7 +817,7 @@ fn bad_area_reasons_quote_the_linux_checks() {
 /// from zero, or per-mm counts (and the race suite's "exactly one fault
 /// per stale slot") would inherit a dead mm's faults.
 fn fault_counts_restart_for_a_reused_directory() {
-    if mode() != PagingMode::TwoLevel || v().syncs_eagerly() || v() == V::Cli {
+    if mode() != PagingMode::TwoLevel || !v().lazy_only() || v() == V::Cli {
         crate::skip("needs a lazy sync that succeeds (two-level, legacy, cr3 or sync)");
     }
     let mm = mm_alloc().expect("mm");

@@ -121,7 +121,7 @@ impl Scenario {
     pub fn restale(&self) {
         // Under eager the entries were copied at vmalloc time; clearing
         // them would fake a state that version cannot reach.
-        let lazy = !vmfault::mm::fault::version().syncs_eagerly();
+        let lazy = vmfault::mm::fault::version().lazy_only();
         if lazy && mode() == PagingMode::TwoLevel {
             for pgd in [self.mm.pgd, self.mm_b.pgd] {
                 for a in [self.x, self.z, self.w, self.v] {

@@ -161,7 +161,7 @@ fn run_once(
     target: Option<Jump>,
     kthread: bool,
 ) -> Outcome {
-    if mode() == PagingMode::TwoLevel && !vmfault::mm::fault::version().syncs_eagerly() {
+    if mode() == PagingMode::TwoLevel && vmfault::mm::fault::version().lazy_only() {
         for mm in [a, b] {
             // Neither mm is loaded between runs; the switch into it (a
             // CR3 load) flushes.
@@ -219,7 +219,7 @@ pub fn explore_window(kthread: bool, sel: impl Into<Boundaries>) -> Option<Windo
     irq::request_irq(NESTED_VECTOR, nested_irq, IrqFlags::empty());
     vmfault::oops::set_silent(true);
     let mut rep = WindowReport::default();
-    let lazy = !vmfault::mm::fault::version().syncs_eagerly();
+    let lazy = vmfault::mm::fault::version().lazy_only();
     let stale = lazy && mode() == PagingMode::TwoLevel;
     let clean = run_once(&a, &b, y, None, kthread) == Outcome::Clean;
     let rec = engine::take_recording();

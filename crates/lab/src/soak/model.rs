@@ -177,7 +177,7 @@ impl Soak {
         // Translations: init_mm maps every page to a distinct, allocated
         // frame and leaves the guard page unmapped; every other address
         // space agrees, or (lazy two-level) has not synced the slot yet.
-        let lazy_allowed = !is_pae() && !fault::version().syncs_eagerly();
+        let lazy_allowed = !is_pae() && fault::version().lazy_only();
         let reference = vmfault::mm::init::swapper_pg_dir();
         let mms: Vec<(vmfault::mm::addr::PhysAddr, u32)> =
             with_shared(|s| s.mms.iter().map(|m| (m.pgd, m.id)).collect());

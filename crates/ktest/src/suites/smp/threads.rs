@@ -28,7 +28,7 @@ extern crate alloc;
 /// levels, so it never syncs there), or nothing (`None`: PAE shares the
 /// kernel pmds, and eager versions synced the slot when it was mapped).
 fn lazy_fault_syncs() -> Option<bool> {
-    if is_pae() || fault::version().syncs_eagerly() {
+    if is_pae() || !fault::version().lazy_only() {
         None
     } else {
         Some(fault::version() != V::Cli)
