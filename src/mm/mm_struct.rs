@@ -53,7 +53,8 @@ pub fn init_mm() -> &'static Arc<MmStruct> {
 
 /// Copy the kernel part of `swapper_pg_dir` into the directory at `pgd`:
 /// 2.4's `memcpy(pgd + USER_PTRS_PER_PGD, swapper_pg_dir + ..., ...)`.
-fn copy_kernel_part(pgd: u32) {
+/// The lab's model of 2.4.0-test10-pre1's `get_pgd_slow` calls it too.
+pub fn copy_kernel_part(pgd: u32) {
     let g = geometry();
     let from = __va((swapper_pg_dir()).as_u32()) as *const u8;
     let to = __va(pgd) as *mut u8;
@@ -99,6 +100,19 @@ pub fn mm_alloc() -> Option<Arc<MmStruct>> {
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         page_table_lock: Mutex::new(()),
     }))
+}
+
+/// An address space around a directory another `pgd_alloc` built (the
+/// lab's model of 2.4.0-test10-pre1's, which copies the kernel part
+/// itself and links the mm into no list): not in `pgd_list`, freed, with
+/// its directory, like any other mm.
+pub fn mm_of_pgd(pgd: PhysAddr) -> Arc<MmStruct> {
+    super::fault_stats::reset_pgd_count(pgd.as_u32());
+    Arc::new(MmStruct {
+        pgd,
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        page_table_lock: Mutex::new(()),
+    })
 }
 
 impl MmStruct {

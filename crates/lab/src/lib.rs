@@ -16,6 +16,7 @@ extern crate alloc;
 pub mod bench;
 pub mod demo;
 pub mod dump;
+pub mod fork2400;
 pub mod race;
 pub mod soak;
 pub mod step_count;

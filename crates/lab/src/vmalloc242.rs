@@ -75,7 +75,7 @@ pub fn take_tables() -> ([u32; MAX_TABLES], usize) {
 
 /// `__get_free_page(GFP_KERNEL)`, and `alloc_page(GFP_KERNEL)` before
 /// its frame is known: under low memory, `__alloc_pages` yields first.
-fn gfp_kernel_may_sleep(pressure: Pressure) {
+pub(crate) fn gfp_kernel_may_sleep(pressure: Pressure) {
     if pressure == Pressure::Low {
         // current->policy |= SCHED_YIELD; schedule();
         sched::yield_now();
@@ -133,7 +133,7 @@ fn forget_table(page: u32) {
 /// `pte_alloc_kernel(pmd, address)` with the pte quicklist empty
 /// (`get_pte_fast()` returns NULL: after boot, or once `check_pgt_cache`
 /// has trimmed it).
-fn pte_alloc_kernel(
+pub(crate) fn pte_alloc_kernel(
     pmd: PmdSlot,
     address: u32,
     slow: PteKernelSlow,

@@ -9,7 +9,7 @@ extern crate alloc;
 use crate::case;
 use crate::Suite;
 use vmfault::mm::fault::{version, BadArea};
-use vmfault::mm::pgtable::mode;
+use vmfault::mm::pgtable::{is_pae, mode};
 use vmfault::mm::{PagingMode, VmallocFaultVersion as V};
 use vmfault_lab::race::engine::Reach;
 use vmfault_lab::race::explorer::{explore, explore_pairs, explore_with, Outcome, Report, Variant};
@@ -39,6 +39,8 @@ pub static SUITE: Suite = Suite {
         case!(two_cpus_2020_regression),
         case!(two_cpus_torn_pae_entries),
         case!(two_cpus_point3_lost_page_table),
+        case!(two_cpus_set_pgdir_misses_a_forking_child),
+        case!(set_pgdir_misses_a_child_that_sleeps_in_fork),
         case!(strip_labels_name_the_crate_a_symbol_starts_in),
         case!(engine_anchors_stop_where_stepping_does),
     ],
@@ -963,4 +965,100 @@ fn engine_anchors_stop_where_stepping_does() {
         a.faults, s.faults,
         "the 2020 window: B's lazy faults differ"
     );
+}
+
+/// What the child's touch must do where it missed the entry: the
+/// versions with no fault path oops in `no_context`; the lazy ones copy
+/// the entry (the seed's `cli` patch oopses on every two-level lazy
+/// fault, missed or not).
+fn check_fork_touches(r: &vmfault_lab::race::fork_race::ForkReport) {
+    match version() {
+        V::SetPgdir | V::Eager => {
+            assert_eq!(
+                r.touch_oopses, r.missed,
+                "a missed child's touch did not oops"
+            );
+            if r.missed > 0 {
+                assert_eq!(r.touch_kinds, [Outcome::Oops(BadArea::NoContext)]);
+            }
+        }
+        V::Cli => assert_eq!(r.touch_oopses, r.missed),
+        V::Legacy | V::Cr3 | V::Sync | V::EagerLazy => {
+            assert_eq!(
+                (r.touch_oopses, r.touch_clean),
+                (0, r.missed),
+                "a lazy fault did not repair the child"
+            )
+        }
+    }
+}
+
+/// The race that ended `set_pgdir` (issue 28), two CPUs: B's
+/// test10-pre1 vmalloc at every boundary of A's test10-pre1 fork.  The
+/// child misses the entry wherever B runs after A's `get_pgd_slow` copy
+/// and before A's `SET_LINKS`; the parent never does.
+fn two_cpus_set_pgdir_misses_a_forking_child() {
+    use vmfault_lab::race::fork_race::explore_fork;
+    if !vmfault::arch::x86::smp::cpu_online(1) {
+        crate::skip("one CPU (make test runs this with -smp 2 too)");
+    }
+    let r = explore_fork(1).expect("fork explorer");
+    measured(format_args!(
+        "set_pgdir and fork, two CPUs: the child misses the entry at {} of {} boundaries ({:?}); its touch: {} oops, {} repaired",
+        r.missed, r.runs, r.window, r.touch_oopses, r.touch_clean
+    ));
+    vmfault::println!(
+        "    # fork: stepped {} runs {} missed {} parent missed {} set_pgdir ran {} waited {} touches {:?} window {:?}",
+        r.stepped, r.runs, r.missed, r.parent_missed, r.set_pgdir_runs, r.waited, r.touch_kinds, r.window
+    );
+    assert_eq!(r.hangs, 0, "B did not finish");
+    assert_eq!((r.checks.not_entered, r.checks.misplaced), (0, 0));
+    assert_eq!(r.runs, r.stepped, "every boundary runs on two CPUs");
+    assert_eq!(r.parent_missed, 0, "set_pgdir missed a linked task");
+    if is_pae() {
+        assert_eq!(
+            (r.set_pgdir_runs, r.missed),
+            (0, 0),
+            "PAE: the kernel PMD is shared"
+        );
+        return;
+    }
+    assert_eq!(r.set_pgdir_runs, r.runs, "B's walk created no pgd entry");
+    let (first, last) = r.window.expect("the child never missed the entry");
+    assert!(
+        first > 0 && last < r.stepped - 1,
+        "the window is not inside the fork"
+    );
+    assert!(r.waited > 0, "B never met tasklist_lock");
+    check_fork_touches(&r);
+}
+
+/// The same on one CPU: test10-pre1 has no kernel preemption and no
+/// vmalloc in interrupts, so B runs where A sleeps.  Before the copy the
+/// child gets the entry in its copy; after it, it misses it.
+fn set_pgdir_misses_a_child_that_sleeps_in_fork() {
+    use vmfault_lab::fork2400::SleepPoint;
+    use vmfault_lab::race::fork_race::explore_fork_sleeps;
+    let r = explore_fork_sleeps(None).expect("fork explorer");
+    measured(format_args!(
+        "set_pgdir and fork, one CPU: the child misses the entry at {} of {} sleep points; its touch: {} oops, {} repaired",
+        r.missed, r.runs, r.touch_oopses, r.touch_clean
+    ));
+    assert_eq!(r.runs, SleepPoint::ALL.len());
+    assert_eq!(r.parent_missed, 0, "set_pgdir missed a linked task");
+    if is_pae() {
+        assert_eq!(
+            (r.set_pgdir_runs, r.missed),
+            (0, 0),
+            "PAE: the kernel PMD is shared"
+        );
+        return;
+    }
+    let missed: alloc::vec::Vec<bool> = r.marks.iter().map(|m| *m == Mark::Failed).collect();
+    assert_eq!(
+        missed,
+        [false, true, true],
+        "the child missed it before its copy, or not after"
+    );
+    check_fork_touches(&r);
 }

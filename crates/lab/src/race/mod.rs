@@ -21,6 +21,7 @@ pub mod engine;
 pub mod experiments;
 pub mod explorer;
 pub mod fault_loop;
+pub mod fork_race;
 pub mod handoff;
 pub mod hits;
 pub mod narrate;
