@@ -22,7 +22,8 @@ PICTURES = os.path.join(ROOT, "docs", "pictures")
 # SCENARIOS), and its CPUs; torn<i> is the i-th torn scenario.
 REPLAY_SCENARIOS = {"thread": ("thread", 1), "irq": ("irq", 1), "depth2": ("nested2", 1),
                     "window": ("switch", 1), "window_kthread": ("switch_kthread", 1), "r2020": ("r2020", 1),
-                    "cpu2_threads": ("threads", 2), "cpu2_processes": ("processes", 2), "cpu2_r2020": ("r2020", 2)}
+                    "cpu2_threads": ("threads", 2), "cpu2_processes": ("processes", 2), "cpu2_r2020": ("r2020", 2),
+                    "fork": ("fork", 2), "fork_sleep": ("fork_sleep", 1)}
 
 
 def replay_scenario(k, name):
@@ -53,6 +54,10 @@ def replay_handle(k, m, v, cpus, name, strips_of_boot, r=None):
     sc = replay_scenario(k, name)
     if sc is None:
         return None
+    if name == "fork_sleep":
+        # Its boundaries are sleep points: no strip, the row says where.
+        first = int((r or {}).get("first", "-1"))
+        return f"{sc[0]}:{v}:{m}:{cpus}cpu:{max(first, 0)}" if r and int(r.get("stepped", 0)) else None
     if name.startswith("torn"):
         first = (r or {}).get("first_torn", "-")
         kk = int(first.split(":")[0]) if first not in ("-", "") else 0
@@ -77,7 +82,7 @@ def boundaries(k, results, results2, strips_of):
                 if st is not None:
                     spans = [[a, e - 1] for (a, code, _), e in zip(st.runs, st.ends()) if code in "cfbxh"]
                     out[key] = {"n": st.total, "runnable": spans}
-                elif name.startswith("torn"):
+                elif name.startswith("torn") or name == "fork_sleep":
                     n = int(r.get("stepped", 0))
                     out[key] = {"n": n, "runnable": [[0, n - 1]] if n else []}
                 elif "stepped" in r:
@@ -175,6 +180,34 @@ def point3_rows(results2):
     return []
 
 
+def fork_section(results, results2, cell):
+    """Scenario 8, the race that ended set_pgdir: race.md's two tables."""
+    md = ["", "The race that ended set_pgdir (scenario 8): 2.4.0-test10-pre1's fork copies the kernel part of",
+          "swapper_pg_dir in `get_pgd_slow` and links the child into the task list at `SET_LINKS`; its vmalloc writes a",
+          "new pgd entry into every linked task (`set_pgdir`). Two CPUs: B's vmalloc of a fresh slot at every boundary of",
+          "A's fork. Missed: the child's directory lacks the entry afterwards (for good: test10-pre1 has no vmalloc",
+          "fault). The child's touch then runs the booted `vmalloc_fault=`. B waited: for `tasklist_lock`.", "",
+          "| paging | version | boundaries | runs | child missed | window | parent missed | set_pgdir ran | child's touch: oops | repaired | outcome | B waited | replay |",
+          "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---|"]
+    for (m, v), (rows, _, _, _) in results2.items():
+        r = rows.get("fork")
+        if r:
+            md.append(f"| {m} | {v} | {r['stepped']} | {r['runs']} | {r['failures']} | {span(r)} | {r['parent_missed']} | "
+                      f"{r['set_pgdir']} | {r['touch_oopses']} | {r['touch_clean']} | {r['reasons']} | {r['waited']} | "
+                      f"{cell(m, v, 2, 'fork', r)} |")
+    md += ["", "One CPU: test10-pre1 has no kernel preemption, and an interrupt handler may not vmalloc, so B (another",
+           "task) runs only where A's fork sleeps: at each `GFP_KERNEL` allocation between `pgd_alloc` and `SET_LINKS`",
+           "(0: get_pgd_slow's page, before the copy; 1: dup_mmap's vma; 2: copy_page_range's pte page), memory low.", "",
+           "| paging | version | sleep points | child missed | at | child's touch: oops | repaired | outcome | replay |",
+           "|---|---|---:|---:|---|---:|---:|---|---|"]
+    for (m, v), (rows, _, _, _) in results.items():
+        r = rows.get("fork_sleep")
+        if r:
+            md.append(f"| {m} | {v} | {r['stepped']} | {r['failures']} | {span(r)} | {r['touch_oopses']} | "
+                      f"{r['touch_clean']} | {r['reasons']} | {cell(m, v, 1, 'fork_sleep', r)} |")
+    return md
+
+
 def pictures(k, results, results2, kernel, publish, out=OUT):
     """One strip picture per scenario, a row per version (two-level: in PAE
     nothing faults), written to target/experiments and, for the default
@@ -236,7 +269,8 @@ def pictures(k, results, results2, kernel, publish, out=OUT):
 COMPARED = (("stepped", "boundaries"), ("if", "IF=1"), ("in_window", "in the window"),
             ("preemptible", "preemptible"), ("runs", "runs"), ("failures", "failing"),
             ("first", "first failing"), ("b_failures", "B failing"), ("waited", "B waited"),
-            ("faults", "lazy faults"), ("torn", "torn"), ("torn_present", "torn, present"),
+            ("faults", "lazy faults"), ("parent_missed", "parent missed"), ("set_pgdir", "set_pgdir ran"),
+            ("touch_oopses", "touch oops"), ("touch_clean", "touch repaired"), ("torn", "torn"), ("torn_present", "torn, present"),
             ("reasons", "outcomes"), ("not_entered", "runs the other party missed"),
             ("misplaced", "unmeasured"), ("retried", "void runs"), ("pairs", "pairs"),
             ("clean", "clean"), ("oopses", "oops"), ("hangs", "hangs"), ("inner_stepped", "nested boundaries"),
@@ -523,6 +557,7 @@ def main(argv=None):
                 seen.add(r["writer"])
                 md.append(f"| {r['writer']} | {r['stepped']} | {r['torn']} | {r['torn_present']} | {r['first_torn']} | "
                           f"{cell(m, v, 2, n, r)} |")
+        md += fork_section(results, results2, cell)
         if emu == "qemu":  # replays boot QEMU unless told otherwise
             replay.save_boundaries(kernel, boundaries(k, results, results2, strips_of))
         # The setup as the kernel ran it (its EXP|stress line).

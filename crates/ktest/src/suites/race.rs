@@ -1003,6 +1003,7 @@ fn two_cpus_set_pgdir_misses_a_forking_child() {
         crate::skip("one CPU (make test runs this with -smp 2 too)");
     }
     let r = explore_fork(1).expect("fork explorer");
+    replays_match(Replayed::Fork, 2, &r.marks);
     measured(format_args!(
         "set_pgdir and fork, two CPUs: the child misses the entry at {} of {} boundaries ({:?}); its touch: {} oops, {} repaired",
         r.missed, r.runs, r.window, r.touch_oopses, r.touch_clean
@@ -1040,6 +1041,8 @@ fn set_pgdir_misses_a_child_that_sleeps_in_fork() {
     use vmfault_lab::fork2400::SleepPoint;
     use vmfault_lab::race::fork_race::explore_fork_sleeps;
     let r = explore_fork_sleeps(None).expect("fork explorer");
+    let cpus = vmfault::arch::x86::smp::online().count() as u8;
+    replays_match(Replayed::ForkSleep, cpus, &r.marks);
     measured(format_args!(
         "set_pgdir and fork, one CPU: the child misses the entry at {} of {} sleep points; its touch: {} oops, {} repaired",
         r.missed, r.runs, r.touch_oopses, r.touch_clean

@@ -136,6 +136,36 @@ fn row_point3(name: &str, r: &super::point3::Point3Report) {
     print_strip(name, &r.eips, &r.marks);
 }
 
+/// The race that ended set_pgdir: `failures` are the runs where the
+/// child missed the entry; `reasons` how its touch then ended.
+fn row_fork(name: &str, r: &super::fork_race::ForkReport) {
+    let reasons: alloc::vec::Vec<alloc::string::String> = r
+        .touch_kinds
+        .iter()
+        .map(|o| alloc::format!("{:?}", o))
+        .collect();
+    println!(
+        "EXP|{}|stepped={}|runs={}|failures={}|parent_missed={}|set_pgdir={}|touch_oopses={}|touch_clean={}|reasons={}|waited={}|hangs={}|first={}|last={}|{}",
+        name,
+        r.stepped,
+        r.runs,
+        r.missed,
+        r.parent_missed,
+        r.set_pgdir_runs,
+        r.touch_oopses,
+        r.touch_clean,
+        if reasons.is_empty() { alloc::string::String::from("-") } else { reasons.join(",") },
+        r.waited,
+        r.hangs,
+        r.window.map_or(-1, |w| w.0 as i64),
+        r.window.map_or(-1, |w| w.1 as i64),
+        checks(&r.checks)
+    );
+    if !r.eips.is_empty() {
+        print_strip(name, &r.eips, &r.marks);
+    }
+}
+
 fn row_torn(i: usize, w: super::torn::Write, t: &super::torn::TornReport) {
     println!(
         "EXP|torn{}|writer={}|stepped={}|torn={}|torn_present={}|first_torn={}|ends_new={}|hang={}",
@@ -269,6 +299,11 @@ pub fn run_all() {
         if let Some(r) = timed("cpu2_r2020", || explore_2020(Cpus::Two, 1)) {
             row_2020("cpu2_r2020", &r);
         }
+        // The race that ended set_pgdir: its model runs no fault handler,
+        // but the child's touch runs the booted one, so every boot runs it.
+        if let Some(r) = timed("fork", || super::fork_race::explore_fork(1)) {
+            row_fork("fork", &r);
+        }
         // Point 3's model and the torn entries use no fault handler: one
         // boot measures them, the default version's (two-level for point
         // 3, PAE for the torn entries, which two-level does not have).
@@ -329,6 +364,9 @@ pub fn run_all() {
     }
     if let Some(r) = timed("r2020", || explore_2020(Cpus::One, 1)) {
         row_2020("r2020", &r);
+    }
+    if let Some(r) = timed("fork_sleep", || super::fork_race::explore_fork_sleeps(None)) {
+        row_fork("fork_sleep", &r);
     }
     if let Some(s) = timed("stress", || stress(STRESS_ROUNDS, STRESS_MMS)) {
         println!(

@@ -192,6 +192,7 @@ fn judge_and_clean(parent: &Arc<MmStruct>, touch: bool) -> ForkRun {
     fork2400::unlink_all();
     if child.as_u32() != 0 {
         run.missed = slot_entry(child) != want;
+        narrate::entries_in("of the child, linked now", "the child", child);
         fork2400::release_child_pages();
         let mm = mm_of_pgd(child);
         if run.missed && touch {

@@ -268,6 +268,20 @@ pub fn entries(when: &str) {
     }
 }
 
+/// The watched addresses in one more directory, one the setup could not
+/// name (made during the run: a fork's child).
+pub fn entries_in(when: &str, label: &str, dir: PhysAddr) {
+    if !on() {
+        return;
+    }
+    let st = state();
+    println!("race: entries {}:", when);
+    for &a in st.addrs.iter().filter(|&&a| a != 0) {
+        println!("  translation of {:#010x}:", a);
+        print_walk(label, dir.as_u32(), &translate(dir, VirtAddr::new(a)));
+    }
+}
+
 fn label(raw: &[u8]) -> &str {
     let n = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
     core::str::from_utf8(&raw[..n]).unwrap_or("?")

@@ -28,6 +28,7 @@ use alloc::vec::Vec;
 
 use super::engine::Boundaries;
 use super::explorer::{explore, Outcome, Report, Variant};
+use super::fork_race::{explore_fork, explore_fork_sleeps, ForkRun};
 use super::narrate;
 use super::outcome::Mark;
 use super::point3::{explore_point3, CONFIGS};
@@ -63,6 +64,11 @@ pub enum Scenario {
     Point3(usize),
     /// A torn PAE entry: CPU B reads it inside this writer.
     Torn(Write),
+    /// 2.4.0-test10-pre1: B's vmalloc and `set_pgdir` at boundary k of
+    /// A's fork (two CPUs).
+    Fork,
+    /// The same on one CPU: B runs where A's fork sleeps, sleep point k.
+    ForkSleep,
 }
 
 /// A scenario's handle name, the CPU counts and paging modes it runs in
@@ -120,9 +126,11 @@ pub const SCENARIOS: [Entry; NR_SCENARIOS] = [
         Scenario::Torn(Write::LowThenHigh),
         "2",
     ),
+    entry("fork", Scenario::Fork, "2"),
+    entry("fork_sleep", Scenario::ForkSleep, "1 2"),
 ];
 
-const NR_SCENARIOS: usize = 19;
+const NR_SCENARIOS: usize = 21;
 
 /// One field of every `SCENARIOS` entry, in order: a list the host reads.
 macro_rules! column {
@@ -203,6 +211,12 @@ impl Scenario {
                 "the seed's point 3: two CPUs run 2.4.2's vmalloc_area_pages into one fresh slot"
             }
             Scenario::Torn(_) => "a torn PAE entry: CPU B reads the entry CPU A is writing",
+            Scenario::Fork => {
+                "the race that ended set_pgdir: CPU B vmallocs a fresh slot (2.4.0-test10-pre1, set_pgdir) while A forks"
+            }
+            Scenario::ForkSleep => {
+                "the race that ended set_pgdir on one CPU: B vmallocs while A's fork sleeps"
+            }
         }
     }
 }
@@ -460,6 +474,20 @@ fn explore_one(s: Scenario, cpus: u8, k: usize) -> Option<Explored> {
                 ended,
             }
         }
+        Scenario::Fork | Scenario::ForkSleep => {
+            let r = match s {
+                Scenario::Fork => explore_fork(only)?,
+                _ => explore_fork_sleeps(Some(k))?,
+            };
+            let ended = match r.last_run {
+                Some((_, run)) => Ok(fork_ended(&run)),
+                None => Err(past_end(k, r.stepped)),
+            };
+            Explored {
+                n: r.stepped,
+                ended,
+            }
+        }
         Scenario::Torn(w) => {
             let t = explore_torn(w, only)?;
             let ended = match t.last_read {
@@ -472,6 +500,46 @@ fn explore_one(s: Scenario, cpus: u8, k: usize) -> Option<Explored> {
             }
         }
     })
+}
+
+fn fork_ended(run: &ForkRun) -> Ended {
+    Ended {
+        failed: run.failed(),
+        text: match (run.missed, run.touch) {
+            (false, _) => String::from("the child has the entry: clean"),
+            (true, Some(t)) => format!("the child missed the entry; its touch: {:?}", t),
+            (true, None) => String::from("the child missed the entry"),
+        },
+        outcome: run.touch,
+    }
+}
+
+/// A fork run's outcome in test10-pre1's terms.
+fn fork_why(ended: &Ended) -> String {
+    let v = fault::version();
+    match (ended.failed, ended.outcome) {
+        (false, _) if ended.text.contains("has the entry") => String::from(
+            "B's set_pmd reached init_mm before get_pgd_slow's memcpy copied that slot, or \
+             B's set_pgdir found the child on the task list after SET_LINKS: the child has the \
+             entry",
+        ),
+        (_, Some(Outcome::Clean)) => format!(
+            "B's set_pgdir walked the task list after get_pgd_slow's copy and before SET_LINKS, \
+             so it wrote the entry into the parent and not into the child; the child's touch \
+             faulted and vmalloc_fault={}'s lazy sync copied the entry from init_mm, as \
+             2.4.0-test10-pre2's vmalloc_fault does",
+            v.name()
+        ),
+        (_, Some(o)) => format!(
+            "B's set_pgdir walked the task list after get_pgd_slow's copy and before SET_LINKS, \
+             so it wrote the entry into the parent and not into the child, which lacks it for \
+             good; its touch faulted and vmalloc_fault={} ended it: {:?} (test10-pre1's \
+             do_page_fault finds no vma above TASK_SIZE: bad_area, then no_context)",
+            v.name(),
+            o
+        ),
+        _ => ended.text.clone(),
+    }
 }
 
 fn torn_ended(v: u64, old: u64, new: u64) -> Ended {
@@ -494,6 +562,9 @@ fn torn_ended(v: u64, old: u64, new: u64) -> Ended {
 /// What the outcome means, in the terms of the code that produced it.
 fn explain(s: Scenario, o: Option<Outcome>, k: usize, ended: &Ended) -> String {
     let v = fault::version();
+    if matches!(s, Scenario::Fork | Scenario::ForkSleep) {
+        return fork_why(ended);
+    }
     let Some(o) = o else {
         return match s {
             Scenario::Point3(_) if ended.failed => String::from(
