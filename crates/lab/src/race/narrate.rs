@@ -258,13 +258,20 @@ pub fn entries(when: &str) {
         return;
     }
     let st = state();
-    println!("race: entries {}:", when);
-    for &a in st.addrs.iter().filter(|&&a| a != 0) {
-        println!("  translation of {:#010x}:", a);
+    print_entries(when, st.addrs.iter(), |a| {
         for (i, &dir) in st.dirs.iter().enumerate().filter(|(_, &d)| d != 0) {
             let label = label(&st.labels[i]);
             print_walk(label, dir, &translate(PhysAddr::new(dir), VirtAddr::new(a)));
         }
+    });
+}
+
+/// "entries WHEN:", then each watched address and `walks` of it.
+fn print_entries<'a>(when: &str, addrs: impl Iterator<Item = &'a u32>, mut walks: impl FnMut(u32)) {
+    println!("race: entries {}:", when);
+    for &a in addrs.filter(|&&a| a != 0) {
+        println!("  translation of {:#010x}:", a);
+        walks(a);
     }
 }
 
@@ -275,11 +282,9 @@ pub fn entries_in(when: &str, label: &str, dir: PhysAddr) {
         return;
     }
     let st = state();
-    println!("race: entries {}:", when);
-    for &a in st.addrs.iter().filter(|&&a| a != 0) {
-        println!("  translation of {:#010x}:", a);
-        print_walk(label, dir.as_u32(), &translate(dir, VirtAddr::new(a)));
-    }
+    print_entries(when, st.addrs.iter(), |a| {
+        print_walk(label, dir.as_u32(), &translate(dir, VirtAddr::new(a)))
+    });
 }
 
 fn label(raw: &[u8]) -> &str {
