@@ -9,7 +9,6 @@ use core::sync::atomic::Ordering;
 
 use super::*;
 use crate::mm::addr::__va;
-use crate::mm::addr::PhysAddr;
 use crate::mm::addr::VirtAddr;
 use crate::mm::frame::free_frame;
 use crate::mm::init::swapper_pg_dir;
@@ -113,18 +112,8 @@ pub fn drop_empty_kernel_tables(addr: u32, len: u32) {
             );
             let e = pmd.read();
             if pmd_present(e) && !table_in_use(e.phys() as u32) {
-                if !is_pae() {
-                    let list = PGD_LIST.lock();
-                    for &pgd in list.iter() {
-                        // flush_tlb_all below, once for every slot.
-                        pmd_clear(pmd_offset(
-                            pgd_offset(PhysAddr::new((pgd).as_u32()), VirtAddr::new(va)),
-                            VirtAddr::new(va),
-                        ))
-                        .ignore();
-                    }
-                }
-                pmd_clear(pmd).ignore();
+                // flush_tlb_all below, once for every slot.
+                clear_kernel_pmd_everywhere(va).1.ignore();
                 free_frame(e.phys() as u32);
                 PGTABLE_PAGES.fetch_sub(1, Ordering::Relaxed);
             }
@@ -132,6 +121,23 @@ pub fn drop_empty_kernel_tables(addr: u32, len: u32) {
         }
         crate::arch::x86::smp::flush_tlb_all();
     });
+}
+
+/// Clear the kernel pmd of `va`'s slot in init_mm and, two-level, in every
+/// directory of `pgd_list` (in PAE they share init_mm's PMD pages): the
+/// entry init_mm held, and the flush the caller owes for all of them.
+/// Neither frees the table nor counts it: the table's owner does.
+pub fn clear_kernel_pmd_everywhere(va: u32) -> (Pmd, crate::mm::tlb::TlbFlush) {
+    let at = VirtAddr::new(va);
+    if !is_pae() {
+        for &pgd in PGD_LIST.lock().iter() {
+            // The caller's flush covers every directory.
+            pmd_clear(pmd_offset(pgd_offset(pgd, at), at)).ignore();
+        }
+    }
+    let pmd = pmd_offset(pgd_offset(swapper_pg_dir(), at), at);
+    let e = pmd.read();
+    (e, pmd_clear(pmd))
 }
 
 /// Whether any entry of the page table at `table` is not `pte_none`
@@ -154,16 +160,8 @@ fn drop_tables_where(addr: u32, len: u32, busy: impl Fn(&AreaAllocator, u32) -> 
             );
             let e = pmd.read();
             if !busy && pmd_present(e) && !is_pae() {
-                let list = PGD_LIST.lock();
-                for &pgd in list.iter() {
-                    // flush_tlb_all below, once for every slot.
-                    pmd_clear(pmd_offset(
-                        pgd_offset(PhysAddr::new((pgd).as_u32()), VirtAddr::new(slot)),
-                        VirtAddr::new(slot),
-                    ))
-                    .ignore();
-                }
-                pmd_clear(pmd).ignore();
+                // flush_tlb_all below, once for every slot.
+                clear_kernel_pmd_everywhere(slot).1.ignore();
                 free_frame(e.phys() as u32);
                 PGTABLE_PAGES.fetch_sub(1, Ordering::Relaxed);
             }

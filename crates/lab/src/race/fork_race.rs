@@ -40,8 +40,8 @@ use vmfault::mm::addr::{PhysAddr, VirtAddr};
 use vmfault::mm::fault;
 use vmfault::mm::frame::{alloc_frame, free_frame};
 use vmfault::mm::init::swapper_pg_dir;
-use vmfault::mm::mm_struct::{mm_alloc, mm_of_pgd, MmStruct, PGD_LIST};
-use vmfault::mm::pgtable::{is_pae, pgd_offset, pgd_val, pmd_clear, pmd_offset, pmd_present};
+use vmfault::mm::mm_struct::{mm_alloc, mm_of_pgd, MmStruct};
+use vmfault::mm::pgtable::{pgd_offset, pgd_val, pmd_clear, pmd_offset, pmd_present};
 use vmfault::mm::vmalloc;
 use vmfault::sched;
 
@@ -218,17 +218,7 @@ fn judge_and_clean(parent: &Arc<MmStruct>, touch: bool) -> ForkRun {
         VirtAddr::new(s),
     );
     if pmd_present(pmd.read()) {
-        if !is_pae() {
-            for &pgd in PGD_LIST.lock().iter() {
-                // flush_tlb_all below.
-                pmd_clear(pmd_offset(
-                    pgd_offset(pgd, VirtAddr::new(s)),
-                    VirtAddr::new(s),
-                ))
-                .ignore();
-            }
-        }
-        pmd_clear(pmd).flush_all_cpus();
+        vmalloc::clear_kernel_pmd_everywhere(s).1.flush_all_cpus();
     }
     // B's page table, installed (its entries cleared above) or unused.
     if table != 0 {

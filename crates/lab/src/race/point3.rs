@@ -19,8 +19,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use vmfault::arch::x86::smp;
 use vmfault::mm::frame::{alloc_frame, free_frame};
 use vmfault::mm::init::swapper_pg_dir;
-use vmfault::mm::mm_struct::PGD_LIST;
-use vmfault::mm::pgtable::{is_pae, pgd_offset, pmd_clear, pmd_offset, pmd_present};
+use vmfault::mm::pgtable::{pgd_offset, pmd_offset, pmd_present};
 use vmfault::mm::vmalloc;
 
 use super::engine::{Boundaries, Checks, Jump, Reach};
@@ -152,23 +151,13 @@ fn judge_and_clean(fa: u32, fb: u32) -> (bool, bool, usize) {
             flush.flush();
         }
     }
-    let pmd = pmd_offset(
+    let installed = pmd_offset(
         pgd_offset(swapper_pg_dir(), VirtAddr::new(s)),
         VirtAddr::new(s),
-    );
-    let installed = pmd.read();
+    )
+    .read();
     if pmd_present(installed) {
-        if !is_pae() {
-            for &pgd in PGD_LIST.lock().iter() {
-                // flush_tlb_all below.
-                pmd_clear(pmd_offset(
-                    pgd_offset(pgd, VirtAddr::new(s)),
-                    VirtAddr::new(s),
-                ))
-                .ignore();
-            }
-        }
-        pmd_clear(pmd).flush_all_cpus();
+        vmalloc::clear_kernel_pmd_everywhere(s).1.flush_all_cpus();
     }
     let (tables, n) = vmalloc242::take_tables();
     let mut lost = 0;
