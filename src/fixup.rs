@@ -138,6 +138,7 @@ pub fn catch<F: FnOnce()>(quiet: bool, f: F) -> Result<(), Caught> {
     let depth = DEPTH[cpu].load(Ordering::SeqCst);
     assert!(depth < MAX_DEPTH, "recovery points nested too deep");
     let irq_depth = crate::arch::x86::irq::depth();
+    let preempt_count = crate::arch::x86::percpu::preempt_count().load(Ordering::SeqCst);
     let mut point = Point {
         buf: JmpBuf::new(),
         quiet,
@@ -161,6 +162,9 @@ pub fn catch<F: FnOnce()>(quiet: bool, f: F) -> Result<(), Caught> {
         // An oops inside an interrupt handler never returned through
         // do_irq: its nesting level is abandoned with it.
         crate::arch::x86::irq::restore_depth(irq_depth);
+        // So are the spinlocks its frames held (forced free by the oops
+        // path): the count is the point's again.
+        crate::arch::x86::percpu::preempt_count().store(preempt_count, Ordering::SeqCst);
         // SAFETY: written by the path that longjmp'd here, before it did.
         Err(unsafe { (*CAUGHT[cpu].get()).take() }.expect("recovery without a record"))
     }

@@ -6,7 +6,10 @@
 //!   mode (`testl $(VM_MASK | 3)`), and kernel threads here never go
 //!   there, so kernel code runs until it calls `schedule()`.
 //! - `full` (the preempt patch, 2.5; `CONFIG_PREEMPT`): the outermost
-//!   interrupt exit switches, inside `vmalloc_fault` too.
+//!   interrupt exit switches, inside `vmalloc_fault` too, unless the
+//!   task holds a spinlock (`preempt_count`, raised by every `SpinLock`
+//!   the task holds, the big kernel lock included: the patch's
+//!   `spin_lock` is `preempt_disable(); _raw_spin_lock()`).
 
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
@@ -78,6 +81,12 @@ pub fn ticks() -> u32 {
     TICKS.load(Ordering::Relaxed)
 }
 
+/// Spinlocks the running task holds on this CPU (the preempt patch's
+/// `preempt_count()`).
+pub fn preempt_count() -> u32 {
+    crate::arch::x86::percpu::preempt_count().load(Ordering::SeqCst)
+}
+
 /// Called by do_irq when the outermost handler is done (interrupts off):
 /// a switch only under `preempt=full`.  The PIT ticks CPU 0 only, so only
 /// CPU 0's threads are preempted; the others run until they yield, as
@@ -86,6 +95,7 @@ pub fn preempt_on_irq_exit() {
     let me = smp_processor_id();
     if PREEMPT_FULL.load(Ordering::Relaxed)
         && NEED_RESCHED[me].load(Ordering::SeqCst)
+        && preempt_count() == 0
         && is_initialised()
         && !in_switch()
     {

@@ -154,6 +154,14 @@ fn __schedule() {
         let oldmm = unsafe { (*prev.active_mm.get()).take() };
         drop(oldmm);
     }
+    // Each task keeps its own preempt_count across the switch (a task
+    // that sleeps holding a spinlock - a bug - must not lend it to the
+    // next one).
+    let count = crate::arch::x86::percpu::preempt_count();
+    // SAFETY: next_ptr is live in TASKS (see below).
+    let next_count = unsafe { (*next_ptr).preempt_count.load(Ordering::SeqCst) };
+    prev.preempt_count
+        .store(count.swap(next_count, Ordering::SeqCst), Ordering::SeqCst);
     // SAFETY: both stacks are live; next's saved ESP was written by its
     // last switch_to or by kernel_thread, and no other CPU uses either
     // (on_cpu).  The Arc in TASKS keeps `next`.

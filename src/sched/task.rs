@@ -56,6 +56,9 @@ pub struct Task {
     /// 2.4's `lock_depth`: how deep it holds the big kernel lock, -1 when
     /// it does not (`smp_lock`).
     pub(super) lock_depth: AtomicI32,
+    /// Its `preempt_count` while it is switched out (the CPU's word holds
+    /// the running task's: `schedule` swaps them).
+    pub(super) preempt_count: AtomicU32,
 }
 
 impl Task {
@@ -166,6 +169,7 @@ fn new_task(
         has_cpu: AtomicU32::new(0),
         cpus_allowed: AtomicU32::new(cpus_allowed),
         lock_depth: AtomicI32::new(-1),
+        preempt_count: AtomicU32::new(0),
     })
 }
 

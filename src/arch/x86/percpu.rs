@@ -36,6 +36,11 @@ pub struct PerCpu {
     pub idle_esp: AtomicU32,
     /// The last `smp_call_function` call this CPU ran (smp.rs).
     pub call_gen: AtomicU32,
+    /// Spinlocks the running task holds (`preempt_count`, as the preempt
+    /// patch keeps it): under `preempt=full` no switch while it is not 0.
+    /// Per CPU and swapped at every context switch, as x86 Linux's
+    /// `__preempt_count` is (3.13 on); sched saves the task's.
+    pub preempt_count: AtomicU32,
 }
 
 static PER_CPU: [RacyCell<PerCpu>; NR_CPUS] = [const {
@@ -46,6 +51,7 @@ static PER_CPU: [RacyCell<PerCpu>; NR_CPUS] = [const {
         irq_depth: AtomicU32::new(0),
         idle_esp: AtomicU32::new(0),
         call_gen: AtomicU32::new(0),
+        preempt_count: AtomicU32::new(0),
     })
 }; NR_CPUS];
 
@@ -60,6 +66,10 @@ const _: () = assert!(core::mem::offset_of!(PerCpu, current) == CURRENT_OFFSET);
 /// Where `irq_depth` sits in the per-CPU segment.
 pub const IRQ_DEPTH_OFFSET: usize = 12;
 const _: () = assert!(core::mem::offset_of!(PerCpu, irq_depth) == IRQ_DEPTH_OFFSET);
+
+/// Where `preempt_count` sits in the per-CPU segment.
+pub const PREEMPT_COUNT_OFFSET: usize = 24;
+const _: () = assert!(core::mem::offset_of!(PerCpu, preempt_count) == PREEMPT_COUNT_OFFSET);
 
 /// CPU `cpu`'s area: its address (the segment's base) after setting its
 /// number.  Called by that CPU before it loads its GDT.
@@ -146,6 +156,19 @@ pub fn current_word() -> u32 {
 #[inline(always)]
 pub fn irq_depth_word() -> u32 {
     gs_word::<IRQ_DEPTH_OFFSET>()
+}
+
+/// This CPU's `preempt_count`, in one %gs-relative load (the #DB
+/// handler's reading of the stepped code's count: no call, no lock).
+#[inline(always)]
+pub fn preempt_count_word() -> u32 {
+    gs_word::<PREEMPT_COUNT_OFFSET>()
+}
+
+/// The running CPU's `preempt_count`, also before its GDT is loaded.
+#[inline(always)]
+pub fn preempt_count() -> &'static AtomicU32 {
+    &per_cpu(smp_processor_id_early()).preempt_count
 }
 
 /// Set this CPU's `current` (the scheduler's recovery path; `switch_to`

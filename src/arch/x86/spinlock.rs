@@ -18,6 +18,12 @@
 //!   their TLB shootdown, with interrupts off; the other CPU may be
 //!   spinning on the vmlist lock with them off too, and only polling
 //!   breaks that circle.
+//! - **A held lock disables preemption**, as the preempt patch's
+//!   `spin_lock` does (`preempt_disable()`): taking one raises this CPU's
+//!   `preempt_count`, dropping it lowers it, and `preempt=full` switches
+//!   only where it is 0.  (The patch's `spin_unlock` also switches at
+//!   once if a reschedule came in meanwhile; here the switch waits for
+//!   the next interrupt exit.)
 //! - **A waiter says what it waits for** (`waiting_on`): the two-CPU
 //!   explorers stop CPU A between two instructions and let CPU B run; if
 //!   B then spins on a lock A holds, A must go on, or neither ever will.
@@ -74,7 +80,13 @@ impl<T> SpinLock<T> {
     }
 
     pub fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
-        let guard = self.inner.try_lock()?;
+        // preempt_disable() first, as the patch's spin_lock: no
+        // instruction holds the lock with the count still 0.
+        percpu::preempt_count().fetch_add(1, Ordering::SeqCst);
+        let Some(guard) = self.inner.try_lock() else {
+            preempt_enable();
+            return None;
+        };
         let me = percpu::smp_processor_id_early() as u32 + 1;
         self.owner.store(me, Ordering::SeqCst);
         Some(SpinGuard {
@@ -126,6 +138,7 @@ impl<T> SpinLock<T> {
         let _ = self
             .owner
             .compare_exchange(me, 0, Ordering::SeqCst, Ordering::SeqCst);
+        preempt_enable();
     }
 
     pub fn is_locked(&self) -> bool {
@@ -156,6 +169,14 @@ impl<T> SpinLock<T> {
     }
 }
 
+impl<T> core::fmt::Debug for SpinLock<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SpinLock")
+            .field("owner", &self.owner.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
 /// The lock CPU `waiter` is spinning on, if any: the address of its
 /// owner word and who it names (`smp_processor_id() + 1`; 0 while the
 /// holder is between taking the lock and naming itself, or between
@@ -181,7 +202,16 @@ impl<T> Drop for SpinGuard<'_, T> {
         let _ = self
             .owner
             .compare_exchange(self.me, 0, Ordering::SeqCst, Ordering::SeqCst);
+        preempt_enable();
     }
+}
+
+/// The count's half of `spin_unlock`.  (An oops path that forces a lock
+/// free leaves the count alone: the recovery point puts back the count
+/// it was armed with, `fixup::catch`.)
+fn preempt_enable() {
+    let c = percpu::preempt_count();
+    let _ = c.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
 }
 
 impl<T> Deref for SpinGuard<'_, T> {

@@ -2,13 +2,14 @@
 //! local APIC timer and self-IPIs, 2.4-style nesting, spurious counting,
 //! timer preemption.
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::case;
 use crate::Suite;
 use crate::{skip, wait_for};
 use vmfault::arch::x86::entry::TrapFrame;
 use vmfault::arch::x86::irq::{self, IrqFlags};
+use vmfault::arch::x86::spinlock::SpinLock;
 use vmfault::arch::x86::{apic, cpu, pit};
 use vmfault::cmdline::PreemptModel;
 use vmfault::sched;
@@ -24,6 +25,7 @@ pub static SUITE: Suite = Suite {
         case!(spurious_vectors_are_counted_not_fatal),
         case!(timer_preempts_busy_threads),
         case!(preempt_none_never_switches_kernel_code),
+        case!(a_held_spinlock_keeps_preempt_full_out),
     ],
 };
 
@@ -234,5 +236,66 @@ fn preempt_none_never_switches_kernel_code() {
         during <= 2,
         "{} context switches while a kernel thread spun through 50 ticks under preempt=none",
         during
+    );
+}
+
+static HELD: SpinLock<()> = SpinLock::new(());
+static OTHER_RAN: AtomicBool = AtomicBool::new(false);
+/// What the pinned thread saw: the count with the lock held, whether the
+/// other thread ran while it was held, the count after, whether it ran
+/// after the next interrupt exit.
+static SEEN: [AtomicU32; 4] = [const { AtomicU32::new(u32::MAX) }; 4];
+
+fn other_thread(_: usize) {
+    OTHER_RAN.store(true, Ordering::SeqCst);
+}
+
+/// A reschedule request and an interrupt: under `preempt=full` its exit
+/// switches, unless a spinlock is held.
+fn resched_interrupt() {
+    sched::set_need_resched();
+    apic::self_ipi(A);
+    // SAFETY: no operands, no effect (the IPI lands before it).
+    unsafe { core::arch::asm!("nop", options(nomem, nostack, preserves_flags)) };
+}
+
+fn hold_and_interrupt(_: usize) {
+    let base = sched::preempt_count();
+    let o = sched::run_here("pc-other", other_thread, 0, None);
+    let g = HELD.lock();
+    SEEN[0].store(sched::preempt_count() - base, Ordering::SeqCst);
+    resched_interrupt();
+    SEEN[1].store(OTHER_RAN.load(Ordering::SeqCst) as u32, Ordering::SeqCst);
+    drop(g);
+    SEEN[2].store(sched::preempt_count() - base, Ordering::SeqCst);
+    resched_interrupt();
+    SEEN[3].store(OTHER_RAN.load(Ordering::SeqCst) as u32, Ordering::SeqCst);
+    sched::join(&o);
+}
+
+/// The preempt patch's rule, which the one-CPU race explorers count by:
+/// a held spinlock (`preempt_disable()` in `spin_lock`) keeps
+/// `preempt=full` from switching at an interrupt exit; the first exit
+/// after the unlock switches.
+fn a_held_spinlock_keeps_preempt_full_out() {
+    need_apic();
+    OTHER_RAN.store(false, Ordering::SeqCst);
+    let booted = sched::preempt_model();
+    sched::set_preempt_model(PreemptModel::Full);
+    irq::request_irq(A, hit, IrqFlags::empty());
+    let t = sched::run_on(0, "pc-holder", hold_and_interrupt, 0, None);
+    sched::join(&t);
+    irq::free_irq(A);
+    sched::set_preempt_model(booted);
+    let seen: [u32; 4] = core::array::from_fn(|i| SEEN[i].load(Ordering::SeqCst));
+    assert_eq!(seen[0], 1, "holding a SpinLock did not raise preempt_count");
+    assert_eq!(
+        seen[1], 0,
+        "preempt=full switched away from a spinlock holder"
+    );
+    assert_eq!(seen[2], 0, "the unlock did not lower preempt_count");
+    assert_eq!(
+        seen[3], 1,
+        "no switch at the first interrupt exit after the unlock"
     );
 }

@@ -185,14 +185,19 @@ pub enum Reach {
 }
 
 /// A dry run's boundaries: each one's instruction, whether a maskable
-/// interrupt can be taken there, and its stack depth below the trigger's
-/// (16 bits: a kernel stack is 64 KiB), seven bytes a boundary, so a
+/// interrupt can be taken there, whether a lock is held there, and its
+/// stack depth below the trigger's (16 bits: a kernel stack is 64 KiB),
+/// eight bytes a boundary, so a
 /// 200,000-boundary path fits a 32 MiB machine's heap.
 #[derive(Clone, Debug, Default)]
 pub struct Recording {
     pub eips: Vec<u32>,
     /// IF=1 and not in `sti`'s interrupt shadow (see `Engine::sti_next`).
     pub irq_on: Vec<bool>,
+    /// The stepped code holds a spinlock there (`preempt_count` not 0):
+    /// `preempt=full` cannot switch away from it, though an interrupt
+    /// may come in.
+    pub lock_held: Vec<bool>,
     pub sp: Vec<u16>,
     /// The step limit was hit: the recording is partial.
     pub overflow: bool,
@@ -404,6 +409,7 @@ static ENGINE: RacyCell<Engine> = RacyCell::new(Engine {
     rec: Recording {
         eips: Vec::new(),
         irq_on: Vec::new(),
+        lock_held: Vec::new(),
         sp: Vec::new(),
         overflow: false,
     },
@@ -472,6 +478,7 @@ pub fn prepare(target: Option<Jump>, record: bool) {
         e.rec = Recording {
             eips: Vec::with_capacity(e.max),
             irq_on: Vec::with_capacity(e.max),
+            lock_held: Vec::with_capacity(e.max),
             sp: Vec::with_capacity(e.max),
             overflow: false,
         };
@@ -665,6 +672,10 @@ impl Engine {
             self.rec
                 .irq_on
                 .push(frame.eflags & cpu::EFLAGS_IF != 0 && !shadow);
+            // Read with one %gs load: this handler takes no lock before.
+            self.rec
+                .lock_held
+                .push(vmfault::arch::x86::percpu::preempt_count_word() != 0);
             self.rec.sp.push(self.depth(frame));
             let a = P::note(frame, k);
             if a != After::Step {

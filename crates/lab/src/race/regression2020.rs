@@ -104,7 +104,7 @@ pub struct Run {
 pub struct Report2020 {
     /// Boundaries from the init_mm write of S's entry to A's return.
     pub stepped: usize,
-    /// Of those, where A could be preempted (IF=1).
+    /// Of those, where A could be preempted (IF=1, no spinlock held).
     pub preemptible: usize,
     /// Two CPUs: runs where B waited for a lock A held at k.
     pub waited: usize,
@@ -135,8 +135,9 @@ pub struct Report2020 {
     /// Void runs run again, boundaries left unmeasured, runs where B did
     /// not get in inside A's path.
     pub checks: Checks,
-    /// Failing runs at boundaries where A had interrupts off: only
-    /// another CPU reaches those.
+    /// Failing runs at boundaries where A could not be preempted
+    /// (interrupts off, or a spinlock held): only another CPU reaches
+    /// those.
     pub failing_masked: usize,
     /// Every kind of failure seen, once each.
     pub failure_kinds: Vec<Outcome>,
@@ -262,7 +263,7 @@ pub fn explore_2020_with(
     let rec = f.session.take_recording();
     rep.overflow = rec.overflow;
     rep.stepped = rec.eips.len();
-    rep.preemptible = rec.irq_on.iter().filter(|x| **x).count();
+    rep.preemptible = (0..rec.eips.len()).filter(|&k| rec.preemptible(k)).count();
     rep.marks = rec.unrun_marks(cpus);
     let t0 = vmfault::arch::x86::cpu::rdtsc();
     for (k, target) in rec.targets(cpus, sel, reach) {
@@ -317,7 +318,7 @@ pub fn explore_2020_with(
         if run.outcome.failed() {
             rep.failures += 1;
             rep.window = Some(rep.window.map_or((k, k), |(lo, _)| (lo, k)));
-            rep.failing_masked += usize::from(!rec.irq_on[k]);
+            rep.failing_masked += usize::from(!rec.preemptible(k));
             rep.note_failing(run);
         }
     }

@@ -13,8 +13,9 @@
 //! count.  At k, B gets in:
 //!
 //! - **one CPU** (`Cpus::One`): A is preempted there (`preempt=full`: a
-//!   self-IPI whose interrupt exit switches to B).  Interrupts off means
-//!   no preemption: such boundaries are counted, not run.
+//!   self-IPI whose interrupt exit switches to B).  Interrupts off, or a
+//!   spinlock held (`preempt_count`), means no preemption: such
+//!   boundaries are counted, not run.
 //! - **two CPUs** (`Cpus::Two`): B, standing on CPU 1, runs its whole
 //!   part while A waits in its #DB handler, between two instructions.
 //!   Another CPU does not wait for A's IF: every boundary is run.  If B
@@ -56,7 +57,7 @@ use vmfault::sched::{self, Task};
 /// The self-IPI that preempts A (one CPU).
 pub const PREEMPT_VECTOR: u8 = 0xF3;
 /// The longest path measured is point 3's low-memory walk in the
-/// unoptimised kernel, 40688 boundaries; the recording takes 7 bytes a
+/// unoptimised kernel, 40688 boundaries; the recording takes 8 bytes a
 /// boundary of a 32 MiB boot's heap, reserved before the path starts.
 const MAX_STEPS: usize = 65_536;
 
@@ -110,9 +111,16 @@ impl Recording {
             .collect()
     }
 
-    /// Whether boundary k can be a target at all.
+    /// Whether boundary k can be a target at all: on one CPU, where A can
+    /// be preempted (interrupts on and no spinlock held: the preempt
+    /// patch's rule); another CPU waits for neither.
     pub fn reachable(&self, k: usize, cpus: Cpus) -> bool {
-        self.irq_on[k] || cpus == Cpus::Two
+        self.preemptible(k) || cpus == Cpus::Two
+    }
+
+    /// `preempt=full` can switch away from A at boundary k.
+    pub fn preemptible(&self, k: usize) -> bool {
+        self.irq_on[k] && !self.lock_held[k]
     }
 
     /// Each boundary's strip mark before any run: not run yet (the
