@@ -56,6 +56,9 @@ extern "C" fn start_kernel(magic: u32, info_phys: u32) -> ! {
 
     // sched_init: the boot context becomes swapper (pid 0); preempt=.
     crate::sched::init();
+    // 2.4.0-test11-pre2 to 2.4.3-pre6 vmalloc under the big kernel lock,
+    // which is the scheduler's; mm sits below it and gets the two calls.
+    crate::mm::vmalloc::set_kernel_lock(crate::sched::lock_kernel, crate::sched::unlock_kernel);
     crate::sched::set_preempt_model(params.cmdline.preempt);
 
     // time_init: a clock for printk_ratelimit, measured against the PIT.

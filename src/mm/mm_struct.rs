@@ -12,7 +12,9 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use spin::{Mutex, Once};
+use spin::Once;
+
+use crate::arch::x86::spinlock::SpinLock;
 
 use super::addr::__va;
 use super::frame::{alloc_zeroed_frame, free_frame};
@@ -31,14 +33,14 @@ pub struct MmStruct {
     pub id: u32,
     /// Serialises page-table changes in the user part (2.4's
     /// `page_table_lock`).
-    pub page_table_lock: Mutex<()>,
+    pub page_table_lock: SpinLock<()>,
 }
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 static INIT_MM: Once<Arc<MmStruct>> = Once::new();
 
 /// Every live directory, for `eager` syncs (Linux's `pgd_list`).
-pub static PGD_LIST: Mutex<Vec<PhysAddr>> = Mutex::new(Vec::new());
+pub static PGD_LIST: SpinLock<Vec<PhysAddr>> = SpinLock::new(Vec::new());
 
 /// `init_mm`, whose directory is `swapper_pg_dir`.
 pub fn init_mm() -> &'static Arc<MmStruct> {
@@ -46,7 +48,7 @@ pub fn init_mm() -> &'static Arc<MmStruct> {
         Arc::new(MmStruct {
             pgd: swapper_pg_dir(),
             id: 0,
-            page_table_lock: Mutex::new(()),
+            page_table_lock: SpinLock::new(()),
         })
     })
 }
@@ -85,11 +87,9 @@ pub fn mm_alloc() -> Option<Arc<MmStruct>> {
         }
     }
     // The copy and the registration happen under the pgd_list lock, so an
-    // eager sync can never fall between them.
-    // Interrupts off: vmalloc (maybe from an interrupt handler, maybe
-    // after a preemption) takes this lock with interrupts off too.
+    // eager sync can never fall between them (5.x's pgd_ctor and
+    // pgd_list_add under pgd_lock).
     {
-        let _irq = crate::arch::x86::cpu::irq_save();
         let mut list = PGD_LIST.lock();
         copy_kernel_part(pgd);
         list.push(PhysAddr::new(pgd));
@@ -98,7 +98,7 @@ pub fn mm_alloc() -> Option<Arc<MmStruct>> {
     Some(Arc::new(MmStruct {
         pgd: PhysAddr::new(pgd),
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-        page_table_lock: Mutex::new(()),
+        page_table_lock: SpinLock::new(()),
     }))
 }
 
@@ -111,7 +111,7 @@ pub fn mm_of_pgd(pgd: PhysAddr) -> Arc<MmStruct> {
     Arc::new(MmStruct {
         pgd,
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-        page_table_lock: Mutex::new(()),
+        page_table_lock: SpinLock::new(()),
     })
 }
 

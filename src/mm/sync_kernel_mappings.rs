@@ -12,7 +12,6 @@ use super::addr::{TASK_SIZE, VMALLOC_END};
 use super::init::swapper_pg_dir;
 use super::mm_struct::PGD_LIST;
 use super::pgtable::*;
-use crate::arch::x86::cpu;
 
 /// Entries copied by `arch_sync_kernel_mappings` (gdb and the bench read
 /// it as vmalloc's "eager syncs").
@@ -125,9 +124,8 @@ fn sync_range<L: Levels>(start: u32, _end: u32) {
     let mut address = start & !(pmd_size - 1);
     while (TASK_SIZE..VMALLOC_END).contains(&address) {
         {
-            // spin_lock(&pgd_lock): no preemption while it is held; here
-            // interrupts are off instead, which also keeps the timer out.
-            let _irq = cpu::irq_save();
+            // spin_lock(&pgd_lock): interrupts stay on, and no
+            // preemption while it is held (the lock's preempt_count).
             let list = PGD_LIST.lock();
             for &pgd in list.iter() {
                 if vmalloc_sync_one::<L>((pgd).as_u32(), address).1 {

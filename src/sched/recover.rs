@@ -127,6 +127,15 @@ unsafe fn take_over(successor: *const Task, kept: u8) {
         if !core::ptr::eq(cur, successor) && (*cur).lock_depth.load(Ordering::SeqCst) >= 0 {
             super::smp_lock::KERNEL_FLAG.force_unlock_if_held_here();
         }
+        // Nor hold init_mm's page_table_lock, which 2.4.3-pre7's vmalloc
+        // maps under with interrupts on (an interrupt's oops can cut it
+        // short there).
+        crate::mm::mm_struct::init_mm()
+            .page_table_lock
+            .force_unlock_if_held_here();
+        // Or pgd_list's, held with interrupts on by the syncs (5.8's
+        // pgd_lock, test10-pre1's set_pgdir walk).
+        crate::mm::mm_struct::PGD_LIST.force_unlock_if_held_here();
     }
     // SAFETY: both pointers are live tasks in TASKS; interrupts are off.
     unsafe {

@@ -53,19 +53,22 @@ pub fn reserve_range_high(size: usize) -> Option<u32> {
 
 /// Map `frames` at `addr` in `init_mm` the way the booted version's
 /// vmalloc does: 5.8's `map_kernel_range_noflush` (with its sync) under
-/// `eager`/`eager-lazy`, else 2.4's page by page under vmlist_lock
-/// (with test10-pre1's `set_pgdir` after each new slot under `set_pgdir`).
+/// `eager`/`eager-lazy`, else 2.4's page by page under the version's
+/// lock (`map_lock`), with test10-pre1's `set_pgdir` after each new slot
+/// under `set_pgdir`.
 pub fn map_pages_at(addr: u32, frames: &[u64]) -> Result<(), MapError> {
     let flags = PteFlags::PAGE_KERNEL | PteFlags::NX;
     if eager() {
         return map_range::map_kernel_range_noflush(addr, frames, flags).map_err(|(_, e)| e);
     }
     let mut sync = super::set_pgdir::SlotSync::new(false);
+    let map = super::map_lock::MapGuard::take(map_lock());
     for (i, &pa) in frames.iter().enumerate() {
         let va = addr + (i * PAGE_SIZE) as u32;
         sync.next_page(va);
-        sync.mapped(va, with_vmlist(|_| map_kernel_page(va, pa, flags))?);
+        sync.mapped(va, map_kernel_page(va, pa, flags)?);
     }
+    drop(map);
     sync.done();
     Ok(())
 }

@@ -11,7 +11,6 @@
 use core::sync::atomic::Ordering;
 
 use super::PGTABLE_PAGES;
-use crate::arch::x86::cpu;
 use crate::mm::addr::VirtAddr;
 use crate::mm::addr::PAGE_SIZE;
 use crate::mm::frame::{alloc_zeroed_frame, free_frame};
@@ -38,9 +37,8 @@ pub fn pmd_populate_kernel(pmd: PmdSlot, pte_page: u32) {
 fn __pte_alloc_kernel(pmd: PmdSlot) -> Result<(), MapError> {
     let new = alloc_zeroed_frame().ok_or(MapError::OutOfMemory)?;
     let installed = {
-        // spin_lock(&init_mm.page_table_lock): no preemption while held;
-        // interrupts off here, which keeps the timer out as well.
-        let _irq = cpu::irq_save();
+        // spin_lock(&init_mm.page_table_lock): interrupts stay on, and
+        // no preemption while it is held (the lock's preempt_count).
         let _ptl = init_mm().page_table_lock.lock();
         let none = pmd_none(pmd.read());
         if none {

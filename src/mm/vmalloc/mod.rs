@@ -40,12 +40,14 @@ use crate::{pr_err, pr_warn, println};
 
 mod info;
 mod lab_support;
+mod map_lock;
 mod map_range;
 mod set_pgdir;
 mod stack;
 
 pub use info::*;
 pub use lab_support::*;
+pub use map_lock::{set_kernel_lock, MapLock};
 pub use set_pgdir::set_pgdir_syncs;
 pub use stack::*;
 
@@ -100,6 +102,19 @@ fn sets_pgdir() -> bool {
     VERSION.lock().sets_pgdir()
 }
 
+/// The lock the booted version's `vmalloc_area_pages` maps under.
+pub fn map_lock() -> MapLock {
+    MapLock::of(*VERSION.lock())
+}
+
+/// The lock an area of this kind is mapped under (`ioremap`'s own rule).
+fn map_lock_for(flags: VmFlags) -> MapLock {
+    match flags.contains(VmFlags::IOREMAP) {
+        true => MapLock::of_ioremap(*VERSION.lock()),
+        false => map_lock(),
+    }
+}
+
 /// Whether new kernel PGD entries are synced eagerly: set with the
 /// fault path's version (`mm::fault::set_vmalloc_fault`).
 pub fn set_version(version: VmallocFaultVersion) {
@@ -125,20 +140,38 @@ pub fn init() {
     );
 }
 
-/// Run `f` on the area tree with the lock held and interrupts off (an
-/// interrupt handler may vmalloc; it must not spin on our lock).  The
+/// Run `f` on the area tree with the lock held and interrupts off.  2.4
+/// took `vmlist_lock` with interrupts on; here the fault path's
+/// guard-page question (`find_vm_area`, in an oops) takes it too, and an
+/// interrupt handler's oops must not spin on a lock its CPU holds.  The
 /// wait for the lock keeps interrupts as the caller had them: the holder
-/// may be waiting for this CPU's TLB flush (`flush_tlb_all`).
+/// may be waiting for this CPU's TLB flush (`flush_tlb_all`).  The page
+/// tables are written under each version's own lock (`map_lock`).
 pub(super) fn with_vmlist<R>(f: impl FnOnce(&mut AreaAllocator) -> R) -> R {
     let mut vmlist = VMLIST.lock_irqsave();
     f(vmlist.as_mut().expect("vmalloc not initialised"))
 }
 
+/// vmalloc may sleep (2.4's `GFP_KERNEL` pages) and maps under a lock
+/// taken with interrupts on: an interrupt handler must not call it.
+/// Refused with a message instead of a deadlock.
+pub(super) fn refuse_in_interrupt(what: &str) -> bool {
+    let depth = crate::arch::x86::irq::depth();
+    if depth > 0 {
+        pr_err!(
+            "{}: called from an interrupt handler (depth {}): it may sleep and maps under a lock taken with interrupts on",
+            what,
+            depth
+        );
+    }
+    depth > 0
+}
+
 /// Copy `init_mm`'s entry for the PGD slot of `addr` into every directory
 /// in `pgd_list` (a thread stack's slot, whatever the version: see
-/// `vmalloc_stack`).  The caller holds vmlist_lock; pgd_list_lock is taken
+/// `vmalloc_stack`; test10-pre1's `set_pgdir`).  pgd_list's lock is taken
 /// inside, and mm_alloc copies the kernel part under the same lock, so no
-/// directory can miss it.
+/// directory in the list can miss it.
 pub(super) fn sync_kernel_pgd_slot(addr: u32, counter: &AtomicU32) {
     let val = pgd_offset(swapper_pg_dir(), VirtAddr::new(addr)).read();
     let list = PGD_LIST.lock();
@@ -237,13 +270,13 @@ pub(super) fn populate(
         return populate_5_8(area, first, flags, owned, page);
     }
     let mut sync = set_pgdir::SlotSync::new(area.flags.contains(VmFlags::STACK));
+    let mut map = map_lock::MapGuard::take(map_lock_for(area.flags));
     for i in first..area.nr_pages {
         let va = area.addr + i * PAGE_SIZE as u32;
         sync.next_page(va);
-        // Getting the frame and mapping it in one interrupts-off step: an
-        // oops in an interrupt between the two would strand the frame
-        // outside every table, where no clean-up can find it.
-        let ok = with_vmlist(|_| match page(i) {
+        // Interrupts stay on, as in every 2.4 release: one may come in
+        // between the page's allocation and its mapping.
+        let mapped = match map.around_alloc(|| page(i)) {
             Some(pa) => {
                 let r = map_kernel_page(va, pa, flags);
                 if r.is_err() && owned {
@@ -255,8 +288,11 @@ pub(super) fn populate(
                 r.is_ok()
             }
             None => false,
-        });
-        if !ok {
+        };
+        if !mapped {
+            // 2.4: `break;` out of the walk, `unlock_kernel()` (or the
+            // page_table_lock), and vmalloc's `vfree(addr)`.
+            drop(map);
             with_vmlist(|v| {
                 unmap_kernel_range(area.addr, i, owned);
                 v.remove_vm_area(area.addr);
@@ -265,6 +301,7 @@ pub(super) fn populate(
             return false;
         }
     }
+    drop(map);
     sync.done();
     true
 }
@@ -314,6 +351,9 @@ fn populate_5_8(
 #[track_caller]
 pub fn vmalloc(size: usize) -> Option<NonNull<u8>> {
     let caller = Location::caller();
+    if refuse_in_interrupt("vmalloc") {
+        return None;
+    }
     let size = check_size(size, "vmalloc")?;
     let area = reserve(size, VmFlags::ALLOC, "vmalloc", caller)?;
     if !populate(&area, 0, PteFlags::PAGE_KERNEL | PteFlags::NX, true, |_| {
@@ -333,6 +373,9 @@ pub fn vmalloc(size: usize) -> Option<NonNull<u8>> {
 #[track_caller]
 pub fn vmap(frames: &[u32]) -> Option<NonNull<u8>> {
     let caller = Location::caller();
+    if refuse_in_interrupt("vmap") {
+        return None;
+    }
     let size = check_size(frames.len() * PAGE_SIZE, "vmap")?;
     let area = reserve(size, VmFlags::MAP, "vmap", caller)?;
     if !populate(&area, 0, PteFlags::PAGE_KERNEL | PteFlags::NX, false, |i| {
@@ -349,6 +392,9 @@ pub fn vmap(frames: &[u32]) -> Option<NonNull<u8>> {
 #[track_caller]
 pub fn ioremap(phys: u64, size: usize) -> Option<NonNull<u8>> {
     let caller = Location::caller();
+    if refuse_in_interrupt("ioremap") {
+        return None;
+    }
     let offset = (phys & (PAGE_SIZE as u64 - 1)) as usize;
     let base = phys - offset as u64;
     let size = check_size(size.checked_add(offset)?, "ioremap")?;

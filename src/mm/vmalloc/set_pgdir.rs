@@ -47,7 +47,7 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use super::{sets_pgdir, sync_kernel_pgd_slot, with_vmlist};
+use super::{sets_pgdir, sync_kernel_pgd_slot};
 use crate::mm::pgtable::{geometry, is_pae};
 
 /// Directories `set_pgdir` wrote an entry into.
@@ -58,8 +58,8 @@ pub fn set_pgdir_syncs() -> u32 {
 }
 
 /// `set_pgdir(address, *dir)`: `init_mm`'s entry for the slot of
-/// `address`, into every other directory.  The caller holds the vmlist
-/// lock (test10-pre1's vmalloc held none).
+/// `address`, into every other directory, with interrupts on and no lock
+/// but the list's (test10-pre1's `read_lock(&tasklist_lock)`).
 fn set_pgdir(address: u32) {
     sync_kernel_pgd_slot(address, &SET_PGDIR_SYNCS);
 }
@@ -86,7 +86,7 @@ impl SlotSync {
     pub(super) fn next_page(&mut self, va: u32) {
         let g = geometry();
         if let Some(slot) = self.unsynced.filter(|&s| g.pgd_index(s) != g.pgd_index(va)) {
-            with_vmlist(|_| set_pgdir(slot));
+            set_pgdir(slot);
             self.unsynced = None;
         }
     }
@@ -102,7 +102,7 @@ impl SlotSync {
     /// test10-pre1's `return -ENOMEM;` does.)
     pub(super) fn done(self) {
         if let Some(slot) = self.unsynced {
-            with_vmlist(|_| set_pgdir(slot));
+            set_pgdir(slot);
         }
     }
 }

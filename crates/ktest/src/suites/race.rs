@@ -690,7 +690,9 @@ fn check_two_cpus(r: &Report, same_mm: bool) {
 /// to its sync of B's directory, and, unlike on one CPU, also at the
 /// boundaries where A holds a lock with interrupts off; 5.9
 /// (`eager-lazy`) takes one lazy fault in each of those runs instead; the
-/// 2.4 versions make B wait for vmlist_lock, then B syncs on its fault.
+/// 2.4 versions make B wait for the lock their vmalloc maps under (the
+/// big kernel lock, init_mm's page_table_lock), then B syncs on its fault;
+/// test10-pre1's takes none, and B never waits.
 fn two_cpus_2020_regression() {
     let r = explore_2020(Cpus::Two, 5)
         .unwrap_or_else(|| crate::skip("one CPU (make test runs this with -smp 2 too)"));
@@ -755,7 +757,7 @@ fn two_cpus_2020_regression() {
         V::Cli => assert_eq!(r.failures, r.runs),
         V::Legacy | V::Cr3 | V::Sync => {
             assert_eq!(r.failures, 0, "a lazy version oopsed in the 2020 window");
-            assert!(r.waited > 0, "B never waited for vmlist_lock");
+            assert!(r.waited > 0, "B never waited for the map lock");
             assert_eq!(r.faults as usize, r.runs, "B did not sync on its own fault");
         }
     }

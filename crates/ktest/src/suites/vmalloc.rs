@@ -36,6 +36,7 @@ pub static SUITE: Suite = Suite {
         case!(counters_move_with_what_is_held),
         case!(a_new_stack_zone_table_is_copied_into_every_directory),
         case!(vmalloc_zero_and_huge_refused),
+        case!(vmalloc_in_an_interrupt_handler_is_refused),
         case!(vfree_null_is_noop),
         case!(vfree_bad_address_changes_nothing),
         case!(free_of_wrong_kind_refused),
@@ -120,6 +121,61 @@ fn vmalloc_zero_and_huge_refused() {
     assert!(vmap(&[]).is_none());
     assert!(ioremap(0xfee0_0000, 0).is_none());
     assert_restored(before);
+}
+
+/// What the interrupt handler got: vmalloc, vmap and ioremap (1: None).
+static IRQ_REFUSED: AtomicU32 = AtomicU32::new(0);
+static IRQ_FRAME: AtomicU32 = AtomicU32::new(0);
+
+fn vmalloc_in_irq(_: &mut vmfault::arch::x86::entry::TrapFrame) {
+    let f = IRQ_FRAME.load(Ordering::SeqCst);
+    let refused = [
+        vmalloc(PAGE_SIZE).is_none(),
+        vmap(&[f]).is_none(),
+        ioremap(f as u64, PAGE_SIZE).is_none(),
+    ];
+    let bits = refused
+        .iter()
+        .enumerate()
+        .fold(0, |b, (i, &r)| b | (u32::from(r) << i));
+    IRQ_REFUSED.store(bits, Ordering::SeqCst);
+}
+
+/// vmalloc maps under a lock taken with interrupts on (every 2.4
+/// release's, `map_lock`), and may sleep: from an interrupt handler it is
+/// refused with a message, where it could deadlock on the lock the
+/// interrupted code holds.
+fn vmalloc_in_an_interrupt_handler_is_refused() {
+    use vmfault::arch::x86::{apic, irq};
+    if !apic::present() {
+        crate::skip("no local APIC");
+    }
+    const VECTOR: u8 = 0xF5;
+    let f = frame::alloc_frame().expect("frame");
+    let before = snapshot();
+    IRQ_FRAME.store(f, Ordering::SeqCst);
+    IRQ_REFUSED.store(0, Ordering::SeqCst);
+    irq::request_irq(VECTOR, vmalloc_in_irq, irq::IrqFlags::empty());
+    let ((), out) = vmfault::console::capture(|| apic::self_ipi(VECTOR));
+    irq::free_irq(VECTOR);
+    assert_restored(before);
+    frame::free_frame(f);
+    assert_eq!(
+        IRQ_REFUSED.load(Ordering::SeqCst),
+        0b111,
+        "vmalloc, vmap, ioremap (bits 0-2) not all refused in an interrupt handler"
+    );
+    for what in ["vmalloc", "vmap", "ioremap"] {
+        assert!(
+            out.contains(&format!(
+                "{}: called from an interrupt handler (depth 1)",
+                what
+            )),
+            "no refusal message for {}: {:?}",
+            what,
+            out
+        );
+    }
 }
 
 fn vfree_null_is_noop() {
