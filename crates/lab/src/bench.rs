@@ -7,8 +7,11 @@
 extern crate alloc;
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 use crate::race::explorer;
+use crate::step_count;
+use crate::vm_area_trees::TreeAreas;
 use crate::vmlist24::Vmlist24;
 use vmfault::arch::x86::cpu;
 use vmfault::mm::addr::PAGE_SIZE;
@@ -57,51 +60,168 @@ fn fault_path() {
     let _ = vmalloc::vfree(p as *const u8);
 }
 
-/// Item 2: vmalloc + touch + vfree of one page with n live areas, for
-/// the B-tree allocator and for 2.4's linear first-fit vmlist, same run.
+/// The allocators item 2 compares, behind one face: reserve one page
+/// (plus its guard page) and give it back.
+trait OnePageAllocator {
+    fn get(&mut self) -> u32;
+    fn put(&mut self, addr: u32);
+}
+
+impl OnePageAllocator for AreaAllocator {
+    fn get(&mut self) -> u32 {
+        let here = core::panic::Location::caller();
+        self.get_vm_area(PAGE_SIZE as u32, VmFlags::ALLOC, here)
+            .expect("area")
+            .addr
+    }
+    fn put(&mut self, addr: u32) {
+        self.remove_vm_area(addr).expect("live area");
+    }
+}
+
+impl OnePageAllocator for TreeAreas {
+    fn get(&mut self) -> u32 {
+        let here = core::panic::Location::caller();
+        self.get_vm_area(PAGE_SIZE as u32, VmFlags::ALLOC, here)
+            .expect("area")
+            .addr
+    }
+    fn put(&mut self, addr: u32) {
+        self.remove_vm_area(addr).expect("live area");
+    }
+}
+
+impl OnePageAllocator for Vmlist24 {
+    fn get(&mut self) -> u32 {
+        self.get_vm_area(PAGE_SIZE as u32).expect("area")
+    }
+    fn put(&mut self, addr: u32) {
+        assert!(self.remove(addr), "live area");
+    }
+}
+
+/// One timed operation: vmalloc, touch and vfree of one page.
+fn timed_op(a: &mut impl OnePageAllocator, frame: u32) -> u64 {
+    let t0 = cpu::rdtsc();
+    let va = a.get();
+    one_page(va, frame);
+    a.put(va);
+    cpu::rdtsc() - t0
+}
+
+/// What `count_call`'s argumentless functions work on: the allocator
+/// being counted, or the frame `one_page` maps.
+static COUNTED: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+static COUNTED_FRAME: AtomicU32 = AtomicU32::new(0);
+
+fn counted_pair<A: OnePageAllocator>() {
+    // SAFETY: `count_pair` stores a pointer to its `&mut A` argument
+    // before calling this through `count_call` and clears it after, and
+    // nothing else runs meanwhile (interrupts are off while counting).
+    let a = unsafe { &mut *(COUNTED.load(Ordering::Relaxed) as *mut A) };
+    let va = a.get();
+    a.put(va);
+}
+
+fn counted_nothing() {
+    // The same load as `counted_pair`'s, so the difference is the pair.
+    core::hint::black_box(COUNTED.load(Ordering::Relaxed));
+}
+
+fn counted_one_page() {
+    let va = COUNTED.load(Ordering::Relaxed) as u32;
+    one_page(va, COUNTED_FRAME.load(Ordering::Relaxed));
+}
+
+/// Instructions of one `get` plus its `put` on `a`, the allocator alone
+/// (median of 3: the heap's state may differ between the three).
+fn count_pair<A: OnePageAllocator>(a: &mut A) -> u32 {
+    COUNTED.store(a as *mut A as *mut (), Ordering::Relaxed);
+    let mut n: Vec<u64> = (0..3)
+        .map(|_| {
+            (step_count::count_call(counted_pair::<A>) - step_count::count_call(counted_nothing))
+                as u64
+        })
+        .collect();
+    COUNTED.store(core::ptr::null_mut(), Ordering::Relaxed);
+    median(&mut n) as u32
+}
+
+/// Item 2: vmalloc + touch + vfree of one page with n live areas: the
+/// kernel's area allocator, the three B-trees it was until issue 28
+/// (`vm_area_trees`, kept as the reference) and 2.4's linear first-fit
+/// vmlist, in the same run.  Under TCG a TSC reading moves with the
+/// host's load, so the figure is the median of `ROUNDS` rounds' medians
+/// of `OPS` operations each; the allocators take turns operation by
+/// operation and the turn order rotates each round, so a burst of host
+/// load lands on all three alike.  The deterministic figure is the
+/// instruction count (single-stepped) of one get plus its remove, the
+/// allocator alone: the page's map, touch and unmap, which every column
+/// pays the same, is counted once on its own (`one_page_instructions`).
 fn scaling() {
     const OPS: usize = 200;
+    const ROUNDS: usize = 5;
     let base = vmalloc::reserve_range(200 << 20).expect("range for the scaling bench");
     let (start, end) = (base, base + (200 << 20));
+    let old_db = step_count::install();
     for n in [16usize, 256, 4096, 16384] {
-        let mut ours = AreaAllocator::new(start, end);
-        let mut old = Vmlist24::new(start, end);
-        let here = core::panic::Location::caller();
-        // n - 1 live areas of one page (plus guard), like many small vmallocs.
+        let mut areas = AreaAllocator::new(start, end);
+        let mut trees = TreeAreas::new(start, end);
+        let mut list = Vmlist24::new(start, end);
+        // n - 1 live areas of one page (plus guard), like many small
+        // vmallocs; the bench's own is the n-th.
         for _ in 0..n - 1 {
-            ours.get_vm_area(PAGE_SIZE as u32, VmFlags::ALLOC, here)
-                .expect("area");
-            old.get_vm_area(PAGE_SIZE as u32).expect("area");
+            areas.get();
+            trees.get();
+            list.get();
         }
         let f = frame::alloc_frame().expect("frame");
-        let mut t_ours = Vec::new();
-        let mut t_old = Vec::new();
-        for _ in 0..OPS {
-            let t0 = cpu::rdtsc();
-            let a = ours
-                .get_vm_area(PAGE_SIZE as u32, VmFlags::ALLOC, here)
-                .unwrap()
-                .addr;
-            one_page(a, f);
-            ours.remove_vm_area(a);
-            let t1 = cpu::rdtsc();
-            let a = old.get_vm_area(PAGE_SIZE as u32).unwrap();
-            one_page(a, f);
-            old.remove(a);
-            let t2 = cpu::rdtsc();
-            t_ours.push(t1 - t0);
-            t_old.push(t2 - t1);
+        let mut medians: [Vec<u64>; 3] = Default::default();
+        for round in 0..ROUNDS {
+            let mut t: [Vec<u64>; 3] = Default::default();
+            for _ in 0..OPS {
+                for k in 0..3 {
+                    let which = (k + round) % 3;
+                    t[which].push(match which {
+                        0 => timed_op(&mut areas, f),
+                        1 => timed_op(&mut trees, f),
+                        _ => timed_op(&mut list, f),
+                    });
+                }
+            }
+            for (m, t) in medians.iter_mut().zip(t.iter_mut()) {
+                m.push(median(t));
+            }
         }
+        let instructions = [
+            count_pair(&mut areas),
+            count_pair(&mut trees),
+            count_pair(&mut list),
+        ];
+        let va = areas.get();
+        COUNTED.store(va as *mut (), Ordering::Relaxed);
+        COUNTED_FRAME.store(f, Ordering::Relaxed);
+        let page =
+            step_count::count_call(counted_one_page) - step_count::count_call(counted_nothing);
+        COUNTED.store(core::ptr::null_mut(), Ordering::Relaxed);
+        areas.put(va);
         frame::free_frame(f);
-        drop(ours);
-        drop(old);
+        let [a, b, l] = medians.each_mut().map(|m| median(m));
         println!(
-            "BENCH|scaling|n={}|btree_tsc={}|vmlist24_tsc={}",
+            "BENCH|scaling|n={}|areas_tsc={}|btree_tsc={}|vmlist24_tsc={}|areas_instructions={}|btree_instructions={}|vmlist24_instructions={}|one_page_instructions={}|rounds={}|ops={}",
             n,
-            median(&mut t_ours),
-            median(&mut t_old)
+            a,
+            b,
+            l,
+            instructions[0],
+            instructions[1],
+            instructions[2],
+            page,
+            ROUNDS,
+            OPS,
         );
     }
+    step_count::uninstall(old_db);
     vmalloc::release_range(base);
     // Fresh slots for the lazy/eager bench.
     vmalloc::drop_kernel_tables(base, 200 << 20);
@@ -248,7 +368,6 @@ fn smp_ipis() {
 
     // Instructions.  CPU 1 arms its own DR0 from inside a call, so the
     // call that arms it is past its stub already.
-    use crate::step_count;
     fn arm(vector: usize) {
         step_count::arm_vector(vector as u8);
     }
