@@ -16,7 +16,7 @@ use crate::vmlist24::Vmlist24;
 use vmfault::arch::x86::cpu;
 use vmfault::mm::addr::PAGE_SIZE;
 use vmfault::mm::mm_struct::mm_alloc;
-use vmfault::mm::vm_area::{AreaAllocator, VmFlags};
+use vmfault::mm::vm_area::{AreaAllocator, VmFlags, SMALL_MAX, SMALL_MIN};
 use vmfault::mm::VmallocFaultVersion as V;
 use vmfault::mm::{fault, frame, vmalloc};
 use vmfault::println;
@@ -133,6 +133,61 @@ fn counted_one_page() {
     one_page(va, COUNTED_FRAME.load(Ordering::Relaxed));
 }
 
+/// The address `counted_put` gives back.
+static COUNTED_ADDR: AtomicU32 = AtomicU32::new(0);
+
+fn counted_get() {
+    // SAFETY: as in `counted_pair`: `switch_costs` points COUNTED at its
+    // allocator around the count.
+    let a = unsafe { &mut *(COUNTED.load(Ordering::Relaxed) as *mut AreaAllocator) };
+    COUNTED_ADDR.store(a.get(), Ordering::Relaxed);
+}
+
+fn counted_put() {
+    // SAFETY: as in `counted_get`.
+    let a = unsafe { &mut *(COUNTED.load(Ordering::Relaxed) as *mut AreaAllocator) };
+    a.put(COUNTED_ADDR.load(Ordering::Relaxed));
+}
+
+/// What the kernel's allocator pays to change representation, in
+/// instructions: the get that takes it past `SMALL_MAX` live areas into
+/// the trees, beside the get before it (the array's dearest in this
+/// pattern, `SMALL_MAX` - 1 areas to scan), and the remove that takes it
+/// below `SMALL_MIN` back to the array, beside the remove before it (in
+/// the trees).
+fn switch_costs(start: u32, end: u32) {
+    let mut a = AreaAllocator::new(start, end);
+    let count = |a: &mut AreaAllocator, f: fn()| {
+        COUNTED.store(a as *mut AreaAllocator as *mut (), Ordering::Relaxed);
+        let n = step_count::count_call(f) - step_count::count_call(counted_nothing);
+        COUNTED.store(core::ptr::null_mut(), Ordering::Relaxed);
+        n
+    };
+    let mut live = Vec::new();
+    while live.len() < SMALL_MAX - 1 {
+        live.push(a.get());
+    }
+    let plain_get = count(&mut a, counted_get);
+    live.push(COUNTED_ADDR.load(Ordering::Relaxed));
+    assert!(a.is_small());
+    let to_trees = count(&mut a, counted_get);
+    live.push(COUNTED_ADDR.load(Ordering::Relaxed));
+    assert!(!a.is_small());
+    while live.len() > SMALL_MIN + 1 {
+        a.put(live.pop().unwrap());
+    }
+    COUNTED_ADDR.store(live.pop().unwrap(), Ordering::Relaxed);
+    let plain_put = count(&mut a, counted_put);
+    COUNTED_ADDR.store(live.pop().unwrap(), Ordering::Relaxed);
+    assert!(!a.is_small());
+    let to_small = count(&mut a, counted_put);
+    assert!(a.is_small());
+    println!(
+        "BENCH|scaling_switch|instructions|small_max={}|small_min={}|get_to_max={}|get_to_trees={}|remove_to_min={}|remove_to_small={}",
+        SMALL_MAX, SMALL_MIN, plain_get, to_trees, plain_put, to_small
+    );
+}
+
 /// Instructions of one `get` plus its `put` on `a`, the allocator alone
 /// (median of 3: the heap's state may differ between the three).
 fn count_pair<A: OnePageAllocator>(a: &mut A) -> u32 {
@@ -164,7 +219,7 @@ fn scaling() {
     let base = vmalloc::reserve_range(200 << 20).expect("range for the scaling bench");
     let (start, end) = (base, base + (200 << 20));
     let old_db = step_count::install();
-    for n in [16usize, 256, 4096, 16384] {
+    for n in [16usize, SMALL_MAX, 256, 4096, 16384] {
         let mut areas = AreaAllocator::new(start, end);
         let mut trees = TreeAreas::new(start, end);
         let mut list = Vmlist24::new(start, end);
@@ -208,7 +263,7 @@ fn scaling() {
         frame::free_frame(f);
         let [a, b, l] = medians.each_mut().map(|m| median(m));
         println!(
-            "BENCH|scaling|n={}|areas_tsc={}|btree_tsc={}|vmlist24_tsc={}|areas_instructions={}|btree_instructions={}|vmlist24_instructions={}|one_page_instructions={}|rounds={}|ops={}",
+            "BENCH|scaling|n={}|areas_tsc={}|btree_tsc={}|vmlist24_tsc={}|areas_instructions={}|btree_instructions={}|vmlist24_instructions={}|one_page_instructions={}|rounds={}|ops={}|areas_repr={}",
             n,
             a,
             b,
@@ -219,8 +274,10 @@ fn scaling() {
             page,
             ROUNDS,
             OPS,
+            if areas.is_small() { "array" } else { "trees" },
         );
     }
+    switch_costs(start, end);
     step_count::uninstall(old_db);
     vmalloc::release_range(base);
     // Fresh slots for the lazy/eager bench.

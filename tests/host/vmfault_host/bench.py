@@ -251,6 +251,12 @@ def main(argv=None):
                 metric = f"ratio_{hi}_to_{lo}" if unit == "tsc" else f"instructions_ratio_{hi}_to_{lo}"
                 rows.append((mode, "scaling", alloc, metric, f"{ratio:.2f}"))
         print(f"{mode:7} (the page's map, touch and unmap, in every TSC column: {page} instructions)")
+        reprs = " ".join(f"n={n}:{get(mode, 'scaling', f'n={n}', 'areas_repr')}" for n in ns)
+        sw = {m: get(mode, "scaling_switch", "instructions", m)
+              for m in ("small_max", "small_min", "get_to_max", "get_to_trees", "remove_to_min", "remove_to_small")}
+        print(f"{mode:7} areas held in: {reprs}; switching (instructions): the get past {sw['small_max']} areas "
+              f"into the trees {sw['get_to_trees']} (the get before it {sw['get_to_max']}), the remove below "
+              f"{sw['small_min']} back to the array {sw['remove_to_small']} (the remove before it {sw['remove_to_min']})")
     print()
     print("== 3. lazy (sync) vs eager: vmalloc of M slots + first touch from N mms (TSC) ==")
     for mode in k.modes:
