@@ -400,7 +400,13 @@ impl AreaAllocator {
         match &mut self.repr {
             Repr::Small(v) => {
                 let i = v.binary_search_by_key(&addr, |a| a.addr).ok()?;
-                Some(v.remove(i))
+                // The last area (the newest, often) needs no shift: pop
+                // it rather than call memmove for nothing.
+                if i + 1 == v.len() {
+                    v.pop()
+                } else {
+                    Some(v.remove(i))
+                }
             }
             Repr::Trees(t) => {
                 let area = t.remove(addr, self.fence)?;
