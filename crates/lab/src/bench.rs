@@ -128,6 +128,13 @@ fn counted_nothing() {
     core::hint::black_box(COUNTED.load(Ordering::Relaxed));
 }
 
+/// The list's own heap traffic per operation: one 12-byte `VmStruct`
+/// allocated (by get) and freed (by remove), through this kernel's heap
+/// (linked_list_allocator, first fit), where 2.4 had the slab.
+fn counted_heap_pair() {
+    drop(core::hint::black_box(alloc::boxed::Box::new([0u32; 3])));
+}
+
 fn counted_one_page() {
     let va = COUNTED.load(Ordering::Relaxed) as u32;
     one_page(va, COUNTED_FRAME.load(Ordering::Relaxed));
@@ -202,81 +209,108 @@ fn count_pair<A: OnePageAllocator>(a: &mut A) -> u32 {
     median(&mut n) as u32
 }
 
+/// One n of item 2: the three allocators, each holding n - 1 areas, and
+/// each round's median TSC for each.
+struct ScalingSet {
+    n: usize,
+    areas: AreaAllocator,
+    trees: TreeAreas,
+    list: Vmlist24,
+    medians: [Vec<u64>; 3],
+}
+
 /// Item 2: vmalloc + touch + vfree of one page with n live areas: the
 /// kernel's area allocator, the three B-trees it was until issue 28
 /// (`vm_area_trees`, kept as the reference) and 2.4's linear first-fit
 /// vmlist, in the same run.  Under TCG a TSC reading moves with the
 /// host's load, so the figure is the median of `ROUNDS` rounds' medians
-/// of `OPS` operations each; the allocators take turns operation by
-/// operation and the turn order rotates each round, so a burst of host
-/// load lands on all three alike.  The deterministic figure is the
-/// instruction count (single-stepped) of one get plus its remove, the
-/// allocator alone: the page's map, touch and unmap, which every column
-/// pays the same, is counted once on its own (`one_page_instructions`).
+/// of `OPS` operations each.  Every n's allocators are built first and
+/// each round visits every n, so a burst of host load lands in one round
+/// of every n rather than on all rounds of one; within an n the
+/// allocators take turns operation by operation, the order rotating
+/// each round.  The deterministic figure is the instruction count
+/// (single-stepped) of one get plus its remove, the allocator alone: the
+/// page's map, touch and unmap, which every column pays the same, is
+/// counted once on its own (`one_page_instructions`), and so is the heap
+/// allocation and free inside the list's count (`vmlist24_heap_`).
 fn scaling() {
     const OPS: usize = 200;
     const ROUNDS: usize = 5;
     let base = vmalloc::reserve_range(200 << 20).expect("range for the scaling bench");
     let (start, end) = (base, base + (200 << 20));
     let old_db = step_count::install();
-    for n in [16usize, SMALL_MAX, 256, 4096, 16384] {
-        let mut areas = AreaAllocator::new(start, end);
-        let mut trees = TreeAreas::new(start, end);
-        let mut list = Vmlist24::new(start, end);
-        // n - 1 live areas of one page (plus guard), like many small
-        // vmallocs; the bench's own is the n-th.
-        for _ in 0..n - 1 {
-            areas.get();
-            trees.get();
-            list.get();
-        }
-        let f = frame::alloc_frame().expect("frame");
-        let mut medians: [Vec<u64>; 3] = Default::default();
-        for round in 0..ROUNDS {
+    let mut sets: Vec<ScalingSet> = [16usize, SMALL_MAX, 256, 4096, 16384]
+        .into_iter()
+        .map(|n| {
+            let mut s = ScalingSet {
+                n,
+                areas: AreaAllocator::new(start, end),
+                trees: TreeAreas::new(start, end),
+                list: Vmlist24::new(start, end),
+                medians: Default::default(),
+            };
+            // n - 1 live areas of one page (plus guard), like many small
+            // vmallocs; the bench's own is the n-th.
+            for _ in 0..n - 1 {
+                s.areas.get();
+                s.trees.get();
+                s.list.get();
+            }
+            s
+        })
+        .collect();
+    let f = frame::alloc_frame().expect("frame");
+    for round in 0..ROUNDS {
+        for s in &mut sets {
             let mut t: [Vec<u64>; 3] = Default::default();
             for _ in 0..OPS {
                 for k in 0..3 {
                     let which = (k + round) % 3;
                     t[which].push(match which {
-                        0 => timed_op(&mut areas, f),
-                        1 => timed_op(&mut trees, f),
-                        _ => timed_op(&mut list, f),
+                        0 => timed_op(&mut s.areas, f),
+                        1 => timed_op(&mut s.trees, f),
+                        _ => timed_op(&mut s.list, f),
                     });
                 }
             }
-            for (m, t) in medians.iter_mut().zip(t.iter_mut()) {
+            for (m, t) in s.medians.iter_mut().zip(t.iter_mut()) {
                 m.push(median(t));
             }
         }
+    }
+    for mut s in sets {
         let instructions = [
-            count_pair(&mut areas),
-            count_pair(&mut trees),
-            count_pair(&mut list),
+            count_pair(&mut s.areas),
+            count_pair(&mut s.trees),
+            count_pair(&mut s.list),
         ];
-        let va = areas.get();
+        let heap =
+            step_count::count_call(counted_heap_pair) - step_count::count_call(counted_nothing);
+        let va = s.areas.get();
         COUNTED.store(va as *mut (), Ordering::Relaxed);
         COUNTED_FRAME.store(f, Ordering::Relaxed);
         let page =
             step_count::count_call(counted_one_page) - step_count::count_call(counted_nothing);
         COUNTED.store(core::ptr::null_mut(), Ordering::Relaxed);
-        areas.put(va);
-        frame::free_frame(f);
-        let [a, b, l] = medians.each_mut().map(|m| median(m));
+        s.areas.put(va);
+        let [a, b, l] = s.medians.each_mut().map(|m| median(m));
         println!(
-            "BENCH|scaling|n={}|areas_tsc={}|btree_tsc={}|vmlist24_tsc={}|areas_instructions={}|btree_instructions={}|vmlist24_instructions={}|one_page_instructions={}|rounds={}|ops={}|areas_repr={}",
-            n,
+            "BENCH|scaling|n={}|areas_tsc={}|btree_tsc={}|vmlist24_tsc={}|areas_instructions={}|btree_instructions={}|vmlist24_instructions={}|vmlist24_heap_instructions={}|one_page_instructions={}|rounds={}|ops={}|areas_repr={}",
+            s.n,
             a,
             b,
             l,
             instructions[0],
             instructions[1],
             instructions[2],
+            heap,
             page,
             ROUNDS,
             OPS,
-            if areas.is_small() { "array" } else { "trees" },
+            if s.areas.is_small() { "array" } else { "trees" },
         );
     }
+    frame::free_frame(f);
     switch_costs(start, end);
     step_count::uninstall(old_db);
     vmalloc::release_range(base);

@@ -250,7 +250,9 @@ def main(argv=None):
                       f"   cost({hi})/cost({lo}) = {ratio:.2f}")
                 metric = f"ratio_{hi}_to_{lo}" if unit == "tsc" else f"instructions_ratio_{hi}_to_{lo}"
                 rows.append((mode, "scaling", alloc, metric, f"{ratio:.2f}"))
-        print(f"{mode:7} (the page's map, touch and unmap, in every TSC column: {page} instructions)")
+        heap = " ".join(f"n={n}:{get(mode, 'scaling', f'n={n}', 'vmlist24_heap_instructions')}" for n in ns)
+        print(f"{mode:7} (the page's map, touch and unmap, in every TSC column: {page} instructions; "
+              f"of vmlist24's instructions, its VmStruct's heap alloc+free: {heap})")
         reprs = " ".join(f"n={n}:{get(mode, 'scaling', f'n={n}', 'areas_repr')}" for n in ns)
         sw = {m: get(mode, "scaling_switch", "instructions", m)
               for m in ("small_max", "small_min", "get_to_max", "get_to_trees", "remove_to_min", "remove_to_small")}
