@@ -226,9 +226,13 @@ struct ScalingSet {
 /// host's load, so the figure is the median of `ROUNDS` rounds' medians
 /// of `OPS` operations each.  Every n's allocators are built first and
 /// each round visits every n, so a burst of host load lands in one round
-/// of every n rather than on all rounds of one; within an n the
-/// allocators take turns operation by operation, the order rotating
-/// each round.  The deterministic figure is the instruction count
+/// of every n rather than on all rounds of one.  Within an n each
+/// allocator runs its `OPS` in one block, the blocks' order rotating each
+/// round: taking turns operation by operation instead made every
+/// operation of one allocator follow one of another's, the kernel's
+/// always the list's, whose walk of 16384 nodes left it the host's cold
+/// caches (the kernel's trees then read 1.2-1.3x the lab's copy of the
+/// same trees, on equal instruction counts).  The deterministic figure is the instruction count
 /// (single-stepped) of one get plus its remove, the allocator alone: the
 /// page's map, touch and unmap, which every column pays the same, is
 /// counted once on its own (`one_page_instructions`), and so is the heap
@@ -262,19 +266,16 @@ fn scaling() {
     let f = frame::alloc_frame().expect("frame");
     for round in 0..ROUNDS {
         for s in &mut sets {
-            let mut t: [Vec<u64>; 3] = Default::default();
-            for _ in 0..OPS {
-                for k in 0..3 {
-                    let which = (k + round) % 3;
-                    t[which].push(match which {
+            for k in 0..3 {
+                let which = (k + round) % 3;
+                let mut t: Vec<u64> = (0..OPS)
+                    .map(|_| match which {
                         0 => timed_op(&mut s.areas, f),
                         1 => timed_op(&mut s.trees, f),
                         _ => timed_op(&mut s.list, f),
-                    });
-                }
-            }
-            for (m, t) in s.medians.iter_mut().zip(t.iter_mut()) {
-                m.push(median(t));
+                    })
+                    .collect();
+                s.medians[which].push(median(&mut t));
             }
         }
     }
