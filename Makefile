@@ -22,8 +22,10 @@
 #                                 under record/replay, one CPU); GDB_BATCH runs
 #                                 a gdb script after the stop and exits
 #   make iso                      target/vmfault.iso with the GRUB menu
-#   make bench                    fault-path instruction counts, vmalloc
+#   make bench [QUICK=1]          fault-path instruction counts, vmalloc
 #                                 scaling, lazy vs eager -> target/bench/
+#                                 (QUICK=1: the in-kernel items alone, no
+#                                 host timings, no make test inside)
 #   make experiments [KERNEL=ktest|dev]
 #                                 the race explorers and stress, all versions
 #                                 and modes -> target/experiments/race.md
@@ -55,6 +57,7 @@ FILES ?=
 IN_DIFF ?=
 REVERSE ?=
 EMU ?=
+QUICK ?=
 PYTHON ?= python3
 # EMU=bochs: the boots of run, test, experiments and soak on Bochs 2.7
 # (tests/host/vmfault_host/bochs.py); EMU=both for experiments.
@@ -86,7 +89,7 @@ iso:
 	$(RUNNER) iso
 
 bench:
-	$(PYTHON) tests/host/bench.py
+	$(PYTHON) tests/host/bench.py $(if $(filter 1,$(QUICK)),--quick)
 
 experiments:
 	$(PYTHON) tests/host/experiments.py $(if $(KERNEL),--kernel $(KERNEL))

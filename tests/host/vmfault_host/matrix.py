@@ -27,7 +27,11 @@ VERSION_SUITES = ("traps", "vmalloc", "race", "sched", "soak", "leaks")
 # Version-independent cases inside those suites, slow enough to matter:
 # run under the default version, and the random vmalloc/vfree mix also
 # under every version that maps like 5.8 (`eager*`: another mapping path).
-DEFAULT_ONLY = ("sched.two_mms_10000_switches_each_sees_own_page",)
+# The area allocator's own cases (issue 28) drive a private allocator,
+# never the kernel's, so the version and the memory size change nothing.
+AREA_ALLOCATOR_ONLY = ("vmalloc.area_allocator_switches_representation_with_hysteresis",
+                       "vmalloc.area_allocator_matches_the_trees_on_random_sequences")
+DEFAULT_ONLY = ("sched.two_mms_10000_switches_each_sees_own_page",) + AREA_ALLOCATOR_ONLY
 # The short soak mixes vmalloc, vfree, touches, threads and timers: its
 # outcome depends on how vmalloc maps (2.4's way or 5.8's) and on whether a
 # lazy fault can happen, and eager-lazy's fallback never runs in it (its
@@ -38,7 +42,7 @@ PER_MAPPING_PATH = ("vmalloc.random_10000_ops_keep_tree_consistent", "soak.short
 # the harness or interrupt delivery; the random vmalloc/vfree mix and the
 # soak stay within a few MiB, far from either size's limits.
 MEMORY_INDEPENDENT = ("cmdline.*", "harness.*", "irq.*", "fuzz.*", "soak.*",
-                      "vmalloc.random_10000_ops_keep_tree_consistent")
+                      "vmalloc.random_10000_ops_keep_tree_consistent") + AREA_ALLOCATOR_ONLY
 
 
 def version_filter(version, default, first_eager):

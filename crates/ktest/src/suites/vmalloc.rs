@@ -49,6 +49,8 @@ pub static SUITE: Suite = Suite {
         case!(data_written_in_one_mm_read_in_another),
         case!(random_10000_ops_keep_tree_consistent),
         case!(area_allocator_edges_and_its_own_checker),
+        case!(area_allocator_switches_representation_with_hysteresis),
+        case!(area_allocator_matches_the_trees_on_random_sequences),
         case!(lazy_fault_with_irqs_off_keeps_them_off),
         case!(fault_reason_follows_the_version_error_code_check),
         case!(bad_area_reasons_quote_the_linux_checks),
@@ -1018,6 +1020,202 @@ fn area_allocator_edges_and_its_own_checker() {
     // whole pages: the checker must say so.
     let bad = AreaAllocator::with_stack_zone(p, 2 * p + p / 2, 4 * p);
     assert_eq!(bad.check(), Err("range size not a positive page multiple"));
+}
+
+/// The two representations of the area allocator and the moves between
+/// them: up to `SMALL_MAX` live areas in the sorted array, one more in the
+/// trees, which it keeps down to `SMALL_MIN`, below which it is back in the
+/// array; in between it stays where it is, either way (the hysteresis).
+/// The invariants hold, and the same areas are found, on both sides of
+/// every move.
+fn area_allocator_switches_representation_with_hysteresis() {
+    use vmfault::mm::vm_area::{AreaAllocator, VmFlags, SMALL_MAX, SMALL_MIN};
+    let here = core::panic::Location::caller();
+    let p = PAGE_SIZE as u32;
+    let mut a = AreaAllocator::with_stack_zone(16 * p, 1024 * p, 1040 * p);
+    let mut live = Vec::new();
+    let same = |a: &AreaAllocator, live: &[u32], when: &str| {
+        assert_eq!(a.check(), Ok(()), "{}", when);
+        assert_eq!(a.nr_areas(), live.len(), "{}", when);
+        let addrs: Vec<u32> = a.areas().map(|v| v.addr).collect();
+        let mut want = live.to_vec();
+        want.sort_unstable();
+        assert_eq!(addrs, want, "areas() in address order, {}", when);
+        for &x in live {
+            assert_eq!(a.find_vm_area(x + p).map(|v| v.addr), Some(x), "{}", when);
+        }
+    };
+    assert!(a.is_small(), "a new allocator holds no trees");
+    // A stack among them: the move carries the zone's areas too.
+    live.push(a.get_stack_area(2 * p, here).expect("stack").addr);
+    while live.len() < SMALL_MAX {
+        live.push(a.get_vm_area(p, VmFlags::ALLOC, here).expect("area").addr);
+        assert!(a.is_small(), "{} areas", live.len());
+    }
+    same(&a, &live, "at SMALL_MAX, in the array");
+    live.push(a.get_vm_area(p, VmFlags::ALLOC, here).expect("area").addr);
+    assert!(!a.is_small(), "one past SMALL_MAX");
+    same(&a, &live, "just moved to the trees");
+    // Down to SMALL_MIN: still the trees.  Removed from the middle, so
+    // the trees merge free neighbours on the way.
+    while live.len() > SMALL_MIN {
+        let x = live.remove(live.len() / 2);
+        assert_eq!(a.remove_vm_area(x).map(|v| v.addr), Some(x));
+        assert!(!a.is_small(), "{} areas: above SMALL_MIN", live.len());
+    }
+    same(&a, &live, "at SMALL_MIN, in the trees");
+    // Up again from SMALL_MIN stays in the trees, and so does the way back.
+    for _ in 0..8 {
+        live.push(a.get_vm_area(p, VmFlags::ALLOC, here).expect("area").addr);
+        assert!(
+            !a.is_small(),
+            "{} areas: below SMALL_MAX, in the trees",
+            live.len()
+        );
+    }
+    for _ in 0..8 {
+        let x = live.pop().unwrap();
+        a.remove_vm_area(x).expect("live");
+        assert!(!a.is_small(), "{} areas: not below SMALL_MIN", live.len());
+    }
+    let x = live.remove(1);
+    a.remove_vm_area(x).expect("live");
+    assert!(a.is_small(), "one below SMALL_MIN");
+    same(&a, &live, "just moved back to the array");
+    // And up from there stays in the array until SMALL_MAX is passed.
+    while live.len() < SMALL_MAX {
+        live.push(a.get_vm_area(p, VmFlags::ALLOC, here).expect("area").addr);
+        assert!(a.is_small(), "{} areas: not past SMALL_MAX", live.len());
+    }
+    same(&a, &live, "at SMALL_MAX again");
+    for x in live.drain(..) {
+        a.remove_vm_area(x).expect("live");
+    }
+    assert!(a.is_small());
+    same(&a, &live, "empty");
+    assert_eq!(a.largest_gap(), Some((16 * p, 1008 * p)), "one gap again");
+}
+
+/// The area allocator against the three-B-tree allocator it was before
+/// issue 28 (the lab keeps that one unchanged): random operation
+/// sequences whose live count swings across both thresholds many times,
+/// in a range small enough that allocations fail too.  Every answer must
+/// be the same, to the address: the experiments' counts depend on which
+/// address vmalloc returns.  Fixed seeds make a failure replayable.
+fn area_allocator_matches_the_trees_on_random_sequences() {
+    use vmfault::mm::vm_area::{AreaAllocator, VmArea, VmFlags, SMALL_MAX, SMALL_MIN};
+    use vmfault_lab::vm_area_trees::TreeAreas;
+    let here = core::panic::Location::caller();
+    let p = PAGE_SIZE as u32;
+    let key = |v: Option<&VmArea>| v.map(|v| (v.addr, v.size, v.flags, v.nr_pages, v.phys_addr));
+    for seed in 0..3u64 {
+        let mut rng = vmfault::rand::Rng::new(0x2801_0000 + seed);
+        // 1000 pages below the fence, 64 above: about 140 areas of this
+        // mix (7 pages each, guard included, on average) fill it, and the
+        // stack zone refuses most of the larger stacks.
+        let (start, fence, end) = (0x100 * p, 0x4e8 * p, 0x528 * p);
+        let mut a = AreaAllocator::with_stack_zone(start, fence, end);
+        let mut r = TreeAreas::with_stack_zone(start, fence, end);
+        let mut live: Vec<u32> = Vec::new();
+        let (mut to_trees, mut to_small, mut failed) = (0, 0, 0);
+        let mut grow = true;
+        for op in 0..2000u32 {
+            let ctx = |what: &str| format!("seed {} op {}: {}", seed, op, what);
+            let was_small = a.is_small();
+            // Grow to 110 live areas, then shrink to 10, and again: across
+            // SMALL_MAX and SMALL_MIN every time.
+            if live.len() >= 110 {
+                grow = false;
+            } else if live.len() <= 10 {
+                grow = true;
+            }
+            let choice = rng.below(100);
+            if live.is_empty() || choice < if grow { 75 } else { 20 } {
+                let pages = match rng.below(10) {
+                    0 => 1 + rng.below_u32(64),
+                    1..=4 => 1,
+                    _ => 1 + rng.below_u32(8),
+                };
+                let (x, y) = if rng.chance(10) {
+                    (
+                        a.get_stack_area(pages * p, here),
+                        r.get_stack_area(pages * p, here),
+                    )
+                } else {
+                    (
+                        a.get_vm_area(pages * p, VmFlags::ALLOC, here),
+                        r.get_vm_area(pages * p, VmFlags::ALLOC, here),
+                    )
+                };
+                assert_eq!(key(x.as_ref()), key(y.as_ref()), "{}", ctx("get"));
+                match x {
+                    Some(v) => live.push(v.addr),
+                    None => failed += 1,
+                }
+            } else if choice < 95 {
+                let x = live.swap_remove(rng.below(live.len()));
+                assert_eq!(
+                    key(a.remove_vm_area(x).as_ref()),
+                    key(r.remove_vm_area(x).as_ref()),
+                    "{}",
+                    ctx("remove")
+                );
+            } else if rng.chance(50) {
+                // No live area starts there: both refuse alike.
+                let x = live[rng.below(live.len())] + p;
+                assert!(a.remove_vm_area(x).is_none() && r.remove_vm_area(x).is_none());
+            } else {
+                // ioremap's update of a live area's details.
+                let x = live[rng.below(live.len())];
+                let mut v = *a.find_vm_area(x).expect("live");
+                v.phys_addr = rng.next_u64() & 0xf_ffff_f000;
+                a.update(v);
+                r.update(v);
+            }
+            match (was_small, a.is_small()) {
+                (true, false) => to_trees += 1,
+                (false, true) => to_small += 1,
+                _ => {}
+            }
+            assert!(
+                if a.is_small() {
+                    live.len() <= SMALL_MAX
+                } else {
+                    live.len() >= SMALL_MIN
+                },
+                "{}",
+                ctx("representation against the thresholds")
+            );
+            let probe = start + rng.below_u32(end - start);
+            assert_eq!(
+                key(a.find_vm_area(probe)),
+                key(r.find_vm_area(probe)),
+                "{}",
+                ctx("find")
+            );
+            assert_eq!(a.largest_gap(), r.largest_gap(), "{}", ctx("largest_gap"));
+            assert_eq!(a.nr_areas(), r.nr_areas(), "{}", ctx("nr_areas"));
+            if op % 32 == 0 || was_small != a.is_small() {
+                assert_eq!(a.check(), Ok(()), "{}", ctx("check"));
+                assert_eq!(r.check(), Ok(()), "{}", ctx("reference's check"));
+                assert!(
+                    a.areas()
+                        .map(|v| key(Some(v)))
+                        .eq(r.areas().map(|v| key(Some(v)))),
+                    "{}",
+                    ctx("areas()")
+                );
+            }
+        }
+        assert!(
+            to_trees >= 4 && to_small >= 4 && failed > 0,
+            "seed {}: {} moves to the trees, {} back, {} failed gets: the sequence missed a path",
+            seed,
+            to_trees,
+            to_small,
+            failed
+        );
+    }
 }
 
 /// `bad_area` says why before the oops report (`vmalloc_fault=VERSION:
