@@ -129,6 +129,15 @@ fn __schedule() {
     sw.prev.store(prev_ptr as *mut Task, Ordering::SeqCst);
     sw.next.store(next_ptr as *mut Task, Ordering::SeqCst);
     sw.in_switch.store(true, Ordering::SeqCst);
+    // Each task keeps its own preempt_count across the switch (a task
+    // that sleeps holding a spinlock - a bug - must not lend it to the
+    // next one).  Swapped here, with interrupts still off, not in the
+    // window below: its length is 2.4's (race.md's switch window).
+    let count = crate::arch::x86::percpu::preempt_count();
+    // SAFETY: next_ptr is live in TASKS (see below).
+    let next_count = unsafe { (*next_ptr).preempt_count.load(Ordering::SeqCst) };
+    prev.preempt_count
+        .store(count.swap(next_count, Ordering::SeqCst), Ordering::SeqCst);
     // 2.4 sched.c does `spin_unlock_irq(&runqueue_lock)` here, before
     // switch_mm and switch_to: interrupts are enabled again while CR3
     // already belongs to `next` and `current` is still `prev`.  That is
@@ -154,14 +163,6 @@ fn __schedule() {
         let oldmm = unsafe { (*prev.active_mm.get()).take() };
         drop(oldmm);
     }
-    // Each task keeps its own preempt_count across the switch (a task
-    // that sleeps holding a spinlock - a bug - must not lend it to the
-    // next one).
-    let count = crate::arch::x86::percpu::preempt_count();
-    // SAFETY: next_ptr is live in TASKS (see below).
-    let next_count = unsafe { (*next_ptr).preempt_count.load(Ordering::SeqCst) };
-    prev.preempt_count
-        .store(count.swap(next_count, Ordering::SeqCst), Ordering::SeqCst);
     // SAFETY: both stacks are live; next's saved ESP was written by its
     // last switch_to or by kernel_thread, and no other CPU uses either
     // (on_cpu).  The Arc in TASKS keeps `next`.
