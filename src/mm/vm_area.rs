@@ -96,6 +96,9 @@ pub struct AreaAllocator {
     fence: u32,
     end: u32,
     repr: Repr,
+    /// Moves between the array and the trees (false: the trees at every
+    /// size, `trees_only`).
+    adaptive: bool,
 }
 
 enum Repr {
@@ -284,6 +287,22 @@ impl AreaAllocator {
             // One more than SMALL_MAX: the insert that triggers the move
             // to the trees must not grow the array first.
             repr: Repr::Small(Vec::with_capacity(SMALL_MAX + 1)),
+            adaptive: true,
+        }
+    }
+
+    /// The allocator as it was before issue 28: the three trees at every
+    /// size, never the array.  For `make bench`'s before column and the
+    /// vmalloc suite's differential test (the array must answer as the
+    /// trees do, to the address).
+    pub fn trees_only(start: u32, fence: u32, end: u32) -> Self {
+        assert!(start <= fence && fence <= end);
+        AreaAllocator {
+            start,
+            fence,
+            end,
+            repr: Repr::Trees(Trees::from_sorted(&[], start, fence, end)),
+            adaptive: false,
         }
     }
 
@@ -440,7 +459,7 @@ impl AreaAllocator {
             }
             Repr::Trees(t) => {
                 let area = t.remove(addr, self.fence)?;
-                if t.busy.len() < SMALL_MIN {
+                if self.adaptive && t.busy.len() < SMALL_MIN {
                     self.move_to_array();
                 }
                 Some(area)
@@ -498,7 +517,7 @@ impl AreaAllocator {
                     .collect()
             }
             Repr::Trees(t) => {
-                if t.busy.len() < SMALL_MIN {
+                if self.adaptive && t.busy.len() < SMALL_MIN {
                     return Err("fewer than SMALL_MIN areas in the trees");
                 }
                 if t.free_by_addr.len() != t.free_by_size.len() {

@@ -11,7 +11,6 @@ use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 use crate::race::explorer;
 use crate::step_count;
-use crate::vm_area_trees::TreeAreas;
 use crate::vmlist24::Vmlist24;
 use vmfault::arch::x86::cpu;
 use vmfault::mm::addr::PAGE_SIZE;
@@ -68,18 +67,6 @@ trait OnePageAllocator {
 }
 
 impl OnePageAllocator for AreaAllocator {
-    fn get(&mut self) -> u32 {
-        let here = core::panic::Location::caller();
-        self.get_vm_area(PAGE_SIZE as u32, VmFlags::ALLOC, here)
-            .expect("area")
-            .addr
-    }
-    fn put(&mut self, addr: u32) {
-        self.remove_vm_area(addr).expect("live area");
-    }
-}
-
-impl OnePageAllocator for TreeAreas {
     fn get(&mut self) -> u32 {
         let here = core::panic::Location::caller();
         self.get_vm_area(PAGE_SIZE as u32, VmFlags::ALLOC, here)
@@ -214,14 +201,14 @@ fn count_pair<A: OnePageAllocator>(a: &mut A) -> u32 {
 struct ScalingSet {
     n: usize,
     areas: AreaAllocator,
-    trees: TreeAreas,
+    trees: AreaAllocator,
     list: Vmlist24,
     medians: [Vec<u64>; 3],
 }
 
 /// Item 2: vmalloc + touch + vfree of one page with n live areas: the
 /// kernel's area allocator, the three B-trees it was until issue 28
-/// (`vm_area_trees`, kept as the reference) and 2.4's linear first-fit
+/// (`AreaAllocator::trees_only`, kept as the reference) and 2.4's linear first-fit
 /// vmlist, in the same run.  Under TCG a TSC reading moves with the
 /// host's load, so the figure is the median of `ROUNDS` rounds' medians
 /// of `OPS` operations each.  Every n's allocators are built first and
@@ -231,7 +218,7 @@ struct ScalingSet {
 /// round: taking turns operation by operation instead made every
 /// operation of one allocator follow one of another's, the kernel's
 /// always the list's, whose walk of 16384 nodes left it the host's cold
-/// caches (the kernel's trees then read 1.2-1.3x the lab's copy of the
+/// caches (the kernel's trees then read 1.2-1.3x a copy of the
 /// same trees, on equal instruction counts).  The deterministic figure is the instruction count
 /// (single-stepped) of one get plus its remove, the allocator alone: the
 /// page's map, touch and unmap, which every column pays the same, is
@@ -249,7 +236,7 @@ fn scaling() {
             let mut s = ScalingSet {
                 n,
                 areas: AreaAllocator::new(start, end),
-                trees: TreeAreas::new(start, end),
+                trees: AreaAllocator::trees_only(start, end, end),
                 list: Vmlist24::new(start, end),
                 medians: Default::default(),
             };

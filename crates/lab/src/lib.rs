@@ -8,8 +8,6 @@
 //! - `bench`: the in-kernel half of `make bench`;
 //! - `demo`: the lazy-sync transcript `make run` prints;
 //! - `vmlist24`: Linux 2.4's linear `vmlist`, the bench's baseline;
-//! - `vm_area_trees`: the B-tree area allocator before issue 28, the
-//!   bench's other column and the differential test's reference;
 //! - `dump`: the `translation of` dump of one address;
 //! - `step_count`: instructions counted by single-stepping, per CPU.
 #![no_std]
@@ -22,6 +20,5 @@ pub mod fork2400;
 pub mod race;
 pub mod soak;
 pub mod step_count;
-pub mod vm_area_trees;
 pub mod vmalloc242;
 pub mod vmlist24;

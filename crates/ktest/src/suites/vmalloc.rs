@@ -1097,14 +1097,13 @@ fn area_allocator_switches_representation_with_hysteresis() {
 }
 
 /// The area allocator against the three-B-tree allocator it was before
-/// issue 28 (the lab keeps that one unchanged): random operation
+/// issue 28 (`AreaAllocator::trees_only`, the trees at every size): random operation
 /// sequences whose live count swings across both thresholds many times,
 /// in a range small enough that allocations fail too.  Every answer must
 /// be the same, to the address: the experiments' counts depend on which
 /// address vmalloc returns.  Fixed seeds make a failure replayable.
 fn area_allocator_matches_the_trees_on_random_sequences() {
     use vmfault::mm::vm_area::{AreaAllocator, VmArea, VmFlags, SMALL_MAX, SMALL_MIN};
-    use vmfault_lab::vm_area_trees::TreeAreas;
     let here = core::panic::Location::caller();
     let p = PAGE_SIZE as u32;
     let key = |v: Option<&VmArea>| v.map(|v| (v.addr, v.size, v.flags, v.nr_pages, v.phys_addr));
@@ -1115,7 +1114,7 @@ fn area_allocator_matches_the_trees_on_random_sequences() {
         // stack zone refuses most of the larger stacks.
         let (start, fence, end) = (0x100 * p, 0x4e8 * p, 0x528 * p);
         let mut a = AreaAllocator::with_stack_zone(start, fence, end);
-        let mut r = TreeAreas::with_stack_zone(start, fence, end);
+        let mut r = AreaAllocator::trees_only(start, fence, end);
         let mut live: Vec<u32> = Vec::new();
         let (mut to_trees, mut to_small, mut failed) = (0, 0, 0);
         let mut grow = true;
