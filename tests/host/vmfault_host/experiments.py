@@ -483,8 +483,10 @@ def main(argv=None):
         md += ["", "(In PAE, and under 5.8 and 5.9, no slot is stale in the window, so nothing is delivered there: the",
                "boundaries are stepped and counted, none is run.)"]
         md += ["", "Linux's 2020 x86-32 regression on one CPU (`preempt=full`): thread A maps a page into a fresh slot and is",
-               "preempted at every boundary (IF=1) from its init_mm `set_pmd` to its return; thread B maps into the same slot",
-               "and touches it from an older mm. Window = first..last failing boundary.", "",
+               "preempted at every boundary where it can be (IF=1 and no spinlock held: the preempt patch's rule) from its",
+               "init_mm `set_pmd` to its return; thread B maps into the same slot and touches it from an older mm. A maps",
+               "under its version's own lock (none in 2.4.0-test10, the big kernel lock, then init_mm.page_table_lock;",
+               "docs/history.md). Window = first..last failing boundary.", "",
                "| paging | version | boundaries stepped | preemptible | runs | failures | window | lazy faults (runs) | B after A (faults) | replay |",
                "|---|---|---:|---:|---:|---:|---|---:|---|---|"]
         for (m, v), (rows, groups, complete, b) in results.items():
@@ -515,10 +517,10 @@ def main(argv=None):
         md += ["", "`cli` (the seed's patch) on two CPUs: it never syncs on a two-level kernel (`pgd_present()` is 1 there), so",
                "A and B both oops wherever they fault; in PAE nothing faults. No variant of it that Linux never had is run.", "",
                "Linux's 2020 regression across two CPUs (scenario 4): A maps one page into a fresh slot on CPU 0; at every",
-               "boundary from its init_mm `set_pmd` to its return (IF=0 ones included: another CPU does not wait), B maps",
-               "into the same slot and touches it on CPU 1 from an older mm. B waited: B spun on a lock A held there, so",
-               "ran once A dropped it.", "",
-               "| paging | version | boundaries | runs | failing | of them with IF=0 on A | window | reason | B's lazy faults | B waited | runs/s | hand-off | replay |",
+               "boundary from its init_mm `set_pmd` to its return (the ones where A cannot be preempted included: another",
+               "CPU does not wait), B maps into the same slot and touches it on CPU 1 from an older mm. B waited: B spun",
+               "on a lock A held there (its version's map lock, pgd_lock), so ran once A dropped it.", "",
+               "| paging | version | boundaries | runs | failing | of them not preemptible on A | window | reason | B's lazy faults | B waited | runs/s | hand-off | replay |",
                "|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---|"]
         for (m, v), (rows, groups, complete, b) in results2.items():
             w = rows.get("cpu2_r2020")
