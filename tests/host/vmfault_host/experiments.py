@@ -116,6 +116,15 @@ def parse(log):
     return rows, groups, "EXP|end" in log
 
 
+def rows_named(res, name):
+    """(paging, version, row) of every boot of `res` that measured `name`,
+    in the boots' order: one table line each."""
+    for (m, v), (rows, _, _, _) in res.items():
+        r = rows.get(name)
+        if r:
+            yield m, v, r
+
+
 def windows_section(results, results2, kernel):
     """Each failure window of each strip, by boundary and by source line
     (addr2line on the kernel ELF): where the race opens and closes."""
@@ -189,22 +198,18 @@ def fork_section(results, results2, cell):
           "fault). The child's touch then runs the booted `vmalloc_fault=`. B waited: for `tasklist_lock`.", "",
           "| paging | version | boundaries | runs | child missed | window | parent missed | set_pgdir ran | child's touch: oops | repaired | outcome | B waited | replay |",
           "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---|"]
-    for (m, v), (rows, _, _, _) in results2.items():
-        r = rows.get("fork")
-        if r:
-            md.append(f"| {m} | {v} | {r['stepped']} | {r['runs']} | {r['failures']} | {span(r)} | {r['parent_missed']} | "
-                      f"{r['set_pgdir']} | {r['touch_oopses']} | {r['touch_clean']} | {r['reasons']} | {r['waited']} | "
-                      f"{cell(m, v, 2, 'fork', r)} |")
+    for m, v, r in rows_named(results2, "fork"):
+        md.append(f"| {m} | {v} | {r['stepped']} | {r['runs']} | {r['failures']} | {span(r)} | {r['parent_missed']} | "
+                  f"{r['set_pgdir']} | {r['touch_oopses']} | {r['touch_clean']} | {r['reasons']} | {r['waited']} | "
+                  f"{cell(m, v, 2, 'fork', r)} |")
     md += ["", "One CPU: test10-pre1 has no kernel preemption, and an interrupt handler may not vmalloc, so B (another",
            "task) runs only where A's fork sleeps: at each `GFP_KERNEL` allocation between `pgd_alloc` and `SET_LINKS`",
            "(0: get_pgd_slow's page, before the copy; 1: dup_mmap's vma; 2: copy_page_range's pte page), memory low.", "",
            "| paging | version | sleep points | child missed | at | child's touch: oops | repaired | outcome | replay |",
            "|---|---|---:|---:|---|---:|---:|---|---|"]
-    for (m, v), (rows, _, _, _) in results.items():
-        r = rows.get("fork_sleep")
-        if r:
-            md.append(f"| {m} | {v} | {r['stepped']} | {r['failures']} | {span(r)} | {r['touch_oopses']} | "
-                      f"{r['touch_clean']} | {r['reasons']} | {cell(m, v, 1, 'fork_sleep', r)} |")
+    for m, v, r in rows_named(results, "fork_sleep"):
+        md.append(f"| {m} | {v} | {r['stepped']} | {r['failures']} | {span(r)} | {r['touch_oopses']} | "
+                  f"{r['touch_clean']} | {r['reasons']} | {cell(m, v, 1, 'fork_sleep', r)} |")
     return md
 
 
@@ -489,11 +494,9 @@ def main(argv=None):
                "docs/history.md). Window = first..last failing boundary.", "",
                "| paging | version | boundaries stepped | preemptible | runs | failures | window | lazy faults (runs) | B after A (faults) | replay |",
                "|---|---|---:|---:|---:|---:|---|---:|---|---|"]
-        for (m, v), (rows, groups, complete, b) in results.items():
-            w = rows.get("r2020")
-            if w:
-                md.append(f"| {m} | {v} | {w['stepped']} | {w['preemptible']} | {w['runs']} | {w['failures']} | {span(w)} | "
-                          f"{w['faults']} ({w['runs_with_faults']}) | {w['baseline']} | {cell(m, v, 1, 'r2020')} |")
+        for m, v, w in rows_named(results, "r2020"):
+            md.append(f"| {m} | {v} | {w['stepped']} | {w['preemptible']} | {w['runs']} | {w['failures']} | {span(w)} | "
+                      f"{w['faults']} ({w['runs_with_faults']}) | {w['baseline']} | {cell(m, v, 1, 'r2020')} |")
         md += ["", "Two CPUs (`-smp 2`): CPU A's vmalloc fault is single-stepped; at every boundary, IF=1 or not, CPU A",
                "waits while CPU B runs its whole access to another page of the same stale slot. B is a thread of A's mm",
                "(Cox and Hemment's race, quoted in the seed) or of another process (Andrea's \"I think that can't",
@@ -522,12 +525,10 @@ def main(argv=None):
                "on a lock A held there (its version's map lock, pgd_lock), so ran once A dropped it.", "",
                "| paging | version | boundaries | runs | failing | of them not preemptible on A | window | reason | B's lazy faults | B waited | runs/s | hand-off | replay |",
                "|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---|"]
-        for (m, v), (rows, groups, complete, b) in results2.items():
-            w = rows.get("cpu2_r2020")
-            if w:
-                md.append(f"| {m} | {v} | {w['stepped']} | {w['runs']} | {w['failures']} | {w.get('failing_masked', '-')} | "
-                          f"{span(w)} | {w.get('reasons', '-')} | {w['faults']} | {w['waited']} | {w['runs_per_s']} | "
-                          f"{w['handoff_ns']} ns | {cell(m, v, 2, 'cpu2_r2020')} |")
+        for m, v, w in rows_named(results2, "cpu2_r2020"):
+            md.append(f"| {m} | {v} | {w['stepped']} | {w['runs']} | {w['failures']} | {w.get('failing_masked', '-')} | "
+                      f"{span(w)} | {w.get('reasons', '-')} | {w['faults']} | {w['waited']} | {w['runs_per_s']} | "
+                      f"{w['handoff_ns']} ns | {cell(m, v, 2, 'cpu2_r2020')} |")
         p3 = next(((m, v, rows) for (m, v), (rows, _, _, _) in results2.items() if "point3_242" in rows), None)
         if p3:
             pm, pv, p3 = p3
